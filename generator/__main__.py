@@ -1,0 +1,5 @@
+"""Allow `python -m generator ...` as a synonym for the `digest` command."""
+
+from generator.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,286 @@
+"""Citation downloads: BibTeX, RIS and CSL-JSON for one article (`cite.*`) or the digest (`digest.*`).
+
+Output is deterministic so rebuilding an unchanged digest leaves the files byte-identical: fields come
+in a fixed order, JSON keys are sorted, and citation keys (`smith2025chimeric`) are made unique
+across a digest by `citation_keys`, which depends only on the articles, not on their order. Each
+format is written so the site's own readers (`generator.readers.bibtex/ris/csl_json`) read back the
+same fields; PMID and PMCID travel the way Zotero keeps them (BibTeX `pmid`/`pmcid` fields, RIS
+`M2  - PMID: 123` as Zotero's Extra, CSL `PMID`/`PMCID`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from collections.abc import Iterable
+from typing import Any
+
+from generator.model import MONTHS, Article, Author, PubDate
+
+_STOPWORDS = frozenset(
+    "a an the of on in for and to with from by at is are as its into via or be do does how what why "
+    "when which who".split()
+)
+_ASCII_FOLD = {"ß": "ss", "æ": "ae", "œ": "oe", "ø": "o", "ł": "l", "đ": "d", "ð": "d", "þ": "th", "ı": "i"}
+_BIBTEX_ESCAPES = {
+    "\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "%": r"\%", "&": r"\&", "#": r"\#",
+    "_": r"\_", "$": r"\$", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+}
+_BIBTEX_SPECIAL = re.compile(r"[\\{}%&#_$~^]")
+# TeX ligatures a reader would turn into other characters: `--` (en dash), ``, '', ?` and !`.
+_LIGATURE = re.compile(r"(-(?=-)|'(?=')|`(?=`)|[?!](?=`))")
+CRLF = "\r\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# Citation keys.
+
+
+def citation_key(article: Article) -> str:
+    """Return the base key: first author's family name, year, first significant title word."""
+    author = next(iter(article.authors), None)
+    name = _ascii_word(_key_name(author)) if author else ""
+    words = [_ascii_word(w) for w in re.split(r"[\s\-/]+", article.title)]
+    word = next((w for w in words if w and w not in _STOPWORDS), "")
+    key = f"{name or 'anon'}{article.year or ''}{word}"
+    return key if key != "anon" else f"anon{_ascii_word(article.id)}"
+
+
+def citation_keys(articles: Iterable[Article]) -> dict[str, str]:
+    """Return `article.id -> key`, unique across the articles, independent of their order.
+
+    The first article (by id) with a base key keeps it; the others get `a`, `b`, ... `aa`, ... suffixes.
+    """
+    bases = {a.id: citation_key(a) for a in articles}
+    ordered = sorted(bases, key=lambda article_id: (bases[article_id], article_id))
+    keys: dict[str, str] = {}
+    used: set[str] = set()
+    for article_id in ordered:
+        if bases[article_id] not in used:
+            keys[article_id] = bases[article_id]
+            used.add(bases[article_id])
+    for article_id in ordered:
+        if article_id not in keys:
+            keys[article_id] = next(k for k in _suffixed(bases[article_id]) if k not in used)
+            used.add(keys[article_id])
+    return keys
+
+
+def _suffixed(base: str) -> Iterable[str]:
+    """Yield base+'a' ... base+'z', base+'aa' ..."""
+    length = 1
+    while True:
+        for index in range(26**length):
+            suffix = ""
+            for _ in range(length):
+                index, rest = divmod(index, 26)
+                suffix = chr(ord("a") + rest) + suffix
+            yield base + suffix
+        length += 1
+
+
+def _key_name(author: Author) -> str:
+    if author.collective or not author.family:
+        return author.name.split()[0] if author.name.split() else ""
+    return author.family
+
+
+def _ascii_word(text: str) -> str:
+    """Lower-case ASCII letters and digits only: 'Müller-Šimić' -> 'mullersimic'."""
+    text = "".join(_ASCII_FOLD.get(c, c) for c in text.lower())
+    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    return re.sub(r"[^a-z0-9]", "", text)
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared field preparation.
+
+
+def _date(article: Article) -> PubDate:
+    return article.published if article.published.year else article.epublished
+
+
+def _abstract(article: Article) -> str:
+    """The abstract on one line, structured sections as 'LABEL: text'."""
+    return _one_line(article.abstract_text)
+
+
+def _keywords(article: Article) -> list[str]:
+    """MeSH descriptors, then the keywords, without repeats."""
+    words = [m.descriptor for m in article.mesh_terms] + list(article.keywords)
+    return list(dict.fromkeys(" ".join(w.split()) for w in words if w.strip()))
+
+
+def _keyword_list(words: list[str]) -> str:
+    """Join with '; ' so descriptors like 'Muscle, Skeletal' survive the readers' comma split."""
+    text = "; ".join(w.replace(";", ",") for w in words)
+    return text + ";" if len(words) == 1 and "," in text else text
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+# ---------------------------------------------------------------------------------------------
+# BibTeX.
+
+
+def bibtex_escape(text: str) -> str:
+    """Escape TeX specials (`{}`, `%`, `&`, `#`, `_`, `$`, `~`, `^`, backslash) and ligatures."""
+    text = _BIBTEX_SPECIAL.sub(lambda m: _BIBTEX_ESCAPES[m.group(0)], _one_line(text))
+    return _LIGATURE.sub(r"\1{}", text)
+
+
+def _bibtex_pages(pages: str) -> str:
+    """`1608-1617` -> `1608--1617` (BibTeX's en dash for ranges)."""
+    text = re.sub(r"\s*[-\u2013]+\s*", "-", _one_line(pages))
+    return _BIBTEX_SPECIAL.sub(lambda m: _BIBTEX_ESCAPES[m.group(0)], text).replace("-", "--")
+
+
+def _bibtex_verbatim(text: str) -> str:
+    """DOIs and URLs are verbatim fields in BibLaTeX: no escapes, only braces percent-encoded."""
+    return _one_line(text).replace("{", "%7B").replace("}", "%7D")
+
+
+def _bibtex_name(author: Author) -> str:
+    """`Family, Given`, with parts braced when they hold a comma or ' and '; groups as `{Name}`."""
+    if author.collective or not author.family:
+        return "{" + bibtex_escape(author.name) + "}"
+    family, given = bibtex_escape(author.family), bibtex_escape(author.given)
+    family = f"{{{family}}}" if "," in family or " and " in family.lower() else family
+    given = f"{{{given}}}" if "," in given or " and " in given.lower() else given
+    return f"{family}, {given}" if given else family
+
+
+def article_to_bibtex(article: Article, key: str | None = None) -> str:
+    """Return one `@article{...}` entry; pass the digest's key from `citation_keys` to match it."""
+    date = _date(article)
+    fields: list[tuple[str, str]] = [
+        ("author", " and ".join(_bibtex_name(a) for a in article.authors)),
+        ("title", "{" + bibtex_escape(article.title) + "}" if article.title else ""),
+        ("journal", bibtex_escape(article.journal)),
+        ("shortjournal", bibtex_escape(article.journal_abbrev)),
+        ("year", str(date.year or "")),
+        ("month", MONTHS[date.month - 1].lower() if date.year and date.month else ""),
+        ("date", date.iso if date.day else ""),
+        ("volume", bibtex_escape(article.volume)),
+        ("number", bibtex_escape(article.issue)),
+        ("pages", _bibtex_pages(article.pages)),
+        ("doi", _bibtex_verbatim(article.doi)),
+        ("pmid", bibtex_escape(article.pmid)),
+        ("pmcid", bibtex_escape(article.pmcid)),
+        ("issn", bibtex_escape(", ".join(article.issn))),
+        ("url", _bibtex_verbatim(article.url)),
+        ("language", bibtex_escape(article.language)),
+        ("abstract", bibtex_escape(_abstract(article))),
+        ("keywords", bibtex_escape(_keyword_list(_keywords(article)))),
+    ]
+    lines = [f"  {name} = {value if name == 'month' else '{' + value + '}'}" for name, value in fields if value]
+    return f"@article{{{key or citation_key(article)},\n" + ",\n".join(lines) + "\n}\n"
+
+
+def articles_to_bibtex(articles: Iterable[Article]) -> str:
+    """Return the digest's `digest.bib`: one entry per article, in the order given."""
+    articles = list(articles)
+    keys = citation_keys(articles)
+    return "\n".join(article_to_bibtex(a, keys[a.id]) for a in articles)
+
+
+# ---------------------------------------------------------------------------------------------
+# RIS.
+
+
+def _ris_name(author: Author) -> str:
+    """`Family, Given`; a person without given names keeps the comma (`Plato,`) so it is not read
+    back as a group, and groups are written bare."""
+    if author.collective or not author.family:
+        return _one_line(author.name)
+    return f"{_one_line(author.family)}, {_one_line(author.given)}".rstrip()
+
+
+def _ris_pages(pages: str) -> list[tuple[str, str]]:
+    start, _, end = _one_line(pages).partition("-")
+    return [("SP", start.strip()), ("EP", end.strip())]
+
+
+def _ris_date(date: PubDate) -> str:
+    if not (date.year and date.month):
+        return ""
+    return f"{date.year:04d}/{date.month:02d}" + (f"/{date.day:02d}" if date.day else "")
+
+
+def article_to_ris(article: Article) -> str:
+    """Return one RIS record (Zotero's journalArticle tags), CRLF line ends as the spec says."""
+    date = _date(article)
+    tags: list[tuple[str, str]] = [("TY", "JOUR"), ("TI", article.title)]
+    tags += [("AU", _ris_name(a)) for a in article.authors]
+    tags += [("T2", article.journal), ("J2", article.journal_abbrev), ("PY", str(date.year or "")),
+             ("DA", _ris_date(date)), ("VL", article.volume), ("IS", article.issue)]
+    tags += _ris_pages(article.pages)
+    tags += [("SN", issn) for issn in article.issn]
+    tags += [("DO", article.doi), ("UR", article.url), ("AB", _abstract(article))]
+    tags += [("KW", word) for word in _keywords(article)]
+    tags += [("LA", article.language)]
+    tags += [("M2", f"PMID: {article.pmid}" if article.pmid else ""),
+             ("M2", f"PMCID: {article.pmcid}" if article.pmcid else "")]
+    lines = [f"{tag}  - {_one_line(value)}" for tag, value in tags if _one_line(value)]
+    return CRLF.join(lines + ["ER  - ", ""])
+
+
+def articles_to_ris(articles: Iterable[Article]) -> str:
+    """Return the digest's `digest.ris`, records separated by a blank line."""
+    return CRLF.join(article_to_ris(a) for a in articles)
+
+
+# ---------------------------------------------------------------------------------------------
+# CSL-JSON.
+
+
+def _csl_name(author: Author) -> dict[str, str]:
+    if author.collective or not author.family:
+        return {"literal": _one_line(author.name)}
+    name = {"family": _one_line(author.family)}
+    if author.given:
+        name["given"] = _one_line(author.given)
+    return name
+
+
+def article_to_csl(article: Article, key: str | None = None) -> dict[str, Any]:
+    """Return one CSL-JSON item (`type: article-journal`), leaving out empty variables."""
+    date = _date(article)
+    parts = [p for p in (date.year, date.month, date.day if date.month else None) if p]
+    item: dict[str, Any] = {
+        "id": key or citation_key(article),
+        "type": "article-journal",
+        "title": _one_line(article.title),
+        "author": [_csl_name(a) for a in article.authors],
+        "container-title": _one_line(article.journal),
+        "container-title-short": _one_line(article.journal_abbrev),
+        "issued": {"date-parts": [parts]} if parts else None,
+        "volume": _one_line(article.volume),
+        "issue": _one_line(article.issue),
+        "page": _one_line(article.pages),
+        "DOI": article.doi,
+        "PMID": article.pmid,
+        "PMCID": article.pmcid,
+        "ISSN": ", ".join(article.issn),
+        "URL": article.url,
+        "abstract": _abstract(article),
+        "keyword": _keyword_list(_keywords(article)),
+        "language": article.language,
+    }
+    return {name: value for name, value in item.items() if value}
+
+
+def articles_to_csl_json(articles: Iterable[Article]) -> str:
+    """Return the digest's `digest-csl.json`: an array of items, keys sorted, UTF-8, 2-space indent."""
+    articles = list(articles)
+    keys = citation_keys(articles)
+    items = [article_to_csl(a, keys[a.id]) for a in articles]
+    return json.dumps(items, ensure_ascii=False, indent=2, sort_keys=True) + "\n"
+
+
+def article_to_csl_json(article: Article, key: str | None = None) -> str:
+    """Return a one-item CSL-JSON array, the form citation managers import (`cite.json`)."""
+    return json.dumps([article_to_csl(article, key)], ensure_ascii=False, indent=2, sort_keys=True) + "\n"

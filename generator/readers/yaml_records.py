@@ -1,0 +1,130 @@
+"""Native YAML records: one record per file, or a list of records."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from generator.errors import Problem, ReaderError
+from generator.model import Record, SourceRef
+from generator.readers.common import ReadResult
+
+MAX_ALIASES = 200  # a few anchors are fine; thousands are an alias bomb ("billion laughs")
+MAX_DEPTH = 50
+MAX_EXPANDED_NODES = 200_000  # what the document would be with every alias written out
+
+
+class _LineLoader(yaml.SafeLoader):
+    """A SafeLoader that remembers the line of every mapping key and refuses alias bombs."""
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self.alias_count = 0
+        self.depth = 0
+
+    def compose_node(self, parent, index):  # type: ignore[override]
+        if self.check_event(yaml.AliasEvent):
+            self.alias_count += 1
+            if self.alias_count > MAX_ALIASES:
+                raise yaml.YAMLError(f"more than {MAX_ALIASES} aliases; records do not need that many")
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise yaml.YAMLError(f"nested deeper than {MAX_DEPTH} levels")
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
+def _construct_timestamp_or_text(loader: _LineLoader, node: yaml.ScalarNode):
+    """Keep an impossible date such as 2025-13-40 as text, so the field check can name it."""
+    try:
+        return yaml.SafeLoader.construct_yaml_timestamp(loader, node)
+    except (ValueError, OverflowError):
+        return loader.construct_scalar(node)
+
+
+_LineLoader.add_constructor("tag:yaml.org,2002:timestamp", _construct_timestamp_or_text)
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
+    """Count the values a node stands for with aliases expanded (memoised: aliases share node objects)."""
+    if id(node) in memo:
+        return memo[id(node)]
+    memo[id(node)] = 1  # guards against recursive anchors
+    if isinstance(node, yaml.SequenceNode):
+        size = 1 + sum(_expanded_size(child, memo) for child in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        size = 1 + sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value)
+    else:
+        size = 1
+    memo[id(node)] = size
+    return size
+
+
+def load_yaml_with_lines(text: str, path: str, line_offset: int = 0) -> tuple[Any, list[dict[str, int]]]:
+    """Parse YAML safely; return the data and, per record (the mapping, or each list item), key -> 1-based line."""
+    loader = None
+    try:
+        loader = _LineLoader(text)
+        node = loader.get_single_node()
+        if node is None:
+            return None, []
+        if _expanded_size(node, {}) > MAX_EXPANDED_NODES:
+            raise yaml.YAMLError("aliases expand to more than 200,000 values; records do not need that many")
+        data = loader.construct_document(node)
+    except yaml.reader.ReaderError as exc:
+        line = text[: exc.position].count("\n") + 1 + line_offset
+        raise ReaderError(path, f"invalid YAML: character #x{exc.character:04x} is not allowed", line=line,
+                          hint="remove control characters from the file") from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 + line_offset if mark else None
+        raise ReaderError(path, f"invalid YAML: {exc.problem or exc.context}", line=line,
+                          hint="check the indentation and quote values that contain ': '") from None
+    except yaml.YAMLError as exc:
+        raise ReaderError(path, f"invalid YAML: {exc}") from None
+    except RecursionError:
+        raise ReaderError(path, "invalid YAML: nested too deeply") from None
+    except (ValueError, TypeError, OverflowError) as exc:  # e.g. an unhashable mapping key
+        raise ReaderError(path, f"invalid YAML: {exc}") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+    items = [node] if isinstance(node, yaml.MappingNode) else list(node.value) if isinstance(node, yaml.SequenceNode) else []
+    lines: list[dict[str, int]] = []
+    for item in items:
+        keys = {str(k.value): k.start_mark.line + 1 + line_offset
+                for k, _ in (item.value if isinstance(item, yaml.MappingNode) else []) if isinstance(k, yaml.ScalarNode)}
+        keys["__start__"] = item.start_mark.line + 1 + line_offset
+        lines.append(keys)
+    return data, lines
+
+
+def records_from_data(data: Any, lines: list[dict[str, int]], path: str, fmt: str) -> ReadResult:
+    """Turn parsed YAML (a mapping or a list of mappings) into native records."""
+    result = ReadResult()
+    items = data if isinstance(data, list) else [data]
+    for index, item in enumerate(items):
+        item_lines = dict(lines[index]) if index < len(lines) else {}
+        start = item_lines.pop("__start__", None)
+        if not isinstance(item, dict):
+            result.problems.append(Problem(path, f"record {index + 1} is not a mapping of fields", line=start,
+                                           hint="write 'title: ...', 'pmid: ...' and so on, one per line"))
+            continue
+        fields = {str(k): v for k, v in item.items()}
+        result.records.append(Record(fields=fields, source=SourceRef(path, start), native=True,
+                                     field_lines=item_lines, format=fmt))
+    return result
+
+
+def read(text: str, path: str) -> ReadResult:
+    """Read one record (a mapping) or several (a list of mappings)."""
+    data, lines = load_yaml_with_lines(text, path)
+    if data is None:
+        return ReadResult(problems=[Problem(path, "the file is empty", severity="warning")])
+    if not isinstance(data, (dict, list)):
+        raise ReaderError(path, "expected a record (a mapping of fields) or a list of records", line=1,
+                          hint="start with 'title: ...'")
+    return records_from_data(data, lines, path, "yaml")

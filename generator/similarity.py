@@ -1,0 +1,440 @@
+"""Similar articles: for every article of a digest, its most similar other articles.
+
+PLACEHOLDER: design and measured figures are filled in once measured.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from itertools import chain
+
+import numpy as np
+import scipy.sparse as sp
+
+from generator.model import Article
+
+FIELDS = ("title", "abstract", "mesh", "keywords")
+
+# Share of the score each kind of evidence can carry (squared weights of the combined vector).
+_BLOCK_SHARES = {"text": 0.5, "mesh": 0.35, "keywords": 0.15}
+_MAJOR_WEIGHT = 2.0  # a major-topic MeSH heading counts this much more than a minor one
+_PAIR_WEIGHT = 0.5  # descriptor/qualifier pairs, relative to their descriptor
+_TITLE_REPEAT = 2  # pmra counts title words twice
+
+# Profile lengths tried, longest first (None: every term); the longest that fits the work budget wins.
+_PROFILE_LENGTHS: tuple[int | None, ...] = (None, 64, 48, 32, 24, 16, 12, 8)
+_WORK_PER_ARTICLE = 10_000  # multiply-adds of the similarity product, on average per article
+_WORK_FLOOR = 20_000_000  # small digests may always spend this much (a fraction of a second)
+_BLOCK_WORK = 1 << 20  # multiply-adds per row block: bounds each block's memory
+_BLOCK_ROWS = 4096
+_SCALE = 10_000  # scores are kept as integers of 1e-4, so output bytes do not depend on float noise
+_BUCKET_SHIFT = 4  # coarse score buckets (16e-4 wide) used to pre-select each row's best
+_MAX_SHARED = 5
+
+# PubMed's stopword list (PubMed Help, "Stopwords").
+STOPWORDS = frozenset(
+    """a about again all almost also although always among an and another any are as at be because
+    been before being between both but by can could did do does done due during each either enough
+    especially etc for found from further had has have having here how however i if in into is it its
+    itself just kg km made mainly make may mg might ml mm most mostly must nearly neither no nor
+    obtained of often on our overall perhaps pmid quite rather really regarding seem seen several
+    should show showed shown shows significantly since so some such than that the their theirs them
+    then there therefore these they this those through thus to upon use used using various very was
+    we were what when which while with within without would""".split()
+)
+
+
+@dataclass(frozen=True)
+class SimilarityConfig:
+    """How neighbours are computed (`similar:` in digest.yaml).
+
+    `min_score` is a cosine in [0, 1]. The default, 0.1, drops pairs that share only a few common
+    words: on the synthetic benchmark corpus, unrelated articles score PLACEHOLDER while articles of the
+    same topic score PLACEHOLDER.
+    """
+
+    count: int = 5
+    min_score: float = 0.1
+    fields: tuple[str, ...] = FIELDS
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "fields", tuple(self.fields))
+        if isinstance(self.count, bool) or not isinstance(self.count, int) or self.count < 0:
+            raise ValueError(f"similar.count must be a non-negative integer, got {self.count!r}")
+        if not 0.0 <= self.min_score <= 1.0:
+            raise ValueError(f"similar.min_score must be between 0 and 1, got {self.min_score!r}")
+        unknown = [f for f in self.fields if f not in FIELDS]
+        if unknown:
+            raise ValueError(f"similar.fields: unknown {unknown}; choose from {list(FIELDS)}")
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    """A similar article: its id, the cosine score (4 decimals) and the subject terms both share."""
+
+    id: str
+    score: float
+    shared_terms: tuple[str, ...] = ()
+
+
+def compute_neighbours(
+    articles: Sequence[Article], config: SimilarityConfig
+) -> dict[str, tuple[Neighbour, ...]]:
+    """Return each article's most similar other articles, best first, ties broken by id."""
+    ordered = sorted(articles, key=lambda a: a.id)
+    _check_unique_ids(ordered)
+    result: dict[str, tuple[Neighbour, ...]] = {a.id: () for a in ordered}
+    if len(ordered) < 2 or config.count == 0:
+        return result
+    vectors = build_vectors(ordered, config.fields)
+    profiles = truncate_profiles(vectors.matrix)
+    min_units = max(1, math.ceil(round(config.min_score * _SCALE, 6)))
+    src, dst, units = top_pairs(profiles, config.count, min_units)
+    shared = shared_terms(vectors, src, dst)
+    ids = [a.id for a in ordered]
+    bounds = np.searchsorted(src, np.arange(len(ordered) + 1))
+    for row in np.flatnonzero(np.diff(bounds)):
+        lo, hi = bounds[row], bounds[row + 1]
+        result[ids[row]] = tuple(
+            Neighbour(ids[dst[p]], int(units[p]) / _SCALE, shared[p]) for p in range(lo, hi)
+        )
+    return result
+
+
+def _check_unique_ids(ordered: Sequence[Article]) -> None:
+    for before, after in zip(ordered, ordered[1:]):
+        if before.id == after.id:
+            raise ValueError(f"duplicate article id {after.id!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Term vectors
+
+
+@dataclass(frozen=True)
+class TermVectors:
+    """Unit-length weighted term vectors, one row per article (in id order).
+
+    `labels[c]` is the display form of column c when it is a MeSH descriptor or a keyword (the terms
+    shown as shared), None for words and descriptor/qualifier pairs.
+    """
+
+    matrix: sp.csr_matrix
+    labels: tuple[str | None, ...]
+
+
+def build_vectors(articles: Sequence[Article], fields: Iterable[str]) -> TermVectors:
+    """Return the articles' combined text, MeSH and keyword vectors."""
+    fields = set(fields)
+    blocks: list[tuple[sp.csr_matrix, list[str | None], float]] = []
+    if fields & {"title", "abstract"}:
+        counts = word_counts(articles, "title" in fields, "abstract" in fields)
+        counts.data = 1.0 + np.log(counts.data)  # sublinear tf, as in most TF-IDF variants
+        blocks.append((counts, [None] * counts.shape[1], _BLOCK_SHARES["text"]))
+    if "mesh" in fields:
+        blocks.append((*subject_terms(articles, _mesh_terms), _BLOCK_SHARES["mesh"]))
+    if "keywords" in fields:
+        blocks.append((*subject_terms(articles, _keyword_terms), _BLOCK_SHARES["keywords"]))
+    if not blocks:
+        return TermVectors(sp.csr_matrix((len(articles), 0)), ())
+    weighted = [_unit_rows(_times_idf(m)) * math.sqrt(share) for m, _, share in blocks]
+    matrix = _unit_rows(sp.hstack(weighted, format="csr"))
+    labels = tuple(chain.from_iterable(lab for _, lab, _ in blocks))
+    return TermVectors(matrix, labels)
+
+
+# For ASCII text, a bytes table lowercases letters and blanks everything but letters and digits: the
+# same words as the regular expression, several times faster.
+_ASCII_WORD_BYTES = bytes(
+    ord(chr(c).lower()) if chr(c).isalnum() else ord(" ") for c in range(128)
+) + bytes(range(128, 256))
+_WORD = re.compile(r"[^\W_]+")
+
+
+def tokens(text: str) -> list[str] | list[bytes]:
+    """Return the lowercase runs of letters and digits of `text` (pmra's words, before filtering).
+
+    ASCII text gives bytes tokens (cheaper to make); `_WordColumns` accepts both.
+    """
+    if text.isascii():
+        return text.encode("ascii").translate(_ASCII_WORD_BYTES).split()
+    return _WORD.findall(text.casefold())
+
+
+def stem(word: str) -> str:
+    """Strip an English plural ending (Harman's S-stemmer), so 'cells' and 'cell' match."""
+    if len(word) < 4 or word[-1] != "s" or word.endswith(("us", "ss", "is")):
+        return word
+    if word.endswith("ies") and not word.endswith(("eies", "aies")):
+        return word[:-3] + "y"
+    if word.endswith("es") and not word.endswith(("aes", "ees", "oes")):
+        return word[:-1]
+    return word[:-1]
+
+
+class _WordColumns(dict):
+    """Map each distinct token to its term column, or -1 when ignored; each token is examined once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.terms: dict[str, int] = {}
+
+    def __missing__(self, token: str | bytes) -> int:
+        word = token.decode("ascii") if isinstance(token, bytes) else token
+        column = -1
+        if word not in STOPWORDS and any(ch.isalpha() for ch in word):
+            column = self.terms.setdefault(stem(word), len(self.terms))
+        self[token] = column
+        return column
+
+
+def word_counts(articles: Sequence[Article], title: bool, abstract: bool) -> sp.csr_matrix:
+    """Return term counts per article: title words twice (as pmra does), abstract words once."""
+    columns = _WordColumns()
+    column_of = columns.__getitem__
+    flat: list[int] = []
+    lengths = np.zeros(len(articles), dtype=np.int64)
+    for row, article in enumerate(articles):
+        parts = [article.title] * _TITLE_REPEAT if title else []
+        if abstract:
+            parts.extend(section.text for section in article.abstract)
+        before = len(flat)
+        flat.extend(map(column_of, tokens(" ".join(parts))))
+        lengths[row] = len(flat) - before
+    cols = np.array(flat, dtype=np.int64)
+    rows = np.repeat(np.arange(len(articles)), lengths)
+    kept = cols >= 0
+    shape = (len(articles), len(columns.terms))
+    coo = sp.coo_matrix((np.ones(int(kept.sum())), (rows[kept], cols[kept])), shape=shape)
+    return coo.tocsr()  # sums the repeated (article, term) entries into counts
+
+
+def _mesh_terms(article: Article) -> Iterable[tuple[str, str | None, float]]:
+    for heading in article.mesh_terms:
+        descriptor = heading.descriptor.strip()
+        if not descriptor:
+            continue
+        weight = _MAJOR_WEIGHT if heading.is_major_topic else 1.0
+        yield "m:" + descriptor.casefold(), descriptor, weight
+        for qualifier in heading.qualifiers:
+            pair = f"q:{descriptor}/{qualifier.name.strip()}".casefold()
+            yield pair, None, weight * _PAIR_WEIGHT
+
+
+def _keyword_terms(article: Article) -> Iterable[tuple[str, str | None, float]]:
+    for keyword in article.keywords:
+        keyword = " ".join(keyword.split())
+        if keyword:
+            yield "k:" + keyword.casefold(), keyword, 1.0
+
+
+def subject_terms(articles: Sequence[Article], terms_of) -> tuple[sp.csr_matrix, list[str | None]]:
+    """Return whole-term weights per article (a repeated term keeps its highest weight) and labels.
+
+    A label is the term as first written, in id order, so it does not depend on input order.
+    """
+    columns: dict[str, int] = {}
+    labels: list[str | None] = []
+    rows: list[int] = []
+    cols: list[int] = []
+    vals: list[float] = []
+    for row, article in enumerate(articles):
+        seen: dict[int, int] = {}
+        for key, label, weight in terms_of(article):
+            col = columns.get(key)
+            if col is None:
+                col = columns[key] = len(labels)
+                labels.append(label)
+            if col in seen:
+                vals[seen[col]] = max(vals[seen[col]], weight)
+                continue
+            seen[col] = len(vals)
+            rows.append(row)
+            cols.append(col)
+            vals.append(weight)
+    matrix = sp.csr_matrix((vals, (rows, cols)), shape=(len(articles), len(labels)), dtype=np.float64)
+    return matrix, labels
+
+
+def _times_idf(matrix: sp.csr_matrix) -> sp.csr_matrix:
+    """Multiply by BM25's idf, which is near 0 for a term every article has and never negative."""
+    n = matrix.shape[0]
+    df = np.bincount(matrix.indices, minlength=matrix.shape[1])
+    idf = np.log1p((n - df + 0.5) / (df + 0.5))
+    out = matrix.copy()
+    out.data = out.data * idf[out.indices]
+    return out
+
+
+def _unit_rows(matrix: sp.csr_matrix) -> sp.csr_matrix:
+    """Scale each row to unit length (empty rows stay empty)."""
+    matrix = sp.csr_matrix(matrix, dtype=np.float64, copy=True)
+    matrix.eliminate_zeros()
+    norms = np.sqrt(_row_sums(matrix.data**2, matrix.indptr))
+    inverse = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
+    matrix.data *= np.repeat(inverse, np.diff(matrix.indptr))
+    return matrix
+
+
+def _row_sums(values: np.ndarray, indptr: np.ndarray) -> np.ndarray:
+    """Return the sum of `values` over each CSR row (0 for empty rows)."""
+    sums = np.add.reduceat(np.append(values, 0), indptr[:-1])
+    sums[np.diff(indptr) == 0] = 0
+    return sums
+
+
+# ---------------------------------------------------------------------------------------------
+# Profiles and the similarity product
+
+
+def truncate_profiles(matrix: sp.csr_matrix) -> sp.csr_matrix:
+    """Keep each row's heaviest terms, as many as the work budget allows, and rescale to unit length.
+
+    The product costs sum(df^2) multiply-adds: common terms dominate it while adding little to a
+    cosine. Small digests keep every term and get exact cosines.
+    """
+    n = matrix.shape[0]
+    budget = max(_WORK_FLOOR, _WORK_PER_ARTICLE * n)
+    rank = _rank_within_rows(matrix)
+    chosen = _PROFILE_LENGTHS[-1]
+    for length in _PROFILE_LENGTHS:
+        kept = matrix.indices if length is None else matrix.indices[rank < length]
+        df = np.bincount(kept, minlength=matrix.shape[1]).astype(np.float64)
+        if float(df @ df) <= budget:
+            chosen = length
+            break
+    if chosen is None:
+        return matrix
+    profile = matrix.copy()
+    profile.data = np.where(rank < chosen, profile.data, 0.0)
+    return _unit_rows(profile)
+
+
+def _rank_within_rows(matrix: sp.csr_matrix) -> np.ndarray:
+    """Return each entry's rank in its row, heaviest first, ties by column (CSR keeps columns sorted)."""
+    matrix.sort_indices()
+    rank = np.empty(matrix.nnz, dtype=np.int64)
+    indptr, data = matrix.indptr, matrix.data
+    for row in range(matrix.shape[0]):
+        lo, hi = indptr[row], indptr[row + 1]
+        if hi > lo:
+            rank[lo + np.argsort(-data[lo:hi], kind="stable")] = np.arange(hi - lo)
+    return rank
+
+
+def top_pairs(
+    profiles: sp.csr_matrix, count: int, min_units: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return (source, neighbour, score in 1e-4 units) arrays, by source then rank.
+
+    Cosines come from `profiles @ profiles.T` computed a block of rows at a time, so memory stays
+    proportional to the block, never to n^2.
+    """
+    transposed = profiles.T.tocsr()
+    df = np.diff(transposed.indptr)
+    work = _row_sums(df[profiles.indices], profiles.indptr)  # upper bound of each row's product
+    parts = [
+        _select_block(profiles[lo:hi] @ transposed, lo, count, min_units)
+        for lo, hi in _row_blocks(work)
+    ]
+    if not parts:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, empty
+    return tuple(np.concatenate(arrays) for arrays in zip(*parts))  # type: ignore[return-value]
+
+
+def _row_blocks(work: np.ndarray) -> list[tuple[int, int]]:
+    """Split rows into consecutive blocks of about _BLOCK_WORK multiply-adds (at least one row)."""
+    blocks = []
+    cumulative = np.cumsum(work)
+    lo, n = 0, len(work)
+    while lo < n:
+        base = cumulative[lo - 1] if lo else 0
+        hi = int(np.searchsorted(cumulative, base + _BLOCK_WORK, side="right"))
+        hi = min(max(hi, lo + 1), lo + _BLOCK_ROWS, n)
+        blocks.append((lo, hi))
+        lo = hi
+    return blocks
+
+
+def _select_block(
+    scores: sp.csr_matrix, offset: int, count: int, min_units: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Keep each row's `count` best columns by (rounded score desc, column asc)."""
+    nrows = scores.shape[0]
+    rows = np.repeat(np.arange(nrows), np.diff(scores.indptr))
+    cols = scores.indices.astype(np.int64)
+    units = np.rint(scores.data * _SCALE).astype(np.int64)
+    keep = (units >= min_units) & (cols != rows + offset)
+    rows, cols, units = rows[keep], cols[keep], units[keep]
+    rows, cols, units = _prefilter(rows, cols, units, nrows, count)
+    order = np.lexsort((cols, -units, rows))
+    rows, cols, units = rows[order], cols[order], units[order]
+    starts = np.searchsorted(rows, np.arange(nrows))
+    best = np.arange(len(rows)) - starts[rows] < count
+    return rows[best] + offset, cols[best], units[best]
+
+
+def _prefilter(
+    rows: np.ndarray, cols: np.ndarray, units: np.ndarray, nrows: int, count: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Drop entries that cannot be among their row's `count` best, using coarse score buckets.
+
+    An exact per-row sort of every candidate costs far more than this linear pass.
+    """
+    buckets = units >> _BUCKET_SHIFT
+    width = (_SCALE >> _BUCKET_SHIFT) + 2
+    histogram = np.bincount(rows * width + buckets, minlength=nrows * width).reshape(nrows, width)
+    from_top = np.cumsum(histogram[:, ::-1], axis=1)
+    floor = width - 1 - (from_top < count).sum(axis=1)  # lowest bucket still needed in each row
+    keep = buckets >= floor[rows]
+    return rows[keep], cols[keep], units[keep]
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared terms
+
+
+def shared_terms(vectors: TermVectors, src: np.ndarray, dst: np.ndarray) -> list[tuple[str, ...]]:
+    """Return, per pair, the MeSH descriptors and keywords both share, heaviest contribution first."""
+    labels = vectors.labels
+    shown = np.array([label is not None for label in labels], dtype=bool)
+    if not len(src) or not shown.any():
+        return [()] * len(src)
+    display = (vectors.matrix @ sp.diags(shown.astype(np.float64))).tocsr()
+    both = display[src].multiply(display[dst]).tocsr()
+    both.eliminate_zeros()
+    label_rank = _label_ranks(labels)
+    rows = np.repeat(np.arange(both.shape[0]), np.diff(both.indptr))
+    order = np.lexsort((label_rank[both.indices], -both.data, rows))
+    cols = both.indices[order]
+    bounds = np.searchsorted(rows[order], np.arange(both.shape[0] + 1))
+    out: list[tuple[str, ...]] = []
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        out.append(_distinct_labels(labels[c] for c in cols[lo:hi]))
+    return out
+
+
+def _label_ranks(labels: Sequence[str | None]) -> np.ndarray:
+    order = sorted((i for i, label in enumerate(labels) if label is not None),
+                   key=lambda i: (labels[i].casefold(), labels[i]))  # type: ignore[union-attr]
+    rank = np.zeros(len(labels), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    return rank
+
+
+def _distinct_labels(labels: Iterable[str | None]) -> tuple[str, ...]:
+    """Return up to _MAX_SHARED labels, skipping one already shown (a keyword equal to a descriptor)."""
+    seen: set[str] = set()
+    out: list[str] = []
+    for label in labels:
+        key = label.casefold()  # type: ignore[union-attr]
+        if key not in seen:
+            seen.add(key)
+            out.append(label)  # type: ignore[arg-type]
+            if len(out) == _MAX_SHARED:
+                break
+    return tuple(out)

@@ -1,0 +1,75 @@
+"""Every page path of the site, and relative links between pages (so the site works at `/` and `/repo/`).
+
+Paths are POSIX, relative to the output folder, and name folders (`articles/123/`) whose page is
+`index.html`; files keep their name (`feed.xml`).
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+HOME = ""
+SEARCH = "search/"
+MAP = "map/"
+FEED = "feed.xml"
+SITEMAP = "sitemap.xml"
+DIGEST_JSON = "digest.json"
+NOT_FOUND = "404.html"
+
+TAXONOMY_TITLES = {
+    "topics": "Topics",
+    "authors": "Authors",
+    "journals": "Journals",
+    "years": "Years",
+    "types": "Publication types",
+}
+
+
+def article_path(article_id: str) -> str:
+    return f"articles/{article_id}/"
+
+
+def article_markdown_path(article_id: str) -> str:
+    return f"articles/{article_id}/index.md"
+
+
+def taxonomy_path(taxonomy: str) -> str:
+    return f"{taxonomy}/"
+
+
+def term_path(taxonomy: str, slug: str) -> str:
+    return f"{taxonomy}/{slug}/"
+
+
+def output_file(path: str) -> str:
+    """Return the file a page path is written to: folders get `index.html`."""
+    return f"{path}index.html" if path == "" or path.endswith("/") else path
+
+
+def depth(path: str) -> int:
+    """Return how many folders deep a page's file is, from the site root."""
+    return output_file(path).count("/")
+
+
+def relative_url(from_path: str, to_path: str) -> str:
+    """Return the relative URL from one page to another: `articles/1/` -> `topics/x/` is `../../topics/x/`."""
+    prefix = "../" * depth(from_path)
+    target = quote(to_path, safe="/.-_~#?=&")
+    return (prefix + target) or "./"
+
+
+def absolute_url(base_url: str, path: str) -> str:
+    """Return the absolute URL of a page under `base_url` (which ends with '/'), or the path when unset."""
+    return (base_url or "/") + quote(path, safe="/.-_~#?=&")
+
+
+def pubmed_url(pmid: str) -> str:
+    return f"https://pubmed.ncbi.nlm.nih.gov/{pmid}/"
+
+
+def doi_url(doi: str) -> str:
+    return "https://doi.org/" + quote(doi, safe="/:;()._-")
+
+
+def pmc_url(pmcid: str) -> str:
+    return f"https://www.ncbi.nlm.nih.gov/pmc/articles/{pmcid}/"

@@ -1,0 +1,45 @@
+"""Shared fixtures: tiny digests written inline, built with the real pipeline."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+SEED = SHARED / "seed" / "000_090769ea9b0f13e6.txt"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+@pytest.fixture
+def make_site(tmp_path: Path) -> Callable[..., Path]:
+    """Write a digest folder from a {relative path: text} mapping and return its root."""
+
+    def make(files: dict[str, str], config: str | None = None) -> Path:
+        root = tmp_path / "digest"
+        for relative, text in files.items():
+            path = root / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
+        (root / "content").mkdir(parents=True, exist_ok=True)
+        if config is not None:
+            (root / "digest.yaml").write_text(textwrap.dedent(config), encoding="utf-8")
+        return root
+
+    return make
+
+
+def build_site(root: Path, **overrides):
+    """Build the digest at `root` with the real pipeline; return the report."""
+    from generator.build import build
+    from generator.config import load_config
+
+    return build(load_config(root, overrides))
+
+
+def read_tree(folder: Path) -> dict[str, bytes]:
+    """Return every file under a folder as {relative path: bytes}."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
