@@ -39,6 +39,57 @@ def make_parser() -> argparse.ArgumentParser:
                                             "without writing anything.")
     _add_common(check)
     check.add_argument("--strict", action="store_true", help="treat warnings as errors")
+
+    serve = commands.add_parser("serve", help="build, serve on http://127.0.0.1:8000/, rebuild and reload on save",
+                                description="Build the site, serve it locally, watch content/, templates/, static/ "
+                                            "and digest.yaml, rebuild what changed and reload open pages.")
+    _add_common(serve)
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0 picks a free one)")
+    serve.add_argument("--poll", action="store_true", help="poll for changes (for file systems without events)")
+    serve.add_argument("--out", metavar="DIR", help="output folder (default: output_dir from digest.yaml, or site)")
+    serve.add_argument("--base-url", metavar="URL", help="public address; its sub-path is served locally too")
+
+    importer = commands.add_parser("import", help="convert exported files into native YAML records in content/",
+                                   description="Read MEDLINE, PubMed XML, RIS, BibTeX, CSL-JSON or PubMed page "
+                                               "files and write one YAML record per article into content/.")
+    _add_common(importer)
+    importer.add_argument("files", nargs="+", type=Path, metavar="FILE", help="files to import")
+    importer.add_argument("--to", metavar="DIR", help="folder for the records (default: content/)")
+    importer.add_argument("--force", action="store_true", help="overwrite records that already exist")
+
+    init = commands.add_parser("init", help="scaffold a new digest with a GitHub Pages workflow",
+                               description="Create DIR with digest.yaml, content/ (one sample record), "
+                                           ".gitignore and .github/workflows/pages.yml. Never overwrites files.")
+    init.add_argument("directory", type=Path, metavar="DIR", help="folder to create (may exist if empty of these files)")
+    init.add_argument("-v", "--verbose", action="store_true", help="print tracebacks on errors")
+
+    deploy = commands.add_parser("deploy", help="commit the built site to the gh-pages branch and push it",
+                                 description="Build, then commit site/ to a gh-pages branch of the current git "
+                                             "repository and push it (like mkdocs gh-deploy).")
+    _add_common(deploy)
+    deploy.add_argument("--remote", default="origin", help="git remote to push to (default: origin)")
+    deploy.add_argument("--branch", default="gh-pages", help="branch to publish (default: gh-pages)")
+    deploy.add_argument("--message", default="Deploy digest", help="commit message")
+    deploy.add_argument("--no-push", action="store_true", help="commit only")
+    deploy.add_argument("--base-url", metavar="URL", help="public address of the site")
+
+    add = commands.add_parser("add", help="fetch articles from PubMed (PMIDs, DOIs, URLs or a query) into content/",
+                              description="Fetch complete records from NCBI E-utilities, with PubMed's similar "
+                                          "articles, and write one YAML record per article into content/.")
+    _add_common(add)
+    add.add_argument("ids", nargs="*", metavar="ID", help="PMIDs, DOIs or PubMed URLs")
+    add.add_argument("--query", help="a PubMed search; adds its results")
+    add.add_argument("--max", type=int, default=20, help="most results to add for --query (default: 20)")
+    add.add_argument("--to", metavar="DIR", help="folder for the records (default: content/)")
+    add.add_argument("--eutils-url", help="E-utilities base URL (default: $DIGEST_EUTILS_URL or NCBI's)")
+
+    refresh = commands.add_parser("refresh", help="update records fetched from PubMed and report what changed",
+                                  description="Re-fetch every record that has a PMID, update only the fields that "
+                                              "came from PubMed, and report changes, new retractions first.")
+    _add_common(refresh)
+    refresh.add_argument("--eutils-url", help="E-utilities base URL (default: $DIGEST_EUTILS_URL or NCBI's)")
+    refresh.add_argument("--dry-run", action="store_true", help="report changes without writing")
     return parser
 
 
@@ -55,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             print(problem.format(), file=sys.stderr)
         count = sum(p.severity == "error" for p in exc.problems) or len(exc.problems)
         print(f"Build failed: {count} error{'s' * (count != 1)}. Nothing was written.", file=sys.stderr)
-        if args.verbose:
+        if getattr(args, "verbose", False):
             traceback.print_exc()
         return 1
     except KeyboardInterrupt:
@@ -102,4 +153,24 @@ def run_check(args: argparse.Namespace) -> int:
     return 1 if args.strict and loaded.warnings else 0
 
 
-COMMANDS = {"build": run_build, "check": run_check}
+def _lazy(module: str, function: str):
+    """Import a command's module only when it runs, so `digest build` stays quick to start."""
+
+    def run(args: argparse.Namespace) -> int:
+        import importlib
+
+        return getattr(importlib.import_module(module), function)(args)
+
+    return run
+
+
+COMMANDS = {
+    "build": run_build,
+    "check": run_check,
+    "serve": _lazy("generator.serve", "run_serve"),
+    "import": _lazy("generator.importer", "run_import"),
+    "init": _lazy("generator.init", "run_init"),
+    "deploy": _lazy("generator.deploy", "run_deploy"),
+    "add": _lazy("generator.pubmed_fetch", "run_add"),
+    "refresh": _lazy("generator.pubmed_fetch", "run_refresh"),
+}

@@ -182,9 +182,9 @@ def _abstract(value: Any) -> tuple[AbstractSection, ...]:
         for item in value:
             if isinstance(item, str):
                 sections.append(AbstractSection(text=item.strip()))
-            elif isinstance(item, dict) and "text" in item and set(item) <= {"text", "label", "category"}:
+            elif isinstance(item, dict) and "text" in item and set(item) <= {"text", "label", "category", "html"}:
                 sections.append(AbstractSection(text=_text(item["text"]), label=_text(item.get("label")),
-                                                category=_text(item.get("category"))))
+                                                category=_text(item.get("category")), html=_text(item.get("html"))))
             else:
                 raise FieldError("each abstract section must be text or a mapping with 'label' and 'text'")
         return tuple(sections)
@@ -319,6 +319,7 @@ def is_safe_id(text: str) -> bool:
 COERCERS: dict[str, Callable[[Any], Any]] = {
     "id": _id,
     "title": _text,
+    "title_html": _text,  # inline markup from PubMed XML; sanitised when rendered
     "pmid": _pmid,
     "doi": _doi,
     "pmcid": _pmcid,

@@ -363,35 +363,34 @@ def _row_blocks(work: np.ndarray) -> list[tuple[int, int]]:
 def _select_block(
     scores: sp.csr_matrix, offset: int, count: int, min_units: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Keep each row's `count` best columns by (rounded score desc, column asc)."""
+    """Keep each row's `count` best columns by (rounded score desc, column asc), itself excluded."""
     nrows = scores.shape[0]
-    rows = np.repeat(np.arange(nrows), np.diff(scores.indptr))
-    cols = scores.indices.astype(np.int64)
-    units = np.rint(scores.data * _SCALE).astype(np.int64)
+    rows = np.repeat(np.arange(nrows, dtype=np.int32), np.diff(scores.indptr))
+    units = (scores.data * _SCALE + 0.5).astype(np.int32)  # round half up to 1e-4
+    # +1: the article itself (score 1) is among the best until removed below.
+    picked = _best_buckets(rows, units, nrows, count + 1)
+    rows, cols, units = rows[picked], scores.indices[picked].astype(np.int64), units[picked]
     keep = (units >= min_units) & (cols != rows + offset)
     rows, cols, units = rows[keep], cols[keep], units[keep]
-    rows, cols, units = _prefilter(rows, cols, units, nrows, count)
     order = np.lexsort((cols, -units, rows))
     rows, cols, units = rows[order], cols[order], units[order]
     starts = np.searchsorted(rows, np.arange(nrows))
     best = np.arange(len(rows)) - starts[rows] < count
-    return rows[best] + offset, cols[best], units[best]
+    return rows[best].astype(np.int64) + offset, cols[best], units[best].astype(np.int64)
 
 
-def _prefilter(
-    rows: np.ndarray, cols: np.ndarray, units: np.ndarray, nrows: int, count: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Drop entries that cannot be among their row's `count` best, using coarse score buckets.
+def _best_buckets(rows: np.ndarray, units: np.ndarray, nrows: int, count: int) -> np.ndarray:
+    """Return the positions of entries in each row's top score buckets holding >= `count` entries.
 
-    An exact per-row sort of every candidate costs far more than this linear pass.
+    Coarse buckets (16e-4 wide) let one linear pass discard most candidates; sorting every
+    candidate of every row costs several times more.
     """
     buckets = units >> _BUCKET_SHIFT
     width = (_SCALE >> _BUCKET_SHIFT) + 2
     histogram = np.bincount(rows * width + buckets, minlength=nrows * width).reshape(nrows, width)
     from_top = np.cumsum(histogram[:, ::-1], axis=1)
-    floor = width - 1 - (from_top < count).sum(axis=1)  # lowest bucket still needed in each row
-    keep = buckets >= floor[rows]
-    return rows[keep], cols[keep], units[keep]
+    floor = (width - 1 - (from_top < count).sum(axis=1)).astype(np.int32)
+    return np.flatnonzero(buckets >= floor[rows])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -80,10 +80,19 @@ def collective(name: str) -> Author:
 
 
 def split_keywords(text: str) -> tuple[str, ...]:
-    """Split a keyword list: on ';' when there is one (so 'Muscle, Skeletal' survives), else ','."""
-    separator = ";" if ";" in text else ","
+    """Split a keyword list so MeSH headings like 'Immunotherapy, Adoptive' survive.
+
+    On ';' when there is one; else Better BibTeX's bare ',' (`A,Immunotherapy, Adoptive,B`) when a
+    comma is followed by a non-space somewhere, keeping ', ' inside terms; else every ','.
+    """
+    if ";" in text:
+        parts = text.split(";")
+    elif re.search(r",\S", text):
+        parts = re.split(r",(?=\S)", text)
+    else:
+        parts = text.split(",")
     seen: dict[str, None] = {}
-    for part in text.split(separator):
+    for part in parts:
         word = clean_text(part)
         if word:
             seen.setdefault(word, None)

@@ -19,6 +19,7 @@ from generator.model import (
     HistoryDate,
     MeshTerm,
     Notice,
+    PubDate,
     Record,
     SourceRef,
     Substance,
@@ -40,9 +41,11 @@ Item = tuple[str, int]
 # Sets a record field once, with its line: `put(name, value, line)`.
 Put = Callable[[str, Any, int], None]
 
-# One field: a tag (padded to four columns in real files, looser here), '-', the value, and the
-# continuation lines that follow it (they start with spaces). An empty value may have lost its space.
-_FIELD = re.compile(r"^([A-Z][A-Z0-9]{0,3}) *-(?: |$)(.*(?:\n[ \t]+\S.*)*)", re.MULTILINE)
+# Each match is one line of the file, or one field with its continuation lines: groups (tag, value,
+# '') for a field, ('', '', text) for any other line (blank or stray). A field is a tag (padded to four
+# columns in real files, looser here), '-', the value, and the following lines that start with spaces.
+# An empty value may have lost its space (`AB  -`).
+_LINES = re.compile(r"^(?:([A-Z][A-Z0-9]{0,3}) *-(?: |$)(.*(?:\n[ \t]+\S.*)*)|(.*))$", re.MULTILINE)
 _AUTHOR_TAGS = frozenset({"FAU", "AU", "CN", "AD", "AUID"})
 
 # MEDLINE comments/corrections tags and the XML CommentsCorrections RefType each stands for (NLM
@@ -88,7 +91,6 @@ _SCALAR_TAGS = {
 # Tags whose values, in order, make a tuple of strings.
 _LIST_TAGS = {"PT": "publication_types", "OT": "keywords", "GR": "grants"}
 
-_ID_SUFFIX = re.compile(r"^(.*?)\s*\[([a-z-]+)\]$")
 _PHST = re.compile(r"(\d{4})/(\d{1,2})/(\d{1,2})(?: (\d{1,2}):(\d{2}))?\s*\[([^\]]+)\]$")
 _ORCID = re.compile(r"(\d{4})-?(\d{4})-?(\d{4})-?(\d{3}[\dX])", re.IGNORECASE)
 
@@ -138,66 +140,52 @@ def read(text: str, path: str) -> ReadResult:
 def _split_records(text: str, path: str, problems: list[Problem]) -> list[_Block]:
     """Group the file's fields into records, joining continuation lines onto their field.
 
-    One regex match is one field with its continuation lines, so the Python loop runs once per field
-    rather than once per line; what lies between two matches is normally a single newline.
+    One `findall` splits the whole text into fields (with their continuation lines), blank lines and
+    stray lines, so the Python loop runs once per field rather than once per line.
     """
     if text.startswith("\ufeff"):
         text = text[1:]
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
     blocks: list[_Block] = []
-    block: _Block | None = None
-    line, counted, last_end = 1, 0, 0
-    for match in _FIELD.finditer(text):
-        start = match.start()
-        if start - last_end != 1:
-            gap_line = line + text.count("\n", counted, last_end)
-            if _scan_gap(text[last_end:start], gap_line, last_end == 0, path, problems):
-                block = None
-        line += text.count("\n", counted, start)
-        counted = start
-        tag, value = match.group(1, 2)
+    tags: dict[str, list[Item]] | None = None  # the current record's fields, None between records
+    people: list[tuple[str, str, int]] = []
+    author_tags = _AUTHOR_TAGS
+    line = 0
+    for tag, value, stray in _LINES.findall(text):
+        line += 1
+        if not tag:
+            if stray.strip():
+                problems.append(_stray_line_problem(path, line, stray))
+            else:
+                tags = None  # a blank line ends the record
+            continue
+        start = line
         if "\n" in value:
-            value = " ".join([part.strip() for part in value.split("\n")])
+            parts = value.split("\n")
+            line += len(parts) - 1
+            value = " ".join([part.strip() for part in parts])
         else:
             value = value.strip()
         # Records normally end at a blank line; a new PMID also starts one when the blank is missing.
-        if block is None or (tag == "PMID" and block.tags):
-            block = _Block(line)
+        if tags is None or (tag == "PMID" and tags):
+            block = _Block(start)
             blocks.append(block)
-        if tag in _AUTHOR_TAGS:
-            block.people.append((tag, value, line))
-        items = block.tags.get(tag)
+            tags, people = block.tags, block.people
+        if tag in author_tags:
+            people.append((tag, value, start))
+        items = tags.get(tag)
         if items is None:
-            block.tags[tag] = [(value, line)]
+            tags[tag] = [(value, start)]
         else:
-            items.append((value, line))
-        last_end = match.end()
-    if last_end < len(text):
-        tail_line = line + text.count("\n", counted, last_end)
-        _scan_gap(text[last_end:] + "\n", tail_line, last_end == 0, path, problems)
+            items.append((value, start))
     return blocks
 
 
-def _scan_gap(gap: str, line: int, at_start: bool, path: str, problems: list[Problem]) -> bool:
-    """Report the lines between two fields that are not fields; return True when one is blank.
-
-    `gap` runs from the end of one field's last line to the start of the next field's line, so its
-    first piece is empty unless the gap starts the file, and its last piece is always empty.
-    """
-    pieces = gap.split("\n")
-    first = 0 if at_start else 1
-    blank = False
-    for offset, piece in enumerate(pieces[first:-1], first):
-        if not piece.strip():
-            blank = True
-        elif piece[:1] in (" ", "\t"):
-            problems.append(_problem(path, line + offset, "continuation line with no field before it"))
-        else:
-            problems.append(
-                _problem(path, line + offset, f"not a MEDLINE 'TAG - value' line: {piece[:40]!r}", HINT)
-            )
-    return blank
+def _stray_line_problem(path: str, line: int, text: str) -> Problem:
+    if text[:1] in (" ", "\t"):
+        return _problem(path, line, "continuation line with no field before it")
+    return _problem(path, line, f"not a MEDLINE 'TAG - value' line: {text[:40]!r}", HINT)
 
 
 def _problem(path: str, line: int, message: str, hint: str = "", severity: str = "error") -> Problem:
@@ -232,16 +220,7 @@ def _build_record(block: _Block, path: str, problems: list[Problem]) -> Record:
         if items:
             put(name, reader(items), items[0][1])
     _read_substances(tags, put)
-    notices = [
-        (line, parse_notice(NOTICE_KINDS[tag], value))
-        for tag, items in tags.items()
-        if tag in NOTICE_KINDS
-        for value, line in items
-        if value
-    ]
-    if notices:
-        notices.sort(key=lambda pair: pair[0])
-        put("notices", tuple(notice for _, notice in notices), notices[0][0])
+    _read_notices(tags, put)
     if block.people:
         put("authors", _read_authors(block.people), block.people[0][2])
     if "title" not in fields:
@@ -260,12 +239,15 @@ def _first_value(items: list[Item]) -> str:
 
 
 def _read_pmid(items: list[Item] | None, start: int, path: str, problems: list[Problem], put: Put) -> None:
-    if not items:
+    value = _first_value(items) if items else ""
+    if not items or not value:
         problems.append(_problem(path, start, "record has no PMID", severity="warning"))
         return
-    value, line = items[0]
-    if not value.isdigit():
-        problems.append(_problem(path, line, f"PMID is not a number: {value!r}", severity="warning"))
+    line = items[0][1]
+    if value.isdigit():
+        put("pmid", value.lstrip("0"), line)
+        return
+    problems.append(_problem(path, line, f"PMID is not a number: {value!r}", severity="warning"))
     put("pmid", normalize_pmid(value), line)
 
 
@@ -283,13 +265,20 @@ def _read_title(tags: dict[str, list[Item]], put: Put) -> None:
 def _read_dates(tags: dict[str, list[Item]], path: str, problems: list[Problem], put: Put) -> None:
     for tag, name in (("DP", "published"), ("DEP", "epublished")):
         items = tags.get(tag)
-        if not items or not items[0][0]:
+        value = _first_value(items) if items else ""
+        if not items or not value:
             continue
-        value, line = items[0]
-        date = parse_pubmed_date(value)
+        line = items[0][1]
+        date = _parse_date(value)
         if not date.year:
             problems.append(_problem(path, line, f"{tag} has no year: {value!r}", severity="warning"))
         put(name, date, line)
+
+
+@lru_cache(maxsize=4096)
+def _parse_date(value: str) -> PubDate:
+    """Parse a DP/DEP value; cached because most records of a digest share a few issue dates."""
+    return parse_pubmed_date(value)
 
 
 def _read_identifiers(tags: dict[str, list[Item]], put: Put) -> None:
@@ -298,7 +287,7 @@ def _read_identifiers(tags: dict[str, list[Item]], put: Put) -> None:
     article_ids = [(*_split_id(value), line) for value, line in tags.get("AID", ()) if value]
     for kind, value, line in location_ids + article_ids:
         if kind == "doi":
-            put("doi", normalize_doi(value), line)
+            put("doi", value if value.startswith("10.") else normalize_doi(value), line)
         elif kind == "pii":
             put("pii", value, line)
     for kind, value, line in location_ids:
@@ -321,9 +310,9 @@ def _read_substances(tags: dict[str, list[Item]], put: Put) -> None:
 def _split_id(value: str) -> tuple[str, str]:
     """Split `10.1000/x [doi]` into ('doi', '10.1000/x'); a bare value has kind ''."""
     if value.endswith("]"):
-        match = _ID_SUFFIX.match(value)
-        if match:
-            return match.group(2), match.group(1).strip()
+        identifier, sep, kind = value[:-1].rpartition("[")
+        if sep and kind.isalpha():
+            return kind.lower(), identifier.strip()
     return "", value.strip()
 
 
@@ -367,6 +356,20 @@ _GROUPED_READERS = (
     ("MH", "mesh_terms", _read_mesh),
     ("PHST", "history", _read_history),
 )
+
+
+def _read_notices(tags: dict[str, list[Item]], put: Put) -> None:
+    """Collect the comments/corrections lines (CIN, RIN, EIN...) in file order."""
+    notices = [
+        (line, parse_notice(NOTICE_KINDS[tag], value))
+        for tag, items in tags.items()
+        if tag in NOTICE_KINDS
+        for value, line in items
+        if value
+    ]
+    if notices:
+        notices.sort(key=lambda pair: pair[0])
+        put("notices", tuple(notice for _, notice in notices), notices[0][0])
 
 
 def _parse_substance(value: str) -> Substance:
