@@ -18,8 +18,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -72,11 +73,13 @@ def generate(scratch: Path, n: int, make_corpus: Path) -> Path:
     if not make_corpus.exists():
         raise SystemExit(f"{make_corpus} not found: pass --make-corpus or --corpus")
     started = time.perf_counter()
-    subprocess.run(
+    done = subprocess.run(
         [sys.executable, str(make_corpus), "--n", str(n), "--out", str(scratch), "--formats", "medline"],
-        check=True,
-        stdout=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
     )
+    if done.returncode != 0:
+        raise SystemExit(f"make_corpus.py failed:\n{done.stderr}")
     print(f"generated {n} records in {time.perf_counter() - started:.1f} s")
     return scratch / "medline"
 
@@ -113,11 +116,16 @@ def best_of(repeat: int, run: Callable[[], object]) -> Timing:
 
 def report(files: int, records: int, problems: int, baseline: Timing, measured: Timing) -> None:
     print(f"files: {files}, records: {records}, problems: {problems}")
-    for name, timing in (("baseline (read + decode)", baseline), ("medline.read (read + decode + parse)", measured)):
+    for name, timing in (
+        ("baseline (read + decode)", baseline),
+        ("medline.read (read + decode + parse)", measured),
+    ):
         print(
             f"{name:37s} {timing.wall:7.3f} s wall {timing.cpu:7.3f} s cpu  {files / timing.wall:10,.0f} files/s"
         )
-    print(f"ratio to baseline: {measured.wall / baseline.wall:.1f}x; parsing alone {measured.wall - baseline.wall:.3f} s")
+    print(
+        f"ratio to baseline: {measured.wall / baseline.wall:.1f}x; parsing alone {measured.wall - baseline.wall:.3f} s"
+    )
     scaled = measured.wall * 10_000 / files
     verdict = "within" if scaled <= TARGET_SECONDS else "OVER"
     print(f"per 10,000 files: {scaled:.2f} s ({verdict} the {TARGET_SECONDS:.0f} s target)")

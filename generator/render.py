@@ -14,12 +14,16 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import jinja2
+from markupsafe import Markup
 
 from generator import urls
 from generator.config import SiteConfig
 from generator.errors import DigestError, Problem
 from generator.link import Digest, article_terms
+from generator import exports
+from generator.graph import build_map
 from generator.markup import inline_html, plain_text, render_notes, safe_url, summary
+from generator.metadata import page_range, scholarly_json_ld, updated_date
 from generator.model import Article
 
 THEME_DIR = Path(__file__).resolve().parent / "theme"
@@ -61,10 +65,10 @@ def make_environment(config: SiteConfig) -> jinja2.Environment:
     return env
 
 
-def json_for_script(value: Any) -> str:
+def json_for_script(value: Any) -> Markup:
     """Return JSON safe inside <script>: no `</script>` breakout, no HTML comment tricks."""
     text = json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return Markup(text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026"))
 
 
 def collect_assets(config: SiteConfig) -> dict[str, tuple[str, bytes]]:
@@ -98,7 +102,18 @@ class Renderer:
             "doi_url": urls.doi_url,
             "pmc_url": urls.pmc_url,
             "article_terms": article_terms,
+            "page_range": page_range,
+            "scholarly_json_ld": scholarly_json_ld,
+            "updated_date": updated_date,
+            "entry_id": self.entry_id,
         }
+        self.citation_keys = exports.citation_keys(digest.articles)
+
+    def entry_id(self, article: Article) -> str:
+        """Return a feed entry's permanent id: its page URL when the site has an address, else a URN."""
+        if self.config.base_url:
+            return urls.absolute_url(self.config.base_url, urls.article_path(article.id))
+        return f"urn:review-digest:{article.id}"
 
     def page_context(self, path: str) -> dict[str, Any]:
         """Return the helpers bound to one page: every link they make is relative to it."""
@@ -166,10 +181,44 @@ def render_site(digest: Digest, config: SiteConfig) -> list[Page]:
     for article in digest.articles:
         pages.extend(render_article(renderer, article))
     pages.extend(render_taxonomies(renderer))
+    pages.append(renderer.render("map.html", urls.MAP, digest_map=build_map(digest)))
     pages.append(renderer.render("404.html", urls.NOT_FOUND))
-    pages.append(Page(urls.DIGEST_JSON, digest_json(digest, config).encode("utf-8")))
-    pages.append(Page(".nojekyll", b""))
+    pages.extend(render_publishing(renderer, pages))
     return pages
+
+
+def render_feed(renderer: Renderer, path: str, articles: Iterable[Article], title: str, alternate: str) -> Page:
+    """Render an Atom feed of the newest articles (by publication date, then id)."""
+    newest = sorted(articles, key=lambda a: (updated_date(a), a.id), reverse=True)[: renderer.config.feed_limit]
+    updated = max((updated_date(a) for a in newest), default="1970-01-01T00:00:00Z")
+    feed_id = (urls.absolute_url(renderer.config.base_url, path) if renderer.config.base_url
+               else f"urn:review-digest:feed:{path}")
+    return renderer.render("feed.xml", path, articles=newest, feed_title=title, feed_id=feed_id, updated=updated,
+                           alternate_path=alternate)
+
+
+def render_publishing(renderer: Renderer, pages: list[Page]) -> list[Page]:
+    """Render what hosting and readers' tools need: feeds, sitemap, robots.txt, exports, CNAME."""
+    digest, config = renderer.digest, renderer.config
+    out = [render_feed(renderer, urls.FEED, digest.articles, config.title, urls.HOME)]
+    for term in digest.taxonomies.get("topics", ()):
+        out.append(render_feed(renderer, urls.term_path("topics", term.slug) + "feed.xml",
+                               [digest.by_id[i] for i in term.article_ids], f"{config.title}: {term.name}",
+                               urls.term_path("topics", term.slug)))
+    html_paths = sorted(p.path[: -len("index.html")] for p in pages
+                        if p.path.endswith("index.html") and p.path != urls.NOT_FOUND)
+    if config.base_url:
+        out.append(renderer.render("sitemap.xml", urls.SITEMAP, paths=html_paths))
+    out.append(renderer.render("robots.txt", "robots.txt"))
+    out.append(Page(urls.DIGEST_JSON, digest_json(digest, config).encode("utf-8")))
+    articles = digest.articles
+    out.append(Page("digest.bib", exports.articles_to_bibtex(articles).encode("utf-8")))
+    out.append(Page("digest.ris", exports.articles_to_ris(articles).encode("utf-8")))
+    out.append(Page("digest.csl.json", exports.articles_to_csl_json(articles).encode("utf-8")))
+    if config.cname:
+        out.append(Page("CNAME", (config.cname.strip() + "\n").encode("ascii", "ignore")))
+    out.append(Page(".nojekyll", b""))
+    return out
 
 
 def render_article(renderer: Renderer, article: Article) -> list[Page]:
@@ -180,9 +229,17 @@ def render_article(renderer: Renderer, article: Article) -> list[Page]:
         "similar": renderer.digest.similar.get(article.id, ()),
         "backlinks": [renderer.digest.by_id[i] for i in renderer.digest.backlinks.get(article.id, ())],
     }
-    html = renderer.render("article.html", path, **context)
+    key = renderer.citation_keys[article.id]
+    bibtex = exports.article_to_bibtex(article, key)
+    html = renderer.render("article.html", path, bibtex=bibtex, **context)
     markdown = renderer.render("article.md", urls.article_markdown_path(article.id), **context)
-    return [html, Page(urls.article_markdown_path(article.id), markdown.content)]
+    return [
+        html,
+        Page(urls.article_markdown_path(article.id), markdown.content),
+        Page(path + "cite.bib", bibtex.encode("utf-8")),
+        Page(path + "cite.ris", exports.article_to_ris(article).encode("utf-8")),
+        Page(path + "cite.json", exports.article_to_csl_json(article, key).encode("utf-8")),
+    ]
 
 
 def render_taxonomies(renderer: Renderer) -> Iterable[Page]:

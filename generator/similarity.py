@@ -135,9 +135,9 @@ def build_vectors(articles: Sequence[Article], fields: Iterable[str]) -> TermVec
         counts.data = 1.0 + np.log(counts.data)  # sublinear tf, as in most TF-IDF variants
         blocks.append((counts, [None] * counts.shape[1], _BLOCK_SHARES["text"]))
     if "mesh" in fields:
-        blocks.append((*subject_terms(articles, _mesh_terms), _BLOCK_SHARES["mesh"]))
+        blocks.append((*subject_terms(articles, _mesh_weights), _BLOCK_SHARES["mesh"]))
     if "keywords" in fields:
-        blocks.append((*subject_terms(articles, _keyword_terms), _BLOCK_SHARES["keywords"]))
+        blocks.append((*subject_terms(articles, _keyword_weights), _BLOCK_SHARES["keywords"]))
     if not blocks:
         return TermVectors(sp.csr_matrix((len(articles), 0)), ())
     weighted = [_unit_rows(_times_idf(m)) * math.sqrt(share) for m, _, share in blocks]
@@ -212,51 +212,73 @@ def word_counts(articles: Sequence[Article], title: bool, abstract: bool) -> sp.
     return coo.tocsr()  # sums the repeated (article, term) entries into counts
 
 
-def _mesh_terms(article: Article) -> Iterable[tuple[str, str | None, float]]:
-    for heading in article.mesh_terms:
-        descriptor = heading.descriptor.strip()
-        if not descriptor:
-            continue
-        weight = _MAJOR_WEIGHT if heading.is_major_topic else 1.0
-        yield "m:" + descriptor.casefold(), descriptor, weight
-        for qualifier in heading.qualifiers:
-            pair = f"q:{descriptor}/{qualifier.name.strip()}".casefold()
-            yield pair, None, weight * _PAIR_WEIGHT
+class _SubjectColumns:
+    """Columns of whole subject terms (MeSH descriptors, descriptor/qualifier pairs, keywords).
 
-
-def _keyword_terms(article: Article) -> Iterable[tuple[str, str | None, float]]:
-    for keyword in article.keywords:
-        keyword = " ".join(keyword.split())
-        if keyword:
-            yield "k:" + keyword.casefold(), keyword, 1.0
-
-
-def subject_terms(articles: Sequence[Article], terms_of) -> tuple[sp.csr_matrix, list[str | None]]:
-    """Return whole-term weights per article (a repeated term keeps its highest weight) and labels.
-
-    A label is the term as first written, in id order, so it does not depend on input order.
+    Terms match ignoring case and spacing; a label is the term as first written (in id order, so it
+    does not depend on input order). Pairs get no label: their descriptor is what users see.
     """
-    columns: dict[str, int] = {}
-    labels: list[str | None] = []
+
+    def __init__(self) -> None:
+        self.labels: list[str | None] = []
+        self._columns: dict[str, int] = {}
+        self._raw: dict[tuple[str, str], int] = {}  # cache of (kind, text as written) -> column
+
+    def column(self, kind: str, text: str) -> int:
+        """Return the column of a term (-1 for a blank one)."""
+        column = self._raw.get((kind, text))
+        if column is None:
+            column = self._raw[(kind, text)] = self._new_column(kind, text)
+        return column
+
+    def _new_column(self, kind: str, text: str) -> int:
+        shown = " ".join(text.split())
+        if not shown.strip("/"):
+            return -1
+        key = f"{kind}:{shown.casefold()}"
+        column = self._columns.get(key)
+        if column is None:
+            column = self._columns[key] = len(self.labels)
+            self.labels.append(None if kind == "pair" else shown)
+        return column
+
+
+def _add_term(weights: dict[int, float], column: int, weight: float) -> None:
+    """Record a term once per article, with the highest weight it was given."""
+    if column >= 0 and weights.get(column, 0.0) < weight:
+        weights[column] = weight
+
+
+def _mesh_weights(article: Article, columns: _SubjectColumns, weights: dict[int, float]) -> None:
+    for heading in article.mesh_terms:
+        major = heading.major or any(q.major for q in heading.qualifiers)
+        weight = _MAJOR_WEIGHT if major else 1.0
+        _add_term(weights, columns.column("mesh", heading.descriptor), weight)
+        for qualifier in heading.qualifiers:
+            pair = f"{heading.descriptor}/{qualifier.name}"
+            _add_term(weights, columns.column("pair", pair), weight * _PAIR_WEIGHT)
+
+
+def _keyword_weights(article: Article, columns: _SubjectColumns, weights: dict[int, float]) -> None:
+    for keyword in article.keywords:
+        _add_term(weights, columns.column("keyword", keyword), 1.0)
+
+
+def subject_terms(articles: Sequence[Article], add_terms) -> tuple[sp.csr_matrix, list[str | None]]:
+    """Return whole-term weights per article (from `add_terms`) and the columns' labels."""
+    columns = _SubjectColumns()
     rows: list[int] = []
     cols: list[int] = []
     vals: list[float] = []
     for row, article in enumerate(articles):
-        seen: dict[int, int] = {}
-        for key, label, weight in terms_of(article):
-            col = columns.get(key)
-            if col is None:
-                col = columns[key] = len(labels)
-                labels.append(label)
-            if col in seen:
-                vals[seen[col]] = max(vals[seen[col]], weight)
-                continue
-            seen[col] = len(vals)
-            rows.append(row)
-            cols.append(col)
-            vals.append(weight)
-    matrix = sp.csr_matrix((vals, (rows, cols)), shape=(len(articles), len(labels)), dtype=np.float64)
-    return matrix, labels
+        weights: dict[int, float] = {}
+        add_terms(article, columns, weights)
+        rows.extend([row] * len(weights))
+        cols.extend(weights)
+        vals.extend(weights.values())
+    shape = (len(articles), len(columns.labels))
+    matrix = sp.csr_matrix((vals, (rows, cols)), shape=shape, dtype=np.float64)
+    return matrix, columns.labels
 
 
 def _times_idf(matrix: sp.csr_matrix) -> sp.csr_matrix:
@@ -314,14 +336,17 @@ def truncate_profiles(matrix: sp.csr_matrix) -> sp.csr_matrix:
 
 
 def _rank_within_rows(matrix: sp.csr_matrix) -> np.ndarray:
-    """Return each entry's rank in its row, heaviest first, ties by column (CSR keeps columns sorted)."""
+    """Return each entry's rank in its row, heaviest first.
+
+    Weights are compared at 2^-40 resolution; closer ones tie and keep column order (CSR keeps
+    columns sorted and the sort is stable), so ranks are deterministic.
+    """
     matrix.sort_indices()
+    rows = np.repeat(np.arange(matrix.shape[0], dtype=np.int64), np.diff(matrix.indptr))
+    lightness = ((1.0 - np.clip(matrix.data, 0.0, 1.0)) * float(1 << 40)).astype(np.int64)
+    order = np.argsort((rows << 41) | lightness, kind="stable")
     rank = np.empty(matrix.nnz, dtype=np.int64)
-    indptr, data = matrix.indptr, matrix.data
-    for row in range(matrix.shape[0]):
-        lo, hi = indptr[row], indptr[row + 1]
-        if hi > lo:
-            rank[lo + np.argsort(-data[lo:hi], kind="stable")] = np.arange(hi - lo)
+    rank[order] = np.arange(matrix.nnz) - matrix.indptr[rows[order]]
     return rank
 
 
@@ -398,42 +423,48 @@ def _best_buckets(rows: np.ndarray, units: np.ndarray, nrows: int, count: int) -
 
 
 def shared_terms(vectors: TermVectors, src: np.ndarray, dst: np.ndarray) -> list[tuple[str, ...]]:
-    """Return, per pair, the MeSH descriptors and keywords both share, heaviest contribution first."""
-    labels = vectors.labels
-    shown = np.array([label is not None for label in labels], dtype=bool)
+    """Return, per pair, up to 5 MeSH descriptors and keywords both share, most informative first.
+
+    Informative means a larger contribution to the pair's score (rarer, major-topic terms first);
+    ties go by label. A keyword spelled like a shared descriptor is shown once.
+    """
+    shown = np.array([label is not None for label in vectors.labels], dtype=bool)
     if not len(src) or not shown.any():
         return [()] * len(src)
-    display = (vectors.matrix @ sp.diags(shown.astype(np.float64))).tocsr()
+    columns = np.flatnonzero(shown)
+    labels = [vectors.labels[c] for c in columns]
+    display = vectors.matrix[:, columns]
     both = display[src].multiply(display[dst]).tocsr()
     both.eliminate_zeros()
-    label_rank = _label_ranks(labels)
     rows = np.repeat(np.arange(both.shape[0]), np.diff(both.indptr))
-    order = np.lexsort((label_rank[both.indices], -both.data, rows))
-    cols = both.indices[order]
-    bounds = np.searchsorted(rows[order], np.arange(both.shape[0] + 1))
-    out: list[tuple[str, ...]] = []
-    for lo, hi in zip(bounds[:-1], bounds[1:]):
-        out.append(_distinct_labels(labels[c] for c in cols[lo:hi]))
-    return out
+    group, label_rank = _label_groups(labels)
+    order = _order_within_rows(rows, both.data, label_rank[both.indices])
+    rows, cols = rows[order], both.indices[order]
+    _, first = np.unique(rows * (group.max() + 1) + group[cols], return_index=True)
+    first.sort()  # the first (heaviest) entry of each group, back in order
+    rows, cols = rows[first], cols[first]
+    starts = np.searchsorted(rows, np.arange(len(src) + 1))
+    top = np.arange(len(rows)) - starts[rows] < _MAX_SHARED
+    rows, chosen = rows[top], np.array(labels, dtype=object)[cols[top]]
+    bounds = np.searchsorted(rows, np.arange(len(src) + 1))
+    return [tuple(chosen[lo:hi]) for lo, hi in zip(bounds[:-1], bounds[1:])]
 
 
-def _label_ranks(labels: Sequence[str | None]) -> np.ndarray:
-    order = sorted((i for i, label in enumerate(labels) if label is not None),
-                   key=lambda i: (labels[i].casefold(), labels[i]))  # type: ignore[union-attr]
-    rank = np.zeros(len(labels), dtype=np.int64)
-    rank[order] = np.arange(len(order))
-    return rank
+def _order_within_rows(rows: np.ndarray, weights: np.ndarray, ties: np.ndarray) -> np.ndarray:
+    """Return the order by row, then weight descending, then `ties` ascending (np.lexsort is slower).
+
+    Weights (in [0, 1]) closer than about 1e-10 count as equal.
+    """
+    by_tie = np.argsort(ties, kind="stable")
+    key = rows[by_tie] + 0.5 * (1.0 - np.clip(weights[by_tie], 0.0, 1.0))
+    return by_tie[np.argsort(key, kind="stable")]
 
 
-def _distinct_labels(labels: Iterable[str | None]) -> tuple[str, ...]:
-    """Return up to _MAX_SHARED labels, skipping one already shown (a keyword equal to a descriptor)."""
-    seen: set[str] = set()
-    out: list[str] = []
-    for label in labels:
-        key = label.casefold()  # type: ignore[union-attr]
-        if key not in seen:
-            seen.add(key)
-            out.append(label)  # type: ignore[arg-type]
-            if len(out) == _MAX_SHARED:
-                break
-    return tuple(out)
+def _label_groups(labels: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Return, per label, a group id (equal ignoring case) and its rank in sorted order."""
+    order = sorted(range(len(labels)), key=lambda i: (labels[i].casefold(), labels[i]))
+    rank = np.empty(len(labels), dtype=np.int64)
+    rank[order] = np.arange(len(labels))
+    groups: dict[str, int] = {}
+    group = np.array([groups.setdefault(label.casefold(), len(groups)) for label in labels])
+    return group, rank

@@ -6,7 +6,8 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from generator.errors import Problem, ReaderError
 from generator.model import (
@@ -74,7 +75,10 @@ def test_rispy_first_record_fields():
     assert fields["issn"] == ("1878-0849", "1769-7212")
     assert fields["journal"] == "European journal of medical genetics"
     assert fields["journal_abbrev"] == "Eur J Med Genet"
-    assert fields["copyright"] == "Copyright © 2019 The Authors. Published by Elsevier Masson SAS.. All rights reserved."
+    assert (
+        fields["copyright"]
+        == "Copyright © 2019 The Authors. Published by Elsevier Masson SAS.. All rights reserved."
+    )
     assert fields["publication_types"] == ("Historical Article", "Journal Article", "Review")
     assert fields["pmcid"] == "PMC7026692"
     assert fields["status"] == "MEDLINE"
@@ -85,19 +89,25 @@ def test_rispy_first_record_fields():
     )
     assert fields["history"][0] == HistoryDate(status="received", date="2019-01-21")
     assert HistoryDate(status="pubmed", date="2019-03-30T06:00") in fields["history"]
-    assert MeshTerm(descriptor="Genomics", major=True, qualifiers=(Qualifier("history"),)) in fields["mesh_terms"]
+    assert (
+        MeshTerm(descriptor="Genomics", major=True, qualifiers=(Qualifier("history"),))
+        in fields["mesh_terms"]
+    )
     assert fields["authors"][0] == Author(
         name="Darren K Griffin",
         family="Griffin",
         given="Darren K",
         initials="DK",
         affiliations=(
-            "School of Biosciences, University of Kent, Canterbury, CT2 7NJ, UK. Electronic address: d.k.griffin@kent.ac.uk.",
+            "School of Biosciences, University of Kent, Canterbury, CT2 7NJ, UK. "
+            "Electronic address: d.k.griffin@kent.ac.uk.",
         ),
     )
     (abstract,) = fields["abstract"]
     assert abstract.label == "" and abstract.text.startswith("For the purpose of this review, 'time-lapse'")
-    assert "reconstruction of ancestral (in this case dinosaur)" in abstract.text  # continuation joined with one space
+    assert (
+        "reconstruction of ancestral (in this case dinosaur)" in abstract.text
+    )  # continuation joined with one space
     assert record.field_lines["title"] == 12 and record.field_lines["abstract"] == 17
 
 
@@ -137,7 +147,10 @@ def test_bioruby_mesh_with_two_qualifiers_a_star_and_a_wrapped_line():
         qualifiers=(Qualifier("mortality"), Qualifier("statistics & numerical data", major=True)),
     )
     motorcycles = next(term for term in mesh if term.descriptor == "Motorcycles")
-    assert motorcycles.label == "Motorcycles/classification/legislation & jurisprudence/*statistics & numerical data"
+    assert (
+        motorcycles.label
+        == "Motorcycles/classification/legislation & jurisprudence/*statistics & numerical data"
+    )
     assert motorcycles.is_major_topic and not motorcycles.major
     assert len(mesh) == 14
 
@@ -146,13 +159,16 @@ def test_bioruby_mesh_with_two_qualifiers_a_star_and_a_wrapped_line():
 def test_bioruby_old_style_fields():
     fields = read_real("bioruby/20146148_modified.txt").records[0].fields
     assert fields["title"] == (
-        "With power comes responsibility: motorcycle engine power and power-to-weight ratio in relation to accident risk"
+        "With power comes responsibility: motorcycle engine power and power-to-weight ratio "
+        "in relation to accident risk"
     )
     # The AD line comes before the authors in this older record: it is the first author's.
     assert fields["authors"][0].affiliations == (
         "Traffic Research Unit, Department of Psychology, University of Helsinki, Finland. markus.mattsson@helsinki.fi",
     )
-    assert fields["authors"][1] == Author(name="Heikki Summala", family="Summala", given="Heikki", initials="H")
+    assert fields["authors"][1] == Author(
+        name="Heikki Summala", family="Summala", given="Heikki", initials="H"
+    )
     assert (fields["doi"], fields["pii"]) == ("10.1080/15389580903471126", "919158438")
     assert fields["issn"] == ("1538-957X", "1538-9588")
     assert fields["published"] == PubDate(year=2010, month=2)
@@ -191,7 +207,10 @@ def test_structured_abstract_is_split_into_labelled_sections():
 
 def test_structured_fixture_other_fields():
     fields = read_fixture("medline_structured_abstract.nbib").records[0].fields
-    assert fields["title"] == "Does early peanut exposure change the course of atopic dermatitis? A randomized trial"
+    assert (
+        fields["title"]
+        == "Does early peanut exposure change the course of atopic dermatitis? A randomized trial"
+    )
     assert fields["issn"] == ("1097-4180", "0091-6749")
     assert fields["authors"] == (
         Author(
@@ -265,9 +284,19 @@ def test_notices_wrapped_pmid_and_retraction():
     assert result.problems == []
     fields = result.records[0].fields
     assert fields["notices"] == (
-        Notice("RetractionIn", "Example Clin Res. 2014 Jun;9(2):101. doi: 10.5555/ecr.2014.0101.", "24999001", "10.5555/ecr.2014.0101"),
+        Notice(
+            "RetractionIn",
+            "Example Clin Res. 2014 Jun;9(2):101. doi: 10.5555/ecr.2014.0101.",
+            "24999001",
+            "10.5555/ecr.2014.0101",
+        ),
         Notice("ErratumIn", "Example Clin Res. 2013 May;8(2):77.", "23888002"),
-        Notice("ExpressionOfConcernIn", "Example Clin Res. 2014 Jan;9(1):5. doi: 10.5555/ecr.2014.0005.", "", "10.5555/ecr.2014.0005"),
+        Notice(
+            "ExpressionOfConcernIn",
+            "Example Clin Res. 2014 Jan;9(1):5. doi: 10.5555/ecr.2014.0005.",
+            "",
+            "10.5555/ecr.2014.0005",
+        ),
         Notice("CommentOn", "Gut. 2012 Dec;61(12):1700-8.", "22777003"),
         Notice("SummaryForPatientsIn", "Example Patient Summ. 2013;1:3"),
     )
@@ -280,7 +309,13 @@ def test_notices_wrapped_pmid_and_retraction():
 def test_record_without_title_is_reported_and_the_next_is_kept():
     result = read_fixture("medline_missing_title.nbib")
     assert result.problems == [
-        Problem("medline_missing_title.nbib", "record has no title (TI)", line=1, hint="add a 'TI  - ' line")
+        Problem(
+            "medline_missing_title.nbib",
+            "record has no title (TI)",
+            line=1,
+            hint=medline.TITLE_HINT,
+            severity="warning",
+        )
     ]
     assert [r.fields["pmid"] for r in result.records] == ["30000001", "30000002"]
     assert "title" not in result.records[0].fields
@@ -297,7 +332,9 @@ def test_malformed_lines_are_reported_with_their_line():
     ]
     records = result.records
     assert [r.source.line for r in records] == [4, 9, 12]
-    assert records[0].fields["abstract"] == (AbstractSection("The abstract is still read after the bad line."),)
+    assert records[0].fields["abstract"] == (
+        AbstractSection("The abstract is still read after the bad line."),
+    )
     assert records[1].fields["published"] == PubDate(raw="someday")
     assert records[2].fields["title"] == "Third record starts without a blank line before it"
 
@@ -351,7 +388,10 @@ def test_unknown_tags_are_ignored_silently():
     [
         ("", "no MEDLINE records found (the file is empty)"),
         ("\n\n  \n", "no MEDLINE records found (the file is empty)"),
-        ("This is a letter, not a MEDLINE export.\nIt has two lines.\n", "not a MEDLINE file: no 'TAG - value' lines"),
+        (
+            "This is a letter, not a MEDLINE export.\nIt has two lines.\n",
+            "not a MEDLINE file: no 'TAG - value' lines",
+        ),
     ],
 )
 def test_a_file_that_is_not_medline_raises_reader_error(text: str, message: str):
@@ -379,8 +419,14 @@ def test_ordinary_text_is_not_split(text: str):
 
 def test_single_known_label_and_slash_labels():
     assert medline.split_abstract("PURPOSE: To see.") == (AbstractSection("To see.", label="PURPOSE"),)
-    sections = medline.split_abstract("AIMS/HYPOTHESIS: One. DESIGN, SETTING, AND PARTICIPANTS: Two. INTERVENTION(S): Three.")
-    assert [s.label for s in sections] == ["AIMS/HYPOTHESIS", "DESIGN, SETTING, AND PARTICIPANTS", "INTERVENTION(S)"]
+    sections = medline.split_abstract(
+        "AIMS/HYPOTHESIS: One. DESIGN, SETTING, AND PARTICIPANTS: Two. INTERVENTION(S): Three."
+    )
+    assert [s.label for s in sections] == [
+        "AIMS/HYPOTHESIS",
+        "DESIGN, SETTING, AND PARTICIPANTS",
+        "INTERVENTION(S)",
+    ]
     assert [s.text for s in sections] == ["One.", "Two.", "Three."]
 
 
@@ -412,8 +458,29 @@ def test_arbitrary_text_returns_a_result_or_raises_reader_error(text: str):
 
 
 _TAG_LINES = st.sampled_from(
-    ["PMID- ", "TI  - ", "AB  - ", "FAU - ", "AU  - ", "AD  - ", "AUID- ORCID: ", "CN  - ", "DP  - ", "LID - ",
-     "AID - ", "MH  - ", "RN  - ", "PHST- ", "CIN - ", "RIN - ", "IS  - ", "      ", "\n", "\r\n", "BTI - "]
+    [
+        "PMID- ",
+        "TI  - ",
+        "AB  - ",
+        "FAU - ",
+        "AU  - ",
+        "AD  - ",
+        "AUID- ORCID: ",
+        "CN  - ",
+        "DP  - ",
+        "LID - ",
+        "AID - ",
+        "MH  - ",
+        "RN  - ",
+        "PHST- ",
+        "CIN - ",
+        "RIN - ",
+        "IS  - ",
+        "      ",
+        "\n",
+        "\r\n",
+        "BTI - ",
+    ]
 )
 
 

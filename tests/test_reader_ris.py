@@ -223,6 +223,12 @@ def test_crlf_line_ends_and_single_space_separator():
     assert record.fields == {"title": "Windows line ends", "published": PubDate(2019, 3, 5)}
 
 
+def test_isbn_in_sn_is_not_an_issn():
+    text = "TY  - BOOK\nTI  - A book\nSN  - 0-7695-2191-6\nSN  - 1234-567x (print)\nER  - \n"
+    (record,) = ris.read(text, "book.ris").records
+    assert record.fields["issn"] == ("1234-567X",)
+
+
 def test_text_without_records_is_a_problem():
     result = ris.read("just some notes\nnot RIS at all\n", "notes.ris")
     assert result.records == []

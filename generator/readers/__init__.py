@@ -44,7 +44,7 @@ def sniff_text_format(text: str) -> str:
     head = text.lstrip("\ufeff \t\r\n")[:200]
     if re.match(r"PMID- ", head):
         return "medline"
-    if re.match(r"TY {1,2}- ", head):
+    if re.match(r"TY {1,2}- |FN |PT [JBSP]\b", head):  # RIS, or Web of Science tagged (read by the RIS reader)
         return "ris"
     return "pubmed_page"
 

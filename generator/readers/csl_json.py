@@ -37,7 +37,8 @@ CSL_KEYS = frozenset(
 # ---------------------------------------------------------------------------------------------
 # Helpers shared by the citation-manager readers (RIS, BibTeX, CSL-JSON).
 
-_ISSN = re.compile(r"\b(\d{4})-?(\d{3}[\dXx])\b")
+# Not inside a hyphenated ISBN such as 0-7695-2191-6, which RIS SN holds for books.
+_ISSN = re.compile(r"(?<![\w-])(\d{4})-?(\d{3}[\dXx])(?![\w-])")
 _PMID_NOTE = re.compile(r"\bPMID\s*:?\s*(\d+)", re.IGNORECASE)
 _PMCID_NOTE = re.compile(r"\bPMCID\s*:?\s*(PMC\s*\d+|\d+)", re.IGNORECASE)
 _DOI_NOTE = re.compile(r"\bDOI\s*:\s*(10\.\S+)", re.IGNORECASE)

@@ -9,8 +9,9 @@ meaning depends on their order: AD and AUID belong to the author before them.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Any, Callable
+from typing import Any
 
 from generator.errors import Problem, ReaderError
 from generator.model import (
@@ -35,6 +36,7 @@ from generator.readers.common import (
 
 FORMAT = "medline"
 HINT = "a MEDLINE record starts with 'PMID- ' and each field with a tag such as 'TI  - '"
+TITLE_HINT = "add a 'TI  - ' line, or a title in a YAML record with the same PMID"
 
 # A value with the 1-based line its field starts on.
 Item = tuple[str, int]
@@ -224,7 +226,9 @@ def _build_record(block: _Block, path: str, problems: list[Problem]) -> Record:
     if block.people:
         put("authors", _read_authors(block.people), block.people[0][2])
     if "title" not in fields:
-        problems.append(_problem(path, block.start, "record has no title (TI)", "add a 'TI  - ' line"))
+        # A warning: a curator's YAML record for the same PMID may supply the title when records merge;
+        # the loader reports an article left without one.
+        problems.append(_problem(path, block.start, "record has no title (TI)", TITLE_HINT, "warning"))
     return Record(
         fields=fields, source=SourceRef(path, block.start), native=False, field_lines=lines, format=FORMAT
     )
@@ -386,7 +390,9 @@ def parse_notice(kind: str, value: str) -> Notice:
     """Parse `Nature. 2023 Apr;616(7958):632. doi: 10.1038/x. PMID: 37081273` into a `Notice`."""
     citation, sep, rest = value.partition("PMID:")
     citation = citation.strip()
-    return Notice(kind=kind, citation=citation, pmid=normalize_pmid(rest) if sep else "", doi=find_doi(citation))
+    return Notice(
+        kind=kind, citation=citation, pmid=normalize_pmid(rest) if sep else "", doi=find_doi(citation)
+    )
 
 
 class _AuthorDraft:
@@ -413,7 +419,12 @@ class _AuthorDraft:
         # Without FAU (records before 2002) there is no given name: show AU as PubMed does, 'Smith JQ'.
         name = f"{given} {family}" if given else (self.short or family)
         return Author(
-            name=name, family=family, given=given, initials=initials, affiliations=affiliations, orcid=self.orcid
+            name=name,
+            family=family,
+            given=given,
+            initials=initials,
+            affiliations=affiliations,
+            orcid=self.orcid,
         )
 
 

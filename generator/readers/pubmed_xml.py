@@ -132,7 +132,9 @@ def _read_chunks(text: str, path: str, error: expat.ExpatError) -> ReadResult:
     result = ReadResult()
     chunks = list(_ARTICLE_CHUNK.finditer(text))
     if not chunks:
-        raise ReaderError(path, f"not well-formed XML: {expat.ErrorString(error.code)}", line=error.lineno, hint=HINT)
+        raise ReaderError(
+            path, f"not well-formed XML: {expat.ErrorString(error.code)}", line=error.lineno, hint=HINT
+        )
     for chunk in chunks:
         offset = text.count("\n", 0, chunk.start())
         try:
@@ -297,8 +299,15 @@ class _ArticleReader:
             self._read_journal_article(node)
         start = self.line(node)
         if "title" not in self.fields:
+            # A warning, as in the MEDLINE reader: another record for the same PMID may supply it.
             self.problems.append(
-                Problem(path=self.path, line=start, message="record has no title (ArticleTitle)")
+                Problem(
+                    path=self.path,
+                    line=start,
+                    message="record has no title (ArticleTitle)",
+                    hint="add a title in a YAML record with the same PMID",
+                    severity="warning",
+                )
             )
         if "pmid" not in self.fields:
             self.problems.append(
@@ -317,30 +326,19 @@ class _ArticleReader:
     def _read_journal_article(self, node: ET.Element) -> None:
         citation = _find(node, "MedlineCitation")
         article = _find(citation, "Article")
-        journal = _find(article, "Journal")
-        issue = _find(journal, "JournalIssue")
-        journal_info = _find(citation, "MedlineJournalInfo")
         data = _find(node, "PubmedData")
         self._read_pmid(_find(citation, "PMID"))
         self._read_title(_find(article, "ArticleTitle"))
         self._read_abstract(_find(article, "Abstract"))
         self._read_authors(article.findall("AuthorList"), article.find("Affiliation"))
-        self._put_text("journal", _find(journal, "Title"))
-        self._put_text("journal_abbrev", _find(journal, "ISOAbbreviation"))
-        self._put_text("journal_abbrev", _find(journal_info, "MedlineTA"))
-        issns = [_plain(e) for e in journal.findall("ISSN")] + [_findtext(journal_info, "ISSNLinking")]
-        self.put("issn", tuple(dict.fromkeys(issn for issn in issns if issn)), _find(journal, "ISSN"))
-        self._put_text("volume", _find(issue, "Volume"))
-        self._put_text("issue", _find(issue, "Issue"))
-        self.put("published", _pub_date(_find(issue, "PubDate")), _find(issue, "PubDate"))
+        self._read_journal(_find(article, "Journal"), _find(citation, "MedlineJournalInfo"))
         for date in article.findall("ArticleDate"):
             self.put("epublished", _pub_date(date), date)
         self._read_pages(_find(article, "Pagination"))
         self._read_elocations(article.findall("ELocationID"))
         self._read_article_ids(_find(data, "ArticleIdList"))
         self._read_language(article.findall("Language"))
-        types = article.findall("PublicationTypeList/PublicationType")
-        self.put("publication_types", tuple(t for t in map(_plain, types) if t), _find(article, "PublicationTypeList"))
+        self._read_publication_types(article.findall("PublicationTypeList/PublicationType"))
         self._read_mesh(_find(citation, "MeshHeadingList"))
         self._read_substances(_find(citation, "ChemicalList"), _find(citation, "SupplMeshList"))
         self._read_keywords(citation.findall("KeywordList"))
@@ -349,6 +347,18 @@ class _ArticleReader:
         self._read_history(_find(data, "History"))
         self._read_grants(_find(article, "GrantList"))
         self.put("status", (citation.get("Status") or "").strip(), citation)
+
+    def _read_journal(self, journal: ET.Element, journal_info: ET.Element) -> None:
+        """Read the journal's names and ISSNs, and the issue's volume, number and date."""
+        issue = _find(journal, "JournalIssue")
+        self._put_text("journal", _find(journal, "Title"))
+        self._put_text("journal_abbrev", _find(journal, "ISOAbbreviation"))
+        self._put_text("journal_abbrev", _find(journal_info, "MedlineTA"))
+        issns = [_plain(e) for e in journal.findall("ISSN")] + [_findtext(journal_info, "ISSNLinking")]
+        self.put("issn", tuple(dict.fromkeys(issn for issn in issns if issn)), _find(journal, "ISSN"))
+        self._put_text("volume", _find(issue, "Volume"))
+        self._put_text("issue", _find(issue, "Issue"))
+        self.put("published", _pub_date(_find(issue, "PubDate")), _find(issue, "PubDate"))
 
     # PubmedBookArticle
 
@@ -371,16 +381,12 @@ class _ArticleReader:
         self._read_article_ids(_find(document, "ArticleIdList"))
         self._read_article_ids(_find(data, "ArticleIdList"))
         self._read_language(document.findall("Language"))
-        types = document.findall("PublicationType")
-        self.put("publication_types", tuple(t for t in map(_plain, types) if t), types[0] if types else document)
+        self._read_publication_types(document.findall("PublicationType"))
         self._read_keywords(document.findall("KeywordList"))
         self._read_coi(_find(document, "CoiStatement"))
         self._read_history(_find(data, "History"))
         self._read_grants(_find(document, "GrantList"))
-        extra = [("publisher", _findtext(book, "Publisher/PublisherName"))]
-        extra += [("isbn", _plain(isbn)) for isbn in book.findall("Isbn")]
-        extra += [("bookaccession", _plain(i)) for i in document.findall("ArticleIdList/ArticleId") if i.get("IdType") == "bookaccession"]
-        self.put("extra", tuple((key, value) for key, value in extra if value), book)
+        self.put("extra", _book_extra(document, book), book)
 
     # Parts shared by both kinds of record
 
@@ -388,7 +394,9 @@ class _ArticleReader:
         value = _plain(elem)
         if value and not value.isdigit():
             self.problems.append(
-                Problem(self.path, f"PMID is not a number: {value!r}", line=self.line(elem), severity="warning")
+                Problem(
+                    self.path, f"PMID is not a number: {value!r}", line=self.line(elem), severity="warning"
+                )
             )
         self.put("pmid", normalize_pmid(value), elem)
 
@@ -414,7 +422,9 @@ class _ArticleReader:
                     )
                 )
         self.put("abstract", tuple(sections), abstract)
-        self.put("copyright", _findtext(abstract, "CopyrightInformation"), _find(abstract, "CopyrightInformation"))
+        self.put(
+            "copyright", _findtext(abstract, "CopyrightInformation"), _find(abstract, "CopyrightInformation")
+        )
 
     def _read_authors(self, author_lists: list[ET.Element], old_affiliation: ET.Element | None) -> None:
         authors = [
@@ -428,8 +438,13 @@ class _ArticleReader:
         if authors and affiliation and not any(a.affiliations for a in authors):
             first = authors[0]
             authors[0] = Author(
-                name=first.name, family=first.family, given=first.given, initials=first.initials,
-                affiliations=(affiliation,), orcid=first.orcid, collective=first.collective,
+                name=first.name,
+                family=first.family,
+                given=first.given,
+                initials=first.initials,
+                affiliations=(affiliation,),
+                orcid=first.orcid,
+                collective=first.collective,
             )
         if author_lists:
             self.put("authors", tuple(authors), author_lists[0])
@@ -461,6 +476,10 @@ class _ArticleReader:
             value = _plain(elem)
             if name:
                 self.put(name, normalize_doi(value) if name == "doi" else value, elem)
+
+    def _read_publication_types(self, types: list[ET.Element]) -> None:
+        if types:
+            self.put("publication_types", tuple(t for t in map(_plain, types) if t), types[0])
 
     def _read_language(self, languages: list[ET.Element]) -> None:
         for elem in languages:
@@ -515,7 +534,12 @@ class _ArticleReader:
                 continue
             citation = _findtext(elem, "RefSource")
             notices.append(
-                Notice(kind=kind, citation=citation, pmid=normalize_pmid(_findtext(elem, "PMID")), doi=find_doi(citation))
+                Notice(
+                    kind=kind,
+                    citation=citation,
+                    pmid=normalize_pmid(_findtext(elem, "PMID")),
+                    doi=find_doi(citation),
+                )
             )
         self.put("notices", tuple(notices), corrections)
 
@@ -544,7 +568,11 @@ def _author(elem: ET.Element) -> Author | None:
     """Return an Author (a person or a CollectiveName), or None when the element names nobody."""
     affiliations = tuple(a for a in map(_plain, elem.findall("AffiliationInfo/Affiliation")) if a)
     orcid = next(
-        (normalize_orcid(_plain(i)) for i in elem.findall("Identifier") if (i.get("Source") or "").upper() == "ORCID"),
+        (
+            normalize_orcid(_plain(i))
+            for i in elem.findall("Identifier")
+            if (i.get("Source") or "").upper() == "ORCID"
+        ),
         "",
     )
     collective = _findtext(elem, "CollectiveName")
@@ -557,10 +585,26 @@ def _author(elem: ET.Element) -> Author | None:
     initials = _findtext(elem, "Initials")
     suffix = _findtext(elem, "Suffix")
     # Without a fore name, show the MEDLINE short form 'Smith JQ', as the MEDLINE reader does.
-    name = " ".join(part for part in (given, family, suffix) if part) if given else f"{family} {initials}".strip()
+    name = (
+        " ".join(part for part in (given, family, suffix) if part)
+        if given
+        else f"{family} {initials}".strip()
+    )
     return Author(
         name=name, family=family, given=given, initials=initials, affiliations=affiliations, orcid=orcid
     )
+
+
+def _book_extra(document: ET.Element, book: ET.Element) -> tuple[tuple[str, str], ...]:
+    """Keep what a book has and Article has no field for: publisher, ISBNs, NCBI Bookshelf accession."""
+    extra = [("publisher", _findtext(book, "Publisher/PublisherName"))]
+    extra += [("isbn", _plain(isbn)) for isbn in book.findall("Isbn")]
+    extra += [
+        ("bookaccession", _plain(i))
+        for i in document.findall("ArticleIdList/ArticleId")
+        if i.get("IdType") == "bookaccession"
+    ]
+    return tuple((key, value) for key, value in extra if value)
 
 
 def _pub_date(elem: ET.Element) -> PubDate:

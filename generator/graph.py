@@ -1,0 +1,117 @@
+"""The digest map: a similarity graph laid out at build time, and articles per year. Pure and seeded.
+
+At most `MAX_NODES` articles are drawn (the best connected), so the map stays light and readable
+at 10,000 articles; the page says how many are shown.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+
+from generator.link import Digest
+
+MAX_NODES = 300
+PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2")
+OTHER_COLOUR = "#8a8f98"
+SIZE = 800.0  # the SVG viewBox is SIZE x SIZE
+
+
+@dataclass(frozen=True)
+class MapNode:
+    id: str
+    title: str
+    x: float
+    y: float
+    colour: str
+    topic: str
+
+
+@dataclass(frozen=True)
+class DigestMap:
+    nodes: tuple[MapNode, ...]
+    edges: tuple[tuple[float, float, float, float], ...]
+    legend: tuple[tuple[str, str], ...]  # (topic, colour)
+    total: int
+    years: tuple[tuple[str, int], ...]  # (year, count), oldest first
+
+
+def primary_topics(digest: Digest) -> dict[str, str]:
+    """Return each article's main topic: its major MeSH descriptor most common in the digest."""
+    counts: Counter[str] = Counter()
+    for article in digest.articles:
+        counts.update({m.descriptor for m in article.mesh_terms if m.is_major_topic} or set(article.keywords[:1]))
+    topics = {}
+    for article in digest.articles:
+        candidates = [m.descriptor for m in article.mesh_terms if m.is_major_topic] or list(article.keywords[:1])
+        topics[article.id] = min(candidates, key=lambda t: (-counts[t], t)) if candidates else ""
+    return topics
+
+
+def _seeded_positions(ids: list[str]) -> np.ndarray:
+    values = [hashlib.sha256(i.encode()).digest() for i in ids]
+    return np.array([[v[0] / 255.0 - 0.5, v[1] / 255.0 - 0.5] for v in values], dtype=float)
+
+
+def layout(ids: list[str], edges: list[tuple[int, int]], iterations: int = 200) -> np.ndarray:
+    """Return Fruchterman-Reingold positions in [0, 1]^2, deterministic for the same graph."""
+    n = len(ids)
+    if n == 0:
+        return np.zeros((0, 2))
+    if n == 1:
+        return np.array([[0.5, 0.5]])
+    pos = _seeded_positions(ids)
+    k = 1.0 / np.sqrt(n)
+    adjacency = np.zeros((n, n))
+    for a, b in edges:
+        adjacency[a, b] = adjacency[b, a] = 1.0
+    temperature = 0.1
+    for _ in range(iterations):
+        delta = pos[:, None, :] - pos[None, :, :]
+        distance = np.sqrt((delta ** 2).sum(-1)) + 1e-9
+        force = (k * k / distance ** 2 - adjacency * distance / k)
+        displacement = (delta * force[:, :, None]).sum(1)
+        length = np.sqrt((displacement ** 2).sum(-1)) + 1e-9
+        pos += displacement / length[:, None] * np.minimum(length, temperature)[:, None]
+        pos -= pos.mean(0) * 0.05  # gentle gravity keeps components on the canvas
+        temperature *= 0.98
+    low, high = pos.min(0), pos.max(0)
+    return (pos - low) / np.where(high - low > 0, high - low, 1.0)
+
+
+def build_map(digest: Digest) -> DigestMap:
+    """Choose the nodes, lay them out, colour them by topic, count articles per year."""
+    degree: Counter[str] = Counter()
+    pairs: set[tuple[str, str]] = set()
+    for article in digest.articles:
+        for link in digest.similar.get(article.id, ()):
+            if link.target_id and link.target_id != article.id:
+                pairs.add(tuple(sorted((article.id, link.target_id))))
+    for a, b in pairs:
+        degree[a] += 1
+        degree[b] += 1
+    chosen = sorted(digest.by_id, key=lambda i: (-degree[i], i))[:MAX_NODES]
+    chosen.sort()
+    index = {article_id: n for n, article_id in enumerate(chosen)}
+    edges = sorted((index[a], index[b]) for a, b in pairs if a in index and b in index)
+    positions = layout(chosen, edges) * (SIZE - 40) + 20
+    topics = primary_topics(digest)
+    topic_counts = Counter(topics[i] for i in chosen if topics[i])
+    legend_topics = [t for t, _ in sorted(topic_counts.items(), key=lambda kv: (-kv[1], kv[0]))[: len(PALETTE)]]
+    colours = dict(zip(legend_topics, PALETTE))
+    nodes = tuple(
+        MapNode(id=i, title=digest.by_id[i].title, x=round(float(positions[n][0]), 1),
+                y=round(float(positions[n][1]), 1), colour=colours.get(topics[i], OTHER_COLOUR),
+                topic=topics[i] if topics[i] in colours else "Other")
+        for n, i in enumerate(chosen)
+    )
+    lines = tuple((nodes[a].x, nodes[a].y, nodes[b].x, nodes[b].y) for a, b in edges)
+    legend = tuple((t, colours[t]) for t in legend_topics)
+    if any(node.topic == "Other" for node in nodes):
+        legend += (("Other", OTHER_COLOUR),)
+    years = Counter(str(a.year) for a in digest.articles if a.year)
+    return DigestMap(nodes=nodes, edges=lines, legend=legend, total=len(digest.articles),
+                     years=tuple(sorted(years.items())))
