@@ -73,10 +73,9 @@ def layout(ids: list[str], edges: list[tuple[int, int]], iterations: int = 200) 
         delta = pos[:, None, :] - pos[None, :, :]
         distance = np.sqrt((delta ** 2).sum(-1)) + 1e-9
         force = (k * k / distance ** 2 - adjacency * distance / k)
-        displacement = (delta * force[:, :, None]).sum(1)
+        displacement = (delta * force[:, :, None]).sum(1) - pos * (2.0 * k)  # gravity: isolated nodes stay near
         length = np.sqrt((displacement ** 2).sum(-1)) + 1e-9
         pos += displacement / length[:, None] * np.minimum(length, temperature)[:, None]
-        pos -= pos.mean(0) * 0.05  # gentle gravity keeps components on the canvas
         temperature *= 0.98
     low, high = pos.min(0), pos.max(0)
     return (pos - low) / np.where(high - low > 0, high - low, 1.0)

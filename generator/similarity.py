@@ -26,7 +26,7 @@ _TITLE_REPEAT = 2  # pmra counts title words twice
 
 # Profile lengths tried, longest first (None: every term); the longest that fits the work budget wins.
 _PROFILE_LENGTHS: tuple[int | None, ...] = (None, 64, 48, 32, 24, 16, 12, 8)
-_WORK_PER_ARTICLE = 10_000  # multiply-adds of the similarity product, on average per article
+_WORK_PER_ARTICLE = 5_000  # multiply-adds of the similarity product, on average per article
 _WORK_FLOOR = 20_000_000  # small digests may always spend this much (a fraction of a second)
 _BLOCK_WORK = 1 << 20  # multiply-adds per row block: bounds each block's memory
 _BLOCK_ROWS = 4096
@@ -154,14 +154,15 @@ _ASCII_WORD_BYTES = bytes(
 _WORD = re.compile(r"[^\W_]+")
 
 
-def tokens(text: str) -> list[str] | list[bytes]:
-    """Return the lowercase runs of letters and digits of `text` (pmra's words, before filtering).
+def _word_bytes(text: str) -> bytes:
+    """Return `text` lowercased with every run of non-word characters turned into spaces.
 
-    ASCII text gives bytes tokens (cheaper to make); `_WordColumns` accepts both.
+    Words are runs of letters and digits (pmra's words, before filtering). NUL never survives, so it
+    can separate articles in one stream.
     """
     if text.isascii():
-        return text.encode("ascii").translate(_ASCII_WORD_BYTES).split()
-    return _WORD.findall(text.casefold())
+        return text.encode("ascii").translate(_ASCII_WORD_BYTES)
+    return " ".join(_WORD.findall(text.casefold())).encode("utf-8")
 
 
 def stem(word: str) -> str:
@@ -175,15 +176,19 @@ def stem(word: str) -> str:
     return word[:-1]
 
 
+_ARTICLE_BREAK = b"\x00"
+_BREAK_COLUMN = -2
+
+
 class _WordColumns(dict):
-    """Map each distinct token to its term column, or -1 when ignored; each token is examined once."""
+    """Map each distinct token (bytes) to its term column, or -1 when ignored; each is examined once."""
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__({_ARTICLE_BREAK: _BREAK_COLUMN})
         self.terms: dict[str, int] = {}
 
-    def __missing__(self, token: str | bytes) -> int:
-        word = token.decode("ascii") if isinstance(token, bytes) else token
+    def __missing__(self, token: bytes) -> int:
+        word = token.decode("utf-8")
         column = -1
         if word not in STOPWORDS and any(ch.isalpha() for ch in word):
             column = self.terms.setdefault(stem(word), len(self.terms))
@@ -192,20 +197,20 @@ class _WordColumns(dict):
 
 
 def word_counts(articles: Sequence[Article], title: bool, abstract: bool) -> sp.csr_matrix:
-    """Return term counts per article: title words twice (as pmra does), abstract words once."""
-    columns = _WordColumns()
-    column_of = columns.__getitem__
-    flat: list[int] = []
-    lengths = np.zeros(len(articles), dtype=np.int64)
-    for row, article in enumerate(articles):
+    """Return term counts per article: title words twice (as pmra does), abstract words once.
+
+    All articles go through one split and one map: per-article calls cost more than the words.
+    """
+    texts = []
+    for article in articles:
         parts = [article.title] * _TITLE_REPEAT if title else []
         if abstract:
             parts.extend(section.text for section in article.abstract)
-        before = len(flat)
-        flat.extend(map(column_of, tokens(" ".join(parts))))
-        lengths[row] = len(flat) - before
-    cols = np.array(flat, dtype=np.int64)
-    rows = np.repeat(np.arange(len(articles)), lengths)
+        texts.append(_word_bytes(" ".join(parts)))
+    stream = (b" " + _ARTICLE_BREAK + b" ").join(texts).split()
+    columns = _WordColumns()
+    cols = np.fromiter(map(columns.__getitem__, stream), dtype=np.int64, count=len(stream))
+    rows = np.cumsum(cols == _BREAK_COLUMN)
     kept = cols >= 0
     shape = (len(articles), len(columns.terms))
     coo = sp.coo_matrix((np.ones(int(kept.sum())), (rows[kept], cols[kept])), shape=shape)

@@ -151,8 +151,9 @@ class Watcher:
     def stop(self) -> None:
         """Stop watching and wait (briefly) for the watcher threads to end."""
         self._debouncer.stop()
-        self._observer.stop()
-        self._observer.join(timeout=1.0)
+        if self._observer.is_alive():
+            self._observer.stop()
+            self._observer.join(timeout=1.0)
 
     def set_paths(self, dirs: Iterable[Path], files: Iterable[Path], ignored: Iterable[Path]) -> None:
         """Watch these folders and files, never anything under `ignored` (the output folder)."""

@@ -1,0 +1,123 @@
+"""Reload open pages after a rebuild (Server-Sent Events) and show build errors over the page.
+
+Only the dev server uses this: the snippet is added to HTML as it is served, never written into
+the output folder, so `site/` stays exactly what `digest build` makes.
+
+Each page is served with the build version it shows. When its event stream connects, a newer
+version triggers a reload at once, so a build that finishes between the page load and the
+stream's connection is not missed (MkDocs livereload does the same with its epoch). The version
+starts with a random boot id, so pages left open across a server restart reload too.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import secrets
+import threading
+from typing import Sequence
+
+from generator.errors import Problem
+
+EVENTS_PATH = "/__digest__/events"
+KEEPALIVE_SECONDS = 15.0  # a comment line this often; a write is how a vanished client is noticed
+OVERLAY_ID = "digest-error-overlay"
+
+
+class ReloadBroker:
+    """Hold the current build version and wake every event stream when it changes."""
+
+    def __init__(self) -> None:
+        self._boot = secrets.token_hex(4)
+        self._count = 0
+        self._closed = False
+        self._cond = threading.Condition()
+
+    @property
+    def version(self) -> str:
+        with self._cond:
+            return f"{self._boot}-{self._count}"
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def publish(self) -> str:
+        """Start a new version (a build finished, well or badly); return it."""
+        with self._cond:
+            self._count += 1
+            self._cond.notify_all()
+            return f"{self._boot}-{self._count}"
+
+    def close(self) -> None:
+        """Release every waiting stream, so the server can stop at once."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def wait_for_change(self, since: str, timeout: float) -> str | None:
+        """Return the current version once it differs from `since`; None on timeout or close."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._closed or self.version_unlocked() != since, timeout)
+            if self._closed:
+                return None
+            current = self.version_unlocked()
+            return current if current != since else None
+
+    def version_unlocked(self) -> str:
+        return f"{self._boot}-{self._count}"
+
+
+def event_message(event: str, data: str) -> bytes:
+    """Return one Server-Sent Events message."""
+    lines = "".join(f"data: {line}\n" for line in data.splitlines() or [""])
+    return f"event: {event}\n{lines}\n".encode("utf-8")
+
+
+def client_script(version: str) -> str:
+    """Return the script that reloads the page when the server announces a newer build."""
+    url = json.dumps(f"{EVENTS_PATH}?since={version}")
+    return (
+        "<script data-digest-livereload>(() => {\n"
+        f"  const source = new EventSource({url});\n"
+        '  source.addEventListener("reload", () => { source.close(); location.reload(); });\n'
+        "})();</script>\n"
+    )
+
+
+def error_overlay(problems: Sequence[Problem]) -> str:
+    """Return a full-window panel listing the build errors as `path:line: message` lines."""
+    errors = sum(p.severity == "error" for p in problems) or len(problems)
+    items = "\n".join(f"<li><code>{html.escape(p.format())}</code></li>" for p in problems)
+    return (
+        f'<div id="{OVERLAY_ID}" role="alert" style="position:fixed;inset:0;z-index:2147483647;overflow:auto;'
+        "margin:0;padding:2rem;background:rgba(24,24,27,.96);color:#fafafa;"
+        'font:15px/1.5 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;text-align:left">\n'
+        f'<h1 style="margin:0 0 .5rem;font-size:1.3rem;color:#fca5a5">Build failed: '
+        f"{errors} error{'s' * (errors != 1)}</h1>\n"
+        "<p style=\"margin:0 0 1rem\">Fix the file and save: this page reloads by itself. "
+        "Behind this panel is the last site that built.</p>\n"
+        f'<ol style="margin:0;padding-left:1.5rem">\n{items}\n</ol>\n</div>\n'
+    )
+
+
+def standalone_page(title: str, body: str) -> bytes:
+    """Return a minimal HTML page, for when the site has no page to show (e.g. no 404.html yet)."""
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f"<title>{html.escape(title)}</title>\n</head>\n<body>\n{body}\n</body>\n</html>\n"
+    ).encode("utf-8")
+
+
+_BODY_END = re.compile(rb"</body\s*>", re.IGNORECASE)
+
+
+def inject(page: bytes, snippet: str) -> bytes:
+    """Insert `snippet` before the last `</body>`, or at the end when the page has none."""
+    matches = list(_BODY_END.finditer(page))
+    data = snippet.encode("utf-8")
+    if not matches:
+        return page + data
+    at = matches[-1].start()
+    return page[:at] + data + page[at:]

@@ -1,0 +1,490 @@
+"""`digest serve`: build, serve the output folder locally, rebuild on save, reload open pages.
+
+Follows MkDocs `livereload` and Zola `serve`: a watchdog observer (polling with `--poll`),
+debounced rebuilds, a reload script added to HTML as it is served, and build errors shown
+over the last good site until the file is fixed.
+
+Files are looked up in the output folder on every request, never cached: the build swaps in
+a new folder by renaming, so an open handle or a cached listing would show the old site.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import ipaddress
+import mimetypes
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Callable, TextIO
+from urllib.parse import parse_qs, quote, unquote, urlsplit
+
+from generator import livereload
+from generator.config import CONFIG_FILE, SiteConfig, load_config
+from generator.errors import DigestError, Problem
+from generator.watch import Watcher
+
+WAIT_FOR_BUILD_SECONDS = 30.0  # a request during a rebuild waits for it, then shows the new pages
+TEXT = "; charset=utf-8"
+CONTENT_TYPES = {
+    ".html": "text/html" + TEXT,
+    ".htm": "text/html" + TEXT,
+    ".css": "text/css" + TEXT,
+    ".js": "text/javascript" + TEXT,
+    ".mjs": "text/javascript" + TEXT,
+    ".json": "application/json" + TEXT,
+    ".webmanifest": "application/manifest+json" + TEXT,
+    ".xml": "application/xml" + TEXT,
+    ".svg": "image/svg+xml",
+    ".wasm": "application/wasm",
+    ".md": "text/markdown" + TEXT,
+    ".txt": "text/plain" + TEXT,
+    ".csv": "text/csv" + TEXT,
+    ".bib": "application/x-bibtex" + TEXT,
+    ".ris": "application/x-research-info-systems" + TEXT,
+    ".ico": "image/x-icon",
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".gif": "image/gif",
+    ".webp": "image/webp",
+    ".avif": "image/avif",
+    ".woff": "font/woff",
+    ".woff2": "font/woff2",
+    ".pdf": "application/pdf",
+}
+
+
+def content_type(name: str) -> str:
+    """Return the Content-Type for a file name; text types say charset=utf-8."""
+    suffix = os.path.splitext(name)[1].lower()
+    if suffix in CONTENT_TYPES:
+        return CONTENT_TYPES[suffix]
+    guessed, _ = mimetypes.guess_type(name, strict=False)
+    if not guessed:
+        return "application/octet-stream"
+    return guessed + TEXT if guessed.startswith("text/") else guessed
+
+
+def resolve_in_folder(folder: Path, parts: list[str]) -> str | None:
+    """Return the real path of `folder/parts...` if it exists inside `folder` (symlinks resolved), else None."""
+    real_root = os.path.realpath(folder)
+    real = os.path.realpath(os.path.join(real_root, *parts)) if parts else real_root
+    if real != real_root and not real.startswith(real_root.rstrip(os.sep) + os.sep):
+        return None  # '..' or a symlink that points out of the output folder
+    return real if os.path.exists(real) else None
+
+
+class SiteState:
+    """What the server shows: the current config, the last build's problems, and the reload broker."""
+
+    def __init__(self, config: SiteConfig):
+        self.config = config
+        self.problems: list[Problem] = []
+        self.broker = livereload.ReloadBroker()
+        self._building = False
+        self._cond = threading.Condition()
+
+    def begin_build(self) -> None:
+        with self._cond:
+            self._building = True
+
+    def end_build(self, config: SiteConfig, problems: list[Problem]) -> None:
+        """Record the outcome, then tell open pages to reload (only now is the new site complete)."""
+        with self._cond:
+            self.config = config
+            self.problems = problems
+            self._building = False
+            self._cond.notify_all()
+        self.broker.publish()
+
+    def wait_until_built(self, timeout: float = WAIT_FOR_BUILD_SECONDS) -> None:
+        """Block while a build is running, so a request never sees a half-swapped output folder."""
+        with self._cond:
+            self._cond.wait_for(lambda: not self._building, timeout)
+
+
+class DigestRequestHandler(BaseHTTPRequestHandler):
+    """Serve the output folder under the site's base path, with the reload script in every page."""
+
+    server: DigestHTTPServer
+    protocol_version = "HTTP/1.1"
+    timeout = 60  # an idle keep-alive connection gives up its thread after this many seconds
+    server_version = "digest-serve"
+
+    def do_GET(self) -> None:
+        self._respond(head=False)
+
+    def do_HEAD(self) -> None:
+        self._respond(head=True)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        if self.server.verbose:
+            sys.stderr.write(f"{self.address_string()} - {format % args}\n")
+
+    def _respond(self, head: bool) -> None:
+        try:
+            self._route(head)
+        except (ConnectionError, TimeoutError):
+            self.close_connection = True  # the client went away mid-response: nothing to do
+
+    def _route(self, head: bool) -> None:
+        target = self.path
+        if target.startswith(("http://", "https://")):  # absolute-form request target
+            target = urlsplit(target).path or "/"
+        raw_path, _, query = target.split("#", 1)[0].partition("?")
+        if raw_path == livereload.EVENTS_PATH:
+            self._send_events(parse_qs(query).get("since", [""])[0], head)
+            return
+        state = self.server.state
+        state.wait_until_built()
+        config, problems = state.config, state.problems
+        version = state.broker.version  # before reading the page: a newer build then reloads it again
+        base = config.base_path
+        path = unquote(raw_path, errors="replace")
+        if "\x00" in path or "\\" in path or not path.startswith("/"):
+            self._send_not_found(config, problems, version, head)
+            return
+        if base != "/" and path in ("/", base.rstrip("/")):
+            self._redirect(base + (f"?{query}" if query else ""), head)
+            return
+        if not path.startswith(base):
+            self._send_not_found(config, problems, version, head)
+            return
+        parts = [part for part in path[len(base):].split("/") if part]
+        if any(part in (".", "..") for part in parts):
+            self._send_not_found(config, problems, version, head)
+            return
+        real = resolve_in_folder(config.output_path, parts)
+        if real and os.path.isdir(real):
+            if not path.endswith("/"):
+                self._redirect(quote(path + "/") + (f"?{query}" if query else ""), head)
+                return
+            real = resolve_in_folder(config.output_path, [*parts, "index.html"])
+        if not real or not os.path.isfile(real):
+            self._send_not_found(config, problems, version, head)
+            return
+        self._send_file(real, config, problems, version, head)
+
+    def _send_file(self, real: str, config: SiteConfig, problems: list[Problem], version: str, head: bool) -> None:
+        kind = content_type(real)
+        try:
+            handle = open(real, "rb")
+        except OSError:
+            self._send_not_found(config, problems, version, head)
+            return
+        with handle:
+            if kind.startswith("text/html"):
+                body = self._page(handle.read(), config, problems, version)
+                self._send_bytes(HTTPStatus.OK, kind, body, head)
+                return
+            size = os.fstat(handle.fileno()).st_size
+            self._send_headers(HTTPStatus.OK, kind, size)
+            if not head:
+                while chunk := handle.read(64 * 1024):
+                    self.wfile.write(chunk)
+
+    def _send_not_found(self, config: SiteConfig, problems: list[Problem], version: str, head: bool) -> None:
+        """Answer 404 with the site's own 404.html, as GitHub Pages does."""
+        page_path = resolve_in_folder(config.output_path, ["404.html"])
+        try:
+            page = Path(page_path).read_bytes() if page_path else None
+        except OSError:
+            page = None
+        if page is None:
+            page = livereload.standalone_page("Page not found", "<h1>Page not found</h1>")
+        body = self._page(page, config, problems, version)
+        self._send_bytes(HTTPStatus.NOT_FOUND, CONTENT_TYPES[".html"], body, head)
+
+    def _page(self, page: bytes, config: SiteConfig, problems: list[Problem], version: str) -> bytes:
+        """Return a page as the preview shows it: local links for the public address, reload script, errors."""
+        if config.base_url:
+            # The 404 page links to the public site (`<base href>`, its home link) so it works at any
+            # depth once deployed; in the preview those links must stay on this server.
+            public = config.base_url.encode("utf-8")
+            local = config.base_path.encode("utf-8")
+            page = page.replace(b'href="' + public, b'href="' + local).replace(b'src="' + public, b'src="' + local)
+        snippet = (livereload.error_overlay(problems) if problems else "") + livereload.client_script(version)
+        return livereload.inject(page, snippet)
+
+    def _redirect(self, location: str, head: bool) -> None:
+        self.send_response(HTTPStatus.FOUND)
+        self.send_header("Location", location)
+        self.send_header("Content-Length", "0")
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+
+    def _send_headers(self, status: HTTPStatus, kind: str, length: int) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(length))
+        self.send_header("Cache-Control", "no-store")  # a preview must never show a stale page
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.end_headers()
+
+    def _send_bytes(self, status: HTTPStatus, kind: str, body: bytes, head: bool) -> None:
+        self._send_headers(status, kind, len(body))
+        if not head:
+            self.wfile.write(body)
+
+    def _send_events(self, since: str, head: bool) -> None:
+        """Stream `reload` events until the client leaves or the server stops."""
+        self.close_connection = True  # the stream ends when the connection does
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", "text/event-stream" + TEXT)
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        if head:
+            return
+        broker = self.server.state.broker
+        self.wfile.write(b"retry: 500\n\n")  # reconnect quickly when the server restarts
+        self.wfile.flush()
+        while not broker.closed:
+            version = broker.wait_for_change(since, livereload.KEEPALIVE_SECONDS)
+            if broker.closed:
+                return
+            if version is None:
+                self.wfile.write(b": keep-alive\n\n")
+            else:
+                self.wfile.write(livereload.event_message("reload", version))
+                since = version
+            self.wfile.flush()
+
+
+class DigestHTTPServer(ThreadingHTTPServer):
+    """A threading server whose connections can all be closed at once when it stops."""
+
+    daemon_threads = True  # an open event stream must never keep the process alive
+    request_queue_size = 128  # many tabs/requests at once; the default backlog of 5 drops connections
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], state: SiteState, verbose: bool = False):
+        host = address[0]
+        if ":" in host:
+            self.address_family = socket.AF_INET6
+        self.state = state
+        self.verbose = verbose
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+        super().__init__(address, DigestRequestHandler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._connections_lock:
+            self._connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._connections_lock:
+            self._connections.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        """Cut every open connection (event streams, idle keep-alives), so their threads end now."""
+        with self._connections_lock:
+            connections = list(self._connections)
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            return  # a client that disconnects is normal, not worth a traceback
+        if self.verbose:
+            super().handle_error(request, client_address)
+        else:
+            print(f"digest serve: error while answering {client_address[0]}: {sys.exc_info()[1]!r}",
+                  file=sys.stderr)
+
+
+def is_loopback(host: str) -> bool:
+    """Return True when `host` is reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class DevServer:
+    """Build, serve and watch one digest; `start()` then `stop()` (also usable from tests, in-process)."""
+
+    def __init__(
+        self,
+        root: Path,
+        overrides: dict[str, Any] | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        poll: bool = False,
+        verbose: bool = False,
+        quiet: bool = False,
+        out: TextIO | None = None,
+        err: TextIO | None = None,
+        build: Callable[[SiteConfig], Any] | None = None,
+    ):
+        self.root = Path(root).resolve()
+        self.overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+        self.host, self.port = host, port
+        self.verbose, self.quiet = verbose, quiet
+        self.out, self.err = out or sys.stdout, err or sys.stderr
+        self._build = build
+        self.builds = 0  # completed build attempts, for tests and the benchmark
+        self.state = SiteState(self._fallback_config())
+        self.watcher = Watcher(self._on_change, poll=poll)
+        self.httpd: DigestHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def _fallback_config(self) -> SiteConfig:
+        """Return the config to serve with when digest.yaml is broken at start-up."""
+        values = {"output_dir": self.overrides.get("output_dir") or "site",
+                  "base_url": self.overrides.get("base_url") or ""}
+        if values["base_url"]:
+            values["base_url"] = values["base_url"].rstrip("/") + "/"
+        return SiteConfig(root=self.root, **values)
+
+    @property
+    def url(self) -> str:
+        """Return the address of the site's home page on this server."""
+        assert self.httpd is not None, "start() first"
+        host, port = self.httpd.server_address[:2]
+        shown = f"[{host}]" if ":" in str(host) else host
+        return f"http://{shown}:{port}{self.state.config.base_path}"
+
+    def start(self) -> None:
+        """Build once, bind the port (raises OSError when taken), start serving and watching."""
+        self.rebuild(set())
+        self.httpd = DigestHTTPServer((self.host, self.port), self.state, self.verbose)
+        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.1},
+                                        name="digest-http", daemon=True)
+        self._thread.start()
+        self._watch_current_config()
+        self.watcher.start()
+
+    def stop(self) -> None:
+        """Stop watching and serving; returns within about a second, leaving no threads behind."""
+        self.watcher.stop()
+        self.state.broker.close()
+        if self.httpd is not None:
+            self.httpd.shutdown()
+            self.httpd.close_connections()
+            self.httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=1.0)
+
+    def _watch_current_config(self) -> None:
+        config = self.state.config
+        output = config.output_path
+        self.watcher.set_paths(
+            dirs=[config.content_path, config.templates_path, config.static_path],
+            files=[config.root / CONFIG_FILE],
+            ignored=[output, output.with_name(f".{output.name}.new"), output.with_name(f".{output.name}.old")],
+        )
+
+    def _on_change(self, paths: set[Path]) -> None:
+        self.rebuild(paths)
+        self._watch_current_config()  # digest.yaml may have moved content/, static/ or site/
+
+    def rebuild(self, changed: set[Path]) -> bool:
+        """Reload digest.yaml and build; on failure keep serving the last good site and show the errors."""
+        if changed and not self.quiet:
+            names = sorted(self._shown(p) for p in changed)
+            more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+            print(f"Changed: {', '.join(names[:3])}{more}", file=self.out, flush=True)
+        self.state.begin_build()
+        config = self.state.config
+        problems: list[Problem] = []
+        try:
+            config = load_config(self.root, self.overrides)
+            report = (self._build or _default_build)(config)
+        except DigestError as exc:
+            problems = list(exc.problems) or [Problem(CONFIG_FILE, str(exc))]
+        except Exception as exc:  # a bug: say so, keep serving
+            problems = [Problem("digest", f"internal error during the build: {exc!r}",
+                                hint="run with --verbose for the traceback")]
+            if self.verbose:
+                traceback.print_exc(file=self.err)
+        finally:
+            self.builds += 1
+        self.state.end_build(config, problems)
+        if problems:
+            for problem in problems:
+                print(problem.format(), file=self.err)
+            count = sum(p.severity == "error" for p in problems) or len(problems)
+            print(f"Build failed: {count} error{'s' * (count != 1)}; still serving the last good site.",
+                  file=self.err, flush=True)
+            return False
+        self._print_report(report)
+        return True
+
+    def _print_report(self, report: Any) -> None:
+        if self.quiet or report is None:
+            return
+        for warning in getattr(report, "warnings", []):
+            print(warning.format(), file=self.err)
+        if self.verbose:
+            for stage, seconds in getattr(report, "stage_seconds", {}).items():
+                print(f"  {stage:<8} {seconds * 1000:8.1f} ms", file=self.out)
+        summary = report.summary() if hasattr(report, "summary") else "Built"
+        print(summary, file=self.out, flush=True)
+
+    def _shown(self, path: Path) -> str:
+        try:
+            return path.relative_to(self.root).as_posix()
+        except ValueError:
+            return str(path)
+
+
+def _default_build(config: SiteConfig) -> Any:
+    from generator.build import build
+
+    return build(config)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """Run `digest serve` until Ctrl-C (or SIGTERM); exit 0 when stopped, 1 when the port is taken."""
+    server = DevServer(
+        args.root, {"output_dir": args.out, "base_url": args.base_url},
+        host=args.host, port=args.port, poll=args.poll, verbose=args.verbose, quiet=args.quiet,
+    )
+    try:
+        server.start()
+    except OSError as exc:
+        server.stop()
+        taken = " (is another server running? try --port 0)" if exc.errno == errno.EADDRINUSE else ""
+        print(f"error: cannot serve on {args.host}:{args.port}: {exc.strerror or exc}{taken}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:  # Ctrl-C during the first build
+        server.stop()
+        return 0
+    stop = threading.Event()
+    # Signals only set a flag: the main thread then stops the server in order (a KeyboardInterrupt
+    # raised in the middle of `stop()` could leave threads behind).
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        if not is_loopback(args.host):
+            print(f"warning: serving on {args.host}: other machines on the network can read this preview",
+                  file=sys.stderr)
+        print(f"Serving {server.url}  (watching with {'polling' if server.watcher.poll else 'file events'}; "
+              "Ctrl-C to stop)", flush=True)
+        while not stop.wait(0.2):
+            pass
+        started = time.monotonic()
+        server.stop()
+        if not args.quiet:
+            print(f"Stopped in {time.monotonic() - started:.2f} s.", flush=True)
+        return 0
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
