@@ -54,6 +54,16 @@ class EutilsError(Exception):
     """The service could not give an answer: the message is one line saying what to do."""
 
 
+class _Retry(Exception):
+    """A failure worth another try: 429, 5xx, a timeout or a dropped connection."""
+
+    def __init__(self, reason: str, wait: float | None, status: int | None):
+        super().__init__(reason)
+        self.reason = reason
+        self.wait = wait
+        self.status = status
+
+
 class _Unreadable(ValueError):
     """A response that does not parse: worth another try (NCBI sometimes sends truncated answers)."""
 
@@ -190,6 +200,7 @@ class EutilsClient:
         return urllib.parse.urljoin(self.base_url, f"{endpoint}.fcgi")
 
     def _call(self, endpoint: str, params: Params, parse: Callable[[bytes], object], use_cache: bool = True):
+        """Return the parsed answer: from the cache, else from the service, retrying what may pass."""
         key = self.cache.key(self.base_url, endpoint, params)
         if use_cache:
             cached = self.cache.get(key, CACHE_MAX_AGE.get(endpoint))
@@ -199,13 +210,22 @@ class EutilsClient:
                 except (_Unreadable, EutilsError):
                     self.cache.drop(key)
         url = self.endpoint_url(endpoint)
+        request = self._request(url, params)
         for attempt in range(1, self.max_tries + 1):
-            data = self._send(url, endpoint, params, attempt)
             try:
+                data = self._send(url, request)
                 value = parse(data)
+            except _Retry as retry:
+                if attempt == self.max_tries:
+                    raise EutilsError(self._give_up_message(url, retry)) from None
+                if retry.wait is not None and retry.wait > MAX_WAIT_SECONDS:
+                    raise EutilsError(f"{url} answered {retry.reason} and asked to wait {retry.wait:.0f} s; "
+                                      f"try again later") from None
+                self.sleep(self._backoff(attempt) if retry.wait is None else retry.wait)
+                continue
             except _Unreadable as exc:
                 if attempt == self.max_tries:
-                    raise EutilsError(f"{url} sent an unreadable answer {self.max_tries} times ({exc}); "
+                    raise EutilsError(f"{url} sent an unreadable answer {self._tries()} ({exc}); "
                                       f"try again later") from None
                 self.sleep(self._backoff(attempt))
                 continue
@@ -215,60 +235,58 @@ class EutilsClient:
             return value
         raise AssertionError("unreachable")
 
-    def _send(self, url: str, endpoint: str, params: Params, attempt: int) -> bytes:
-        """Send one request, retrying 429, 5xx and network trouble; return the body of a 200."""
+    def _request(self, url: str, params: Params) -> urllib.request.Request:
+        """Build the request: identified with tool, email and key; POST when the query is long."""
         full = list(params) + [("tool", TOOL)]
         if self.email:
             full.append(("email", self.email))
         if self.api_key:
             full.append(("api_key", self.api_key))
         query = urllib.parse.urlencode(full)
-        post = len(query) > self.max_get_length
         headers = {"User-Agent": f"review-digest/{__version__}"}
-        if post:
-            request = urllib.request.Request(url, data=query.encode("ascii"), method="POST",
-                                             headers={**headers, "Content-Type": "application/x-www-form-urlencoded"})
-        else:
-            request = urllib.request.Request(f"{url}?{query}", headers=headers)
-        while True:
-            self.limiter.wait()
-            self.requests += 1
-            try:
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                    return response.read()
-            except urllib.error.HTTPError as exc:
-                status = exc.code
-                wait = _retry_after(exc.headers.get("Retry-After") if exc.headers else None)
-                reason = f"HTTP {status} {exc.reason}".strip()
-                detail = _error_detail(exc)
-                exc.close()
-                if status not in _RETRY_STATUS:
-                    hint = "check --eutils-url" if status == 404 else "check the identifiers and the query"
-                    raise EutilsError(f"{url} answered {reason}{detail}; {hint}") from None
-                if attempt >= self.max_tries:
-                    raise EutilsError(self._give_up_message(url, reason + detail, status)) from None
-                if wait is not None and wait > MAX_WAIT_SECONDS:
-                    raise EutilsError(f"{url} answered {reason} and asked to wait {wait:.0f} s; "
-                                      f"try again later") from None
-            except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
-                reason = _network_reason(exc)
-                if _is_permanent(exc) or attempt >= self.max_tries:
-                    raise EutilsError(f"cannot reach {url}: {reason}; check the connection "
-                                      f"or set --eutils-url") from None
-                wait = None
-            self.sleep(self._backoff(attempt) if wait is None else max(wait, 0.0))
-            attempt += 1
+        if len(query) > self.max_get_length:
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+            return urllib.request.Request(url, data=query.encode("ascii"), method="POST", headers=headers)
+        return urllib.request.Request(f"{url}?{query}", headers=headers)
+
+    def _send(self, url: str, request: urllib.request.Request) -> bytes:
+        """Send one request (after the rate limiter allows it); return the body of a 200."""
+        self.limiter.wait()
+        self.requests += 1
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                return response.read()
+        except urllib.error.HTTPError as exc:
+            status = exc.code
+            wait = _retry_after(exc.headers.get("Retry-After") if exc.headers else None)
+            reason = f"HTTP {status} {exc.reason or ''}".strip() + _error_detail(exc)
+            exc.close()
+            if status in _RETRY_STATUS:
+                raise _Retry(reason, wait, status) from None
+            hint = "check --eutils-url" if status == 404 else "check the identifiers and the query"
+            raise EutilsError(f"{url} answered {reason}; {hint}") from None
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+            reason = _network_reason(exc)
+            if _is_permanent(exc):
+                raise EutilsError(f"cannot reach {url}: {reason}; check the connection "
+                                  f"or set --eutils-url") from None
+            raise _Retry(reason, None, None) from None
+
+    def _tries(self) -> str:
+        return f"{self.max_tries} {'time' if self.max_tries == 1 else 'times'}"
 
     def _backoff(self, attempt: int) -> float:
         return min(self.backoff * 2 ** (attempt - 1), MAX_WAIT_SECONDS)
 
-    def _give_up_message(self, url: str, reason: str, status: int) -> str:
-        tries = f"{self.max_tries} {'try' if self.max_tries == 1 else 'tries'}"
-        if status == 429:
+    def _give_up_message(self, url: str, retry: "_Retry") -> str:
+        if retry.status is None:
+            return (f"cannot reach {url}: {retry.reason} ({self._tries()}); check the connection "
+                    f"or set --eutils-url")
+        if retry.status == 429:
             hint = "NCBI is limiting requests; set NCBI_API_KEY or try again later"
         else:
-            hint = "the service is failing; try again later (records already written are kept and skipped)"
-        return f"{url} answered {reason} after {tries}; {hint}"
+            hint = "the service is failing; try again later"
+        return f"{url} answered {retry.reason} ({self._tries()}); {hint}"
 
 
 def normalize_base_url(url: str) -> str:

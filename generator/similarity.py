@@ -212,9 +212,13 @@ def word_counts(articles: Sequence[Article], title: bool, abstract: bool) -> sp.
     cols = np.fromiter(map(columns.__getitem__, stream), dtype=np.int64, count=len(stream))
     rows = np.cumsum(cols == _BREAK_COLUMN)
     kept = cols >= 0
+    rows, cols = rows[kept], cols[kept]  # already grouped by article
+    indptr = np.zeros(len(articles) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=len(articles)), out=indptr[1:])
     shape = (len(articles), len(columns.terms))
-    coo = sp.coo_matrix((np.ones(int(kept.sum())), (rows[kept], cols[kept])), shape=shape)
-    return coo.tocsr()  # sums the repeated (article, term) entries into counts
+    counts = sp.csr_matrix((np.ones(len(cols)), cols, indptr), shape=shape)
+    counts.sum_duplicates()  # one entry per (article, term), holding the count
+    return counts
 
 
 class _SubjectColumns:

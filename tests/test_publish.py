@@ -256,4 +256,4 @@ def test_deploy_commits_the_site_to_gh_pages_and_pushes(tmp_path, make_site):
     assert "index.html" in files and ".nojekyll" in files and "articles/1/index.html" in files
     assert run(["git", "rev-list", "--count", "gh-pages"], cwd=remote).stdout.strip() == "2"
     # The user's branch, index and working tree are untouched.
-    assert run(["git", "status", "--porcelain"], cwd=root).stdout.split("\n") == ["?? content/", "?? site/"]
+    assert run(["git", "status", "--porcelain"], cwd=root).stdout.splitlines() == ["?? content/", "?? site/"]
