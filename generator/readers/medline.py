@@ -281,7 +281,14 @@ def _read_dates(tags: dict[str, list[Item]], path: str, problems: list[Problem],
 
 @lru_cache(maxsize=4096)
 def _parse_date(value: str) -> PubDate:
-    """Parse a DP/DEP value; cached because most records of a digest share a few issue dates."""
+    """Parse a DP/DEP value; cached because most records of a digest share a few issue dates.
+
+    DEP's `YYYYMMDD` is read directly: those dates rarely repeat, so the cache does not help them.
+    """
+    if len(value) == 8 and value.isdigit():
+        month, day = int(value[4:6]), int(value[6:])
+        if 1 <= month <= 12 and 1 <= day <= 31:
+            return PubDate(year=int(value[:4]), month=month, day=day)
     return parse_pubmed_date(value)
 
 
