@@ -1,0 +1,107 @@
+"""`digest serve` in headless Chromium: a saved edit shows up in an open page without touching it."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from tests.conftest import REPO
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+RECORD = "title: {title}\npmid: 111\njournal: Journal of Tests\npublished: 2024-01-02\n"
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's /usr/bin/chromium"),
+]
+sync_api = pytest.importorskip("playwright.sync_api")
+
+
+def child_pids(pid: int) -> list[int]:
+    """Return the processes whose parent is `pid` (Linux /proc)."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                children.append(int(entry.name))
+    return children
+
+
+@pytest.fixture
+def serve_process(tmp_path: Path) -> Iterator[tuple[subprocess.Popen, str, Path]]:
+    """Run `digest serve --port 0` on a one-article digest published under a sub-path."""
+    root = tmp_path / "digest"
+    (root / "content").mkdir(parents=True)
+    (root / "content/a.yaml").write_text(RECORD.format(title="First title"), encoding="utf-8")
+    (root / "digest.yaml").write_text("title: Browser test\nbase_url: https://u.github.io/repo/\n", encoding="utf-8")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "generator", "serve", "--root", str(root), "--port", "0"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        line = ""
+        while "Serving" not in line:
+            line = process.stdout.readline()
+            assert line, f"digest serve exited: {process.stderr.read()}"
+        url = re.search(r"http://\S+", line).group(0)
+        yield process, url, root
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_saved_edits_and_errors_show_up_in_the_open_page_then_ctrl_c_stops(serve_process):
+    process, url, root = serve_process
+    assert url.endswith("/repo/")
+    record = root / "content/a.yaml"
+    expect = sync_api.expect
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            failed: list[str] = []
+            page.on("response", lambda r: failed.append(r.url) if r.status >= 400 and "favicon" not in r.url else None)
+            page.goto(url + "articles/111/")
+            expect(page.locator("h1")).to_contain_text("First title")
+
+            record.write_text(RECORD.format(title="Edited on disk"), encoding="utf-8")
+            expect(page.locator("h1")).to_contain_text("Edited on disk", timeout=8000)
+
+            record.write_text("title: [not closed\npmid: 111\n", encoding="utf-8")
+            overlay = page.locator("#digest-error-overlay")
+            expect(overlay).to_be_visible(timeout=8000)
+            expect(overlay).to_contain_text(re.compile(r"content/a\.yaml:\d+: invalid YAML"))
+            expect(page.locator("h1").first).to_contain_text("Edited on disk")  # last good page, underneath
+
+            record.write_text(RECORD.format(title="Fixed again"), encoding="utf-8")
+            expect(page.locator("h1")).to_contain_text("Fixed again", timeout=8000)
+            expect(overlay).to_have_count(0)
+            assert failed == []  # stylesheet and links resolve under the /repo/ sub-path
+        finally:
+            browser.close()
+
+    assert child_pids(process.pid) == []
+    started = time.monotonic()
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=5) == 0
+    assert time.monotonic() - started < 1.0
+    assert "Stopped" in process.stdout.read()
+    port = int(re.search(r":(\d+)/", url).group(1))
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
