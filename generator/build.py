@@ -1,18 +1,31 @@
-"""Run the stages in order (load → link → render → write) and time each one."""
+"""Run the stages in order (load → link → render → write) and time each one.
+
+Rendering streams into the spare tree of `write.SiteWriter`: only pages whose fingerprint changed
+are rendered, on all cores (forked workers share the linked digest), and the site is published by
+one atomic exchange. The bytes do not depend on the number of workers.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import multiprocessing
+import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator
+from pathlib import Path
+from typing import Iterator, Sequence
 
 from generator.config import SiteConfig
 from generator.errors import DigestError, Problem
 from generator.link import link_articles
 from generator.load import load_articles
-from generator.render import render_site
-from generator.write import write_site
+from generator.render import AGGREGATES, PageJob, Renderer, aggregate_export, produce
+from generator.write import TREE_MARKER, SiteWriter, static_files, write_file
+
+CACHE_DIR = ".digest-cache"
+PARALLEL_THRESHOLD = 400  # below this many pages to render, forking costs more than it saves
 
 
 @dataclass
@@ -20,6 +33,7 @@ class BuildReport:
     articles: int = 0
     pages: int = 0
     written: int = 0
+    rendered: int = 0
     removed: int = 0
     seconds: float = 0.0
     warnings: list[Problem] = field(default_factory=list)
@@ -40,10 +54,77 @@ def _timed(report: BuildReport, stage: str) -> Iterator[None]:
     report.stage_seconds[stage] = time.perf_counter() - start
 
 
-def build(config: SiteConfig, strict: bool = False) -> BuildReport:
+def input_fingerprint(config: SiteConfig) -> str:
+    """Fingerprint every input of a build by name, size and modification time (as make does).
+
+    Content, templates, static files, digest.yaml and this package's own code: when none of them
+    changed since the build that produced the live site, there is nothing to do.
+    """
+    import generator
+
+    entries: list[object] = [repr(config)]
+    folders = [config.content_path, config.templates_path, config.static_path, Path(generator.__file__).parent]
+    from generator.render import THEME_DIR
+
+    folders.append(THEME_DIR)
+    for folder in folders:
+        for path in _walk(folder):
+            try:
+                stat = path.stat()
+            except OSError:
+                continue
+            entries.append((str(path), stat.st_size, stat.st_mtime_ns))
+    config_file = config.root / "digest.yaml"
+    if config_file.is_file():
+        entries.append(config_file.read_bytes())
+    return hashlib.blake2b(repr(entries).encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
+
+def _walk(folder: Path) -> list[Path]:
+    found: list[Path] = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "__pycache__")
+        found.extend(Path(root) / name for name in sorted(files))
+    return found
+
+
+def _unchanged_report(config: SiteConfig, fingerprint: str) -> BuildReport | None:
+    """Return the last build's report when neither the inputs nor the live site changed since."""
+    record = config.root / CACHE_DIR / "inputs.json"
+    try:
+        saved = json.loads(record.read_text(encoding="utf-8"))
+        marker = (config.output_path / TREE_MARKER).read_text(encoding="ascii").strip()
+        if saved.get("inputs") != fingerprint or saved.get("tree") != marker:
+            return None
+        warnings = [Problem(path=w[0], message=w[1], line=w[2], hint=w[3], severity="warning")
+                    for w in saved.get("warnings", [])]
+        return BuildReport(articles=int(saved["articles"]), pages=int(saved["pages"]), warnings=warnings)
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return None
+
+
+def _remember_inputs(config: SiteConfig, fingerprint: str, report: BuildReport) -> None:
+    try:
+        marker = (config.output_path / TREE_MARKER).read_text(encoding="ascii").strip()
+        record = config.root / CACHE_DIR / "inputs.json"
+        record.parent.mkdir(parents=True, exist_ok=True)
+        warnings = [[w.path, w.message, w.line, w.hint] for w in report.warnings]
+        record.write_text(json.dumps({"inputs": fingerprint, "tree": marker, "articles": report.articles,
+                                      "pages": report.pages, "warnings": warnings}), encoding="utf-8")
+    except OSError:
+        pass  # the cache is an optimisation; the next build just does the work
+
+
+def build(config: SiteConfig, strict: bool = False, jobs: int | None = None, clean: bool = False) -> BuildReport:
     """Build the site; raise DigestError (the previous site untouched) when the input has errors."""
     report = BuildReport()
     start = time.perf_counter()
+    inputs = input_fingerprint(config)
+    previous = None if clean else _unchanged_report(config, inputs)
+    if previous is not None and not (strict and previous.warnings):
+        previous.seconds = time.perf_counter() - start
+        previous.stage_seconds["check inputs"] = previous.seconds
+        return previous
     with _timed(report, "load"):
         loaded = load_articles(config.content_path, config.root)
     report.warnings = loaded.warnings
@@ -51,13 +132,93 @@ def build(config: SiteConfig, strict: bool = False) -> BuildReport:
         raise DigestError([Problem(w.path, w.message, w.line, w.hint) for w in loaded.warnings])
     with _timed(report, "link"):
         digest = link_articles(loaded.articles, config.similar, config.taxonomies)
-    with _timed(report, "render"):
-        pages = render_site(digest, config)
-    with _timed(report, "write"):
-        written = write_site(pages, config.output_path, [config.static_path])
+    with _timed(report, "plan"):
+        renderer = Renderer(digest, config)
+        plan_jobs = renderer.plan().jobs
+        statics = [(path, source) for path, source in static_files([config.static_path])
+                   if path not in {j.path for j in plan_jobs}]
+        all_jobs = plan_jobs + [PageJob(path, "static", hashlib.sha256(source.read_bytes()).hexdigest(), (str(source),))
+                                for path, source in statics]
+        keys = {job.path: job.key for job in all_jobs}
+        writer = SiteWriter(config.output_path, config.root / CACHE_DIR, clean=clean)
     report.articles = len(digest.articles)
-    report.pages = written.written + written.unchanged
+    report.pages = len(all_jobs)
+    if writer.unchanged_site(keys):
+        _remember_inputs(config, inputs, report)
+        report.seconds = time.perf_counter() - start
+        report.written = 0
+        return report
+    with _timed(report, "render"):
+        try:
+            pending = set(writer.prepare(keys))
+            to_render = [j for j in all_jobs if j.path in pending and j.kind not in AGGREGATES]
+            render_into(writer.spare, renderer, to_render, jobs)
+            for job in all_jobs:
+                if job.path in pending and job.kind in AGGREGATES:
+                    write_file(writer.spare, job.path, _aggregate(writer, job, digest.articles))
+        except OSError as exc:
+            raise DigestError(Problem(str(config.output_path), f"cannot write the site: {exc.strerror or exc}",
+                                      hint="check free disk space and permissions; the previous site is untouched"))
+    report.rendered = len(pending)
+    with _timed(report, "write"):
+        try:
+            written = writer.publish()
+        except OSError as exc:
+            raise DigestError(Problem(str(config.output_path), f"cannot publish the site: {exc.strerror or exc}",
+                                      hint="check permissions; the previous site is untouched"))
     report.written = written.written
     report.removed = written.removed
+    _remember_inputs(config, inputs, report)
     report.seconds = time.perf_counter() - start
     return report
+
+
+def _aggregate(writer: SiteWriter, job: PageJob, articles) -> bytes:
+    """Make a digest-wide export by joining the per-article files already in the new tree."""
+    name = AGGREGATES[job.kind]
+    parts = [(writer.spare / "articles" / a.id / name).read_bytes() for a in articles]
+    return aggregate_export(job.kind, parts)
+
+
+# Rendering, in this process or in forked workers ---------------------------------------------
+
+_worker_state: tuple[Renderer, os.PathLike] | None = None
+
+
+def _render_chunk(chunk: Sequence[PageJob]) -> list[Problem] | None:
+    renderer, tree = _worker_state  # type: ignore[misc]
+    try:
+        for job in chunk:
+            write_file(tree, job.path, _produce(renderer, job))
+    except DigestError as exc:
+        return exc.problems
+    return None
+
+
+def _produce(renderer: Renderer, job: PageJob) -> bytes:
+    if job.kind == "static":
+        with open(job.args[0], "rb") as stream:
+            return stream.read()
+    return produce(renderer, job)
+
+
+def render_into(tree, renderer: Renderer, jobs_to_render: list[PageJob], workers: int | None) -> None:
+    """Render jobs into `tree`, on `workers` processes (default: every core)."""
+    global _worker_state
+    workers = workers or os.cpu_count() or 1
+    _worker_state = (renderer, tree)
+    try:
+        if workers <= 1 or len(jobs_to_render) < PARALLEL_THRESHOLD or "fork" not in multiprocessing.get_all_start_methods():
+            problems = _render_chunk(jobs_to_render)
+            if problems:
+                raise DigestError(problems)
+            return
+        size = max(50, len(jobs_to_render) // (workers * 8))
+        chunks = [jobs_to_render[i: i + size] for i in range(0, len(jobs_to_render), size)]
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            for problems in pool.imap_unordered(_render_chunk, chunks):
+                if problems:
+                    pool.terminate()
+                    raise DigestError(problems)
+    finally:
+        _worker_state = None

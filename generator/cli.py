@@ -34,6 +34,9 @@ def make_parser() -> argparse.ArgumentParser:
     build.add_argument("--base-url", metavar="URL",
                        help="public address of the site, e.g. https://user.github.io/repo/ (feeds, canonical links)")
     build.add_argument("--strict", action="store_true", help="treat warnings as errors")
+    build.add_argument("--jobs", "-j", type=int, metavar="N", help="processes for rendering (default: every core)")
+    build.add_argument("--clean", action="store_true",
+                       help="ignore the cache in .digest-cache/ and render every page again")
     check = commands.add_parser("check", help="load and link only; report every problem without writing",
                                 description="Read every record and report problems (path:line: message) "
                                             "without writing anything.")
@@ -131,7 +134,7 @@ def run_build(args: argparse.Namespace) -> int:
     from generator.build import build
 
     config = _config(args)
-    report = build(config, strict=args.strict)
+    report = build(config, strict=args.strict, jobs=args.jobs, clean=args.clean)
     _print_warnings(report.warnings, args.quiet)
     if args.verbose:
         for stage, seconds in report.stage_seconds.items():

@@ -214,7 +214,10 @@ class EutilsClient:
         for attempt in range(1, self.max_tries + 1):
             try:
                 data = self._send(url, request)
-                value = parse(data)
+                try:
+                    value = parse(data)
+                except EutilsError as exc:  # an error NCBI reports inside a 200 answer
+                    raise EutilsError(f"{url}: {exc}") from None
             except _Retry as retry:
                 if attempt == self.max_tries:
                     raise EutilsError(self._give_up_message(url, retry)) from None
@@ -229,8 +232,6 @@ class EutilsClient:
                                       f"try again later") from None
                 self.sleep(self._backoff(attempt))
                 continue
-            except EutilsError as exc:
-                raise EutilsError(f"{url}: {exc}") from None
             self.cache.put(key, data)
             return value
         raise AssertionError("unreachable")

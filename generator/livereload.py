@@ -94,8 +94,9 @@ def error_overlay(problems: Sequence[Problem]) -> str:
         f'<div id="{OVERLAY_ID}" role="alert" style="position:fixed;inset:0;z-index:2147483647;overflow:auto;'
         "margin:0;padding:2rem;background:rgba(24,24,27,.96);color:#fafafa;"
         'font:15px/1.5 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;text-align:left">\n'
-        f'<h1 style="margin:0 0 .5rem;font-size:1.3rem;color:#fca5a5">Build failed: '
-        f"{errors} error{'s' * (errors != 1)}</h1>\n"
+        # Not a heading: the page underneath keeps its own outline (one <h1>).
+        f'<p style="margin:0 0 .5rem;font-size:1.3rem;font-weight:bold;color:#fca5a5">Build failed: '
+        f"{errors} error{'s' * (errors != 1)}</p>\n"
         "<p style=\"margin:0 0 1rem\">Fix the file and save: this page reloads by itself. "
         "Behind this panel is the last site that built.</p>\n"
         f'<ol style="margin:0;padding-left:1.5rem">\n{items}\n</ol>\n</div>\n'

@@ -23,7 +23,7 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, TextIO
+from typing import Any, Iterable, TextIO
 
 import yaml
 
@@ -130,7 +130,12 @@ class Fetcher:
                 fetched.missing.append(pmid)
                 continue
             similar = tuple(self._similar_ref(n) for n in top[pmid])
-            fetched.records[pmid] = article_to_native(dataclasses.replace(articles[0], similar=similar))
+            native = article_to_native(dataclasses.replace(articles[0], similar=similar))
+            for ref in native.get("similar", []):
+                score = ref.get("score")
+                if isinstance(score, float) and score.is_integer():  # elink scores are whole numbers
+                    ref["score"] = int(score)
+            fetched.records[pmid] = native
         return fetched
 
     def _summarise(self, pmids: Iterable[str]) -> None:
@@ -193,11 +198,12 @@ def _free_in_pmc(ids: dict[str, str], today: dt.date) -> bool:
 def make_client(args: argparse.Namespace, root: Path, environ: dict[str, str] | None = None) -> EutilsClient:
     """Return a client for the configured service: --eutils-url, $DIGEST_EUTILS_URL or NCBI's."""
     environ = os.environ if environ is None else environ
-    url = getattr(args, "eutils_url", None) or environ.get("DIGEST_EUTILS_URL") or DEFAULT_BASE_URL
+    given = getattr(args, "eutils_url", None)
+    url = given or environ.get("DIGEST_EUTILS_URL") or DEFAULT_BASE_URL
     try:
         base_url = normalize_base_url(url)
     except EutilsError as exc:
-        raise DigestError(Problem("--eutils-url", str(exc))) from None
+        raise DigestError(Problem("--eutils-url" if given else "DIGEST_EUTILS_URL", str(exc))) from None
     email = environ.get("NCBI_EMAIL", "").strip()
     if not email and not getattr(args, "quiet", False):
         print("warning: NCBI_EMAIL is not set; NCBI asks every E-utilities client for a contact address "

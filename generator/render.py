@@ -8,19 +8,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import jinja2
 from markupsafe import Markup
 
-from generator import urls
+from generator import exports, urls
 from generator.config import SiteConfig
 from generator.errors import DigestError, Problem
 from generator.link import Digest, article_terms
-from generator import exports
 from generator.graph import build_map
 from generator.markup import inline_html, plain_text, render_notes, safe_url, summary
 from generator.metadata import page_range, scholarly_json_ld, updated_date
@@ -86,6 +86,29 @@ def collect_assets(config: SiteConfig) -> dict[str, tuple[str, bytes]]:
     return assets
 
 
+_USES_DIGEST = re.compile(rb"[{(\s,|]digest\.[a-z_]")
+
+
+def theme_fingerprint(config: SiteConfig, digest: Digest) -> str:
+    """Fingerprint what every page depends on: templates, theme assets, configuration, this package.
+
+    A template that mentions `digest` can show digest-wide data, so then the whole digest is included.
+    """
+    # Where the digest lives on disk does not change a page; what the theme files say does.
+    portable = replace(config, root=Path("."), output_dir="", content_dir="", templates_dir="", static_dir="")
+    parts: list[object] = [__package__, repr(portable)]
+    mentions_digest = False
+    for folder in theme_dirs(config):
+        for path in sorted(folder.rglob("*")):
+            if path.is_file() and path.suffix in (".html", ".md", ".xml", ".txt", ".json") + ASSET_SUFFIXES:
+                data = path.read_bytes()
+                parts.append((path.relative_to(folder).as_posix(), hashlib.sha256(data).hexdigest()))
+                mentions_digest = mentions_digest or bool(_USES_DIGEST.search(data))
+    if mentions_digest:
+        parts.append(repr(digest.articles))
+    return fingerprint(*parts)
+
+
 class Renderer:
     """Renders pages; holds the environment, the digest and the helpers every template may call."""
 
@@ -108,6 +131,59 @@ class Renderer:
             "entry_id": self.entry_id,
         }
         self.citation_keys = exports.citation_keys(digest.articles)
+        self.theme_key = theme_fingerprint(config, digest)
+        self._items: dict[tuple[str, int], Markup] = {}
+        self._entries: dict[tuple[str, int], Markup] = {}
+        self._urls: dict[int, dict[str, str]] = {}
+        self._cites: dict[tuple[str, str], str] = {}
+        self.plan_jobs: list = []
+
+    def plan(self) -> "SitePlan":
+        """Return every job of the site, remembering them for pages that list pages (the sitemap)."""
+        plan = SitePlan(self)
+        self.plan_jobs = plan.jobs
+        return plan
+
+    def newest(self, articles: Iterable[Article]) -> list[Article]:
+        """Return the articles a feed shows: newest by date, then id, at most `feed.limit`."""
+        return sorted(articles, key=lambda a: (updated_date(a), a.id), reverse=True)[: self.config.feed_limit]
+
+    def items(self, articles: Iterable[Article], depth: int) -> list[Markup]:
+        """Return listing entries, each rendered once per folder depth and reused by every listing."""
+        result = []
+        for article in articles:
+            cached = self._items.get((article.id, depth))
+            if cached is None:
+                page = self.render("_item.html", "x/" * depth, article=article)
+                cached = self._items[(article.id, depth)] = Markup(page.content.decode("utf-8").strip())
+            result.append(cached)
+        return result
+
+    def entries(self, articles: Iterable[Article], path: str) -> list[Markup]:
+        """Return Atom entries, each rendered once per folder depth and reused by every feed."""
+        depth = urls.depth(path)
+        result = []
+        for article in articles:
+            cached = self._entries.get((article.id, depth))
+            if cached is None:
+                page = self.render("_entry.xml", path, article=article)
+                cached = self._entries[(article.id, depth)] = Markup(page.content.decode("utf-8").strip("\n"))
+            result.append(cached)
+        return result
+
+    def cite(self, article: Article, kind: str) -> str:
+        """Return an article's citation file text (`cite.bib`, `cite.ris`, `cite.json`), made once."""
+        cached = self._cites.get((article.id, kind))
+        if cached is None:
+            key = self.citation_keys[article.id]
+            if kind == "cite.bib":
+                cached = exports.article_to_bibtex(article, key)
+            elif kind == "cite.ris":
+                cached = exports.article_to_ris(article)
+            else:
+                cached = exports.article_to_csl_json(article, key)
+            self._cites[(article.id, kind)] = cached
+        return cached
 
     def entry_id(self, article: Article) -> str:
         """Return a feed entry's permanent id: its page URL when the site has an address, else a URN."""
@@ -118,8 +194,14 @@ class Renderer:
     def page_context(self, path: str) -> dict[str, Any]:
         """Return the helpers bound to one page: every link they make is relative to it."""
 
+        prefix_depth = urls.depth(path)
+        cache = self._urls.setdefault(prefix_depth, {})
+
         def url(target: str) -> str:
-            return urls.relative_url(path, target)
+            found = cache.get(target)
+            if found is None:
+                found = cache[target] = urls.relative_url(path, target)
+            return found
 
         def term_url(taxonomy: str, name: str) -> str:
             slug = self.digest.term_slug(taxonomy, name)
@@ -173,83 +255,196 @@ def _template_frame(exc: BaseException) -> tuple[str | None, int | None]:
     return None, None
 
 
-def render_site(digest: Digest, config: SiteConfig) -> list[Page]:
-    """Render every page of the site, in a fixed order."""
-    renderer = Renderer(digest, config)
-    pages = [Page(path=path, content=data) for path, data in sorted(renderer.assets.values())]
-    pages.append(renderer.render("index.html", urls.HOME, articles=digest.articles))
-    for article in digest.articles:
-        pages.extend(render_article(renderer, article))
-    pages.extend(render_taxonomies(renderer))
-    pages.append(renderer.render("map.html", urls.MAP, digest_map=build_map(digest)))
-    pages.append(renderer.render("404.html", urls.NOT_FOUND))
-    pages.extend(render_publishing(renderer, pages))
-    return pages
+@dataclass(frozen=True)
+class PageJob:
+    """One output file to produce: `key` fingerprints everything the file shows, so an unchanged key
+    means the bytes of the previous build can be reused without rendering."""
+
+    path: str
+    kind: str
+    key: str
+    args: tuple = ()
 
 
-def render_feed(renderer: Renderer, path: str, articles: Iterable[Article], title: str, alternate: str) -> Page:
+def fingerprint(*parts: object) -> str:
+    """Return a short stable hash of the parts' text forms."""
+    digest = hashlib.blake2b(digest_size=16)
+    for part in parts:
+        digest.update(str(part).encode("utf-8", "surrogatepass"))
+        digest.update(b"\x1f")
+    return digest.hexdigest()
+
+
+def listing_fields(article: Article) -> tuple:
+    """Return what a listing shows of an article (see `_item.html`): its key changes only with these."""
+    return (article.id, article.title, article.title_html, article.journal_abbrev, article.journal,
+            article.published, article.volume, article.issue, article.pages,
+            tuple(a.name for a in article.authors[:4]), len(article.authors), article.publication_types,
+            article.is_retracted, article.has_erratum, article.has_expression_of_concern, bool(article.pmcid))
+
+
+class SitePlan:
+    """Every job of a build, with the fingerprints that let unchanged pages be skipped."""
+
+    def __init__(self, renderer: "Renderer"):
+        self.renderer = renderer
+        digest, config = renderer.digest, renderer.config
+        self.theme_key = renderer.theme_key
+        self.article_keys = {a.id: fingerprint(repr(a)) for a in digest.articles}
+        self.item_keys = {a.id: fingerprint(listing_fields(a)) for a in digest.articles}
+        self.jobs: list[PageJob] = []
+        add = self.add
+        for name, (path, data) in sorted(renderer.assets.items()):
+            add(path, "asset", fingerprint(path, hashlib.sha256(data).hexdigest()), (name,))
+        add(urls.output_file(urls.HOME), "home", self.listing_key("home", [a.id for a in digest.articles]))
+        for article in digest.articles:
+            key = self.article_page_key(article)
+            base = urls.article_path(article.id)
+            add(urls.output_file(base), "article", key, (article.id,))
+            add(urls.article_markdown_path(article.id), "article_md", key, (article.id,))
+            cite_key = fingerprint(self.article_keys[article.id], renderer.citation_keys[article.id])
+            for name in ("cite.bib", "cite.ris", "cite.json"):
+                add(base + name, name, cite_key, (article.id,))
+        for taxonomy, terms in digest.taxonomies.items():
+            add(urls.output_file(urls.taxonomy_path(taxonomy)), "taxonomy",
+                fingerprint(self.theme_key, taxonomy, [(t.name, t.slug, len(t.article_ids)) for t in terms]), (taxonomy,))
+            for index, term in enumerate(terms):
+                add(urls.output_file(urls.term_path(taxonomy, term.slug)), "term",
+                    self.listing_key(taxonomy, term.name, term.article_ids), (taxonomy, index))
+                if taxonomy == "topics":
+                    add(urls.term_path(taxonomy, term.slug) + "feed.xml", "topic_feed",
+                        self.feed_key(term.name, term.article_ids), (index,))
+        add(urls.output_file(urls.MAP), "map", fingerprint(self.theme_key, self.map_inputs()))
+        add(urls.NOT_FOUND, "404", self.theme_key)
+        add(urls.FEED, "feed", self.feed_key("", [a.id for a in digest.articles]))
+        all_keys = fingerprint(sorted(self.article_keys.items()), sorted(renderer.citation_keys.items()))
+        add(urls.DIGEST_JSON, "digest_json", fingerprint(self.theme_key, all_keys, self.similar_inputs()))
+        for name in ("digest.bib", "digest.ris", "digest.csl.json"):
+            add(name, name, fingerprint(self.theme_key, all_keys))
+        html_paths = sorted(j.path for j in self.jobs if j.path.endswith("index.html"))
+        if config.base_url:
+            add(urls.SITEMAP, "sitemap", fingerprint(self.theme_key, html_paths))
+        add("robots.txt", "robots", self.theme_key)
+        if config.cname:
+            add("CNAME", "cname", fingerprint(config.cname))
+        add(".nojekyll", "nojekyll", "")
+
+    def add(self, path: str, kind: str, key: str, args: tuple = ()) -> None:
+        self.jobs.append(PageJob(path=path, kind=kind, key=key, args=args))
+
+    def listing_key(self, *parts: object) -> str:
+        *head, ids = parts
+        return fingerprint(self.theme_key, *head, [self.item_keys[i] for i in ids])
+
+    def article_page_key(self, article: Article) -> str:
+        digest = self.renderer.digest
+        backlinks = [self.item_keys[i] for i in digest.backlinks.get(article.id, ())]
+        return fingerprint(self.theme_key, self.article_keys[article.id], digest.similar.get(article.id, ()),
+                           backlinks, self.renderer.citation_keys[article.id])
+
+    def feed_key(self, title: str, ids: Iterable[str]) -> str:
+        newest = self.renderer.newest([self.renderer.digest.by_id[i] for i in ids])
+        return fingerprint(self.theme_key, title, [self.article_keys[a.id] for a in newest])
+
+    def map_inputs(self) -> str:
+        digest = self.renderer.digest
+        edges = sorted((a, l.target_id) for a, links in digest.similar.items() for l in links if l.target_id)
+        return fingerprint(edges, [listing_fields(a) for a in digest.articles],
+                           [(a.mesh_terms, a.keywords) for a in digest.articles])
+
+    def similar_inputs(self) -> str:
+        return fingerprint(sorted(self.renderer.digest.similar.items()))
+
+
+AGGREGATES = {"digest.bib": "cite.bib", "digest.ris": "cite.ris", "digest.csl.json": "cite.json"}
+
+
+def produce(renderer: "Renderer", job: PageJob) -> bytes:
+    """Render one job's bytes. Aggregate exports are made by `aggregate_export` from per-article files."""
+    digest, config = renderer.digest, renderer.config
+    kind, args = job.kind, job.args
+    if kind == "asset":
+        return renderer.assets[args[0]][1]
+    if kind == "home":
+        return renderer.render("index.html", urls.HOME, items=renderer.items(digest.articles, 0)).content
+    if kind in ("article", "article_md"):
+        return render_article_page(renderer, digest.by_id[args[0]], markdown=kind == "article_md")
+    if kind in ("cite.bib", "cite.ris", "cite.json"):
+        return renderer.cite(digest.by_id[args[0]], kind).encode("utf-8")
+    if kind == "taxonomy":
+        taxonomy = args[0]
+        return renderer.render("taxonomy.html", urls.taxonomy_path(taxonomy), taxonomy=taxonomy,
+                               terms=digest.taxonomies[taxonomy]).content
+    if kind == "term":
+        taxonomy, index = args
+        term = digest.taxonomies[taxonomy][index]
+        items = renderer.items([digest.by_id[i] for i in term.article_ids], 2)
+        return renderer.render("term.html", urls.term_path(taxonomy, term.slug), taxonomy=taxonomy, term=term,
+                               items=items).content
+    if kind == "topic_feed":
+        term = digest.taxonomies["topics"][args[0]]
+        return render_feed(renderer, job.path, [digest.by_id[i] for i in term.article_ids],
+                           f"{config.title}: {term.name}", urls.term_path("topics", term.slug))
+    if kind == "feed":
+        return render_feed(renderer, urls.FEED, digest.articles, config.title, urls.HOME)
+    if kind == "map":
+        return renderer.render("map.html", urls.MAP, digest_map=build_map(digest)).content
+    if kind == "404":
+        return renderer.render("404.html", urls.NOT_FOUND).content
+    if kind == "digest_json":
+        return digest_json(digest, config).encode("utf-8")
+    if kind == "sitemap":
+        paths = sorted(j.path[: -len("index.html")] for j in renderer.plan_jobs if j.path.endswith("index.html")
+                       and j.path != urls.NOT_FOUND)
+        return renderer.render("sitemap.xml", urls.SITEMAP, paths=paths).content
+    if kind == "robots":
+        return renderer.render("robots.txt", "robots.txt").content
+    if kind == "cname":
+        return (config.cname.strip() + "\n").encode("ascii", "ignore")
+    if kind == "nojekyll":
+        return b""
+    if kind in AGGREGATES:
+        return aggregate_export(kind, [renderer.cite(a, AGGREGATES[kind]).encode("utf-8") for a in digest.articles])
+    raise ValueError(f"unknown page kind {kind!r}")
+
+
+def aggregate_export(kind: str, parts: list[bytes]) -> bytes:
+    """Join per-article citation files into the digest-wide export of the same format."""
+    if kind == "digest.csl.json":
+        # Each cite.json is a one-item array: join the items into one array.
+        items = [part.strip()[1:-1].strip(b"\n") for part in parts]
+        return b"[\n" + b",\n".join(items) + b"\n]\n" if items else b"[]\n"
+    separator = b"\n" if kind == "digest.bib" else b""
+    return separator.join(parts)
+
+
+def render_feed(renderer: Renderer, path: str, articles: Iterable[Article], title: str, alternate: str) -> bytes:
     """Render an Atom feed of the newest articles (by publication date, then id)."""
-    newest = sorted(articles, key=lambda a: (updated_date(a), a.id), reverse=True)[: renderer.config.feed_limit]
+    newest = renderer.newest(articles)
     updated = max((updated_date(a) for a in newest), default="1970-01-01T00:00:00Z")
     feed_id = (urls.absolute_url(renderer.config.base_url, path) if renderer.config.base_url
                else f"urn:review-digest:feed:{path}")
-    return renderer.render("feed.xml", path, articles=newest, feed_title=title, feed_id=feed_id, updated=updated,
-                           alternate_path=alternate)
+    return renderer.render("feed.xml", path, entries=renderer.entries(newest, path), feed_title=title,
+                           feed_id=feed_id, updated=updated, alternate_path=alternate).content
 
 
-def render_publishing(renderer: Renderer, pages: list[Page]) -> list[Page]:
-    """Render what hosting and readers' tools need: feeds, sitemap, robots.txt, exports, CNAME."""
-    digest, config = renderer.digest, renderer.config
-    out = [render_feed(renderer, urls.FEED, digest.articles, config.title, urls.HOME)]
-    for term in digest.taxonomies.get("topics", ()):
-        out.append(render_feed(renderer, urls.term_path("topics", term.slug) + "feed.xml",
-                               [digest.by_id[i] for i in term.article_ids], f"{config.title}: {term.name}",
-                               urls.term_path("topics", term.slug)))
-    html_paths = sorted(p.path[: -len("index.html")] for p in pages
-                        if p.path.endswith("index.html") and p.path != urls.NOT_FOUND)
-    if config.base_url:
-        out.append(renderer.render("sitemap.xml", urls.SITEMAP, paths=html_paths))
-    out.append(renderer.render("robots.txt", "robots.txt"))
-    out.append(Page(urls.DIGEST_JSON, digest_json(digest, config).encode("utf-8")))
-    articles = digest.articles
-    out.append(Page("digest.bib", exports.articles_to_bibtex(articles).encode("utf-8")))
-    out.append(Page("digest.ris", exports.articles_to_ris(articles).encode("utf-8")))
-    out.append(Page("digest.csl.json", exports.articles_to_csl_json(articles).encode("utf-8")))
-    if config.cname:
-        out.append(Page("CNAME", (config.cname.strip() + "\n").encode("ascii", "ignore")))
-    out.append(Page(".nojekyll", b""))
-    return out
-
-
-def render_article(renderer: Renderer, article: Article) -> list[Page]:
-    """Render an article's HTML page and its Markdown twin."""
-    path = urls.article_path(article.id)
+def render_article_page(renderer: Renderer, article: Article, markdown: bool) -> bytes:
+    """Render an article's HTML page, or its Markdown twin."""
     context = {
         "article": article,
         "similar": renderer.digest.similar.get(article.id, ()),
         "backlinks": [renderer.digest.by_id[i] for i in renderer.digest.backlinks.get(article.id, ())],
     }
-    key = renderer.citation_keys[article.id]
-    bibtex = exports.article_to_bibtex(article, key)
-    html = renderer.render("article.html", path, bibtex=bibtex, **context)
-    markdown = renderer.render("article.md", urls.article_markdown_path(article.id), **context)
-    return [
-        html,
-        Page(urls.article_markdown_path(article.id), markdown.content),
-        Page(path + "cite.bib", bibtex.encode("utf-8")),
-        Page(path + "cite.ris", exports.article_to_ris(article).encode("utf-8")),
-        Page(path + "cite.json", exports.article_to_csl_json(article, key).encode("utf-8")),
-    ]
+    if markdown:
+        return renderer.render("article.md", urls.article_markdown_path(article.id), **context).content
+    return renderer.render("article.html", urls.article_path(article.id), bibtex=renderer.cite(article, "cite.bib"),
+                           **context).content
 
 
-def render_taxonomies(renderer: Renderer) -> Iterable[Page]:
-    digest = renderer.digest
-    for taxonomy, terms in digest.taxonomies.items():
-        yield renderer.render("taxonomy.html", urls.taxonomy_path(taxonomy), taxonomy=taxonomy, terms=terms)
-        for term in terms:
-            articles = [digest.by_id[i] for i in term.article_ids]
-            yield renderer.render("term.html", urls.term_path(taxonomy, term.slug), taxonomy=taxonomy,
-                                  term=term, articles=articles)
+def render_site(digest: Digest, config: SiteConfig) -> list[Page]:
+    """Render every page of the site in memory (small digests and tests; builds stream jobs instead)."""
+    renderer = Renderer(digest, config)
+    return [Page(job.path, produce(renderer, job)) for job in renderer.plan().jobs]
 
 
 def digest_json(digest: Digest, config: SiteConfig) -> str:
@@ -283,4 +478,3 @@ def digest_json(digest: Digest, config: SiteConfig) -> str:
     return json.dumps({"articles": articles}, ensure_ascii=False, indent=1, sort_keys=True) + "\n"
 
 
-RenderFunction = Callable[[Digest, SiteConfig], list[Page]]

@@ -1,15 +1,46 @@
 """Similar articles: for every article of a digest, its most similar other articles.
 
-PLACEHOLDER: design and measured figures are filled in once measured.
+PubMed's own "Similar articles" cover only what PubMed links; this computes neighbours inside the
+digest, in the spirit of pmra (docs FORMATS.md 1f): a TF-IDF cosine over words and subject terms.
+
+Terms
+    Words are runs of two or more letters and digits holding a letter, lowercased, minus PubMed's
+    stopwords, with plurals stripped (Harman's S-stemmer). Title words count twice. MeSH descriptors are whole terms
+    (major topics weigh 2x), each descriptor/qualifier pair is an extra term at half weight, keywords
+    are whole terms. Authors and journals are not used (nor does pmra use them).
+Weights
+    Words: (1 + ln tf) x idf; subject terms: their weight x idf, with BM25's idf
+    ln(1 + (n - df + 0.5) / (df + 0.5)): near 0 for a term every article has, never negative, so a
+    digest of two articles still scores. Each kind of evidence (text, MeSH, keywords) is scaled to
+    unit length and given a share of the score (0.5, 0.35, 0.15); the combined vector is scaled to
+    unit length again, so an article without an abstract or MeSH is compared on what it has.
+Profiles
+    The product X @ X.T costs sum(df^2) multiply-adds and common words dominate it: 42 n^2 on the
+    benchmark corpus, 4e9 at 10,000 articles. So each article keeps only its heaviest terms, as many
+    as a budget of max(2e7, 5,000 n) multiply-adds allows (every term in small digests, so their
+    cosines are exact; 48 at 2,000 articles, 16 at 10,000, 8 at 100,000), rescaled to unit length.
+    Lucene's MoreLikeThis likewise keeps a document's 25 best terms.
+Neighbours
+    profiles @ profiles.T with scipy.sparse, one block of rows at a time (about 1M multiply-adds each),
+    so memory follows the block, never n^2. In each row a histogram of coarse score buckets finds the
+    cut-off for the `count` best in one linear pass; only those are sorted, by (score rounded to 4
+    decimals desc, id asc). argpartition would need dense rows: n values each, 1e10 at 100,000
+    articles, at 4 to 30 ns a value, and its choice among ties is not specified.
+
+Measured (benchmarks/similarity.py; synthetic corpus, 30 topics; 2-core Xeon shared with other jobs):
+    FIGURES
 """
 
 from __future__ import annotations
 
+import gc
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import chain
+from numbers import Real
 
 import numpy as np
 import scipy.sparse as sp
@@ -18,23 +49,23 @@ from generator.model import Article
 
 FIELDS = ("title", "abstract", "mesh", "keywords")
 
-# Share of the score each kind of evidence can carry (squared weights of the combined vector).
-_BLOCK_SHARES = {"text": 0.5, "mesh": 0.35, "keywords": 0.15}
-_MAJOR_WEIGHT = 2.0  # a major-topic MeSH heading counts this much more than a minor one
-_PAIR_WEIGHT = 0.5  # descriptor/qualifier pairs, relative to their descriptor
+_SHARES = {"text": 0.5, "mesh": 0.35, "keywords": 0.15}  # of the squared length of a vector
+_MAJOR_WEIGHT = 2.0  # a major-topic MeSH heading, relative to a minor one
+_PAIR_WEIGHT = 0.5  # a descriptor/qualifier pair, relative to its descriptor
 _TITLE_REPEAT = 2  # pmra counts title words twice
-
-# Profile lengths tried, longest first (None: every term); the longest that fits the work budget wins.
-_PROFILE_LENGTHS: tuple[int | None, ...] = (None, 64, 48, 32, 24, 16, 12, 8)
-_WORK_PER_ARTICLE = 5_000  # multiply-adds of the similarity product, on average per article
-_WORK_FLOOR = 20_000_000  # small digests may always spend this much (a fraction of a second)
-_BLOCK_WORK = 1 << 20  # multiply-adds per row block: bounds each block's memory
-_BLOCK_ROWS = 4096
-_SCALE = 10_000  # scores are kept as integers of 1e-4, so output bytes do not depend on float noise
-_BUCKET_SHIFT = 4  # coarse score buckets (16e-4 wide) used to pre-select each row's best
 _MAX_SHARED = 5
 
-# PubMed's stopword list (PubMed Help, "Stopwords").
+# Profile lengths tried, longest first (None: every term). The longest within budget wins.
+_PROFILE_LENGTHS: tuple[int | None, ...] = (None, 64, 48, 32, 24, 16, 12, 8)
+_WORK_PER_ARTICLE = 5_000  # multiply-adds of the product, on average per article
+_WORK_FLOOR = 20_000_000  # any digest may spend this much (about 0.2 s)
+_BLOCK_WORK = 1 << 20  # multiply-adds per block of rows: bounds the block's memory
+_BLOCK_ROWS = 4096  # and rows per block: bounds the histogram
+_SCALE = 10_000  # scores are handled as integers of 1e-4 so that output bytes are stable
+_BUCKET_SHIFT = 4  # histogram buckets are 16e-4 wide
+_CHUNK = 256  # articles tokenised together
+
+# PubMed's stopwords (PubMed Help, "Stopwords").
 STOPWORDS = frozenset(
     """a about again all almost also although always among an and another any are as at be because
     been before being between both but by can could did do does done due during each either enough
@@ -51,29 +82,33 @@ STOPWORDS = frozenset(
 class SimilarityConfig:
     """How neighbours are computed (`similar:` in digest.yaml).
 
-    `min_score` is a cosine in [0, 1]. The default, 0.1, drops pairs that share only a few common
-    words: on the synthetic benchmark corpus, unrelated articles score PLACEHOLDER while articles of the
-    same topic score PLACEHOLDER.
+    Scores are cosines in [0, 1]; a neighbour needs a score >= `min_score` and above 0 once rounded
+    (so a `min_score` above 1 turns neighbours off). The default, 0.15, was set on the synthetic
+    corpus (digests of 30 to 600 articles, 30 topics): pairs from different topics score 0.03 to
+    0.08 (median), 0.11 to 0.18 (99th percentile), at most 0.30 (sibling topics); pairs from the
+    same topic score 0.32 or more (median 0.66). In a 300-article digest whose smallest topics have
+    4 articles, 0.1 let 18 cross-topic pairs (<= 0.13) fill their top 5; 0.15 lets none.
     """
 
     count: int = 5
-    min_score: float = 0.1
+    min_score: float = 0.15
     fields: tuple[str, ...] = FIELDS
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "fields", tuple(self.fields))
         if isinstance(self.count, bool) or not isinstance(self.count, int) or self.count < 0:
-            raise ValueError(f"similar.count must be a non-negative integer, got {self.count!r}")
-        if not 0.0 <= self.min_score <= 1.0:
-            raise ValueError(f"similar.min_score must be between 0 and 1, got {self.min_score!r}")
-        unknown = [f for f in self.fields if f not in FIELDS]
+            raise ValueError(f"similar.count must be a whole number >= 0, got {self.count!r}")
+        score = self.min_score
+        if isinstance(score, bool) or not isinstance(score, Real) or not 0.0 <= score < math.inf:
+            raise ValueError(f"similar.min_score must be a number >= 0, got {score!r}")
+        unknown = [name for name in self.fields if name not in FIELDS]
         if unknown:
-            raise ValueError(f"similar.fields: unknown {unknown}; choose from {list(FIELDS)}")
+            raise ValueError(f"similar.fields: unknown {unknown}; known: {list(FIELDS)}")
 
 
 @dataclass(frozen=True)
 class Neighbour:
-    """A similar article: its id, the cosine score (4 decimals) and the subject terms both share."""
+    """A similar article: its id, the score (4 decimals) and the subject terms both share."""
 
     id: str
     score: float
@@ -83,27 +118,47 @@ class Neighbour:
 def compute_neighbours(
     articles: Sequence[Article], config: SimilarityConfig
 ) -> dict[str, tuple[Neighbour, ...]]:
-    """Return each article's most similar other articles, best first, ties broken by id."""
-    ordered = sorted(articles, key=lambda a: a.id)
+    """Return every article's most similar other articles, best first, ties broken by id."""
+    ordered = sorted(articles, key=lambda article: article.id)
     _check_unique_ids(ordered)
-    result: dict[str, tuple[Neighbour, ...]] = {a.id: () for a in ordered}
+    result: dict[str, tuple[Neighbour, ...]] = {article.id: () for article in ordered}
     if len(ordered) < 2 or config.count == 0:
         return result
+    with _collector_paused():
+        _fill_neighbours(result, ordered, config)
+    return result
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector, which would otherwise rescan every article each time
+    this call's many small objects (none of them in cycles) trigger it: about 7% of the time."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _fill_neighbours(
+    result: dict[str, tuple[Neighbour, ...]], ordered: Sequence[Article], config: SimilarityConfig
+) -> None:
+    """Put each article's neighbours in `result` (articles in id order)."""
     vectors = build_vectors(ordered, config.fields)
-    profiles = truncate_profiles(vectors.matrix)
-    min_units = max(1, math.ceil(round(config.min_score * _SCALE, 6)))
-    src, dst, units = top_pairs(profiles, config.count, min_units)
+    min_units = min(max(1, math.ceil(round(config.min_score * _SCALE, 6))), _SCALE + 1)
+    src, dst, units = top_pairs(truncate_profiles(vectors.matrix), config.count, min_units)
     shared = shared_terms(vectors, src, dst)
-    ids = [a.id for a in ordered]
-    neighbours = [
+    ids = [article.id for article in ordered]
+    found = [
         Neighbour(ids[j], u / _SCALE, terms)
         for j, u, terms in zip(dst.tolist(), units.tolist(), shared)
     ]
     bounds = np.searchsorted(src, np.arange(len(ordered) + 1)).tolist()
     for row, (lo, hi) in enumerate(zip(bounds, bounds[1:])):
         if hi > lo:
-            result[ids[row]] = tuple(neighbours[lo:hi])
-    return result
+            result[ids[row]] = tuple(found[lo:hi])
 
 
 def _check_unique_ids(ordered: Sequence[Article]) -> None:
@@ -112,63 +167,89 @@ def _check_unique_ids(ordered: Sequence[Article]) -> None:
             raise ValueError(f"duplicate article id {after.id!r}")
 
 
-# ---------------------------------------------------------------------------------------------
+# -------------------------------------------------------------------------------------------------
 # Term vectors
 
 
 @dataclass(frozen=True)
 class TermVectors:
-    """Unit-length weighted term vectors, one row per article (in id order).
+    """Unit-length term vectors, one row per article, in the order given.
 
-    `labels[c]` is the display form of column c when it is a MeSH descriptor or a keyword (the terms
-    shown as shared), None for words and descriptor/qualifier pairs.
+    `labels[c]` is how column c is shown when it is a MeSH descriptor or a keyword; None for words
+    and descriptor/qualifier pairs, which are never shown as shared terms.
     """
 
     matrix: sp.csr_matrix
     labels: tuple[str | None, ...]
 
 
-def build_vectors(articles: Sequence[Article], fields: Iterable[str]) -> TermVectors:
-    """Return the articles' combined text, MeSH and keyword vectors."""
+def build_vectors(articles: Sequence[Article], fields: Iterable[str] = FIELDS) -> TermVectors:
+    """Return the articles' weighted text, MeSH and keyword terms as one vector each."""
     fields = set(fields)
-    blocks: list[tuple[sp.csr_matrix, list[str | None], float]] = []
+    parts: list[sp.csr_matrix] = []
+    labels: list[str | None] = []
     if fields & {"title", "abstract"}:
         counts = word_counts(articles, "title" in fields, "abstract" in fields)
-        counts.data = 1.0 + np.log(counts.data)  # sublinear tf, as in most TF-IDF variants
-        blocks.append((counts, [None] * counts.shape[1], _BLOCK_SHARES["text"]))
-    if "mesh" in fields:
-        blocks.append((*subject_terms(articles, _mesh_weights), _BLOCK_SHARES["mesh"]))
-    if "keywords" in fields:
-        blocks.append((*subject_terms(articles, _keyword_weights), _BLOCK_SHARES["keywords"]))
-    if not blocks:
+        counts.data = 1.0 + np.log(counts.data)  # sublinear tf
+        parts.append(_weigh(counts, _SHARES["text"]))
+        labels.extend([None] * counts.shape[1])
+    for name, add_terms in (("mesh", _add_mesh_terms), ("keywords", _add_keywords)):
+        if name in fields:
+            weights, names = subject_terms(articles, add_terms)
+            parts.append(_weigh(weights, _SHARES[name]))
+            labels.extend(names)
+    if not parts:
         return TermVectors(sp.csr_matrix((len(articles), 0)), ())
-    weighted = [_unit_rows(_times_idf(m)) * math.sqrt(share) for m, _, share in blocks]
-    matrix = _unit_rows(sp.hstack(weighted, format="csr"))
-    labels = tuple(chain.from_iterable(lab for _, lab, _ in blocks))
-    return TermVectors(matrix, labels)
+    return TermVectors(_unit_rows(sp.hstack(parts, format="csr")), tuple(labels))
 
 
-# For ASCII text, a bytes table lowercases letters and blanks everything but letters and digits: the
-# same words as the regular expression, several times faster.
+def _weigh(matrix: sp.csr_matrix, share: float) -> sp.csr_matrix:
+    """Multiply by idf, scale rows to unit length, then to the block's share of the score."""
+    n = matrix.shape[0]
+    df = np.bincount(matrix.indices, minlength=matrix.shape[1])
+    idf = np.log1p((n - df + 0.5) / (df + 0.5))  # BM25's: near 0 when every article has the term
+    matrix.data *= idf[matrix.indices]
+    weighted = _unit_rows(matrix)
+    weighted.data *= math.sqrt(share)
+    return weighted
+
+
+def _unit_rows(matrix: sp.csr_matrix) -> sp.csr_matrix:
+    """Return a float64 copy with each non-empty row scaled to unit length."""
+    matrix = sp.csr_matrix(matrix, dtype=np.float64, copy=True)
+    matrix.eliminate_zeros()
+    norms = np.sqrt(_row_sums(matrix.data**2, matrix.indptr))
+    inverse = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
+    matrix.data *= np.repeat(inverse, np.diff(matrix.indptr))
+    return matrix
+
+
+def _row_sums(values: np.ndarray, indptr: np.ndarray) -> np.ndarray:
+    """Return the sum of `values` over each CSR row (0 for an empty row)."""
+    sums = np.add.reduceat(np.append(values, 0), indptr[:-1])
+    sums[np.diff(indptr) == 0] = 0
+    return sums
+
+
+# Words: for ASCII text a byte table lowercases letters and blanks everything else, several times
+# faster than the regular expression and with the same result.
 _ASCII_WORD_BYTES = bytes(
     ord(chr(c).lower()) if chr(c).isalnum() else ord(" ") for c in range(128)
 ) + bytes(range(128, 256))
 _WORD = re.compile(r"[^\W_]+")
+_ARTICLE_BREAK = b"\x00"  # never left in a word, so it can separate articles in one stream
+_BREAK_COLUMN = -2
 
 
-def _word_bytes(text: str) -> bytes:
-    """Return `text` lowercased with every run of non-word characters turned into spaces.
-
-    Words are runs of letters and digits (pmra's words, before filtering). NUL never survives, so it
-    can separate articles in one stream.
-    """
+def word_bytes(text: str) -> bytes:
+    """Return `text` lowercased, as UTF-8, with each run of non-word characters made a space."""
     if text.isascii():
         return text.encode("ascii").translate(_ASCII_WORD_BYTES)
     return " ".join(_WORD.findall(text.casefold())).encode("utf-8")
 
 
 def stem(word: str) -> str:
-    """Strip an English plural ending (Harman's S-stemmer), so 'cells' and 'cell' match."""
+    """Strip an English plural ending (Harman's S-stemmer), so that 'cells' matches 'cell'."""
     if len(word) < 4 or word[-1] != "s" or word.endswith(("us", "ss", "is")):
         return word
     if word.endswith("ies") and not word.endswith(("eies", "aies")):
@@ -178,13 +259,8 @@ def stem(word: str) -> str:
     return word[:-1]
 
 
-_ARTICLE_BREAK = b"\x00"
-_BREAK_COLUMN = -2
-_CHUNK = 256  # articles tokenised together
-
-
 class _WordColumns(dict):
-    """Map each distinct token (bytes) to its term column, or -1 when ignored; each is examined once."""
+    """Map each distinct token (bytes) to its term column, -1 when ignored; each is judged once."""
 
     def __init__(self) -> None:
         super().__init__({_ARTICLE_BREAK: _BREAK_COLUMN})
@@ -193,7 +269,8 @@ class _WordColumns(dict):
     def __missing__(self, token: bytes) -> int:
         word = token.decode("utf-8")
         column = -1
-        if word not in STOPWORDS and any(ch.isalpha() for ch in word):
+        # One letter is mostly debris: the s of "Crohn's", the T of "T-cell" (every article has it).
+        if len(word) > 1 and word not in STOPWORDS and any(ch.isalpha() for ch in word):
             column = self.terms.setdefault(stem(word), len(self.terms))
         self[token] = column
         return column
@@ -206,10 +283,10 @@ def word_counts(articles: Sequence[Article], title: bool, abstract: bool) -> sp.
         _chunk_columns(articles[lo : lo + _CHUNK], title, abstract, columns)
         for lo in range(0, len(articles), _CHUNK)
     ]
-    cols = np.concatenate([c for c, _ in chunks]) if chunks else np.zeros(0, dtype=np.int64)
-    lengths = np.concatenate([n for _, n in chunks]) if chunks else np.zeros(0, dtype=np.int64)
+    cols = np.concatenate([np.zeros(0, dtype=np.int32)] + [c for c, _ in chunks])
     indptr = np.zeros(len(articles) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=indptr[1:])
+    if chunks:
+        np.cumsum(np.concatenate([lengths for _, lengths in chunks]), out=indptr[1:])
     shape = (len(articles), len(columns.terms))
     counts = sp.csr_matrix((np.ones(len(cols)), cols, indptr), shape=shape)
     counts.sum_duplicates()  # one entry per (article, term), holding the count
@@ -221,51 +298,54 @@ def _chunk_columns(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Return the term columns of some articles' words, and how many each article has.
 
-    The chunk goes through one split and one map (per-article calls cost more than the words);
-    chunking bounds the memory the token objects take.
+    A chunk goes through one split and one map, as per-article calls cost more than the words;
+    chunks bound the memory the token objects take.
     """
     texts = []
     for article in articles:
         parts = [article.title] * _TITLE_REPEAT if title else []
         if abstract:
             parts.extend(section.text for section in article.abstract)
-        texts.append(_word_bytes(" ".join(parts)))
+        texts.append(word_bytes(" ".join(parts)))
     stream = (b" " + _ARTICLE_BREAK + b" ").join(texts).split()
     cols = np.fromiter(map(columns.__getitem__, stream), dtype=np.int64, count=len(stream))
     rows = np.cumsum(cols == _BREAK_COLUMN)
     kept = cols >= 0
-    return cols[kept], np.bincount(rows[kept], minlength=len(articles))
+    return cols[kept].astype(np.int32), np.bincount(rows[kept], minlength=len(articles))
 
 
 class _SubjectColumns:
-    """Columns of whole subject terms (MeSH descriptors, descriptor/qualifier pairs, keywords).
+    """Columns of whole subject terms: MeSH descriptors, descriptor/qualifier pairs, keywords.
 
-    Terms match ignoring case and spacing; a label is the term as first written (in id order, so it
-    does not depend on input order). Pairs get no label: their descriptor is what users see.
+    Terms match ignoring case and spacing. A label is the term as first written (articles come in id
+    order, so labels do not depend on input order); pairs get none, their descriptor is shown.
     """
 
     def __init__(self) -> None:
         self.labels: list[str | None] = []
         self._columns: dict[str, int] = {}
-        self._raw: dict[tuple[str, str], int] = {}  # cache of (kind, text as written) -> column
+        self._seen: dict[str, dict[str, int]] = {"mesh": {}, "pair": {}, "keyword": {}}
 
     def column(self, kind: str, text: str) -> int:
-        """Return the column of a term (-1 for a blank one)."""
-        column = self._raw.get((kind, text))
+        """Return the column of a term, -1 for a blank one."""
+        seen = self._seen[kind]
+        column = seen.get(text)
         if column is None:
-            column = self._raw[(kind, text)] = self._new_column(kind, text)
+            column = seen[text] = self._new_column(kind, text)
         return column
 
     def _new_column(self, kind: str, text: str) -> int:
         shown = " ".join(text.split())
-        if not shown.strip("/"):
+        if not shown.strip("/ "):
             return -1
         key = f"{kind}:{shown.casefold()}"
-        column = self._columns.get(key)
-        if column is None:
-            column = self._columns[key] = len(self.labels)
+        if key not in self._columns:
+            self._columns[key] = len(self.labels)
             self.labels.append(None if kind == "pair" else shown)
-        return column
+        return self._columns[key]
+
+
+_TermAdder = Callable[[Article, _SubjectColumns, dict[int, float]], None]
 
 
 def _add_term(weights: dict[int, float], column: int, weight: float) -> None:
@@ -274,97 +354,72 @@ def _add_term(weights: dict[int, float], column: int, weight: float) -> None:
         weights[column] = weight
 
 
-def _mesh_weights(article: Article, columns: _SubjectColumns, weights: dict[int, float]) -> None:
+def _add_mesh_terms(article: Article, columns: _SubjectColumns, weights: dict[int, float]) -> None:
     for heading in article.mesh_terms:
-        major = heading.major or any(q.major for q in heading.qualifiers)
+        major = heading.major
+        pairs = []
+        for qualifier in heading.qualifiers:
+            major = major or qualifier.major  # a starred qualifier makes a major topic
+            pairs.append(columns.column("pair", f"{heading.descriptor}/{qualifier.name}"))
         weight = _MAJOR_WEIGHT if major else 1.0
         _add_term(weights, columns.column("mesh", heading.descriptor), weight)
-        for qualifier in heading.qualifiers:
-            pair = f"{heading.descriptor}/{qualifier.name}"
-            _add_term(weights, columns.column("pair", pair), weight * _PAIR_WEIGHT)
+        for pair in pairs:
+            _add_term(weights, pair, weight * _PAIR_WEIGHT)
 
 
-def _keyword_weights(article: Article, columns: _SubjectColumns, weights: dict[int, float]) -> None:
+def _add_keywords(article: Article, columns: _SubjectColumns, weights: dict[int, float]) -> None:
     for keyword in article.keywords:
         _add_term(weights, columns.column("keyword", keyword), 1.0)
 
 
-def subject_terms(articles: Sequence[Article], add_terms) -> tuple[sp.csr_matrix, list[str | None]]:
-    """Return whole-term weights per article (from `add_terms`) and the columns' labels."""
+def subject_terms(
+    articles: Sequence[Article], add_terms: _TermAdder
+) -> tuple[sp.csr_matrix, list[str | None]]:
+    """Return the subject-term weights per article that `add_terms` gives, and column labels."""
     columns = _SubjectColumns()
     rows: list[int] = []
     cols: list[int] = []
-    vals: list[float] = []
+    values: list[float] = []
     for row, article in enumerate(articles):
         weights: dict[int, float] = {}
         add_terms(article, columns, weights)
         rows.extend([row] * len(weights))
         cols.extend(weights)
-        vals.extend(weights.values())
+        values.extend(weights.values())
     shape = (len(articles), len(columns.labels))
-    matrix = sp.csr_matrix((vals, (rows, cols)), shape=shape, dtype=np.float64)
-    return matrix, columns.labels
+    return sp.csr_matrix((values, (rows, cols)), shape=shape, dtype=np.float64), columns.labels
 
 
-def _times_idf(matrix: sp.csr_matrix) -> sp.csr_matrix:
-    """Multiply by BM25's idf, which is near 0 for a term every article has and never negative."""
-    n = matrix.shape[0]
-    df = np.bincount(matrix.indices, minlength=matrix.shape[1])
-    idf = np.log1p((n - df + 0.5) / (df + 0.5))
-    out = matrix.copy()
-    out.data = out.data * idf[out.indices]
-    return out
-
-
-def _unit_rows(matrix: sp.csr_matrix) -> sp.csr_matrix:
-    """Scale each row to unit length (empty rows stay empty)."""
-    matrix = sp.csr_matrix(matrix, dtype=np.float64, copy=True)
-    matrix.eliminate_zeros()
-    norms = np.sqrt(_row_sums(matrix.data**2, matrix.indptr))
-    inverse = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
-    matrix.data *= np.repeat(inverse, np.diff(matrix.indptr))
-    return matrix
-
-
-def _row_sums(values: np.ndarray, indptr: np.ndarray) -> np.ndarray:
-    """Return the sum of `values` over each CSR row (0 for empty rows)."""
-    sums = np.add.reduceat(np.append(values, 0), indptr[:-1])
-    sums[np.diff(indptr) == 0] = 0
-    return sums
-
-
-# ---------------------------------------------------------------------------------------------
-# Profiles and the similarity product
+# -------------------------------------------------------------------------------------------------
+# Profiles and the product
 
 
 def truncate_profiles(matrix: sp.csr_matrix) -> sp.csr_matrix:
-    """Keep each row's heaviest terms, as many as the work budget allows, and rescale to unit length.
+    """Keep each row's heaviest terms, as many as the work budget allows, at unit length.
 
-    The product costs sum(df^2) multiply-adds: common terms dominate it while adding little to a
-    cosine. Small digests keep every term and get exact cosines.
+    Small digests keep every term, so their scores are exact cosines of the full vectors.
     """
-    n = matrix.shape[0]
-    budget = max(_WORK_FLOOR, _WORK_PER_ARTICLE * n)
+    budget = max(_WORK_FLOOR, _WORK_PER_ARTICLE * matrix.shape[0])
     rank = _rank_within_rows(matrix)
-    chosen = _PROFILE_LENGTHS[-1]
-    for length in _PROFILE_LENGTHS:
-        kept = matrix.indices if length is None else matrix.indices[rank < length]
+    length = _PROFILE_LENGTHS[-1]
+    for candidate in _PROFILE_LENGTHS:
+        kept = matrix.indices if candidate is None else matrix.indices[rank < candidate]
         df = np.bincount(kept, minlength=matrix.shape[1]).astype(np.float64)
-        if float(df @ df) <= budget:
-            chosen = length
+        if df @ df <= budget:  # the product's multiply-adds
+            length = candidate
             break
-    if chosen is None:
+    if length is None:
         return matrix
-    profile = matrix.copy()
-    profile.data = np.where(rank < chosen, profile.data, 0.0)
-    return _unit_rows(profile)
+    profiles = matrix.copy()
+    profiles.data[rank >= length] = 0.0
+    return _unit_rows(profiles)
 
 
 def _rank_within_rows(matrix: sp.csr_matrix) -> np.ndarray:
     """Return each entry's rank in its row, heaviest first.
 
-    Weights are compared at 2^-40 resolution; closer ones tie and keep column order (CSR keeps
-    columns sorted and the sort is stable), so ranks are deterministic.
+    Weights are compared at 2^-40: closer ones tie and keep column order (the sort is stable and
+    CSR columns are sorted), so ranks are deterministic.
     """
     matrix.sort_indices()
     rows = np.repeat(np.arange(matrix.shape[0], dtype=np.int64), np.diff(matrix.indptr))
@@ -378,33 +433,33 @@ def _rank_within_rows(matrix: sp.csr_matrix) -> np.ndarray:
 def top_pairs(
     profiles: sp.csr_matrix, count: int, min_units: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Return (source, neighbour, score in 1e-4 units) arrays, by source then rank.
+    """Return (row, neighbour row, score in units of 1e-4) arrays, by row then rank.
 
-    Cosines come from `profiles @ profiles.T` computed a block of rows at a time, so memory stays
-    proportional to the block, never to n^2.
+    Each row's neighbours are its `count` best other rows by (rounded score desc, row asc) among
+    those scoring at least `min_units`.
     """
     transposed = profiles.T.tocsr()
     df = np.diff(transposed.indptr)
-    work = _row_sums(df[profiles.indices], profiles.indptr)  # upper bound of each row's product
+    work = _row_sums(df[profiles.indices], profiles.indptr)  # bounds each row's product size
     parts = [
         _select_block(profiles[lo:hi] @ transposed, lo, count, min_units)
         for lo, hi in _row_blocks(work)
     ]
     if not parts:
-        empty = np.zeros(0, dtype=np.int64)
-        return empty, empty, empty
-    return tuple(np.concatenate(arrays) for arrays in zip(*parts))  # type: ignore[return-value]
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    src, dst, units = (np.concatenate(arrays) for arrays in zip(*parts))
+    return src, dst, units
 
 
 def _row_blocks(work: np.ndarray) -> list[tuple[int, int]]:
-    """Split rows into consecutive blocks of about _BLOCK_WORK multiply-adds (at least one row)."""
-    blocks = []
+    """Split the rows into runs of about _BLOCK_WORK multiply-adds (at least one row each)."""
     cumulative = np.cumsum(work)
-    lo, n = 0, len(work)
-    while lo < n:
+    blocks = []
+    lo = 0
+    while lo < len(work):
         base = cumulative[lo - 1] if lo else 0
         hi = int(np.searchsorted(cumulative, base + _BLOCK_WORK, side="right"))
-        hi = min(max(hi, lo + 1), lo + _BLOCK_ROWS, n)
+        hi = min(max(hi, lo + 1), lo + _BLOCK_ROWS)
         blocks.append((lo, hi))
         lo = hi
     return blocks
@@ -413,28 +468,26 @@ def _row_blocks(work: np.ndarray) -> list[tuple[int, int]]:
 def _select_block(
     scores: sp.csr_matrix, offset: int, count: int, min_units: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Keep each row's `count` best columns by (rounded score desc, column asc), itself excluded."""
-    nrows = scores.shape[0]
-    rows = np.repeat(np.arange(nrows, dtype=np.int32), np.diff(scores.indptr))
-    units = (scores.data * _SCALE + 0.5).astype(np.int32)  # round half up to 1e-4
-    # +1: the article itself (score 1) is among the best until removed below.
-    picked = _best_buckets(rows, units, nrows, count + 1)
-    rows, cols, units = rows[picked], scores.indices[picked].astype(np.int64), units[picked]
-    keep = (units >= min_units) & (cols != rows + offset)
-    rows, cols, units = rows[keep], cols[keep], units[keep]
+    """Return the `count` best entries of each row of a block of scores, itself excluded."""
+    units = (scores.data * _SCALE + 0.5).astype(np.int32)  # rounded half up to 1e-4
+    positions = np.flatnonzero(units >= min_units)
+    rows = np.repeat(np.arange(scores.shape[0], dtype=np.int32), np.diff(scores.indptr))[positions]
+    units = units[positions]
+    # count + 1: the row itself (score 1) is still among them.
+    best = _best_buckets(rows, units, scores.shape[0], count + 1)
+    rows, units = rows[best], units[best]
+    cols = scores.indices[positions[best]].astype(np.int64)
+    other = cols != rows + offset
+    rows, cols, units = rows[other], cols[other], units[other]
     order = np.lexsort((cols, -units, rows))
     rows, cols, units = rows[order], cols[order], units[order]
-    starts = np.searchsorted(rows, np.arange(nrows))
-    best = np.arange(len(rows)) - starts[rows] < count
-    return rows[best].astype(np.int64) + offset, cols[best], units[best].astype(np.int64)
+    first = np.searchsorted(rows, np.arange(scores.shape[0]))
+    top = np.arange(len(rows)) - first[rows] < count
+    return rows[top].astype(np.int64) + offset, cols[top], units[top].astype(np.int64)
 
 
 def _best_buckets(rows: np.ndarray, units: np.ndarray, nrows: int, count: int) -> np.ndarray:
-    """Return the positions of entries in each row's top score buckets holding >= `count` entries.
-
-    Coarse buckets (16e-4 wide) let one linear pass discard most candidates; sorting every
-    candidate of every row costs several times more.
-    """
+    """Return the positions of the entries in each row's best buckets that hold `count` entries."""
     buckets = units >> _BUCKET_SHIFT
     width = (_SCALE >> _BUCKET_SHIFT) + 2
     histogram = np.bincount(rows * width + buckets, minlength=nrows * width).reshape(nrows, width)
@@ -443,42 +496,41 @@ def _best_buckets(rows: np.ndarray, units: np.ndarray, nrows: int, count: int) -
     return np.flatnonzero(buckets >= floor[rows])
 
 
-# ---------------------------------------------------------------------------------------------
+# -------------------------------------------------------------------------------------------------
 # Shared terms
 
 
 def shared_terms(vectors: TermVectors, src: np.ndarray, dst: np.ndarray) -> list[tuple[str, ...]]:
-    """Return, per pair, up to 5 MeSH descriptors and keywords both share, most informative first.
+    """Return, per pair, up to 5 MeSH descriptors and keywords both have, most informative first.
 
-    Informative means a larger contribution to the pair's score (rarer, major-topic terms first);
-    ties go by label. A keyword spelled like a shared descriptor is shown once.
+    Most informative: the larger contribution to the pair's score (rarer terms, major topics),
+    then by label. A keyword spelled like a descriptor already listed is not repeated.
     """
-    shown = np.array([label is not None for label in vectors.labels], dtype=bool)
-    if not len(src) or not shown.any():
+    columns = np.flatnonzero([label is not None for label in vectors.labels])
+    if not len(src) or not len(columns):
         return [()] * len(src)
-    columns = np.flatnonzero(shown)
     labels = [vectors.labels[c] for c in columns]
-    display = vectors.matrix[:, columns]
-    both = display[src].multiply(display[dst]).tocsr()
+    shown = vectors.matrix[:, columns]
+    both = shown[src].multiply(shown[dst]).tocsr()
     both.eliminate_zeros()
+    group, rank = _label_groups(labels)  # type: ignore[arg-type]
     rows = np.repeat(np.arange(both.shape[0]), np.diff(both.indptr))
-    group, label_rank = _label_groups(labels)
-    order = _order_within_rows(rows, both.data, label_rank[both.indices])
+    order = _order_within_rows(rows, both.data, rank[both.indices])
     rows, cols = rows[order], both.indices[order]
     _, first = np.unique(rows * (group.max() + 1) + group[cols], return_index=True)
-    first.sort()  # the first (heaviest) entry of each group, back in order
+    first.sort()  # the heaviest entry of each group, back in order
     rows, cols = rows[first], cols[first]
-    starts = np.searchsorted(rows, np.arange(len(src) + 1))
-    top = np.arange(len(rows)) - starts[rows] < _MAX_SHARED
-    rows, chosen = rows[top], np.array(labels, dtype=object)[cols[top]]
-    bounds = np.searchsorted(rows, np.arange(len(src) + 1))
-    return [tuple(chosen[lo:hi]) for lo, hi in zip(bounds[:-1], bounds[1:])]
+    start = np.searchsorted(rows, np.arange(len(src)))
+    top = np.arange(len(rows)) - start[rows] < _MAX_SHARED
+    chosen = np.array(labels, dtype=object)[cols[top]]
+    bounds = np.searchsorted(rows[top], np.arange(len(src) + 1)).tolist()
+    return [tuple(chosen[lo:hi]) for lo, hi in zip(bounds, bounds[1:])]
 
 
 def _order_within_rows(rows: np.ndarray, weights: np.ndarray, ties: np.ndarray) -> np.ndarray:
-    """Return the order by row, then weight descending, then `ties` ascending (np.lexsort is slower).
+    """Return the order by row, weight descending, then `ties` (np.lexsort is several times slower).
 
-    Weights (in [0, 1]) closer than about 1e-10 count as equal.
+    Weights, all in [0, 1], closer than about 1e-10 count as equal.
     """
     by_tie = np.argsort(ties, kind="stable")
     key = rows[by_tie] + 0.5 * (1.0 - np.clip(weights[by_tie], 0.0, 1.0))
@@ -486,7 +538,7 @@ def _order_within_rows(rows: np.ndarray, weights: np.ndarray, ties: np.ndarray) 
 
 
 def _label_groups(labels: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Return, per label, a group id (equal ignoring case) and its rank in sorted order."""
+    """Return per label a group id (labels equal ignoring case share it) and its sorted rank."""
     order = sorted(range(len(labels)), key=lambda i: (labels[i].casefold(), labels[i]))
     rank = np.empty(len(labels), dtype=np.int64)
     rank[order] = np.arange(len(labels))

@@ -1,12 +1,21 @@
-"""Stage 4, write: put the rendered pages on disk so the output folder is always a complete site.
+"""Stage 4, write: keep the output folder a complete site at every instant, and touch only what changed.
 
-The new site is assembled in a sibling folder, then swapped in with two renames; a crash between
-them is repaired by the next build (`recover_interrupted_swap`). Files whose bytes did not change
-are hard-linked from the previous site instead of written again, which keeps their timestamps.
+Two trees live side by side: the live site (`site/`) and a spare (`.site.spare/`) holding an older
+build. A build brings the spare up to date, writing only the files whose fingerprint differs from
+what the spare holds (files the live site already has are hard-linked from it), then exchanges the
+two folders in one atomic `renameat2(RENAME_EXCHANGE)`. Readers of `site/` and interrupted builds
+therefore only ever see a complete old or a complete new site. Where the exchange is not supported,
+two renames are used and `recover_interrupted_swap` repairs the gap after a crash.
+
+Each tree carries a small `.digest-tree` file naming it (by a hash of its contents); its manifest (path -> fingerprint) lives in
+the cache folder, so deleting the cache only costs one full write.
 """
 
 from __future__ import annotations
 
+import ctypes
+import hashlib
+import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -14,111 +23,207 @@ from pathlib import Path, PurePosixPath
 from typing import Iterable
 
 from generator.errors import DigestError, Problem
-from generator.render import Page
+
+TREE_MARKER = ".digest-tree"
 
 
 @dataclass(frozen=True)
 class WriteReport:
-    written: int  # files whose bytes are new or changed
+    written: int  # files whose bytes are new or changed in the published site
     unchanged: int
     removed: int
 
 
-def _staging(output: Path) -> Path:
-    return output.with_name(f".{output.name}.new")
-
-
-def _previous(output: Path) -> Path:
-    return output.with_name(f".{output.name}.old")
-
-
-def recover_interrupted_swap(output: Path) -> None:
-    """Finish or undo a swap that a crash interrupted, so the output folder is a complete site."""
-    previous, staging = _previous(output), _staging(output)
-    if previous.exists() and not output.exists():
-        previous.rename(output)
-    if previous.exists():
-        shutil.rmtree(previous, ignore_errors=True)
-    if staging.exists():
-        shutil.rmtree(staging, ignore_errors=True)
-
-
 def safe_relative_path(path: str) -> PurePosixPath:
-    """Return a page path checked to stay inside the output folder (no '..', absolute or hidden parts)."""
+    """Return a page path checked to stay inside the output folder (no '..', absolute or empty parts)."""
     pure = PurePosixPath(path)
     if pure.is_absolute() or any(part in ("", ".", "..") for part in pure.parts) or "\\" in path or "\x00" in path:
         raise DigestError(Problem(path, "refusing to write outside the output folder"))
     return pure
 
 
-def write_site(pages: Iterable[Page], output: Path, static_dirs: Iterable[Path] = ()) -> WriteReport:
-    """Write pages and static files into `output`, atomically replacing what was there."""
-    output = output.resolve()
-    recover_interrupted_swap(output)
-    staging = _staging(output)
-    staging.mkdir(parents=True)
-    written = unchanged = 0
+def write_file(tree: Path, relative: str, data: bytes) -> None:
+    """Write one file of a tree, replacing (never modifying) what is there: it may be a hard link
+    shared with the live site."""
+    target = tree.joinpath(*safe_relative_path(relative).parts)
     try:
-        pages = list(pages) + list(static_pages(static_dirs))
-        seen: set[str] = set()
-        for page in pages:
-            relative = safe_relative_path(page.path)
-            key = relative.as_posix()
-            if key in seen:
-                continue  # the first page for a path wins: generated pages come before static files
-            seen.add(key)
-            target = staging.joinpath(*relative.parts)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            old = output.joinpath(*relative.parts)
-            if _same_bytes(old, page.content):
-                os.link(old, target)
-                unchanged += 1
+        stream = open(target, "xb")
+    except FileNotFoundError:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        stream = open(target, "xb")
+    except FileExistsError:
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        else:
+            target.unlink()
+        stream = open(target, "xb")
+    with stream:
+        stream.write(data)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths (Linux renameat2 RENAME_EXCHANGE); False when unsupported here."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    result = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange)
+    if result == 0:
+        return True
+    error = ctypes.get_errno()
+    if error in (22, 38, 95):  # EINVAL, ENOSYS, EOPNOTSUPP: this file system cannot exchange
+        return False
+    raise OSError(error, os.strerror(error), str(a))
+
+
+class SiteWriter:
+    """Brings the spare tree up to date with a build's files and publishes it by exchange."""
+
+    def __init__(self, output: Path, cache_dir: Path, clean: bool = False):
+        self.output = output.resolve()
+        self.spare = self.output.with_name(f".{self.output.name}.spare")
+        self.previous = self.output.with_name(f".{self.output.name}.prev")
+        self.manifests = cache_dir / "trees"
+        recover_interrupted_swap(self.output)
+        self.live: dict[str, str] = {} if clean else self._manifest(self.output)
+        self.spare_files: dict[str, str] = {} if clean else self._manifest(self.spare)
+        self.new: dict[str, str] = {}
+        self.written = 0
+        self.linked = 0
+
+    # Manifests --------------------------------------------------------------------------------
+
+    def _tree_id(self, tree: Path) -> str | None:
+        try:
+            return (tree / TREE_MARKER).read_text(encoding="ascii").strip() or None
+        except (OSError, UnicodeDecodeError):
+            return None
+
+    def _manifest(self, tree: Path) -> dict[str, str]:
+        tree_id = self._tree_id(tree)
+        if not tree_id or not tree_id.isalnum():
+            return {}
+        try:
+            data = json.loads((self.manifests / f"{tree_id}.json").read_text(encoding="utf-8"))
+            return data if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            return {}
+
+    # Planning ---------------------------------------------------------------------------------
+
+    def unchanged_site(self, jobs: dict[str, str]) -> bool:
+        """Return True when the live site already holds exactly these files and fingerprints."""
+        return bool(self.live) and jobs == {k: v for k, v in self.live.items() if k != TREE_MARKER} and \
+            self.output.is_dir()
+
+    def prepare(self, jobs: dict[str, str]) -> list[str]:
+        """Ready the spare tree for `jobs` (path -> fingerprint); return the paths that must be rendered."""
+        if not self.spare.is_dir() or not self.spare_files:
+            # No manifest: its contents are unknown, so start from an empty spare tree.
+            if self.spare.exists():
+                shutil.rmtree(self.spare)
+            self.spare.mkdir(parents=True)
+            self.spare_files = {}
+        to_render: list[str] = []
+        for path, key in jobs.items():
+            safe_relative_path(path)
+            if self.spare_files.get(path) == key:
+                continue
+            if self.live.get(path) == key and self._link_from_live(path):
+                continue
+            to_render.append(path)
+        self._remove_stale(set(jobs))
+        self.new = dict(jobs)
+        return to_render
+
+    def _link_from_live(self, path: str) -> bool:
+        source = self.output.joinpath(*PurePosixPath(path).parts)
+        target = self.spare.joinpath(*PurePosixPath(path).parts)
+        try:
+            if target.exists() or target.is_symlink():
+                target.unlink()
             else:
-                target.write_bytes(page.content)
-                written += 1
-        removed = _count_removed(output, seen)
-        _swap(staging, output)
-    except OSError as exc:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise DigestError(Problem(str(output), f"cannot write the site: {exc.strerror or exc}",
-                                  hint="check free disk space and permissions; the previous site is untouched"))
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return WriteReport(written=written, unchanged=unchanged, removed=removed)
+                target.parent.mkdir(parents=True, exist_ok=True)
+            os.link(source, target)
+        except OSError:
+            return False
+        self.linked += 1
+        return True
+
+    def _remove_stale(self, keep: set[str]) -> None:
+        for path in sorted(set(self.spare_files) - keep - {TREE_MARKER}):
+            target = self.spare.joinpath(*PurePosixPath(path).parts)
+            try:
+                target.unlink()
+            except OSError:
+                continue
+            parent = target.parent
+            while parent != self.spare:
+                try:
+                    parent.rmdir()
+                except OSError:
+                    break
+                parent = parent.parent
+
+    # Publishing -------------------------------------------------------------------------------
+
+    def publish(self) -> WriteReport:
+        """Record the spare's manifest, then make it the live site in one atomic exchange."""
+        # Named by its contents: identical builds give identical bytes, marker included.
+        tree_id = hashlib.blake2b(json.dumps(self.new, sort_keys=True).encode(), digest_size=16).hexdigest()
+        write_file(self.spare, TREE_MARKER, (tree_id + "\n").encode("ascii"))
+        self.manifests.mkdir(parents=True, exist_ok=True)
+        manifest = dict(self.new, **{TREE_MARKER: tree_id})
+        (self.manifests / f"{tree_id}.json").write_text(json.dumps(manifest, sort_keys=True), encoding="utf-8")
+        old = self.live
+        if not self.output.exists():
+            self.spare.rename(self.output)
+        elif not self.output.is_dir():
+            raise DigestError(Problem(str(self.output), "the output path exists and is not a folder"))
+        elif not _exchange(self.spare, self.output):
+            self.output.rename(self.previous)
+            self.spare.rename(self.output)
+            self.previous.rename(self.spare)
+        self._prune_manifests({tree_id, self._tree_id(self.spare) or ""})
+        changed = sum(1 for path, key in self.new.items() if old.get(path) != key)
+        removed = len(set(old) - set(self.new) - {TREE_MARKER})
+        return WriteReport(written=changed, unchanged=len(self.new) - changed, removed=removed)
+
+    def _prune_manifests(self, keep: set[str]) -> None:
+        for path in self.manifests.glob("*.json"):
+            if path.stem not in keep:
+                path.unlink(missing_ok=True)
 
 
-def static_pages(static_dirs: Iterable[Path]) -> Iterable[Page]:
-    """Yield the files of the digest's `static/` folders as pages, skipping hidden files and symlinks."""
+def recover_interrupted_swap(output: Path) -> None:
+    """Finish a two-rename swap that a crash interrupted, so the output folder is a complete site."""
+    previous = output.with_name(f".{output.name}.prev")
+    spare = output.with_name(f".{output.name}.spare")
+    if previous.exists() and not output.exists():
+        if spare.exists():
+            spare.rename(output)  # the new site was complete before the swap began
+        else:
+            previous.rename(output)
+            return
+    if previous.exists() and not spare.exists():
+        previous.rename(spare)
+    elif previous.exists():
+        shutil.rmtree(previous, ignore_errors=True)
+    # Folders left by the earlier writer of this tool (whole-site staging); harmless to remove.
+    shutil.rmtree(output.with_name(f".{output.name}.new"), ignore_errors=True)
+    shutil.rmtree(output.with_name(f".{output.name}.old"), ignore_errors=True)
+
+
+def static_files(static_dirs: Iterable[Path]) -> list[tuple[str, Path]]:
+    """Return (site path, file) for the digest's `static/` folders, skipping hidden files and symlinks."""
+    found: list[tuple[str, Path]] = []
     for static_dir in static_dirs:
         if not static_dir.is_dir():
             continue
         for path in sorted(p for p in static_dir.rglob("*") if p.is_file() and not p.is_symlink()):
             relative = path.relative_to(static_dir).as_posix()
             if not any(part.startswith(".") for part in PurePosixPath(relative).parts):
-                yield Page(relative, path.read_bytes())
-
-
-def _same_bytes(path: Path, content: bytes) -> bool:
-    try:
-        if path.is_symlink() or path.stat().st_size != len(content):
-            return False
-        return path.read_bytes() == content
-    except OSError:
-        return False
-
-
-def _count_removed(output: Path, kept: set[str]) -> int:
-    if not output.is_dir():
-        return 0
-    return sum(1 for p in output.rglob("*") if p.is_file() and p.relative_to(output).as_posix() not in kept)
-
-
-def _swap(staging: Path, output: Path) -> None:
-    previous = _previous(output)
-    if output.exists():
-        if not output.is_dir():
-            raise DigestError(Problem(str(output), "the output path exists and is not a folder"))
-        output.rename(previous)
-    staging.rename(output)
-    shutil.rmtree(previous, ignore_errors=True)
+                found.append((relative, path))
+    return found

@@ -105,6 +105,7 @@ def served(tmp_path_factory) -> Iterator[tuple[DevServer, Client]]:
     })
     server = DevServer(root, port=0, out=io.StringIO(), err=io.StringIO())
     server.start()
+    assert not server.state.problems, [p.format() for p in server.state.problems]
     site = server.state.config.output_path
     (site / "leak.txt").symlink_to(site.parent / "secret.txt")
     (site / "outside").symlink_to(site.parent.parent)
@@ -255,17 +256,23 @@ def test_serves_under_the_base_url_sub_path(make_digest, start_server):
 # --- rebuilds and reload events ----------------------------------------------------------------
 
 def read_events(port: int, since: str, found: list[str], stop: threading.Event) -> None:
-    """Collect `reload` event data from the stream until `stop` is set or the server closes it."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    conn.request("GET", f"{livereload.EVENTS_PATH}?since={since}")
-    response = conn.getresponse()
-    assert response.getheader("Content-Type") == "text/event-stream; charset=utf-8"
-    while not stop.is_set():
-        line = response.fp.readline()
-        if not line:
-            return
-        if line.startswith(b"data: "):
-            found.append(line[6:].strip().decode())
+    """Collect `reload` event data from the stream until `stop` is set or the stream ends."""
+    # Longer than the server's keep-alive interval: a quiet stream is not a dead one.
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=livereload.KEEPALIVE_SECONDS + 5)
+    try:
+        conn.request("GET", f"{livereload.EVENTS_PATH}?since={since}")
+        response = conn.getresponse()
+        assert response.getheader("Content-Type") == "text/event-stream; charset=utf-8"
+        while not stop.is_set():
+            line = response.fp.readline()
+            if not line:
+                return
+            if line.startswith(b"data: "):
+                found.append(line[6:].strip().decode())
+    except OSError:
+        return  # the server stopped or cut the connection
+    finally:
+        conn.close()
 
 
 def test_burst_of_five_writes_gives_one_rebuild_and_one_reload(make_digest, start_server):

@@ -78,19 +78,19 @@ def test_saved_edits_and_errors_show_up_in_the_open_page_then_ctrl_c_stops(serve
             failed: list[str] = []
             page.on("response", lambda r: failed.append(r.url) if r.status >= 400 and "favicon" not in r.url else None)
             page.goto(url + "articles/111/")
-            expect(page.locator("h1")).to_contain_text("First title")
+            expect(page.locator("main h1")).to_contain_text("First title")
 
             record.write_text(RECORD.format(title="Edited on disk"), encoding="utf-8")
-            expect(page.locator("h1")).to_contain_text("Edited on disk", timeout=8000)
+            expect(page.locator("main h1")).to_contain_text("Edited on disk", timeout=8000)
 
             record.write_text("title: [not closed\npmid: 111\n", encoding="utf-8")
             overlay = page.locator("#digest-error-overlay")
             expect(overlay).to_be_visible(timeout=8000)
             expect(overlay).to_contain_text(re.compile(r"content/a\.yaml:\d+: invalid YAML"))
-            expect(page.locator("h1").first).to_contain_text("Edited on disk")  # last good page, underneath
+            expect(page.locator("main h1")).to_contain_text("Edited on disk")  # last good page, underneath
 
             record.write_text(RECORD.format(title="Fixed again"), encoding="utf-8")
-            expect(page.locator("h1")).to_contain_text("Fixed again", timeout=8000)
+            expect(page.locator("main h1")).to_contain_text("Fixed again", timeout=8000)
             expect(overlay).to_have_count(0)
             assert failed == []  # stylesheet and links resolve under the /repo/ sub-path
         finally:

@@ -1,0 +1,130 @@
+"""Shared by the browser tests: the example digest built and indexed, served over HTTP under a sub-path,
+and headless Chromium launched the way this machine needs (Debian's /usr/bin/chromium, never a download)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import threading
+from dataclasses import dataclass, replace
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from tests.conftest import REPO
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+SUB_PATH = "/review-digest/"  # where GitHub project pages put the example digest
+NODE_DIR = REPO / "tests" / ".node"  # git-ignored (it holds its own .gitignore): npm packages for the tests
+AXE = NODE_DIR / "node_modules" / "axe-core" / "axe.min.js"
+
+
+def pagefind_available() -> bool:
+    try:
+        from generator.search import pagefind_command
+
+        pagefind_command()
+        return True
+    except Exception:  # DigestError when missing, ImportError before generator.search exists
+        return False
+
+
+@dataclass
+class ServedSite:
+    folder: Path  # the built site
+    url: str  # where it is served: http://127.0.0.1:PORT/review-digest/
+    config: object
+
+
+class SubPathHandler(SimpleHTTPRequestHandler):
+    """Serve a folder at SUB_PATH only, as GitHub Pages serves a project site; quiet."""
+
+    def translate_path(self, path: str) -> str:
+        if not path.startswith(SUB_PATH):
+            return str(Path(self.directory) / ".no-such-file")
+        return super().translate_path("/" + path[len(SUB_PATH):])
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def ensure_search_page(config) -> None:
+    """Render search/index.html when the build did not (until render_site renders it itself)."""
+    from generator import urls
+
+    target = config.output_path / urls.output_file(urls.SEARCH)
+    if target.exists():
+        return
+    from generator.link import link_articles
+    from generator.load import load_articles
+    from generator.render import Renderer
+
+    loaded = load_articles(config.content_path, config.root)
+    digest = link_articles(loaded.articles, config.similar, config.taxonomies)
+    page = Renderer(digest, config).render("search.html", urls.SEARCH)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(page.content)
+
+
+def build_example(folder: Path, search: bool = True):
+    """Build the repository's example digest into `folder` and index it; return its configuration."""
+    from generator.build import build
+    from generator.config import load_config
+
+    config = replace(load_config(REPO), output_dir=str(folder), search=search)
+    build(config)
+    if search:
+        from generator.search import index_site
+
+        ensure_search_page(config)
+        index_site(config.output_path, config)
+    return config
+
+
+@pytest.fixture(scope="module")
+def served_example(tmp_path_factory) -> Iterator[ServedSite]:
+    """The example digest, built, indexed and served over HTTP on 127.0.0.1 under /review-digest/."""
+    folder = tmp_path_factory.mktemp("example") / "site"
+    config = build_example(folder)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(SubPathHandler, directory=str(folder)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield ServedSite(folder, f"http://127.0.0.1:{server.server_port}{SUB_PATH}", config)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """One headless Chromium for a test module."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def install_axe() -> Path | None:
+    """Return axe-core's axe.min.js, installing it with npm into tests/.node/ when missing (None if impossible)."""
+    if AXE.exists():
+        return AXE
+    npm = shutil.which("npm")
+    if not npm:
+        return None
+    NODE_DIR.mkdir(parents=True, exist_ok=True)
+    (NODE_DIR / ".gitignore").write_text("*\n", encoding="utf-8")
+    try:
+        subprocess.run([npm, "install", "--no-audit", "--no-fund", "--no-save", "--prefix", str(NODE_DIR),
+                        "axe-core@4"], check=True, capture_output=True, timeout=300)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return AXE if AXE.exists() else None

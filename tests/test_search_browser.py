@@ -1,0 +1,130 @@
+"""Search in real headless Chromium: the example digest built, indexed with Pagefind and served over HTTP
+under a sub-path; the header box submits to the search page, which finds and filters articles."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+import pytest
+
+from tests.browser_site import CHROMIUM, SUB_PATH, browser, pagefind_available, served_example  # noqa: F401
+from tests.conftest import REPO
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's /usr/bin/chromium"),
+    pytest.mark.skipif(not pagefind_available(), reason="needs Pagefind: pip install 'pagefind[bin]'"),
+]
+sync_api = pytest.importorskip("playwright.sync_api")
+expect = sync_api.expect
+
+
+def unique_abstract_word() -> tuple[str, str]:
+    """Return (word, article id): a word of one article's abstract found nowhere else in the digest.
+
+    'Nowhere else' also rules out words sharing its first six letters, so stemming cannot match others.
+    """
+    from generator.load import load_articles
+
+    articles = load_articles(REPO / "content", REPO).articles
+    texts = {a.id: repr(a).lower() for a in articles}
+    candidates = []
+    for article in articles:
+        for word in set(re.findall(r"[a-z]{8,}", article.abstract_text.lower())):
+            others = [i for i, text in texts.items() if i != article.id and word[:6] in text]
+            if not others:
+                candidates.append((-len(word), word, article.id))
+    assert candidates, "the example digest should have a word unique to one abstract"
+    _, word, article_id = sorted(candidates)[0]
+    return word, article_id
+
+
+def result_count(page) -> int:
+    message = page.locator(".pagefind-ui__message")
+    expect(message).to_have_text(re.compile(r"^\d+ results? for"), timeout=10_000)
+    return int(message.inner_text().split()[0])
+
+
+@pytest.fixture
+def page(browser, served_example):  # noqa: F811
+    """A fresh page that records failed requests, requests leaving the site and script errors."""
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    page = context.new_page()
+    page.problems = []
+    page.on("pageerror", lambda error: page.problems.append(f"script error: {error}"))
+    page.on("console", lambda m: page.problems.append(f"console: {m.text}") if m.type == "error" else None)
+    page.on("requestfailed", lambda r: page.problems.append(f"failed: {r.url}"))
+    page.on("response", lambda r: page.problems.append(f"HTTP {r.status}: {r.url}") if r.status >= 400 else None)
+    page.on("request", lambda r: None if r.url.startswith(served_example.url) or r.url.startswith("data:")
+            else page.problems.append(f"left the site: {r.url}"))
+    yield page
+    context.close()
+
+
+def test_header_box_finds_the_one_article_whose_abstract_has_the_word(page, served_example):
+    word, article_id = unique_abstract_word()
+    page.goto(served_example.url + "articles/" + article_id + "/")
+    box = page.get_by_role("search").get_by_label("Search articles")
+    box.fill(word)
+    box.press("Enter")
+    page.wait_for_url(re.compile(r"/search/\?q=" + word))
+    assert result_count(page) >= 1
+    first = page.locator(".pagefind-ui__result-link").first
+    assert first.get_attribute("href") == f"{SUB_PATH}articles/{article_id}/"
+    # The query stays in the Pagefind box, and the result opens the article under the sub-path.
+    expect(page.locator(".pagefind-ui__search-input")).to_have_value(word)
+    first.click()
+    page.wait_for_url(served_example.url + f"articles/{article_id}/")
+    assert page.problems == []
+
+
+def test_a_filter_narrows_the_results(page, served_example):
+    page.goto(served_example.url + "search/?q=car")
+    before = result_count(page)
+    assert before >= 5
+    # Filters: year, journal, publication type, topic (each a closed panel) next to the results.
+    names = page.locator(".pagefind-ui__filter-name").all_inner_texts()
+    for name in ("Year", "Journal", "Publication type", "Topic"):
+        assert name in names
+    sources = page.locator(".pagefind-ui__result-tags li").all_inner_texts()
+    years = Counter(re.search(r"\b(19|20)\d\d\b", s).group(0) for s in sources if re.search(r"\b(19|20)\d\d\b", s))
+    year = years.most_common(1)[0][0]
+    page.locator(".pagefind-ui__filter-name", has_text="Year").click()
+    page.locator(".pagefind-ui__filter-label", has_text=re.compile(rf"^{year}")).click()
+    message = page.locator(".pagefind-ui__message")
+    expect(message).not_to_have_text(f"{before} results for car")
+    after = result_count(page)
+    assert 0 < after < before
+    shown = page.locator(".pagefind-ui__result-tags li").all_inner_texts()
+    assert shown and all(year in text for text in shown if text.startswith("Source"))
+    # A filter in the address works too: the search page turns ?journal=... into a Pagefind filter.
+    page.goto(served_example.url + "search/?q=car&publication%20type=Review")
+    reviews = result_count(page)
+    assert 0 < reviews < before
+    assert page.problems == []
+
+
+def test_search_works_with_the_keyboard_and_degrades_without_javascript(browser, served_example):  # noqa: F811
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    page.goto(served_example.url)
+    page.get_by_label("Search articles").fill("lupus")
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r"/search/\?q=lupus$"))
+    # Without JavaScript the page still offers a working form and says why there are no results.
+    expect(page.get_by_role("search")).to_be_visible()
+    assert "needs JavaScript" in page.content()
+    context.close()
+
+
+def test_no_search_box_page_or_index_when_search_is_off(tmp_path):
+    from tests.browser_site import build_example
+
+    config = build_example(tmp_path / "site", search=False)
+    home = (config.output_path / "index.html").read_text(encoding="utf-8")
+    assert 'role="search"' not in home and "data-pagefind" not in home
+    article = next((config.output_path / "articles").glob("*/index.html")).read_text(encoding="utf-8")
+    assert "data-pagefind" not in article
+    assert not (config.output_path / "search").exists()
+    assert not (config.output_path / "pagefind").exists()
