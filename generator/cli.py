@@ -108,7 +108,11 @@ def main(argv: list[str] | None = None) -> int:
         for problem in exc.problems:
             print(problem.format(), file=sys.stderr)
         count = sum(p.severity == "error" for p in exc.problems) or len(exc.problems)
-        print(f"Build failed: {count} error{'s' * (count != 1)}. Nothing was written.", file=sys.stderr)
+        plural = f"{count} error{'s' * (count != 1)}"
+        if args.command in ("build", "serve", "deploy"):
+            print(f"Build failed: {plural}. The previous site was left as it was.", file=sys.stderr)
+        else:
+            print(f"digest {args.command} failed: {plural}.", file=sys.stderr)
         if getattr(args, "verbose", False):
             traceback.print_exc()
         return 1

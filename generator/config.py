@@ -35,7 +35,7 @@ class SiteConfig:
     feed_limit: int = 50
     search: bool = True
     taxonomies: tuple[str, ...] = ("topics", "authors", "journals", "years", "types")
-    timestamps: bool = False  # a build date in pages would break byte-identical rebuilds
+    ncbi_email: str = ""  # contact address sent to NCBI E-utilities by `digest add` and `digest refresh`
 
     @property
     def content_path(self) -> Path:
@@ -63,7 +63,7 @@ class SiteConfig:
 _SCALARS = {
     "title": str, "description": str, "base_url": str, "language": str, "author": str, "cname": str,
     "content_dir": str, "output_dir": str, "templates_dir": str, "static_dir": str,
-    "search": bool, "timestamps": bool,
+    "search": bool, "ncbi_email": str,
 }
 _KNOWN_KEYS = sorted(set(_SCALARS) | {"similar", "feed", "taxonomies"})
 _SIMILAR_KEYS = ("count", "min_score", "fields")

@@ -195,6 +195,17 @@ def _free_in_pmc(ids: dict[str, str], today: dt.date) -> bool:
 # Client set-up and progress
 
 
+def _configured_email(root: Path) -> str:
+    """Return `ncbi_email` from digest.yaml, or '' (config errors surface in the build, not here)."""
+    from generator.config import load_config
+    from generator.errors import DigestError
+
+    try:
+        return load_config(root, {}).ncbi_email
+    except DigestError:
+        return ""
+
+
 def make_client(args: argparse.Namespace, root: Path, environ: dict[str, str] | None = None) -> EutilsClient:
     """Return a client for the configured service: --eutils-url, $DIGEST_EUTILS_URL or NCBI's."""
     environ = os.environ if environ is None else environ
@@ -204,10 +215,10 @@ def make_client(args: argparse.Namespace, root: Path, environ: dict[str, str] | 
         base_url = normalize_base_url(url)
     except EutilsError as exc:
         raise DigestError(Problem("--eutils-url" if given else "DIGEST_EUTILS_URL", str(exc))) from None
-    email = environ.get("NCBI_EMAIL", "").strip()
+    email = environ.get("NCBI_EMAIL", "").strip() or _configured_email(root)
     if not email and not getattr(args, "quiet", False):
-        print("warning: NCBI_EMAIL is not set; NCBI asks every E-utilities client for a contact address "
-              "(export NCBI_EMAIL=you@example.org)", file=sys.stderr)
+        print("warning: no contact email for NCBI; set 'ncbi_email: you@example.org' in digest.yaml "
+              "or export NCBI_EMAIL=you@example.org", file=sys.stderr)
     return EutilsClient(base_url, email=email, api_key=environ.get("NCBI_API_KEY", ""),
                         cache_dir=root / CACHE_FOLDER)
 

@@ -33,13 +33,16 @@
     script.onload = function () {
       var fallback = box.querySelector(".search-fallback");
       var mount = document.createElement("div");
+      box.insertBefore(mount, fallback);
       if (fallback) fallback.remove();
-      box.insertBefore(mount, box.firstChild);
       var ui = new window.PagefindUI({
         element: mount, bundlePath: bundle, showSubResults: false, showImages: false, showEmptyFilters: false,
         pageSize: 10, excerptLength: 28, autofocus: !query,
-        translations: { placeholder: "Search titles, authors, abstracts, MeSH terms" }
+        translations: { placeholder: "e.g. lupus nephritis" }
       });
+      // The page's visible label names Pagefind's box (it only has a title of its own).
+      var input = mount.querySelector("input.pagefind-ui__search-input");
+      if (input) input.id = "search-q";
       var filters = {};
       params.forEach(function (value, key) {
         if (key !== "q" && value) (filters[key] = filters[key] || []).push(value);
