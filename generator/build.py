@@ -126,7 +126,8 @@ def build(config: SiteConfig, strict: bool = False, jobs: int | None = None, cle
         previous.stage_seconds["check inputs"] = previous.seconds
         return previous
     with _timed(report, "load"):
-        loaded = load_articles(config.content_path, config.root)
+        cache_file = None if clean else config.root / CACHE_DIR / "records.pickle"
+        loaded = load_articles(config.content_path, config.root, cache_file=cache_file)
     report.warnings = loaded.warnings
     if strict and loaded.warnings:
         raise DigestError([Problem(w.path, w.message, w.line, w.hint) for w in loaded.warnings])

@@ -5,7 +5,9 @@ Errors are collected across all files and raised together, so one build run show
 
 from __future__ import annotations
 
+import hashlib
 import os
+import pickle
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,7 +73,65 @@ def read_file(path: Path, shown: str) -> tuple[list[Record], list[Problem]]:
     return result.records, result.problems
 
 
-def load_articles(content_dir: Path, root: Path, read: ReadFile = read_file) -> LoadResult:
+class RecordCache:
+    """Parsed records of each file, keyed by its path and the hash of its bytes (Pelican's cache.py).
+
+    One pickle in the cache folder; entries for files that no longer exist are dropped on save.
+    Any failure to read or write it just means parsing again.
+    """
+
+    VERSION = 1
+
+    def __init__(self, path: Path | None):
+        self.path = path
+        self.entries: dict[tuple[str, str], tuple[list[Record], list[Problem]]] = {}
+        self.used: dict[tuple[str, str], tuple[list[Record], list[Problem]]] = {}
+        if path is not None:
+            try:
+                with open(path, "rb") as stream:
+                    version, entries = pickle.load(stream)
+                if version == (self.VERSION, _readers_version()):
+                    self.entries = entries
+            except Exception:  # a stale or corrupt cache is ignored, never fatal
+                self.entries = {}
+
+    def read(self, path: Path, shown: str) -> tuple[list[Record], list[Problem]]:
+        try:
+            data = path.read_bytes() if path.stat().st_size <= MAX_FILE_BYTES else None
+        except OSError:
+            data = None
+        if data is None:
+            return read_file(path, shown)
+        key = (shown, hashlib.blake2b(data, digest_size=16).hexdigest())
+        found = self.entries.get(key)
+        if found is None:
+            found = read_file(path, shown)
+        self.used[key] = found
+        return found
+
+    def save(self) -> None:
+        if self.path is None or self.used == self.entries:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = self.path.with_suffix(".tmp")
+            with open(temporary, "wb") as stream:
+                pickle.dump(((self.VERSION, _readers_version()), self.used), stream, protocol=pickle.HIGHEST_PROTOCOL)
+            os.replace(temporary, self.path)
+        except OSError:
+            pass
+
+
+def _readers_version() -> str:
+    """Return a stamp of the reader code, so a changed reader never reuses old parses."""
+    from generator import __version__, readers
+
+    folder = Path(readers.__file__).parent
+    stamps = sorted((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in folder.glob("*.py"))
+    return f"{__version__}:{stamps}"
+
+
+def load_articles(content_dir: Path, root: Path, read: ReadFile = read_file, cache_file: Path | None = None) -> LoadResult:
     """Read, merge and validate every record under `content_dir`; raise DigestError listing all errors."""
     if not content_dir.is_dir():
         raise DigestError(Problem(str(content_dir), "content folder not found",
@@ -79,6 +139,9 @@ def load_articles(content_dir: Path, root: Path, read: ReadFile = read_file) -> 
     problems: list[Problem] = []
     records: list[Record] = []
     files = content_files(content_dir)
+    cache = RecordCache(cache_file) if cache_file is not None and read is read_file else None
+    if cache is not None:
+        read = cache.read
     for path in files:
         shown = _shown_path(path, root)
         found, found_problems = read(path, shown)
@@ -90,6 +153,8 @@ def load_articles(content_dir: Path, root: Path, read: ReadFile = read_file) -> 
                 record = Record(fields=fields, source=record.source, native=True,
                                 field_lines=record.field_lines, format=record.format)
             records.append(record)
+    if cache is not None:
+        cache.save()
     articles, merge_problems = merge_records(records)
     problems.extend(merge_problems)
     errors = [p for p in problems if p.severity == "error"]
