@@ -23,6 +23,7 @@ from generator.errors import DigestError, Problem
 from generator.link import link_articles
 from generator.load import load_articles
 from generator.render import AGGREGATES, PageJob, Renderer, aggregate_export, produce
+from generator.progress import NoProgress, Progress
 from generator.write import TREE_MARKER, SiteWriter, static_files, write_file
 
 CACHE_DIR = ".digest-cache"
@@ -116,8 +117,10 @@ def _remember_inputs(config: SiteConfig, fingerprint: str, report: BuildReport) 
         pass  # the cache is an optimisation; the next build just does the work
 
 
-def build(config: SiteConfig, strict: bool = False, jobs: int | None = None, clean: bool = False) -> BuildReport:
+def build(config: SiteConfig, strict: bool = False, jobs: int | None = None, clean: bool = False,
+          progress: Progress | None = None) -> BuildReport:
     """Build the site; raise DigestError (the previous site untouched) when the input has errors."""
+    progress = progress or NoProgress()
     report = BuildReport()
     start = time.perf_counter()
     inputs = input_fingerprint(config)
@@ -157,7 +160,7 @@ def build(config: SiteConfig, strict: bool = False, jobs: int | None = None, cle
         try:
             pending = set(writer.prepare(keys))
             to_render = [j for j in all_jobs if j.path in pending and j.kind not in AGGREGATES]
-            render_into(writer.spare, renderer, to_render, jobs)
+            render_into(writer.spare, renderer, to_render, jobs, progress)
             for job in all_jobs:
                 if job.path in pending and job.kind in AGGREGATES:
                     write_file(writer.spare, job.path, _aggregate(writer, job, digest.articles))
@@ -241,8 +244,10 @@ def _produce(renderer: Renderer, job: PageJob) -> bytes:
     return produce(renderer, job)
 
 
-def render_into(tree, renderer: Renderer, jobs_to_render: list[PageJob], workers: int | None) -> None:
+def render_into(tree, renderer: Renderer, jobs_to_render: list[PageJob], workers: int | None,
+                progress: Progress | None = None) -> None:
     """Render jobs into `tree`, on `workers` processes (default: every core)."""
+    progress = progress or NoProgress()
     global _worker_state
     workers = workers or os.cpu_count() or 1
     _worker_state = (renderer, tree)
@@ -255,12 +260,16 @@ def render_into(tree, renderer: Renderer, jobs_to_render: list[PageJob], workers
         else:
             size = max(50, len(jobs_to_render) // (workers * 8))
             chunks = [jobs_to_render[i: i + size] for i in range(0, len(jobs_to_render), size)]
+            done = 0
             with multiprocessing.get_context("fork").Pool(workers) as pool:
-                for problems, fragments in pool.imap_unordered(_render_chunk, chunks):
+                for (problems, fragments), chunk in zip(pool.imap(_render_chunk, chunks), chunks):
                     if problems:
                         pool.terminate()
                         raise DigestError(problems)
                     made.update(fragments)
+                    done += len(chunk)
+                    progress.update("render", done, len(jobs_to_render))
+            progress.finish()
         renderer.fragments.update(made)
         renderer.new_fragments = made
     finally:

@@ -138,7 +138,10 @@ def run_build(args: argparse.Namespace) -> int:
     from generator.build import build
 
     config = _config(args)
-    report = build(config, strict=args.strict, jobs=args.jobs, clean=args.clean)
+    from generator.progress import Progress
+
+    progress = Progress(enabled=False) if args.quiet else Progress()
+    report = build(config, strict=args.strict, jobs=args.jobs, clean=args.clean, progress=progress)
     _print_warnings(report.warnings, args.quiet)
     if args.verbose:
         for stage, seconds in report.stage_seconds.items():

@@ -32,7 +32,7 @@ from generator.config import CONFIG_FILE, SiteConfig, load_config
 from generator.errors import DigestError, Problem
 from generator.watch import Watcher
 
-WAIT_FOR_BUILD_SECONDS = 30.0  # a request during a rebuild waits for it, then shows the new pages
+WAIT_FOR_BUILD_SECONDS = 10.0  # a request during a rebuild waits for it (up to this), then shows the new pages
 TEXT = "; charset=utf-8"
 CONTENT_TYPES = {
     ".html": "text/html" + TEXT,
@@ -389,7 +389,7 @@ class DevServer:
         self.watcher.set_paths(
             dirs=[config.content_path, config.templates_path, config.static_path],
             files=[config.root / CONFIG_FILE],
-            ignored=[output, output.with_name(f".{output.name}.new"), output.with_name(f".{output.name}.old")],
+            ignored=[output, *(output.with_name(f".{output.name}.{kind}") for kind in ("new", "old", "spare"))],
         )
 
     def _on_change(self, paths: set[Path]) -> None:
@@ -452,6 +452,27 @@ def _default_build(config: SiteConfig) -> Any:
     return build(config)
 
 
+_fork_hook_installed = False
+
+
+def _reset_signals_in_forked_workers() -> None:
+    """Make processes forked by the build (its render pool) not inherit the server's signal handlers.
+
+    Inherited, the handler would only set a flag in the worker: SIGTERM from the pool's (or the
+    interpreter's) shutdown would no longer end it, and exit would wait for it forever. Workers
+    ignore Ctrl-C (the terminal sends it to them too); this process decides and ends them.
+    """
+    global _fork_hook_installed
+    if not _fork_hook_installed:
+        _fork_hook_installed = True
+
+        def in_child() -> None:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+        os.register_at_fork(after_in_child=in_child)
+
+
 def run_serve(args: argparse.Namespace) -> int:
     """Run `digest serve` until Ctrl-C (or SIGTERM); exit 0 when stopped, 1 when the port is taken."""
     server = DevServer(
@@ -472,6 +493,7 @@ def run_serve(args: argparse.Namespace) -> int:
     # Signals only set a flag: the main thread then stops the server in order (a KeyboardInterrupt
     # raised in the middle of `stop()` could leave threads behind).
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    _reset_signals_in_forked_workers()
     try:
         if not is_loopback(args.host):
             print(f"warning: serving on {args.host}: other machines on the network can read this preview",

@@ -71,7 +71,7 @@ class Debouncer:
             self._last = time.monotonic()
             self._cond.notify()
 
-    def stop(self, timeout: float = 0.5) -> None:
+    def stop(self, timeout: float = 0.2) -> None:
         """Stop after the running callback, if any, waiting at most `timeout` seconds for it."""
         with self._cond:
             self._stopped = True
