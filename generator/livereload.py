@@ -37,7 +37,10 @@ class ReloadBroker:
     @property
     def version(self) -> str:
         with self._cond:
-            return f"{self._boot}-{self._count}"
+            return self._version()
+
+    def _version(self) -> str:
+        return f"{self._boot}-{self._count}"
 
     @property
     def closed(self) -> bool:
@@ -48,7 +51,7 @@ class ReloadBroker:
         with self._cond:
             self._count += 1
             self._cond.notify_all()
-            return f"{self._boot}-{self._count}"
+            return self._version()
 
     def close(self) -> None:
         """Release every waiting stream, so the server can stop at once."""
@@ -59,14 +62,11 @@ class ReloadBroker:
     def wait_for_change(self, since: str, timeout: float) -> str | None:
         """Return the current version once it differs from `since`; None on timeout or close."""
         with self._cond:
-            self._cond.wait_for(lambda: self._closed or self.version_unlocked() != since, timeout)
+            self._cond.wait_for(lambda: self._closed or self._version() != since, timeout)
             if self._closed:
                 return None
-            current = self.version_unlocked()
+            current = self._version()
             return current if current != since else None
-
-    def version_unlocked(self) -> str:
-        return f"{self._boot}-{self._count}"
 
 
 def event_message(event: str, data: str) -> bytes:
@@ -76,12 +76,24 @@ def event_message(event: str, data: str) -> bytes:
 
 
 def client_script(version: str) -> str:
-    """Return the script that reloads the page when the server announces a newer build."""
+    """Return the script that reloads the page when the server announces a newer build.
+
+    Only visible tabs keep a stream open: browsers allow about six connections per host, and
+    hidden tabs holding them would stall every other request. A tab that becomes visible again
+    reconnects with the version it shows, so a build it missed reloads it at once.
+    """
     url = json.dumps(f"{EVENTS_PATH}?since={version}")
     return (
         "<script data-digest-livereload>(() => {\n"
-        f"  const source = new EventSource({url});\n"
-        '  source.addEventListener("reload", () => { source.close(); location.reload(); });\n'
+        "  let source = null;\n"
+        "  const open = () => {\n"
+        "    if (source) return;\n"
+        f"    source = new EventSource({url});\n"
+        '    source.addEventListener("reload", () => { source.close(); location.reload(); });\n'
+        "  };\n"
+        "  const close = () => { if (source) { source.close(); source = null; } };\n"
+        '  document.addEventListener("visibilitychange", () => (document.hidden ? close() : open()));\n'
+        "  if (!document.hidden) open();\n"
         "})();</script>\n"
     )
 

@@ -107,7 +107,7 @@ class SiteState:
         self.broker.publish()
 
     def wait_until_built(self, timeout: float = WAIT_FOR_BUILD_SECONDS) -> None:
-        """Block while a build is running, so a request never sees a half-swapped output folder."""
+        """Block while a build is running, so a page asked for mid-build shows that build's result."""
         with self._cond:
             self._cond.wait_for(lambda: not self._building, timeout)
 
@@ -166,7 +166,8 @@ class DigestRequestHandler(BaseHTTPRequestHandler):
         real = resolve_in_folder(config.output_path, parts)
         if real and os.path.isdir(real):
             if not path.endswith("/"):
-                self._redirect(quote(path + "/") + (f"?{query}" if query else ""), head)
+                # Rebuilt from the checked parts, so the target can never start with '//' (another host).
+                self._redirect(quote(base + "/".join(parts) + "/") + (f"?{query}" if query else ""), head)
                 return
             real = resolve_in_folder(config.output_path, [*parts, "index.html"])
         if not real or not os.path.isfile(real):

@@ -360,7 +360,7 @@ class _SubjectColumns:
 
     def _new_column(self, kind: str, text: str) -> int:
         shown = " ".join(text.split())
-        if not shown.strip("/ "):
+        if not shown:
             return -1
         key = f"{kind}:{shown.casefold()}"
         if key not in self._columns:
@@ -380,6 +380,8 @@ def _add_term(weights: dict[int, float], column: int, weight: float) -> None:
 
 def _add_mesh_terms(article: Article, columns: _SubjectColumns, weights: dict[int, float]) -> None:
     for heading in article.mesh_terms:
+        if not heading.descriptor.strip():
+            continue
         major = heading.major
         pairs = []
         for qualifier in heading.qualifiers:

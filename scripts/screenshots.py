@@ -80,8 +80,8 @@ def main(argv: list[str] | None = None) -> int:
                     page = context.new_page()
                     page.goto(base + path)
                     if path.startswith("search/"):
-                        page.wait_for_selector(".pagefind-ui__result-link")
-                        page.locator("input.pagefind-ui__search-input").blur()
+                        page.wait_for_selector("pagefind-results a.pf-result-link")
+                        page.locator("pagefind-input input").blur()
                     page.evaluate("document.fonts.ready")
                     page.screenshot(path=str(args.out / name), full_page=full)
                     context.close()

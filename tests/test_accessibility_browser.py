@@ -42,9 +42,10 @@ def test_no_serious_or_critical_axe_violation(browser, served_example, axe_scrip
     found = []
     for name, path in PAGES.items():
         page.goto(served_example.url + path)
-        if name == "search":  # let Pagefind's UI draw its results and filters first
-            expect(page.locator(".pagefind-ui__message")).to_have_text(re.compile(r"^\d+ results? for"))
-            page.locator(".pagefind-ui__filter-name").first.click()
+        if name == "search":  # let Pagefind's UI draw its results, and open a filter
+            page.locator("pagefind-results a.pf-result-link").first.wait_for()
+            page.locator("pagefind-filter-dropdown[filter=year] button.pf-dropdown-trigger").click()
+            page.locator("pagefind-filter-dropdown[filter=year] [role=option]").first.wait_for()
         assert page.evaluate("matchMedia('(prefers-color-scheme: dark)').matches") == (scheme == "dark")
         page.add_script_tag(path=str(axe_script))
         result = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
@@ -109,20 +110,27 @@ def test_search_page_with_the_keyboard_alone(browser, served_example):  # noqa: 
     context = browser.new_context(viewport={"width": 1200, "height": 900})
     page = context.new_page()
     page.goto(served_example.url + "search/")
-    search_input = page.locator(".pagefind-ui__search-input")
+    search_input = page.locator("pagefind-input input")
     expect(search_input).to_be_focused()  # no query yet: the box has the focus, ready to type
+    expect(search_input).to_have_accessible_name(re.compile("Search titles"))
     page.keyboard.type("lupus")
-    expect(page.locator(".pagefind-ui__message")).to_have_text(re.compile(r"^\d+ results? for lupus"))
-    seen = focus_walk(page, 40)
+    summary = page.locator("pagefind-summary")
+    expect(summary).to_have_text(re.compile(r"^\d+ results? for lupus"))
+    page.locator("pagefind-results a.pf-result-link").first.wait_for()
+    seen = focus_walk(page, 30)
     stops = [s for s in seen if s["tag"] != "body"]
     assert any(s["href"].startswith("/review-digest/articles/") for s in stops), "results are reachable"
     assert all(s["outline"] or s["shadow"] for s in stops), [s for s in stops if not (s["outline"] or s["shadow"])]
-    # A filter opens and applies from the keyboard: Enter on its name, Space on a value.
-    page.locator(".pagefind-ui__filter-name", has_text="Year").focus()
+    # A filter opens and applies from the keyboard: Enter opens the list, arrows move, Enter ticks a value.
+    trigger = page.locator("pagefind-filter-dropdown[filter=year] button.pf-dropdown-trigger")
+    trigger.focus()
     page.keyboard.press("Enter")
-    page.keyboard.press("Tab")
-    assert page.evaluate("document.activeElement.type") == "checkbox"
-    before = page.locator(".pagefind-ui__message").inner_text()
-    page.keyboard.press("Space")
-    expect(page.locator(".pagefind-ui__message")).not_to_have_text(before)
+    expect(trigger).to_have_attribute("aria-expanded", "true")
+    page.keyboard.press("ArrowDown")
+    before = summary.inner_text()
+    page.keyboard.press("Enter")
+    expect(summary).not_to_have_text(before)
+    page.keyboard.press("Escape")
+    expect(trigger).to_have_attribute("aria-expanded", "false")
+    expect(trigger).to_be_focused()
     context.close()

@@ -40,10 +40,20 @@ def unique_abstract_word() -> tuple[str, str]:
     return word, article_id
 
 
+RESULT_LINKS = "pagefind-results a.pf-result-link"
+
+
 def result_count(page) -> int:
-    message = page.locator(".pagefind-ui__message")
-    expect(message).to_have_text(re.compile(r"^\d+ results? for"), timeout=10_000)
-    return int(message.inner_text().split()[0])
+    """Return the number of results Pagefind's summary line reports, once it reports one."""
+    summary = page.locator("pagefind-summary")
+    expect(summary).to_have_text(re.compile(r"^[\d,]+ results? for"), timeout=10_000)
+    return int(summary.inner_text().split()[0].replace(",", ""))
+
+
+def choose_filter(page, name: str, value: str) -> None:
+    """Open a filter dropdown and tick one of its values."""
+    page.locator(f'pagefind-filter-dropdown[filter="{name}"] button.pf-dropdown-trigger').click()
+    page.locator(f'pagefind-filter-dropdown[filter="{name}"] [role=option][data-value="{value}"]').click()
 
 
 @pytest.fixture
@@ -70,10 +80,10 @@ def test_header_box_finds_the_one_article_whose_abstract_has_the_word(page, serv
     box.press("Enter")
     page.wait_for_url(re.compile(r"/search/\?q=" + word))
     assert result_count(page) >= 1
-    first = page.locator(".pagefind-ui__result-link").first
-    assert first.get_attribute("href") == f"{SUB_PATH}articles/{article_id}/"
-    # The query stays in the Pagefind box, and the result opens the article under the sub-path.
-    expect(page.locator(".pagefind-ui__search-input")).to_have_value(word)
+    first = page.locator(RESULT_LINKS).first
+    expect(first).to_have_attribute("href", f"{SUB_PATH}articles/{article_id}/")
+    # The query stays in the search box, and the result opens the article under the sub-path.
+    expect(page.locator("pagefind-input input")).to_have_value(word)
     first.click()
     page.wait_for_url(served_example.url + f"articles/{article_id}/")
     assert page.problems == []
@@ -83,22 +93,22 @@ def test_a_filter_narrows_the_results(page, served_example):
     page.goto(served_example.url + "search/?q=car")
     before = result_count(page)
     assert before >= 5
-    # Filters: year, journal, publication type, topic (each a closed panel) next to the results.
-    names = page.locator(".pagefind-ui__filter-name").all_inner_texts()
-    for name in ("Year", "Journal", "Publication type", "Topic"):
-        assert name in names
-    sources = page.locator(".pagefind-ui__result-tags li").all_inner_texts()
-    years = Counter(re.search(r"\b(19|20)\d\d\b", s).group(0) for s in sources if re.search(r"\b(19|20)\d\d\b", s))
+    # Filters: year, journal, publication type and topic dropdowns above the results.
+    labels = page.locator("pagefind-filter-dropdown .pf-dropdown-trigger-label").all_inner_texts()
+    assert labels == ["Year", "Journal", "Publication type", "Topic"]
+    page.locator(RESULT_LINKS).first.wait_for()
+    sources = page.locator(".pf-result-source").all_inner_texts()
+    years = Counter(m.group(0) for s in sources for m in [re.search(r"\b(19|20)\d\d\b", s)] if m)
     year = years.most_common(1)[0][0]
-    page.locator(".pagefind-ui__filter-name", has_text="Year").click()
-    page.locator(".pagefind-ui__filter-label", has_text=re.compile(rf"^{year}")).click()
-    message = page.locator(".pagefind-ui__message")
-    expect(message).not_to_have_text(f"{before} results for car")
+    choose_filter(page, "year", year)
+    summary = page.locator("pagefind-summary")
+    expect(summary).not_to_have_text(f"{before} results for car")
     after = result_count(page)
     assert 0 < after < before
-    shown = page.locator(".pagefind-ui__result-tags li").all_inner_texts()
-    assert shown and all(year in text for text in shown if text.startswith("Source"))
-    # A filter in the address works too: the search page turns ?journal=... into a Pagefind filter.
+    page.locator(RESULT_LINKS).first.wait_for()
+    expect(page.locator(".pf-result-source").first).to_contain_text(year)
+    assert all(year in text for text in page.locator(".pf-result-source").all_inner_texts())
+    # Filters in the address work too (the author filter is used that way): ?publication type=Review.
     page.goto(served_example.url + "search/?q=car&publication%20type=Review")
     reviews = result_count(page)
     assert 0 < reviews < before

@@ -110,6 +110,7 @@ def served(tmp_path_factory) -> Iterator[tuple[DevServer, Client]]:
     (site / "leak.txt").symlink_to(site.parent / "secret.txt")
     (site / "outside").symlink_to(site.parent.parent)
     (site / "same.txt").symlink_to("x.txt")
+    (site / "evil.example").mkdir()
     yield server, Client(server)
     server.stop()
 
@@ -195,6 +196,9 @@ def test_folder_without_slash_redirects_and_folder_serves_index(served):
     status, _, body = client.get("/articles/111/")
     assert status == 200 and b"First title" in body
     assert client.get("/assets/")[0] == 404  # no folder listings
+    for path in ("//evil.example", "/%2fevil.example", "///evil.example"):  # never a redirect to another host
+        status, headers, _ = client.get(path)
+        assert (status, headers["location"]) == (302, "/evil.example/")
 
 
 def test_reload_script_only_in_served_html_never_on_disk(served):
@@ -442,18 +446,89 @@ def test_port_in_use_is_an_error_not_a_traceback(make_digest, capsys):
     assert "cannot serve on 127.0.0.1" in capsys.readouterr().err
 
 
-def test_cli_prints_url_warns_off_loopback_and_stops_on_sigint(make_digest):
-    root = make_digest()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "generator", "serve", "--root", str(root), "--port", "0", "--host", "0.0.0.0"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+def child_pids(pid: int) -> list[int]:
+    """Return the processes whose parent is `pid` (Linux /proc)."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                children.append(int(entry.name))
+    return children
+
+
+def is_running(pid: int) -> bool:
+    """Return True when process `pid` exists and is not a zombie."""
     try:
-        line = ""
-        while "Serving" not in line:
-            line = process.stdout.readline()
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def start_cli(root: Path, *options: str) -> tuple[subprocess.Popen, str]:
+    """Run `digest serve` as a subprocess; return it and the URL it printed."""
+    process = subprocess.Popen([sys.executable, "-m", "generator", "serve", "--root", str(root), *options],
+                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = ""
+    while "Serving" not in line:
+        line = process.stdout.readline()
+        if not line:
+            process.wait()
+            raise AssertionError(process.stderr.read())
+    return process, re.search(r"http://\S+", line).group(0)
+
+
+# `digest serve` whose build forks two workers that sleep, as a parallel render does (build.py
+# renders big changes in a fork Pool), once content/slow.txt exists.
+FORKING_SERVE = """
+import multiprocessing, sys, time
+from generator import cli, serve
+
+def sleep(seconds):
+    time.sleep(seconds)
+
+def build(config):
+    if (config.content_path / "slow.txt").exists():
+        with multiprocessing.get_context("fork").Pool(2) as pool:
+            pool.map(sleep, [30, 30], chunksize=1)
+
+serve._default_build = build
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_ctrl_c_during_a_parallel_rebuild_ends_its_workers(make_digest):
+    root = make_digest()
+    process = subprocess.Popen([sys.executable, "-c", FORKING_SERVE, "serve", "--root", str(root), "--port", "0"],
+                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    workers: list[int] = []
+    try:
+        while "Serving" not in (line := process.stdout.readline()):
             assert line, process.stderr.read()
-        port = int(re.search(r"http://[^:]+:(\d+)/", line).group(1))
+        (root / "content/slow.txt").write_text("x")
+        assert wait_for(lambda: len(child_pids(process.pid)) == 2)
+        workers.extend(child_pids(process.pid))
+        started = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=5) == 0
+        assert time.monotonic() - started < 1.0
+        # Workers that inherited the server's signal handler would ignore the pool's SIGTERM, and
+        # the interpreter's exit would wait for them forever.
+        assert wait_for(lambda: not any(is_running(pid) for pid in workers), 1.0)
+    finally:
+        for pid in [process.pid, *workers]:
+            if is_running(pid):
+                os.kill(pid, signal.SIGKILL)
+        process.wait()
+
+
+def test_cli_prints_url_warns_off_loopback_and_stops_on_sigint(make_digest):
+    process, url = start_cli(make_digest(), "--port", "0", "--host", "0.0.0.0")
+    try:
+        port = int(re.search(r"http://[^:]+:(\d+)/", url).group(1))
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
         conn.request("GET", "/")
         assert conn.getresponse().status == 200

@@ -118,6 +118,15 @@ def test_articles_without_abstract_or_terms() -> None:
     assert result["c"] == ()
 
 
+def test_blank_subject_terms_are_ignored() -> None:
+    blank = [
+        Article(id=key, title="", source=SourceRef("x"), keywords=("", "  "),
+                mesh_terms=(MeshTerm(" ", qualifiers=(Qualifier("therapy"),)),))
+        for key in ("a", "b")
+    ]
+    assert compute_neighbours(blank, ANY) == {"a": (), "b": ()}
+
+
 def test_no_fields_at_all() -> None:
     result = compute_neighbours([LUPUS, LUPUS_2], SimilarityConfig(fields=()))
     assert result == {"1": (), "2": ()}

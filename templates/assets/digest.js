@@ -16,50 +16,47 @@
     });
   });
 
-  // Search page: load Pagefind's UI from the bundle beside the site (data-bundle is a relative URL, so
-  // this works under a sub-path) and run the query in ?q= (and filters such as ?journal=...).
+  // Search page: load Pagefind's Component UI from the bundle beside the site (data-bundle is a relative
+  // URL, so this works under a sub-path), put its components in place of the plain form, and run the query
+  // in ?q= with any filters in the address (?journal=..., ?author=...).
   var box = document.getElementById("search");
   var bundle = box && box.getAttribute("data-bundle");
-  if (bundle) {
+  var components = document.getElementById("search-components");
+  if (bundle && components) {
     var status = box.querySelector(".search-status");
     var params = new URLSearchParams(window.location.search);
     var query = (params.get("q") || "").trim();
+    var filters = {};
+    params.forEach(function (value, key) {
+      if (key !== "q" && value) (filters[key] = filters[key] || []).push(value);
+    });
+    bundle = new URL(bundle, document.baseURI).pathname;
     var script = document.createElement("script");
-    bundle = new URL(bundle, document.baseURI).href;
-    script.src = bundle + "pagefind-ui.js";
+    script.src = bundle + "pagefind-component-ui.js";
     script.onerror = function () {
       if (status) status.textContent = "The search index is missing: rebuild the site with search turned on.";
     };
     script.onload = function () {
+      var parts = components.content.cloneNode(true);
+      parts.querySelector("pagefind-config").setAttribute("bundle-path", bundle);
       var fallback = box.querySelector(".search-fallback");
-      var mount = document.createElement("div");
-      box.insertBefore(mount, fallback);
+      box.insertBefore(parts, fallback);
       if (fallback) fallback.remove();
-      var ui = new window.PagefindUI({
-        element: mount, bundlePath: bundle, showSubResults: false, showImages: false, showEmptyFilters: false,
-        pageSize: 10, excerptLength: 28, autofocus: !query,
-        translations: { placeholder: "e.g. lupus nephritis" }
-      });
-      // The page's visible label names Pagefind's box (it only has a title of its own).
-      var input = mount.querySelector("input.pagefind-ui__search-input");
-      if (input) input.id = "search-q";
-      var filters = {};
-      params.forEach(function (value, key) {
-        if (key !== "q" && value) (filters[key] = filters[key] || []).push(value);
-      });
-      if (Object.keys(filters).length) ui.triggerFilters(filters);
-      if (query) ui.triggerSearch(query);
+      var input = box.querySelector("pagefind-input input");
+      if (input) input.id = "search-q";  // named by the page's visible label
+      var instance = window.PagefindComponents.getInstanceManager().getInstance("default");
+      if (query || Object.keys(filters).length) {
+        if (input) input.value = query;
+        instance.triggerSearchWithFilters(query, filters);
+      } else if (input) {
+        input.focus();
+      }
       // Keep the query in the address, so Back from an article returns to the same results.
-      var timer;
-      mount.addEventListener("input", function (event) {
-        if (!event.target.matches || !event.target.matches("input[type=text], input[type=search]")) return;
-        clearTimeout(timer);
-        timer = setTimeout(function () {
-          var next = new URLSearchParams(window.location.search);
-          if (event.target.value.trim()) next.set("q", event.target.value.trim()); else next.delete("q");
-          var search = next.toString();
-          window.history.replaceState(null, "", search ? "?" + search : window.location.pathname);
-        }, 400);
+      instance.on("search", function (term) {
+        var next = new URLSearchParams(window.location.search);
+        if (term && term.trim()) next.set("q", term.trim()); else next.delete("q");
+        var search = next.toString();
+        window.history.replaceState(null, "", search ? "?" + search : window.location.pathname);
       });
     };
     document.head.appendChild(script);
