@@ -24,7 +24,7 @@ from generator.link import link_articles
 from generator.load import load_articles
 from generator.render import AGGREGATES, PageJob, Renderer, aggregate_export, produce
 from generator.progress import NoProgress, Progress
-from generator.write import TREE_MARKER, SiteWriter, static_files, write_file
+from generator.write import TREE_MARKER, SiteWriter, static_files, write_or_link
 
 CACHE_DIR = ".digest-cache"
 PARALLEL_THRESHOLD = 400  # below this many pages to render, forking costs more than it saves
@@ -160,10 +160,11 @@ def build(config: SiteConfig, strict: bool = False, jobs: int | None = None, cle
         try:
             pending = set(writer.prepare(keys))
             to_render = [j for j in all_jobs if j.path in pending and j.kind not in AGGREGATES]
-            render_into(writer.spare, renderer, to_render, jobs, progress)
+            written_count = render_into(writer.spare, renderer, to_render, jobs, progress, live=writer.output)
             for job in all_jobs:
                 if job.path in pending and job.kind in AGGREGATES:
-                    write_file(writer.spare, job.path, _aggregate(writer, job, digest.articles))
+                    written_count += write_or_link(writer.spare, writer.output, job.path,
+                                                   _aggregate(writer, job, digest.articles))
         except OSError as exc:
             raise DigestError(Problem(str(config.output_path), f"cannot write the site: {exc.strerror or exc}",
                                       hint="check free disk space and permissions; the previous site is untouched"))
@@ -174,7 +175,8 @@ def build(config: SiteConfig, strict: bool = False, jobs: int | None = None, cle
         except OSError as exc:
             raise DigestError(Problem(str(config.output_path), f"cannot publish the site: {exc.strerror or exc}",
                                       hint="check permissions; the previous site is untouched"))
-    report.written = written.written
+    # Pages whose fingerprint changed but whose bytes did not were linked, not written.
+    report.written = written_count
     report.removed = written.removed
     if renderer.new_fragments:
         _save_fragments(fragments_file, renderer)
@@ -222,19 +224,21 @@ def _aggregate(writer: SiteWriter, job: PageJob, articles) -> bytes:
 
 # Rendering, in this process or in forked workers ---------------------------------------------
 
-_worker_state: tuple[Renderer, os.PathLike] | None = None
+_worker_state: tuple[Renderer, os.PathLike, os.PathLike] | None = None
 
 
-def _render_chunk(chunk: Sequence[PageJob]) -> tuple[list[Problem] | None, dict[str, str]]:
-    """Render and write a chunk of jobs; return problems (or None) and the fragments it made."""
-    renderer, tree = _worker_state  # type: ignore[misc]
+def _render_chunk(chunk: Sequence[PageJob]) -> tuple[list[Problem] | None, dict[str, str], int]:
+    """Render and write a chunk of jobs; return problems (or None), the fragments it made, and how
+    many files got new bytes."""
+    renderer, tree, live = _worker_state  # type: ignore[misc]
     renderer.new_fragments = {}
+    written = 0
     try:
         for job in chunk:
-            write_file(tree, job.path, _produce(renderer, job))
+            written += write_or_link(tree, live, job.path, _produce(renderer, job))
     except DigestError as exc:
-        return exc.problems, {}
-    return None, renderer.new_fragments
+        return exc.problems, {}, 0
+    return None, renderer.new_fragments, written
 
 
 def _produce(renderer: Renderer, job: PageJob) -> bytes:
@@ -245,16 +249,17 @@ def _produce(renderer: Renderer, job: PageJob) -> bytes:
 
 
 def render_into(tree, renderer: Renderer, jobs_to_render: list[PageJob], workers: int | None,
-                progress: Progress | None = None) -> None:
-    """Render jobs into `tree`, on `workers` processes (default: every core)."""
+                progress: Progress | None = None, live=None) -> int:
+    """Render jobs into `tree`, on `workers` processes (default: every core); return files written."""
     progress = progress or NoProgress()
     global _worker_state
     workers = workers or os.cpu_count() or 1
-    _worker_state = (renderer, tree)
+    _worker_state = (renderer, tree, live or tree)
+    written = 0
     try:
         made: dict[str, str] = {}
         if workers <= 1 or len(jobs_to_render) < PARALLEL_THRESHOLD or "fork" not in multiprocessing.get_all_start_methods():
-            problems, made = _render_chunk(jobs_to_render)
+            problems, made, written = _render_chunk(jobs_to_render)
             if problems:
                 raise DigestError(problems)
         else:
@@ -262,15 +267,17 @@ def render_into(tree, renderer: Renderer, jobs_to_render: list[PageJob], workers
             chunks = [jobs_to_render[i: i + size] for i in range(0, len(jobs_to_render), size)]
             done = 0
             with multiprocessing.get_context("fork").Pool(workers) as pool:
-                for (problems, fragments), chunk in zip(pool.imap(_render_chunk, chunks), chunks):
+                for (problems, fragments, count), chunk in zip(pool.imap(_render_chunk, chunks), chunks):
                     if problems:
                         pool.terminate()
                         raise DigestError(problems)
                     made.update(fragments)
+                    written += count
                     done += len(chunk)
                     progress.update("render", done, len(jobs_to_render))
             progress.finish()
         renderer.fragments.update(made)
         renderer.new_fragments = made
+        return written
     finally:
         _worker_state = None

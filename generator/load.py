@@ -145,7 +145,7 @@ class RecordCache:
     Any failure to read or write it just means parsing again.
     """
 
-    VERSION = 1
+    VERSION = 2  # 2: control characters, NUL bytes and symbolic links are handled by load.py (issue 9)
 
     def __init__(self, path: Path | None):
         self.path = path
@@ -373,7 +373,7 @@ def slugify(text: str, max_length: int = 80) -> str:
     decomposed = unicodedata.normalize("NFKD", folded.translate(_TRANSLITERATIONS))
     ascii_text = decomposed.encode("ascii", "ignore").decode("ascii")
     slug = re.sub(r"[^a-z0-9]+", "-", ascii_text).strip("-")
-    lost = any(unicodedata.category(c)[0] in "LNS" for c in decomposed if ord(c) > 127)
+    lost = any(unicodedata.category(c)[0] in "LN" for c in decomposed if ord(c) > 127)
     if lost or not slug:
         slug = f"{slug[: max_length - 9]}-{_short_hash(folded)}".strip("-")
     elif len(slug) > max_length:

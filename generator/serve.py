@@ -24,7 +24,7 @@ import traceback
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable, TextIO
+from typing import Any, TextIO
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from generator import livereload
@@ -333,14 +333,12 @@ class DevServer:
         quiet: bool = False,
         out: TextIO | None = None,
         err: TextIO | None = None,
-        build: Callable[[SiteConfig], Any] | None = None,
     ):
         self.root = Path(root).resolve()
         self.overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
         self.host, self.port = host, port
         self.verbose, self.quiet = verbose, quiet
         self.out, self.err = out or sys.stdout, err or sys.stderr
-        self._build = build
         self.builds = 0  # completed build attempts, for tests and the benchmark
         self.state = SiteState(self._fallback_config())
         self.watcher = Watcher(self._on_change, poll=poll)
@@ -406,9 +404,10 @@ class DevServer:
         self.state.begin_build()
         config = self.state.config
         problems: list[Problem] = []
+        report = None
         try:
             config = load_config(self.root, self.overrides)
-            report = (self._build or _default_build)(config)
+            report = _default_build(config)
         except DigestError as exc:
             problems = list(exc.problems) or [Problem(CONFIG_FILE, str(exc))]
         except Exception as exc:  # a bug: say so, keep serving
@@ -416,18 +415,18 @@ class DevServer:
                                 hint="run with --verbose for the traceback")]
             if self.verbose:
                 traceback.print_exc(file=self.err)
-        finally:
-            self.builds += 1
-        self.state.end_build(config, problems)
+        # Print before announcing the build, so the terminal is up to date when pages reload.
         if problems:
             for problem in problems:
                 print(problem.format(), file=self.err)
             count = sum(p.severity == "error" for p in problems) or len(problems)
             print(f"Build failed: {count} error{'s' * (count != 1)}; still serving the last good site.",
                   file=self.err, flush=True)
-            return False
-        self._print_report(report)
-        return True
+        else:
+            self._print_report(report)
+        self.builds += 1
+        self.state.end_build(config, problems)
+        return not problems
 
     def _print_report(self, report: Any) -> None:
         if self.quiet or report is None:
@@ -448,6 +447,7 @@ class DevServer:
 
 
 def _default_build(config: SiteConfig) -> Any:
+    """Build the site (imported late: `digest serve --help` should not load the whole pipeline)."""
     from generator.build import build
 
     return build(config)

@@ -227,3 +227,25 @@ def static_files(static_dirs: Iterable[Path]) -> list[tuple[str, Path]]:
             if not any(part.startswith(".") for part in PurePosixPath(relative).parts):
                 found.append((relative, path))
     return found
+
+
+def write_or_link(tree: Path, live: Path, relative: str, data: bytes) -> bool:
+    """Write a rendered file into `tree`, or hard-link the live site's copy when its bytes are the
+    same (a page whose inputs changed without changing what it shows keeps its file). Return True
+    when new bytes were written."""
+    parts = safe_relative_path(relative).parts
+    source = live.joinpath(*parts)
+    try:
+        if source.is_file() and not source.is_symlink() and source.stat().st_size == len(data) \
+                and source.read_bytes() == data:
+            target = tree.joinpath(*parts)
+            if target.exists() or target.is_symlink():
+                target.unlink()
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+            os.link(source, target)
+            return False
+    except OSError:
+        pass
+    write_file(tree, relative, data)
+    return True

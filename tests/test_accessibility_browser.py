@@ -63,7 +63,9 @@ def focus_walk(page, presses: int) -> list[dict]:
     for _ in range(presses):
         page.keyboard.press("Tab")
         seen.append(page.evaluate("""() => {
-            const e = document.activeElement, s = getComputedStyle(e), r = e.getBoundingClientRect();
+            const e = document.activeElement, r = e.getBoundingClientRect();
+            // The focus ring is on the element, or on the card it stands in (Pagefind's results).
+            const s = getComputedStyle(e.closest('.pf-result-card') || e);
             return {tag: e.tagName.toLowerCase(), id: e.id, text: (e.innerText || e.value || '').trim().slice(0, 60),
                     href: e.getAttribute('href') || '', where: e.closest('header, nav, main, aside, footer, .similar')
                     ?.className || e.closest('header, nav, main, aside, footer')?.tagName.toLowerCase() || '',

@@ -299,7 +299,8 @@ def test_dangerous_record_url_is_refused(make_site):
     root = make_site({"content/x.yaml": "title: T\npmid: 5\nurl: javascript:alert(1)\n"})
     with pytest.raises(DigestError) as excinfo:
         build_site(root)
-    assert excinfo.value.problems[0].format() == "content/x.yaml:3: 'url' must be an http(s) URL, got 'javascript:alert(1)'"
+    assert "content/x.yaml:3: 'url' must be an http(s) URL, got 'javascript:alert(1)'" in [
+        p.format() for p in excinfo.value.problems]
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:

@@ -44,6 +44,8 @@
       if (fallback) fallback.remove();
       var input = box.querySelector("pagefind-input input");
       if (input) input.id = "search-q";  // named by the page's visible label
+      mendDropdowns();
+      new MutationObserver(mendDropdowns).observe(box, { childList: true, subtree: true });
       var instance = window.PagefindComponents.getInstanceManager().getInstance("default");
       if (query || Object.keys(filters).length) {
         if (input) input.value = query;
@@ -60,5 +62,24 @@
       });
     };
     document.head.appendChild(script);
+  }
+
+  // Pagefind 1.5's filter dropdowns leave their trigger (role=combobox) and list without a name, name each
+  // value differently from what it shows, and scroll the list without keyboard access (axe-core): mend that.
+  function mendDropdowns() {
+    box.querySelectorAll("pagefind-filter-dropdown").forEach(function (dropdown) {
+      var label = dropdown.getAttribute("label") || dropdown.getAttribute("filter");
+      var trigger = dropdown.querySelector(".pf-dropdown-trigger");
+      var list = dropdown.querySelector("[role=listbox]");
+      if (trigger && trigger.getAttribute("aria-label") !== label) trigger.setAttribute("aria-label", label);
+      if (list && list.getAttribute("aria-label") !== label) {
+        list.setAttribute("aria-label", label);
+        list.removeAttribute("aria-labelledby");
+        list.tabIndex = 0;  // a long list scrolls: let the keyboard reach it too
+      }
+      dropdown.querySelectorAll("[role=option][aria-label]").forEach(function (option) {
+        option.removeAttribute("aria-label");
+      });
+    });
   }
 })();
