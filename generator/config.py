@@ -168,7 +168,7 @@ def _parse_similar(value: Any, fail) -> SimilarityConfig | None:
     if value is True or value is None:
         return SimilarityConfig()
     if not isinstance(value, dict):
-        fail("'similar' must be false or a mapping like 'similar: {count: 5, min_score: 0.1}'")
+        fail("'similar' must be false or a mapping like 'similar: {count: 5, min_score: 0.15}'")
         return SimilarityConfig()
     config = SimilarityConfig()
     for key, item in value.items():

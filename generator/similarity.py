@@ -28,23 +28,25 @@ Neighbours
     100,000 articles) at 4 to 75 ns a value (slowest when many values tie, as zeros do), and which
     of tied values it keeps is unspecified.
 
-Measured with benchmarks/similarity.py (synthetic corpus, 30 topics, count 5, min_score 0.15) on a
-2-core Xeon that other jobs were loading (load average 4 to 6): wall seconds, CPU seconds, then
-the build_vectors share, peak memory added (ru_maxrss; tracemalloc), profile length, and the
-share of neighbours in the article's own topic.
-       n    wall    CPU   vectors   memory MB    profile  precision
-   2,000    0.46   0.31     0.20     22 (15)        48     1.0000
-  10,000    1.76   1.19     0.96     83 (73)        16     1.0000
- 100,000    64.6   32.2     13.5    690 (-)          8     1.0000
+Measured with benchmarks/similarity.py (synthetic corpus, 30 topics; count 5, min_score 0.15) on a
+2-core Xeon VM that other jobs kept busy (load average 3 to 8: wall time ran up to 2x CPU time).
+Memory: ru_maxrss added by the call in a fresh process (tracemalloc peak in brackets).
+       n   wall s   CPU s   build_vectors CPU s   memory MB   profile   same-topic share
+   2,000     0.56    0.56           0.16            23 (16)       48         1.0000
+  10,000     2.08    1.51           0.70            82 (73)       16         1.0000
+ 100,000    49.8     30.1           9.6            717            8         1.0000
+Over all runs, 10,000 took 1.8 to 2.2 s wall (1.2 to 1.95 s CPU); 100,000 took 50 to 75 s wall
+(30 to 35 s CPU).
 - Baseline, naive pure Python (dicts, an inverted index, exact cosines of the full vectors, same
-  terms): 39.4 s at 2,000 articles, 85x slower. compute_neighbours finds 88.8% of its exact top
-  5; the ones it finds instead are near-ties: their exact cosines sum to 99.91% of the optimum.
-  At 10,000 that ratio is 0.937, 0.958, 0.976, 0.990 and 0.999 for profiles of 8, 16, 24, 32
-  and 48 terms, with precision 1.0000 (0.9999 at 8).
-- Tiny digests: scipy takes 3.7 ms at 10 articles (dicts 3.3), 6.8 at 30 (14.8), 25 at 100 (97),
-  79 at 300 (754). One code path then: no plain-Python branch for small digests.
-- Light stemming changed precision@50 by at most 0.3 points on this corpus (title or 40-word
-  abstract only); it is kept for real text, where plurals are common.
+  terms): 38 to 44 s at 2,000 articles, 50 to 85x slower. compute_neighbours finds 88.8% of its
+  exact top 5; the others it picks are near-ties, their exact cosines summing to 99.91% of the
+  best possible. At 10,000 that ratio is 0.936, 0.958, 0.976, 0.990 and 0.999 for profiles of 8,
+  16, 24, 32 and 48 terms, all with same-topic share 1.0000 (0.9999 at 8).
+- Tiny digests, scipy against the naive dicts: 10 articles 3 to 8 ms against 3 to 5; 30: 5 to
+  10 against 8 to 15; 100: 13 to 42 against 47 to 105; 300: 41 to 79 against 480 to 906. So
+  there is one code path, with no plain-Python branch for small digests.
+- Light stemming moved precision@50 by at most 0.3 points on this corpus (title only, or 40
+  abstract words only). It stays, for real text, where plurals vary more.
 """
 
 from __future__ import annotations
@@ -510,7 +512,8 @@ def _select_block(
 
 
 def _best_buckets(rows: np.ndarray, units: np.ndarray, nrows: int, count: int) -> np.ndarray:
-    """Return the positions of the entries in each row's best buckets that hold `count` entries."""
+    """Return the positions of each row's entries in its top score buckets, down to the bucket
+    where the row reaches `count` entries (all of them when it has fewer)."""
     buckets = units >> _BUCKET_SHIFT
     width = (_SCALE >> _BUCKET_SHIFT) + 2
     histogram = np.bincount(rows * width + buckets, minlength=nrows * width).reshape(nrows, width)

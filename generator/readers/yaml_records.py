@@ -78,25 +78,39 @@ def _compose(text: str) -> yaml.Node | None:
         loader.dispose()
 
 
+class _ShapeError(yaml.YAMLError):
+    """A document too deep or too alias-heavy to build; `line` is 0-based, like YAML marks."""
+
+    def __init__(self, message: str, node: yaml.Node):
+        super().__init__(message)
+        self.line = node.start_mark.line if node.start_mark is not None else None
+
+
 def _check_shape(root: yaml.Node) -> None:
     """Refuse alias bombs and absurd nesting before anything is built from the nodes."""
     stack, seen, aliases = [(root, 1)], set(), 0
     while stack:
         node, depth = stack.pop()
         if depth > MAX_DEPTH:
-            raise yaml.YAMLError(f"nested deeper than {MAX_DEPTH} levels")
+            raise _ShapeError(f"nested deeper than {MAX_DEPTH} levels", node)
         if id(node) in seen:
             aliases += 1
             if aliases > MAX_ALIASES:
-                raise yaml.YAMLError(f"more than {MAX_ALIASES} aliases; records do not need that many")
+                raise _ShapeError(f"more than {MAX_ALIASES} aliases; records do not need that many", node)
             continue
         seen.add(id(node))
         if isinstance(node, yaml.SequenceNode):
             stack.extend((child, depth + 1) for child in node.value)
         elif isinstance(node, yaml.MappingNode):
             stack.extend((part, depth + 1) for pair in node.value for part in pair)
-    if _expanded_size(root, {}) > MAX_EXPANDED_NODES:
-        raise yaml.YAMLError("aliases expand to more than 200,000 values; records do not need that many")
+    memo: dict[int, int] = {}
+    if _expanded_size(root, memo) > MAX_EXPANDED_NODES:
+        # Name the first top-level value that expands too far, so the message points at the bomb.
+        children = root.value if isinstance(root, (yaml.SequenceNode, yaml.MappingNode)) else []
+        parts = [part for pair in children for part in pair] if isinstance(root, yaml.MappingNode) else children
+        culprit = max(parts, key=lambda n: memo.get(id(n), 0), default=root)
+        raise _ShapeError(f"aliases expand to more than {MAX_EXPANDED_NODES:,} values; records do not need that many",
+                          culprit)
 
 
 CFastLoader = getattr(yaml, "CSafeLoader", None)
@@ -121,6 +135,10 @@ def load_yaml_with_lines(text: str, path: str, line_offset: int = 0) -> tuple[An
         line = mark.line + 1 + line_offset if mark else None
         raise ReaderError(path, f"invalid YAML: {exc.problem or exc.context}", line=line,
                           hint="check the indentation and quote values that contain ': '") from None
+    except _ShapeError as exc:
+        line = exc.line + 1 + line_offset if exc.line is not None else None
+        raise ReaderError(path, f"invalid YAML: {exc}", line=line,
+                          hint="write the values out; a record needs no deep nesting or many aliases") from None
     except yaml.YAMLError as exc:
         raise ReaderError(path, f"invalid YAML: {exc}") from None
     except RecursionError:
