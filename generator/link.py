@@ -12,6 +12,14 @@ from generator.model import Article
 from generator.similarity import SimilarityConfig, compute_neighbours
 
 
+# MeSH check tags: indexed on most articles, so they never explain why two articles are alike.
+CHECK_TAGS = frozenset({
+    "Humans", "Animals", "Male", "Female", "Mice", "Rats", "Adult", "Aged", "Aged, 80 and over", "Middle Aged",
+    "Young Adult", "Adolescent", "Child", "Child, Preschool", "Infant", "Infant, Newborn", "Pregnancy",
+    "Cattle", "Dogs", "Swine", "Cats", "Rabbits", "Guinea Pigs", "Mice, Inbred C57BL", "Mice, Inbred BALB C",
+})
+
+
 @dataclass(frozen=True)
 class SimilarLink:
     """One entry of an article's 'Similar articles' list, in the digest (`target_id`) or outside it."""
@@ -95,8 +103,8 @@ def merge_similar(article: Article, computed, by_id, by_pmid, by_doi) -> tuple[S
     links: dict[str, SimilarLink] = {}
     for neighbour in computed:
         other = by_id[neighbour.id]
-        links[other.id] = _internal_link(other, score=neighbour.score, origins=("computed",),
-                                         shared=tuple(neighbour.shared_terms))
+        shared = tuple(t for t in neighbour.shared_terms if t not in CHECK_TAGS)
+        links[other.id] = _internal_link(other, score=neighbour.score, origins=("computed",), shared=shared)
     external: list[SimilarLink] = []
     seen_external: set[str] = set()
     for ref in article.similar:
