@@ -358,3 +358,39 @@ def test_example_digest_builds():
         report = build(replace(config, output_dir=out))
         assert report.articles >= 12 and report.warnings == []
         assert (Path(out) / "articles/40561659/index.html").is_file()
+
+
+def test_digest_json_exports_similar_articles_with_origin(small_digest):
+    import json
+
+    build_site(small_digest)
+    data = json.loads((small_digest / "site/digest.json").read_text())
+    by_id = {a["id"]: a for a in data["articles"]}
+    seed = by_id["40561659"]
+    assert set(seed) >= {"id", "pmid", "doi", "title", "url", "similar"}
+    assert seed["url"] == "articles/40561659/"
+    inside = [s for s in seed["similar"] if s["id"] == "40755780"]
+    assert inside and inside[0]["source"] == "pubmed" and inside[0]["url"] == "articles/40755780/"
+    outside = [s for s in seed["similar"] if s["pmid"] == "39600090"]
+    assert outside == [{"doi": "10.1016/j.ymthe.2024.11.035", "id": None, "pmid": "39600090", "score": None,
+                        "source": "pubmed", "title": "Managing allorejection in off-the-shelf CAR-engineered cell therapies",
+                        "url": None}]
+    # No duplicates: one entry per similar article whatever its origins.
+    keys = [s["id"] or s["pmid"] for s in seed["similar"]]
+    assert len(keys) == len(set(keys))
+
+
+def test_similar_false_turns_computation_off(make_site):
+    import json
+
+    root = make_site({
+        "content/a.yaml": "title: CAR T cells in lupus\npmid: 1\nmesh_terms: [Lupus Erythematosus, Systemic]\nkeywords: [CAR-T]\n",
+        "content/b.yaml": "title: CAR T cells in lupus nephritis\npmid: 2\nmesh_terms: [Lupus Erythematosus, Systemic]\nkeywords: [CAR-T]\n",
+    }, config="similar: false\n")
+    build_site(root)
+    data = json.loads((root / "site/digest.json").read_text())
+    assert all(a["similar"] == [] for a in data["articles"])
+    (root / "digest.yaml").write_text("similar: {count: 3, min_score: 0.01}\n")
+    build_site(root)
+    data = json.loads((root / "site/digest.json").read_text())
+    assert [s["source"] for s in data["articles"][0]["similar"]] == ["computed"]
