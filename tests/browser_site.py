@@ -3,6 +3,7 @@ and headless Chromium launched the way this machine needs (Debian's /usr/bin/chr
 
 from __future__ import annotations
 
+import fcntl
 import shutil
 import subprocess
 import threading
@@ -122,9 +123,13 @@ def install_axe() -> Path | None:
         return None
     NODE_DIR.mkdir(parents=True, exist_ok=True)
     (NODE_DIR / ".gitignore").write_text("*\n", encoding="utf-8")
-    try:
-        subprocess.run([npm, "install", "--no-audit", "--no-fund", "--no-save", "--prefix", str(NODE_DIR),
-                        "axe-core@4"], check=True, capture_output=True, timeout=300)
-    except (OSError, subprocess.SubprocessError):
-        return None
+    with open(NODE_DIR / ".lock", "w") as lock:  # pytest-xdist workers: one installs, the others wait
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if AXE.exists():
+            return AXE
+        try:
+            subprocess.run([npm, "install", "--no-audit", "--no-fund", "--no-save", "--prefix", str(NODE_DIR),
+                            "axe-core@4"], check=True, capture_output=True, timeout=300)
+        except (OSError, subprocess.SubprocessError):
+            return None
     return AXE if AXE.exists() else None

@@ -48,7 +48,11 @@ LINKOUT_CATEGORIES = {
 _ID_LINE = re.compile(r"^-\s*(PMID|DOI|PMCID|PMC)\s*:\s*(\S.*)$", re.IGNORECASE)
 _LABEL = re.compile(r"^([A-Z][A-Za-z0-9 ,/&()'-]{0,60}?):\s+(\S.*)$")
 _CITATION_TAIL = re.compile(r"(?:^|\.\s)([^.]+)\.\s(\d{4})\.\s+PMID:\s*(\d+)(.*)$")
-_PMID_TAIL = re.compile(r"\s*PMID:\s*(\d+)(.*)$")
+_PMID_TAIL = re.compile(r"PMID:\s*(\d+)(.*)$")
+# Where a similar article's title ends and its journal begins: `...therapy.Front Immunol. 2025`. The
+# journal is at most a few words; bounding them keeps the search linear on a long line (issue 9:
+# unbounded, a 300 kB line of '!A b b b' took minutes).
+_GLUED_JOURNAL = re.compile(r"[.?!](?=[A-Z][^ .]{0,80}(?: [A-Za-z][^ .]{0,80}){0,20}\.\s+\d{4})")
 
 
 def read(text: str, path: str) -> ReadResult:
@@ -118,8 +122,9 @@ def _parse_page(lines: list[str], path: str) -> tuple[Record | None, list[Proble
     for key in list(sections):
         if key[0].isupper():  # CommentIn, ErratumIn, ... (comments and corrections)
             for item in _items(sections.pop(key)):
-                notices.append(Notice(kind=key, citation=_PMID_TAIL.sub("", item).strip(),
-                                      pmid=(_PMID_TAIL.search(item) or [None, ""])[1] or "", doi=find_doi(item)))
+                tail = _PMID_TAIL.search(item)
+                notices.append(Notice(kind=key, citation=(item[: tail.start()] if tail else item).strip(),
+                                      pmid=tail.group(1) if tail else "", doi=find_doi(item)))
     if notices:
         fields["notices"] = tuple(notices)
     if not fields.get("title"):
@@ -218,7 +223,7 @@ def parse_similar_citation(item: str) -> SimilarRef | None:
         if glue and glue.start() > 0:
             title, citation_part = body[: glue.start()], body[glue.start() + len(journal) + 1:]
     if not citation_part:
-        glued = re.search(r"[.?!](?=[A-Z][^ .]*(?: [A-Za-z][^ .]*)*\.\s+\d{4})", body)
+        glued = _GLUED_JOURNAL.search(body)
         if glued:
             title = body[: glued.start() + 1]
             rest = body[glued.start() + 1:]
