@@ -12,6 +12,7 @@ import json
 import multiprocessing
 import os
 import pickle
+import signal
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -241,6 +242,13 @@ def _render_chunk(chunk: Sequence[PageJob]) -> tuple[list[Problem] | None, dict[
     return None, renderer.new_fragments, written
 
 
+def _worker_signals() -> None:
+    """Workers leave Ctrl-C to the parent (which stops the pool) and die on SIGTERM, whatever
+    handlers the forking process had installed (e.g. `digest serve`)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def _produce(renderer: Renderer, job: PageJob) -> bytes:
     if job.kind == "static":
         with open(job.args[0], "rb") as stream:
@@ -266,7 +274,7 @@ def render_into(tree, renderer: Renderer, jobs_to_render: list[PageJob], workers
             size = max(50, len(jobs_to_render) // (workers * 8))
             chunks = [jobs_to_render[i: i + size] for i in range(0, len(jobs_to_render), size)]
             done = 0
-            with multiprocessing.get_context("fork").Pool(workers) as pool:
+            with multiprocessing.get_context("fork").Pool(workers, initializer=_worker_signals) as pool:
                 for (problems, fragments, count), chunk in zip(pool.imap(_render_chunk, chunks), chunks):
                     if problems:
                         pool.terminate()

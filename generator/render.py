@@ -250,32 +250,34 @@ class Renderer:
             template = self.env.get_template(template_name)
             text = template.render(**self.globals, **self.page_context(path), **context)
         except jinja2.TemplateSyntaxError as exc:
-            raise DigestError(Problem(_template_path(exc.filename, exc.name), f"template syntax: {exc.message}",
+            raise DigestError(Problem(_template_path(exc.filename, exc.name, self.config.root),
+                                      f"template syntax: {exc.message}",
                                       line=exc.lineno)) from None
         except jinja2.TemplateNotFound as exc:
             raise DigestError(Problem(template_name, f"template not found: {exc.name}",
                                       hint="is it missing from templates/?")) from None
         except (jinja2.UndefinedError, TypeError, ValueError, KeyError, AttributeError) as exc:
-            filename, line = _template_frame(exc)
+            filename, line = _template_frame(exc, self.config.root)
             raise DigestError(Problem(filename or template_name, f"while rendering {path or 'the home page'}: {exc}",
                                       line=line)) from None
         return Page(path=urls.output_file(path), content=text.encode("utf-8"))
 
 
-def _template_path(filename: str | None, name: str | None) -> str:
+def _template_path(filename: str | None, name: str | None, root: Path | None = None) -> str:
+    """Return a template's path relative to the digest folder when it is inside it (as content paths are)."""
     if filename:
         try:
-            return Path(filename).resolve().relative_to(Path.cwd()).as_posix()
+            return Path(filename).resolve().relative_to((root or Path.cwd()).resolve()).as_posix()
         except ValueError:
             return filename
     return name or "template"
 
 
-def _template_frame(exc: BaseException) -> tuple[str | None, int | None]:
+def _template_frame(exc: BaseException, root: Path | None = None) -> tuple[str | None, int | None]:
     """Find the innermost template frame of a rendering error (Jinja rewrites frames to template lines)."""
     for frame in reversed(traceback.extract_tb(exc.__traceback__)):
         if frame.filename.endswith((".html", ".md", ".xml", ".txt", ".json")):
-            return _template_path(frame.filename, None), frame.lineno
+            return _template_path(frame.filename, None, root), frame.lineno
     return None, None
 
 
