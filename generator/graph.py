@@ -56,8 +56,19 @@ def _seeded_positions(ids: list[str]) -> np.ndarray:
     return np.array([[v[0] / 255.0 - 0.5, v[1] / 255.0 - 0.5] for v in values], dtype=float)
 
 
+_LAYOUTS: dict[tuple, np.ndarray] = {}  # graph -> positions, so `digest serve` rebuilds skip the layout
+
+
 def layout(ids: list[str], edges: list[tuple[int, int]], iterations: int = 120) -> np.ndarray:
     """Return Fruchterman-Reingold positions in [0, 1]^2, deterministic for the same graph."""
+    key = (tuple(ids), tuple(edges), iterations)
+    if key not in _LAYOUTS:
+        _LAYOUTS.clear()
+        _LAYOUTS[key] = _layout(ids, edges, iterations)
+    return _LAYOUTS[key].copy()
+
+
+def _layout(ids: list[str], edges: list[tuple[int, int]], iterations: int) -> np.ndarray:
     n = len(ids)
     if n == 0:
         return np.zeros((0, 2))

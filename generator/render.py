@@ -58,6 +58,7 @@ def make_environment(config: SiteConfig) -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        auto_reload=False,  # one environment per build: no need to stat every template on every page
     )
     env.filters.update(
         notes=render_notes, inline=inline_html, summary=summary, safe_url=safe_url, plain=plain_text,
@@ -101,13 +102,21 @@ def template_references(config: SiteConfig) -> tuple[bool, bool]:
         for path in sorted(folder.glob("*")):
             if path.suffix not in TEMPLATE_SUFFIXES or not path.is_file():
                 continue
-            try:
-                tree = env.parse(path.read_text(encoding="utf-8"))
-                uses_digest = uses_digest or "digest" in jinja2.meta.find_undeclared_variables(tree)
-            except (jinja2.TemplateError, UnicodeDecodeError):
-                continue  # reported when the template is used
-            uses_score = uses_score or any(node.attr == "score" for node in tree.find_all(jinja2.nodes.Getattr))
+            source = path.read_bytes()
+            found = _REFERENCES.get(source)
+            if found is None:
+                try:
+                    tree = env.parse(source.decode("utf-8"))
+                    found = ("digest" in jinja2.meta.find_undeclared_variables(tree),
+                             any(node.attr == "score" for node in tree.find_all(jinja2.nodes.Getattr)))
+                except (jinja2.TemplateError, UnicodeDecodeError):
+                    found = (False, False)  # reported when the template is used
+                _REFERENCES[source] = found
+            uses_digest, uses_score = uses_digest or found[0], uses_score or found[1]
     return uses_digest, uses_score
+
+
+_REFERENCES: dict[bytes, tuple[bool, bool]] = {}  # template source -> references (serve rebuilds reuse it)
 
 
 def theme_fingerprint(config: SiteConfig, digest: Digest, uses_digest: bool) -> str:
