@@ -119,8 +119,13 @@ def _remember_inputs(config: SiteConfig, fingerprint: str, report: BuildReport) 
 
 
 def build(config: SiteConfig, strict: bool = False, jobs: int | None = None, clean: bool = False,
-          progress: Progress | None = None) -> BuildReport:
-    """Build the site; raise DigestError (the previous site untouched) when the input has errors."""
+          progress: Progress | None = None, index_search: bool = True) -> BuildReport:
+    """Build the site; raise DigestError (the previous site untouched) when the input has errors.
+
+    With `search` on, the new tree is indexed before it is published whenever an article page
+    changed; otherwise the live index is reused. `index_search=False` (serve's rebuilds) always
+    reuses it, so a save does not wait for indexing.
+    """
     progress = progress or NoProgress()
     report = BuildReport()
     start = time.perf_counter()
@@ -170,6 +175,9 @@ def build(config: SiteConfig, strict: bool = False, jobs: int | None = None, cle
             raise DigestError(Problem(str(config.output_path), f"cannot write the site: {exc.strerror or exc}",
                                       hint="check free disk space and permissions; the previous site is untouched"))
     report.rendered = len(pending)
+    if config.search:
+        with _timed(report, "search"):
+            _update_search_index(writer, keys, config, index_search and not writer.live_has_same_articles(keys))
     with _timed(report, "write"):
         try:
             written = writer.publish()
@@ -184,6 +192,17 @@ def build(config: SiteConfig, strict: bool = False, jobs: int | None = None, cle
     _remember_inputs(config, inputs, report)
     report.seconds = time.perf_counter() - start
     return report
+
+
+def _update_search_index(writer: SiteWriter, keys: dict[str, str], config: SiteConfig, reindex: bool) -> None:
+    """Give the new tree a search index: a fresh one, or the live site's when no article page changed."""
+    from generator.search import BUNDLE_DIR, index_site
+
+    live_bundle = writer.output / BUNDLE_DIR
+    if not reindex and live_bundle.is_dir():
+        writer.copy_folder_from_live(BUNDLE_DIR)
+        return
+    index_site(writer.spare, config)
 
 
 def _load_pickle(path: Path) -> dict:

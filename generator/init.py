@@ -43,6 +43,9 @@ mesh_terms:
   - Lupus Erythematosus, Systemic/*therapy
   - Receptors, Chimeric Antigen
 keywords: [CAR-T, lupus]
+abstract: >-
+  A sample record: write a short summary here in your own words, or import the abstract from
+  PubMed with 'digest add 36109639'.
 added: 2025-07-01
 ---
 Your notes, in Markdown: why this article matters, what to read next.

@@ -350,6 +350,8 @@ class SitePlan:
                     add(urls.term_path(taxonomy, term.slug) + "feed.xml", "topic_feed",
                         self.feed_key(term.name, term.article_ids), (index,))
         add(urls.output_file(urls.MAP), "map", fingerprint(self.theme_key, self.map_inputs()))
+        if config.search:
+            add(urls.output_file(urls.SEARCH), "search", self.theme_key)
         add(urls.NOT_FOUND, "404", self.theme_key)
         add(urls.FEED, "feed", self.feed_key("", [a.id for a in digest.articles]))
         all_keys = fingerprint(sorted(self.article_keys.items()), sorted(renderer.citation_keys.items()))
@@ -429,13 +431,15 @@ def produce(renderer: "Renderer", job: PageJob) -> bytes:
         return render_feed(renderer, urls.FEED, digest.articles, config.title, urls.HOME)
     if kind == "map":
         return renderer.render("map.html", urls.MAP, digest_map=build_map(digest)).content
+    if kind == "search":
+        return renderer.render("search.html", urls.SEARCH).content
     if kind == "404":
         return renderer.render("404.html", urls.NOT_FOUND).content
     if kind == "digest_json":
         return digest_json(digest, config).encode("utf-8")
     if kind == "sitemap":
         paths = sorted(j.path[: -len("index.html")] for j in renderer.plan_jobs if j.path.endswith("index.html")
-                       and j.path != urls.NOT_FOUND)
+                       and j.path not in (urls.NOT_FOUND, urls.output_file(urls.SEARCH)))
         return renderer.render("sitemap.xml", urls.SITEMAP, paths=paths).content
     if kind == "robots":
         return renderer.render("robots.txt", "robots.txt").content

@@ -39,7 +39,8 @@ class SearchReport:
 
 
 def pagefind_command() -> list[str]:
-    """Return the command that runs Pagefind: its binary from the `pagefind[bin]` wheel, else `python -m pagefind`.
+    """Return the command that runs Pagefind: the binary `python -m pagefind` would run (the `pagefind[bin]`
+    wheel's, else one on PATH), called directly to save a Python start-up. $PAGEFIND_BINARY_PATH overrides it.
 
     Raise DigestError when Pagefind is not installed.
     """

@@ -408,7 +408,8 @@ class DevServer:
         report = None
         try:
             config = load_config(self.root, self.overrides)
-            report = _default_build(config)
+            # Index for search on the first build only: a save should not wait for Pagefind.
+            report = _default_build(config, index_search=self.builds == 0)
         except DigestError as exc:
             problems = list(exc.problems) or [Problem(CONFIG_FILE, str(exc))]
         except Exception as exc:  # a bug: say so, keep serving
@@ -447,11 +448,11 @@ class DevServer:
             return str(path)
 
 
-def _default_build(config: SiteConfig) -> Any:
+def _default_build(config: SiteConfig, index_search: bool = True) -> Any:
     """Build the site (imported late: `digest serve --help` should not load the whole pipeline)."""
     from generator.build import build
 
-    return build(config)
+    return build(config, index_search=index_search)
 
 
 _fork_hook_installed = False

@@ -40,6 +40,11 @@ def build_site(root: Path, **overrides):
     return build(load_config(root, overrides))
 
 
-def read_tree(folder: Path) -> dict[str, bytes]:
-    """Return every file under a folder as {relative path: bytes}."""
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+def read_tree(folder: Path, with_search_index: bool = False) -> dict[str, bytes]:
+    """Return every file under a folder as {relative path: bytes}.
+
+    Pagefind's bundle is left out unless asked for: Pagefind itself does not write byte-identical
+    filter and metadata files from one run to the next (upstream Pagefind/pagefind#638).
+    """
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and (with_search_index or not p.relative_to(folder).as_posix().startswith("pagefind/"))}

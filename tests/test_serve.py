@@ -492,7 +492,7 @@ from generator import cli, serve
 def sleep(seconds):
     time.sleep(seconds)
 
-def build(config):
+def build(config, **options):
     if (config.content_path / "slow.txt").exists():
         with multiprocessing.get_context("fork").Pool(2) as pool:
             pool.map(sleep, [30, 30], chunksize=1)

@@ -13,8 +13,9 @@
     var params = new URLSearchParams(window.location.search);
     var query = (params.get("q") || "").trim();
     var filters = {};
+    var known = ["year", "journal", "publication type", "topic", "author"];  // data-pagefind-filter names
     params.forEach(function (value, key) {
-      if (key !== "q" && value) (filters[key] = filters[key] || []).push(value);
+      if (known.indexOf(key) >= 0 && value) (filters[key] = filters[key] || []).push(value);
     });
     bundle = new URL(bundle, document.baseURI).pathname;
     var script = document.createElement("script");
