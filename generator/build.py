@@ -218,7 +218,7 @@ def _save_fragments(path: Path, renderer: Renderer) -> None:
     """Keep the fragments of the current articles only, so the cache does not grow without end."""
     from generator.render import fingerprint
 
-    keep = {}
+    keep = {k: v for k, v in renderer.new_fragments.items() if k.startswith("layout:")}
     for article_id, item_key in renderer._item_keys.items():
         for kind, basis in (("_item.html", item_key), ("_entry.xml", renderer._article_keys[article_id])):
             for depth in (0, 2):

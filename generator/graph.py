@@ -7,6 +7,7 @@ at 10,000 articles; the page says how many are shown.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections import Counter
 from dataclasses import dataclass
 
@@ -68,6 +69,18 @@ def layout(ids: list[str], edges: list[tuple[int, int]], iterations: int = 120) 
     return _LAYOUTS[key].copy()
 
 
+def cached_layout(ids: list[str], edges: list[tuple[int, int]], cache: dict[str, str] | None) -> np.ndarray:
+    """Return the layout, reusing one stored in `cache` (the build's fragment cache) for the same graph."""
+    if cache is None:
+        return layout(ids, edges)
+    key = "layout:" + hashlib.blake2b(repr((ids, edges)).encode(), digest_size=16).hexdigest()
+    if key in cache:
+        return np.array(json.loads(cache[key]), dtype=float).reshape(-1, 2)
+    positions = layout(ids, edges)
+    cache[key] = json.dumps([round(float(v), 6) for v in positions.ravel()])
+    return np.array(json.loads(cache[key]), dtype=float).reshape(-1, 2)  # the same rounding either way
+
+
 def _layout(ids: list[str], edges: list[tuple[int, int]], iterations: int) -> np.ndarray:
     n = len(ids)
     if n == 0:
@@ -92,7 +105,7 @@ def _layout(ids: list[str], edges: list[tuple[int, int]], iterations: int) -> np
     return (pos - low) / np.where(high - low > 0, high - low, 1.0)
 
 
-def build_map(digest: Digest) -> DigestMap:
+def build_map(digest: Digest, layout_cache: dict[str, str] | None = None) -> DigestMap:
     """Choose the nodes, lay them out, colour them by topic, count articles per year."""
     degree: Counter[str] = Counter()
     pairs: set[tuple[str, str]] = set()
@@ -107,7 +120,7 @@ def build_map(digest: Digest) -> DigestMap:
     chosen.sort()
     index = {article_id: n for n, article_id in enumerate(chosen)}
     edges = sorted((index[a], index[b]) for a, b in pairs if a in index and b in index)
-    positions = layout(chosen, edges) * (SIZE - 40) + 20
+    positions = cached_layout(chosen, edges, layout_cache) * (SIZE - 40) + 20
     topics = primary_topics(digest)
     topic_counts = Counter(topics[i] for i in chosen if topics[i])
     legend_topics = [t for t, _ in sorted(topic_counts.items(), key=lambda kv: (-kv[1], kv[0]))[: len(PALETTE)]]

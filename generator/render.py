@@ -430,7 +430,10 @@ def produce(renderer: "Renderer", job: PageJob) -> bytes:
     if kind == "feed":
         return render_feed(renderer, urls.FEED, digest.articles, config.title, urls.HOME)
     if kind == "map":
-        return renderer.render("map.html", urls.MAP, digest_map=build_map(digest)).content
+        before = set(renderer.fragments)
+        digest_map = build_map(digest, renderer.fragments)
+        renderer.new_fragments.update({k: renderer.fragments[k] for k in set(renderer.fragments) - before})
+        return renderer.render("map.html", urls.MAP, digest_map=digest_map).content
     if kind == "search":
         return renderer.render("search.html", urls.SEARCH).content
     if kind == "404":
