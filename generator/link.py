@@ -162,15 +162,14 @@ def build_taxonomies(articles: Sequence[Article], taxonomies: Sequence[str]):
     result: dict[str, tuple[Term, ...]] = {}
     slugs: dict[tuple[str, str], str] = {}
     for taxonomy in taxonomies:
-        members: dict[str, list[str]] = defaultdict(list)
+        members: dict[str, dict[str, None]] = defaultdict(dict)  # ordered sets: newest first
         spellings: dict[str, Counter] = defaultdict(Counter)
         for article in articles:
             for name in article_terms(article, taxonomy):
                 slug = name if taxonomy == "years" else slugify(name)
                 slugs[(taxonomy, name)] = slug
                 spellings[slug][name] += 1
-                if article.id not in members[slug]:
-                    members[slug].append(article.id)
+                members[slug][article.id] = None
         terms = [
             Term(taxonomy=taxonomy, name=min(spellings[s].items(), key=lambda kv: (-kv[1], kv[0]))[0],
                  slug=s, article_ids=tuple(ids))
