@@ -7,6 +7,7 @@ one atomic exchange. The bytes do not depend on the number of workers.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import multiprocessing
@@ -84,11 +85,24 @@ def input_fingerprint(config: SiteConfig) -> str:
 
 
 def _walk(folder: Path) -> list[Path]:
+    """Return every file under `folder`, sorted, without recursion (os.walk recurses before 3.12) and
+    without following directory symlinks."""
     found: list[Path] = []
-    for root, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "__pycache__")
-        found.extend(Path(root) / name for name in sorted(files))
-    return found
+    stack = [folder]
+    while stack:
+        current = stack.pop()
+        try:
+            entries = sorted(os.scandir(current), key=lambda e: e.name)
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.name.startswith(".") or entry.name == "__pycache__":
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                stack.append(Path(entry.path))
+            else:
+                found.append(Path(entry.path))
+    return sorted(found)
 
 
 def _unchanged_report(config: SiteConfig, fingerprint: str) -> BuildReport | None:
@@ -266,6 +280,12 @@ def _worker_signals() -> None:
     handlers the forking process had installed (e.g. `digest serve`)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:  # Linux: die with the parent, so a killed build leaves no worker writing into the spare tree
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() == 1:
+        os._exit(1)
 
 
 def _produce(renderer: Renderer, job: PageJob) -> bytes:

@@ -262,8 +262,11 @@ def _notices(value: Any) -> tuple[Notice, ...]:
         return ()
     if not isinstance(value, list) or not all(isinstance(v, dict) and v.get("kind") for v in value):
         raise FieldError("must be a list of mappings with 'kind' (e.g. RetractionIn, ErratumIn) and 'citation'")
-    return tuple(Notice(kind=_text(v["kind"]), citation=_text(v.get("citation")), pmid=_pmid(v.get("pmid")),
-                        doi=_doi(v.get("doi"))) for v in value)
+    notices = tuple(Notice(kind=_text(v["kind"]), citation=_text(v.get("citation")), pmid=_pmid(v.get("pmid")),
+                           doi=_doi(v.get("doi"))) for v in value)
+    if any(not (n.citation or n.pmid or n.doi) for n in notices):
+        raise FieldError("each notice needs a 'pmid', a 'doi' or a 'citation' saying what it points to")
+    return notices
 
 
 def _linkout(value: Any) -> tuple[LinkOutSection, ...]:

@@ -75,27 +75,39 @@ def event_message(event: str, data: str) -> bytes:
     return f"event: {event}\n{lines}\n".encode("utf-8")
 
 
-def client_script(version: str) -> str:
-    """Return the script that reloads the page when the server announces a newer build.
+SCRIPT_PATH = "/__digest__/livereload.js"
+STYLE_PATH = "/__digest__/overlay.css"
 
-    Only visible tabs keep a stream open: browsers allow about six connections per host, and
-    hidden tabs holding them would stall every other request. A tab that becomes visible again
-    reconnects with the version it shows, so a build it missed reloads it at once.
-    """
-    url = json.dumps(f"{EVENTS_PATH}?since={version}")
-    return (
-        "<script data-digest-livereload>(() => {\n"
-        "  let source = null;\n"
-        "  const open = () => {\n"
-        "    if (source) return;\n"
-        f"    source = new EventSource({url});\n"
-        '    source.addEventListener("reload", () => { source.close(); location.reload(); });\n'
-        "  };\n"
-        "  const close = () => { if (source) { source.close(); source = null; } };\n"
-        '  document.addEventListener("visibilitychange", () => (document.hidden ? close() : open()));\n'
-        "  if (!document.hidden) open();\n"
-        "})();</script>\n"
-    )
+# Served as files, not inline, so pages keep the theme's Content-Security-Policy (script-src 'self').
+CLIENT_JS = """(() => {
+  // Only visible tabs keep a stream open: browsers allow about six connections per host, and hidden
+  // tabs holding them would stall every other request. A tab that becomes visible again reconnects
+  // with the version it shows, so a build it missed reloads it at once.
+  const version = document.currentScript.dataset.version;
+  let source = null;
+  const open = () => {
+    if (source) return;
+    source = new EventSource("%s?since=" + encodeURIComponent(version));
+    source.addEventListener("reload", () => { source.close(); location.reload(); });
+  };
+  const close = () => { if (source) { source.close(); source = null; } };
+  document.addEventListener("visibilitychange", () => (document.hidden ? close() : open()));
+  if (!document.hidden) open();
+})();
+""" % EVENTS_PATH
+
+OVERLAY_CSS = """#%s { position: fixed; inset: 0; z-index: 2147483647; overflow: auto; margin: 0; padding: 2rem;
+  background: rgba(24, 24, 27, .96); color: #fafafa; text-align: left;
+  font: 15px/1.5 ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; }
+#%s .digest-overlay-title { margin: 0 0 .5rem; font-size: 1.3rem; font-weight: bold; color: #fca5a5; }
+#%s .digest-overlay-lead { margin: 0 0 1rem; }
+#%s ol { margin: 0; padding-left: 1.5rem; }
+""" % ((OVERLAY_ID,) * 4)
+
+
+def client_script(version: str) -> str:
+    """Return the tag that loads the reload script for a page showing build `version`."""
+    return f'<script src="{SCRIPT_PATH}" data-digest-livereload data-version="{html.escape(version)}"></script>\n'
 
 
 def error_overlay(problems: Sequence[Problem]) -> str:
@@ -103,15 +115,13 @@ def error_overlay(problems: Sequence[Problem]) -> str:
     errors = sum(p.severity == "error" for p in problems) or len(problems)
     items = "\n".join(f"<li><code>{html.escape(p.format())}</code></li>" for p in problems)
     return (
-        f'<div id="{OVERLAY_ID}" role="alert" style="position:fixed;inset:0;z-index:2147483647;overflow:auto;'
-        "margin:0;padding:2rem;background:rgba(24,24,27,.96);color:#fafafa;"
-        'font:15px/1.5 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;text-align:left">\n'
+        f'<link rel="stylesheet" href="{STYLE_PATH}">\n'
+        f'<div id="{OVERLAY_ID}" role="alert">\n'
         # Not a heading: the page underneath keeps its own outline (one <h1>).
-        f'<p style="margin:0 0 .5rem;font-size:1.3rem;font-weight:bold;color:#fca5a5">Build failed: '
-        f"{errors} error{'s' * (errors != 1)}</p>\n"
-        "<p style=\"margin:0 0 1rem\">Fix the file and save: this page reloads by itself. "
+        f'<p class="digest-overlay-title">Build failed: {errors} error{"s" * (errors != 1)}</p>\n'
+        '<p class="digest-overlay-lead">Fix the file and save: this page reloads by itself. '
         "Behind this panel is the last site that built.</p>\n"
-        f'<ol style="margin:0;padding-left:1.5rem">\n{items}\n</ol>\n</div>\n'
+        f"<ol>\n{items}\n</ol>\n</div>\n"
     )
 
 

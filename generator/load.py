@@ -32,6 +32,7 @@ MAX_FILE_BYTES = 50 * 1024 * 1024  # bigger than any real export; protects memor
 MAX_AUTHORS = 10_000
 MAX_TERMS = 1_000  # per list: MeSH terms, keywords, tags, publication types
 MAX_SHORT_TEXT = 5_000  # characters in any one value of a field other than the long ones below
+MAX_LONG_TEXT = 1_000_000  # characters in one abstract section, the notes...: a book, not an abstract
 LONG_TEXT_FIELDS = frozenset({"abstract", "notes", "copyright", "conflict_of_interest", "verdict"})
 # Control characters cannot be written in XML (feeds, sitemap) and mean nothing in HTML: removed.
 # Tab, line feed and carriage return stay. Lone surrogates (from JSON escapes) and the two
@@ -48,12 +49,43 @@ class LoadResult:
     files: int = 0
 
 
-def content_files(content_dir: Path) -> list[Path]:
-    """Return every visible file under `content_dir`, sorted, without following directory symlinks."""
+def content_files(content_dir: Path, problems: list[Problem] | None = None, root: Path | None = None) -> list[Path]:
+    """Return every visible file under `content_dir`, sorted, without following directory symlinks.
+
+    Walks with its own stack (os.walk recurses: 2,000 nested folders, which git can hold, would be a
+    RecursionError). When `problems` is given, unreadable folders and links to folders, which are
+    not followed, are reported there.
+    """
     found: list[Path] = []
-    for folder, dirnames, filenames in os.walk(content_dir, followlinks=False):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith((".", "_")))
-        found.extend(Path(folder) / name for name in sorted(filenames) if not name.startswith((".", "~")))
+    stack = [content_dir]
+    while stack:
+        folder = stack.pop()
+        try:
+            with os.scandir(folder) as entries:
+                listing = sorted(entries, key=lambda e: e.name)
+        except OSError as exc:
+            if problems is not None:
+                problems.append(Problem(_shown_path(folder, root or content_dir), f"cannot read folder: "
+                                        f"{exc.strerror or exc}", hint="check its permissions"))
+            continue
+        folders = []
+        for entry in listing:
+            try:
+                is_folder = entry.is_dir(follow_symlinks=False)
+                linked_folder = entry.is_symlink() and entry.is_dir()
+            except OSError:
+                is_folder = linked_folder = False
+            if is_folder:
+                if not entry.name.startswith((".", "_")):
+                    folders.append(Path(entry.path))
+            elif linked_folder:
+                if problems is not None and not entry.name.startswith((".", "_")):
+                    problems.append(Problem(_shown_path(Path(entry.path), root or content_dir),
+                                            "is a symbolic link to a folder; links to folders are not followed",
+                                            severity="warning", hint="copy the records into content/"))
+            elif not entry.name.startswith((".", "~")):
+                found.append(Path(entry.path))
+        stack.extend(reversed(folders))
     return found
 
 
@@ -200,8 +232,7 @@ def load_articles(content_dir: Path, root: Path, read: ReadFile = read_file, cac
                                   hint="create it and put records in it, or run 'digest init DIR'"))
     problems: list[Problem] = []
     records: list[Record] = []
-    files = content_files(content_dir)
-    problems.extend(_linked_folders(content_dir, root))
+    files = content_files(content_dir, problems, root)
     cache = RecordCache(cache_file) if cache_file is not None and read is read_file else None
     if cache is not None:
         read = cache.read
@@ -228,7 +259,8 @@ def load_articles(content_dir: Path, root: Path, read: ReadFile = read_file, cac
     errors = [p for p in problems if p.severity == "error"]
     if errors:
         raise DigestError(problems)
-    return LoadResult(articles=articles, warnings=[p for p in problems if p.severity != "error"], files=len(files))
+    warnings = sorted((p for p in problems if p.severity != "error"), key=lambda p: p.sort_key)
+    return LoadResult(articles=articles, warnings=warnings, files=len(files))
 
 
 def _allowed_roots(content_dir: Path, root: Path) -> tuple[Path, ...]:
@@ -257,19 +289,6 @@ def _links_outside(path: Path, shown: str, inside: tuple[Path, ...]) -> Problem 
         return None
     return Problem(shown, f"is a symbolic link to {target}, outside the digest; not read",
                    hint="copy the file into content/ instead of linking to it")
-
-
-def _linked_folders(content_dir: Path, root: Path) -> list[Problem]:
-    """Warn about links to folders inside content/: they are not followed (they could loop or lead anywhere)."""
-    problems = []
-    for folder, dirnames, _ in os.walk(content_dir, followlinks=False):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith((".", "_")))
-        for name in dirnames:
-            if os.path.islink(os.path.join(folder, name)):
-                problems.append(Problem(_shown_path(Path(folder) / name, root),
-                                        "is a symbolic link to a folder; links to folders are not followed",
-                                        severity="warning", hint="copy the records into content/"))
-    return problems
 
 
 def _shown_path(path: Path, root: Path) -> str:
@@ -445,12 +464,12 @@ def _field_line(group: list[Record], key: str) -> int | None:
 
 def _make_article(article_id: str, fields: dict[str, Any], group: list[Record], problems: list[Problem]):
     source = group[0].source
-    if not fields.get("title"):
+    values = {k: v for k, v in fields.items() if k in Article.__dataclass_fields__ and k not in ("id", "source")}
+    values = _bounded_values(values, group, problems)
+    if not str(values.get("title") or "").strip():  # checked once control characters are gone
         line = source.line if group[0].native or source.line else None
         problems.append(Problem(source.path, "missing title", line=line, hint="add 'title: ...' to the record"))
         return None
-    values = {k: v for k, v in fields.items() if k in Article.__dataclass_fields__ and k not in ("id", "source")}
-    values = _bounded_values(values, group, problems)
     _check_suspicious(values, group, problems)
     return Article(id=article_id, source=source, sources=tuple(r.source for r in group), **values)
 
@@ -499,7 +518,7 @@ def _bounded_values(values: dict[str, Any], group: list[Record], problems: list[
         if limit is not None and isinstance(value, tuple) and len(value) > limit:
             notes.add(f"'{key}' has {len(value):,} entries; only the first {limit:,} are kept")
             value = value[:limit]
-        value = _clean(value, None if key in LONG_TEXT_FIELDS else MAX_SHORT_TEXT, notes, key)
+        value = _clean(value, MAX_LONG_TEXT if key in LONG_TEXT_FIELDS else MAX_SHORT_TEXT, notes, key)
         if key == "authors":
             kept = tuple(a for a in value if getattr(a, "name", "").strip())
             if len(kept) != len(value):

@@ -22,11 +22,20 @@ NOTE_TAGS = INLINE_TAGS | {
 NOTE_ATTRIBUTES = {"a": {"href", "title"}, "abbr": {"title"}, "th": {"align"}, "td": {"align"}, "ol": {"start"}}
 URL_SCHEMES = {"http", "https", "mailto"}
 _SAFE_URL = re.compile(r"^(https?://|mailto:)[^\s\"'<>`]+$", re.IGNORECASE)
-# Python-Markdown looks for the end of every '[' (a link) and every '<' (raw HTML, through
-# html.parser) by scanning forward, so a note of 5,000 unclosed '[' took seconds and 20,000 took
-# minutes (issue 9). `_markdown_cost` estimates that scanning in linear time; past this budget the
-# note's '[' and '<' are escaped, so it renders as text, quickly.
-MARKDOWN_BUDGET = 2_000_000
+
+# Python-Markdown is quadratic on some inputs (issue 9): it scans from every '[' and '(' to its
+# match and from every '<' to the next '>' (through html.parser), rebuilds a paragraph's text for
+# every inline match, and re-splits a block for every rule, underline or heading line. A note of
+# 5,000 '[a](' took 12 s, and 20,000 '[' minutes. `markdown_cost` estimates those costs in linear
+# time (in seconds, as measured on a developer machine); a note over budget, longer than
+# MAX_MARKDOWN_NOTES or nested very deep is shown as plain text: the same bytes on every machine,
+# in bounded time.
+MARKDOWN_BUDGET_SECONDS = 1.0
+MAX_MARKDOWN_NOTES = 200_000
+MAX_MARKDOWN_NESTING = 60
+_INLINE_SYNTAX = re.compile(r"[&<*_`\\\[!~]")
+_RULE_LINE = re.compile(r"^ {0,3}(?:(?:([-*_])(?: *\1){2,}|=+|-+) *$|#{1,6}(?:[ \t]|$))", re.MULTILINE)
+_NESTING = re.compile(r"^((?:[ \t]|>)*)(?=\S)", re.MULTILINE)
 
 
 @lru_cache(maxsize=4096)
@@ -34,39 +43,53 @@ def render_notes(text: str) -> Markup:
     """Render a curator's Markdown notes to sanitised HTML (headings start at h2: the page has the h1)."""
     if not text:
         return Markup("")
-    if _markdown_cost(text) > MARKDOWN_BUDGET:
-        text = text.replace("<", "&lt;").replace("[", "\\[")
+    if len(text) > MAX_MARKDOWN_NOTES or markdown_cost(text) > MARKDOWN_BUDGET_SECONDS:
+        return plain_notes(text)
     try:
         html = markdown.markdown(text, extensions=["tables", "fenced_code", "sane_lists"], output_format="html")
-    except RecursionError:  # lists or quotes nested thousands deep: show the text as it is
-        return Markup("\n".join(f"<p>{escape(part)}</p>" for part in re.split(r"\n\s*\n", text.strip())))
+    except RecursionError:
+        return plain_notes(text)
     html = re.sub(r"<(/?)h1\b", r"<\1h2", html)
     clean = nh3.clean(html, tags=NOTE_TAGS, attributes=NOTE_ATTRIBUTES, url_schemes=URL_SCHEMES,
                       link_rel="noopener noreferrer nofollow")
     return Markup(clean)
 
 
-def _markdown_cost(text: str) -> int:
-    """Estimate how many characters Python-Markdown scans to match the note's '<' and '['.
+def plain_notes(text: str) -> Markup:
+    """Return notes as escaped text: a paragraph per blank-line-separated block, lines kept."""
+    blocks = (block.strip("\n") for block in re.split(r"\n[ \t]*\n", text.strip()))
+    return Markup("\n".join(f"<p>{escape(block)}</p>".replace("\n", "<br>\n") for block in blocks if block))
 
-    Each '<' scans to the next '>'; each '[' to its matching ']', or to the end of its paragraph.
-    """
-    closers = [m.start() for m in re.finditer(">", text)]
-    cost = 0
-    for match in re.finditer("<", text):
-        index = bisect_left(closers, match.start())
-        cost += (closers[index] if index < len(closers) else len(text)) - match.start()
-    breaks = [m.start() for m in re.finditer(r"\n[ \t]*\n", text)]
-    stack: list[int] = []
-    for match in re.finditer(r"[\[\]]", text):
-        if match.group() == "[":
-            stack.append(match.start())
-        elif stack:
-            cost += match.start() - stack.pop()
-    for start in stack:
-        index = bisect_left(breaks, start)
-        cost += (breaks[index] if index < len(breaks) else len(text)) - start
-    return cost
+
+def markdown_cost(text: str) -> float:
+    """Estimate the seconds Python-Markdown needs for a note, from its known quadratic paths."""
+    if max((len(m.group(1)) for m in _NESTING.finditer(text)), default=0) > MAX_MARKDOWN_NESTING * 4:
+        return float("inf")  # lists or quotes nested hundreds deep: deep recursion
+    breaks = [m.start() for m in re.finditer(r"\n[ \t]*\n", text)] + [len(text)]
+
+    def block_end(position: int) -> int:
+        return breaks[bisect_left(breaks, position)]
+
+    scanned = 0  # characters scanned in Python loops: about 4 million a second
+    closers = [m.start() for m in re.finditer(">", text)] + [len(text)]
+    for match in re.finditer("<(?=[A-Za-z/!?])", text):  # what html.parser takes for a tag
+        scanned += closers[bisect_left(closers, match.start())] - match.start()
+    for opener, closer in (("[", "]"), ("(", ")")):
+        stack: list[int] = []
+        for match in re.finditer(re.escape(opener) + "|" + re.escape(closer), text):
+            if match.group() == opener:
+                stack.append(match.start())
+            elif stack:
+                scanned += match.start() - stack.pop()
+        scanned += sum(block_end(start) - start for start in stack)
+    copied = 0  # characters copied in C: about 2 billion a second
+    start = 0
+    for end in breaks:
+        block = text[start:end]
+        copied += len(_INLINE_SYNTAX.findall(block)) * len(block)
+        start = end
+    resplit = sum(block_end(m.start()) - m.start() for m in _RULE_LINE.finditer(text))  # ~30 million a second
+    return scanned / 4e6 + copied / 2e9 + resplit / 3e7
 
 
 def inline_html(html: str, fallback_text: str = "") -> Markup:
@@ -101,6 +124,7 @@ def summary(text: str, limit: int = 300) -> str:
 # text must come out of any Markdown renderer as text, and notes without raw HTML or foreign links.
 
 _TAG_START = re.compile(r"<(?=[A-Za-z/!?])")
+_REFERENCE_START = re.compile(r"&(?=[#A-Za-z])")
 _LINK_TARGET = re.compile(r"\]\s*(?:\(\s*|:\s*)([^\s)]*)")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
 
@@ -108,10 +132,12 @@ _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
 def markdown_text(text: str) -> str:
     """Return record text for a Markdown page: no tag, comment, autolink, link or image can start in it.
 
-    '<' before a letter, '/', '!' or '?' becomes '&lt;' (every renderer decodes it back to '<'), and
-    '[' ']' are backslash-escaped; 'p < 0.05' stays as it is.
+    '<' before a letter, '/', '!' or '?' becomes '&lt;' and '&' before '#' or a letter '&amp;' (every
+    renderer decodes them back, so the text reads as written), and '[' ']' are backslash-escaped;
+    'p < 0.05' stays as it is.
     """
     text = text.replace("\\", "\\\\") if "\\" in text else text
+    text = _REFERENCE_START.sub("&amp;", text)
     return _TAG_START.sub("&lt;", text).replace("[", "\\[").replace("]", "\\]")
 
 

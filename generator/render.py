@@ -23,7 +23,7 @@ from generator.config import SiteConfig
 from generator.errors import DigestError, Problem
 from generator.link import Digest, article_terms
 from generator.graph import build_map
-from generator.markup import inline_html, plain_text, render_notes, safe_url, summary
+from generator.markup import inline_html, markdown_notes, markdown_text, plain_text, render_notes, safe_url, summary
 from generator.metadata import page_range, scholarly_json_ld, updated_date
 from generator.model import Article
 
@@ -62,7 +62,7 @@ def make_environment(config: SiteConfig) -> jinja2.Environment:
     )
     env.filters.update(
         notes=render_notes, inline=inline_html, summary=summary, safe_url=safe_url, plain=plain_text,
-        tojson_script=json_for_script,
+        tojson_script=json_for_script, md=markdown_text, md_notes=markdown_notes,
     )
     return env
 

@@ -145,6 +145,12 @@ class DigestRequestHandler(BaseHTTPRequestHandler):
         if raw_path == livereload.EVENTS_PATH:
             self._send_events(parse_qs(query).get("since", [""])[0], head)
             return
+        if raw_path == livereload.SCRIPT_PATH:
+            self._send_bytes(HTTPStatus.OK, CONTENT_TYPES[".js"], livereload.CLIENT_JS.encode("utf-8"), head)
+            return
+        if raw_path == livereload.STYLE_PATH:
+            self._send_bytes(HTTPStatus.OK, CONTENT_TYPES[".css"], livereload.OVERLAY_CSS.encode("utf-8"), head)
+            return
         state = self.server.state
         state.wait_until_built()
         config, problems = state.config, state.problems

@@ -118,14 +118,39 @@ class SiteWriter:
         return bool(self.live) and jobs == {k: v for k, v in self.live.items() if k != TREE_MARKER} and \
             self.output.is_dir()
 
+    def check_output(self) -> None:
+        """Refuse an output folder that is not a site this tool made (issue 9: nothing is lost).
+
+        Publishing swaps the output folder out and a later build deletes what was swapped out, so
+        `--out content` or `--out .` would have thrown away the curator's records.
+        """
+        output = self.output
+        if self.manifests.resolve().is_relative_to(output):
+            raise DigestError(Problem(str(output), "the output folder holds the digest itself (its cache "
+                                      "folder is inside it); refusing to replace it", hint="choose another --out"))
+        if output.is_symlink() or (output.exists() and not output.is_dir()):
+            raise DigestError(Problem(str(output), "the output path exists and is not a folder",
+                                      hint="choose another --out, or remove it"))
+        if output.is_dir() and not (output / TREE_MARKER).is_file() and not (output / ".nojekyll").is_file():
+            if any(output.iterdir()):
+                raise DigestError(Problem(str(output), "exists and is not a site made by 'digest build'; "
+                                          "refusing to replace it", hint="choose another output folder, or empty it"))
+
     def prepare(self, jobs: dict[str, str]) -> list[str]:
         """Ready the spare tree for `jobs` (path -> fingerprint); return the paths that must be rendered."""
+        self.check_output()
         if not self.spare.is_dir() or not self.spare_files:
             # No manifest: its contents are unknown, so start from an empty spare tree.
-            if self.spare.exists():
-                shutil.rmtree(self.spare)
+            if self.spare.exists() or self.spare.is_symlink():
+                _remove_tree(self.spare)
             self.spare.mkdir(parents=True)
             self.spare_files = {}
+        else:
+            # From the first change on, the spare no longer matches its manifest. Drop its marker now,
+            # so a build killed half-way leaves a spare that the next build knows nothing about and
+            # starts afresh, instead of trusting the old manifest for files this build replaced
+            # (issue 9: that published a page of the killed build after the user's edit was undone).
+            (self.spare / TREE_MARKER).unlink(missing_ok=True)
         to_render: list[str] = []
         for path, key in jobs.items():
             safe_relative_path(path)
@@ -195,6 +220,14 @@ class SiteWriter:
         for path in self.manifests.glob("*.json"):
             if path.stem not in keep:
                 path.unlink(missing_ok=True)
+
+
+def _remove_tree(path: Path) -> None:
+    """Remove a folder (or a file or link in its place) without following links out of it."""
+    if path.is_symlink() or not path.is_dir():
+        path.unlink()
+    else:
+        shutil.rmtree(path)
 
 
 def recover_interrupted_swap(output: Path) -> None:

