@@ -192,6 +192,17 @@ class SiteWriter:
                     break
                 parent = parent.parent
 
+    def live_has_same_articles(self, jobs: dict[str, str]) -> bool:
+        """Return True when the live site's article pages have exactly these fingerprints."""
+        return bool(self.live) and _article_pages(self.live) == _article_pages(jobs)
+
+    def copy_folder_from_live(self, folder: str) -> None:
+        """Replace a folder of the spare tree (e.g. the search index) by hard links to the live one."""
+        source, target = self.output / folder, self.spare / safe_relative_path(folder)
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.copytree(source, target, copy_function=os.link)
+
     # Publishing -------------------------------------------------------------------------------
 
     def publish(self) -> WriteReport:
@@ -284,22 +295,6 @@ def write_or_link(tree: Path, live: Path, relative: str, data: bytes) -> bool:
     return True
 
 
+
 def _article_pages(manifest: dict[str, str]) -> dict[str, str]:
     return {p: k for p, k in manifest.items() if p.startswith("articles/") and p.endswith("/index.html")}
-
-
-def live_has_same_articles(self: SiteWriter, jobs: dict[str, str]) -> bool:
-    """Return True when the live site's article pages have exactly these fingerprints."""
-    return bool(self.live) and _article_pages(self.live) == _article_pages(jobs)
-
-
-def copy_folder_from_live(self: SiteWriter, folder: str) -> None:
-    """Replace a folder of the spare tree (e.g. the search index) by hard links to the live one."""
-    source, target = self.output / folder, self.spare / safe_relative_path(folder)
-    if target.exists():
-        shutil.rmtree(target)
-    shutil.copytree(source, target, copy_function=os.link)
-
-
-SiteWriter.live_has_same_articles = live_has_same_articles  # type: ignore[attr-defined]
-SiteWriter.copy_folder_from_live = copy_folder_from_live  # type: ignore[attr-defined]

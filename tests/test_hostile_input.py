@@ -550,10 +550,7 @@ def test_deeply_nested_folders_are_read(nested):
 
 def test_deeply_nested_folders_build(nested):
     root = nested
-    try:
-        result, _ = timed_build(root)
-    except RecursionError:
-        pytest.xfail("generator/build.py _walk() uses os.walk, which recurses (see the issue 9 report)")
+    result, _ = timed_build(root)
     assert not isinstance(result, DigestError) and result.articles == 2
 
 
