@@ -149,6 +149,8 @@ def main() -> int:
                 written_at = time.time() * 1000
                 edit_title(record, marker)
                 expect(page.locator("main h1")).to_contain_text(f"[{marker}]", timeout=options.timeout * 1000)
+                # The new title can show while the reloaded page is still loading: wait for its load stamp.
+                page.wait_for_function("window.__loadedAt !== undefined && window.__loadedAt !== null")
                 latency = page.evaluate("window.__loadedAt") - written_at
                 latencies.append(latency)
                 deadline = time.monotonic() + 5
