@@ -487,19 +487,27 @@ def _clean_text(value: str, limit: int | None, notes: set[str], key: str) -> str
 
 
 def _clean(value: Any, limit: int | None, notes: set[str], key: str) -> Any:
-    """Return the value with every string in it cleaned (tuples and model dataclasses included)."""
-    if isinstance(value, str):
-        return _clean_text(value, limit, notes, key)
-    if isinstance(value, tuple):
+    """Return the value with every string in it cleaned (tuples and model dataclasses included).
+
+    Runs on every field of every article, so it checks types directly and reads dataclass fields
+    from `__dict__` (model classes are frozen dataclasses without slots): several times faster
+    than `dataclasses.fields` on 10,000 articles.
+    """
+    kind = type(value)
+    if kind is str:
+        if (limit is not None and len(value) > limit) or _CONTROL.search(value):
+            return _clean_text(value, limit, notes, key)
+        return value
+    if kind is tuple:
         cleaned = tuple(_clean(item, limit, notes, key) for item in value)
         return value if all(a is b for a, b in zip(cleaned, value)) else cleaned
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+    if hasattr(kind, "__dataclass_fields__"):
         changes = {}
-        for item in dataclasses.fields(value):
-            old = getattr(value, item.name)
-            new = _clean(old, limit, notes, key)
-            if new is not old:
-                changes[item.name] = new
+        for name, old in vars(value).items():
+            if type(old) in (str, tuple) or hasattr(type(old), "__dataclass_fields__"):
+                new = _clean(old, limit, notes, key)
+                if new is not old:
+                    changes[name] = new
         return dataclasses.replace(value, **changes) if changes else value
     return value
 
