@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 from generator.config import load_config
 from generator.errors import DigestError, Problem
 from generator.load import merge_records, read_file
-from generator.native import article_to_native, dump_record
+from generator.native import article_to_native, dump_record, write_record_file
 
 
 def import_files(files: list[Path], target: Path, force: bool = False) -> tuple[list[Path], list[Path], list[Problem]]:
@@ -40,20 +38,9 @@ def import_files(files: list[Path], target: Path, force: bool = False) -> tuple[
             continue
         sources = ", ".join(sorted({s.path for s in article.sources}))
         text = dump_record(article_to_native(article), header=f"# Imported from {sources}\n")
-        _write_atomically(destination, text)
+        write_record_file(destination, text)
         written.append(destination)
     return written, skipped, problems
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def run_import(args: argparse.Namespace) -> int:

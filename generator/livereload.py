@@ -12,7 +12,6 @@ starts with a random boot id, so pages left open across a server restart reload 
 from __future__ import annotations
 
 import html
-import json
 import re
 import secrets
 import threading

@@ -6,6 +6,9 @@ field values, so converting an export into records loses nothing the model holds
 
 from __future__ import annotations
 
+import os
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -118,3 +121,16 @@ def dump_record(record: dict[str, Any], header: str = "") -> str:
     text = yaml.dump(record, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100,
                      default_flow_style=False)
     return (header + text) if header else text
+
+
+def write_record_file(path: Path, text: str) -> None:
+    """Write a record through a temporary file in the same folder, renamed over it when complete,
+    so an interrupted `import`/`add`/`refresh` never leaves half a record."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
+            stream.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

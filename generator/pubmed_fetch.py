@@ -20,7 +20,6 @@ import html
 import os
 import re
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, TextIO
@@ -33,7 +32,7 @@ from generator.eutils import DEFAULT_BASE_URL, EutilsClient, EutilsError, Neighb
 from generator.fields import ALIASES, COERCERS, FieldError, coerce_native
 from generator.load import content_files, merge_records, read_file
 from generator.model import Notice, Record, SimilarRef, SourceRef
-from generator.native import FIELD_ORDER, article_to_native, dump_record
+from generator.native import FIELD_ORDER, article_to_native, dump_record, write_record_file
 from generator.readers import pubmed_xml
 from generator.readers.common import normalize_doi, normalize_pmid
 from generator.readers.medline import strip_added_period
@@ -373,20 +372,8 @@ def _write_new_record(target: Path, pmid: str, native: dict[str, Any], today: dt
     record["added"] = today.isoformat()
     ordered = {k: record[k] for k in FIELD_ORDER if k in record}
     ordered.update({k: v for k, v in record.items() if k not in ordered})
-    write_atomically(path, dump_record(ordered, header=RECORD_HEADER))
+    write_record_file(path, dump_record(ordered, header=RECORD_HEADER))
     return path
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Write a file through a temporary file in the same folder, renamed over it when complete."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def _shown(path: Path, root: Path) -> str:
@@ -539,7 +526,7 @@ def run_refresh(args: argparse.Namespace, client: EutilsClient | None = None, ba
     for native_file in files:
         new_text = refresh_file(native_file, fresh, missing, report)
         if new_text is not None and new_text != native_file.text and not args.dry_run:
-            write_atomically(native_file.path, new_text)
+            write_record_file(native_file.path, new_text)
             report.files_written += 1
     alerts_only = bool(args.quiet)
     for line in report.lines(dry_run=args.dry_run, alerts_only=alerts_only):

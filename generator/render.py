@@ -11,7 +11,7 @@ import json
 import traceback
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 import jinja2
 import jinja2.meta
@@ -486,12 +486,6 @@ def render_article_page(renderer: Renderer, article: Article, markdown: bool) ->
         return renderer.render("article.md", urls.article_markdown_path(article.id), **context).content
     return renderer.render("article.html", urls.article_path(article.id), bibtex=renderer.cite(article, "cite.bib"),
                            **context).content
-
-
-def render_site(digest: Digest, config: SiteConfig) -> list[Page]:
-    """Render every page of the site in memory (small digests and tests; builds stream jobs instead)."""
-    renderer = Renderer(digest, config)
-    return [Page(job.path, produce(renderer, job)) for job in renderer.plan().jobs]
 
 
 def digest_json(digest: Digest, config: SiteConfig) -> str:
