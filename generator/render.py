@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import jinja2
+import jinja2.bccache
 import jinja2.meta
 import jinja2.nodes
 from markupsafe import Markup
@@ -49,6 +50,25 @@ def theme_dirs(config: SiteConfig) -> list[Path]:
     return dirs
 
 
+class _MemoryBytecodeCache(jinja2.BytecodeCache):
+    """Compiled templates kept for the life of the process, keyed by Jinja on name and source
+    checksum: `digest serve` rebuilds skip recompiling unchanged templates (~0.5 s each build)."""
+
+    def __init__(self) -> None:
+        self.store: dict[str, bytes] = {}
+
+    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        data = self.store.get(bucket.key)
+        if data is not None:
+            bucket.bytecode_from_string(data)
+
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        self.store[bucket.key] = bucket.bytecode_to_string()
+
+
+_BYTECODE = _MemoryBytecodeCache()
+
+
 def make_environment(config: SiteConfig) -> jinja2.Environment:
     """Create the Jinja environment: autoescape for HTML/XML, undefined variables are errors."""
     env = jinja2.Environment(
@@ -59,6 +79,7 @@ def make_environment(config: SiteConfig) -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
         auto_reload=False,  # one environment per build: no need to stat every template on every page
+        bytecode_cache=_BYTECODE,
     )
     env.filters.update(
         notes=render_notes, inline=inline_html, summary=summary, safe_url=safe_url, plain=plain_text,
