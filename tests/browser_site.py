@@ -54,36 +54,13 @@ class SubPathHandler(SimpleHTTPRequestHandler):
         pass
 
 
-def ensure_search_page(config) -> None:
-    """Render search/index.html when the build did not (until render_site renders it itself)."""
-    from generator import urls
-
-    target = config.output_path / urls.output_file(urls.SEARCH)
-    if target.exists():
-        return
-    from generator.link import link_articles
-    from generator.load import load_articles
-    from generator.render import Renderer
-
-    loaded = load_articles(config.content_path, config.root)
-    digest = link_articles(loaded.articles, config.similar, config.taxonomies)
-    page = Renderer(digest, config).render("search.html", urls.SEARCH)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(page.content)
-
-
 def build_example(folder: Path, search: bool = True):
-    """Build the repository's example digest into `folder` and index it; return its configuration."""
+    """Build the repository's example digest into `folder` (the build indexes it for search)."""
     from generator.build import build
     from generator.config import load_config
 
     config = replace(load_config(REPO), output_dir=str(folder), search=search)
     build(config)
-    if search:
-        from generator.search import index_site
-
-        ensure_search_page(config)
-        index_site(config.output_path, config)
     return config
 
 
