@@ -54,11 +54,6 @@ Your notes, in Markdown: why this article matters, what to read next.
 GITIGNORE = "/site/\n/.site.spare/\n/.site.prev/\n.digest-cache/\n__pycache__/\n"
 
 
-def workflow_text() -> str:
-    """Return the GitHub Pages workflow: the same one this tool's own repository uses."""
-    return WORKFLOW
-
-
 WORKFLOW = """\
 # Build the digest and publish it to GitHub Pages (Settings → Pages → Source: GitHub Actions).
 name: Publish digest

@@ -29,9 +29,7 @@ TREE_MARKER = ".digest-tree"
 
 @dataclass(frozen=True)
 class WriteReport:
-    written: int  # files whose bytes are new or changed in the published site
-    unchanged: int
-    removed: int
+    removed: int  # files of the previous site that the new one no longer has
 
 
 def safe_relative_path(path: str) -> PurePosixPath:
@@ -223,9 +221,7 @@ class SiteWriter:
             self.spare.rename(self.output)
             self.previous.rename(self.spare)
         self._prune_manifests({tree_id, self._tree_id(self.spare) or ""})
-        changed = sum(1 for path, key in self.new.items() if old.get(path) != key)
-        removed = len(set(old) - set(self.new) - {TREE_MARKER})
-        return WriteReport(written=changed, unchanged=len(self.new) - changed, removed=removed)
+        return WriteReport(removed=len(set(old) - set(self.new) - {TREE_MARKER}))
 
     def _prune_manifests(self, keep: set[str]) -> None:
         for path in self.manifests.glob("*.json"):
