@@ -22,11 +22,11 @@ from typing import Iterator, Sequence
 
 from generator.config import SiteConfig
 from generator.errors import DigestError, Problem
-from generator.link import link_articles
-from generator.load import load_articles
+from generator.link import LinkState, link_articles
+from generator.load import LoadState, load_articles
 from generator.render import AGGREGATES, PageJob, Renderer, aggregate_export, produce
 from generator.progress import NoProgress, Progress
-from generator.write import TREE_MARKER, SiteWriter, static_files, write_or_link
+from generator.write import TREE_MARKER, SiteWriter, TreeFiles, static_files
 
 CACHE_DIR = ".digest-cache"
 PARALLEL_THRESHOLD = 400  # below this many pages to render, forking costs more than it saves
@@ -132,8 +132,39 @@ def _remember_inputs(config: SiteConfig, fingerprint: str, report: BuildReport) 
         pass  # the cache is an optimisation; the next build just does the work
 
 
+@dataclass
+class BuildSession:
+    """What one process keeps between builds of one digest (`digest serve`), so that a save costs
+    what it changed: files not re-read, unchanged articles kept as the same objects, similarity
+    reused when no text changed (see LoadState, LinkState), listing and feed fragments in memory.
+
+    The bytes written are exactly those of a build without a session.
+    """
+
+    config: SiteConfig | None = None  # the configuration the state belongs to
+    fragments: dict[str, str] | None = None
+    load_state: LoadState | None = None
+    link_state: LinkState | None = None
+    saved: bool = False  # whether the cache files hold a build of this session
+
+
+def _states(config: SiteConfig, clean: bool, session: BuildSession | None) -> tuple[LoadState | None, LinkState | None]:
+    """Return the load and link states of this build: the session's (kept in memory, saved to the
+    cache folder once), fresh ones backed by the cache folder, or none for a clean build."""
+    cache = config.root / CACHE_DIR
+    if clean:
+        return None, None
+    if session is None:
+        return LoadState(cache / "records.pickle"), LinkState(cache / "links.pickle")
+    if session.load_state is None or session.link_state is None:
+        session.load_state = LoadState(cache / "records.pickle", autosave=False)
+        session.link_state = LinkState(cache / "links.pickle", autosave=False)
+    return session.load_state, session.link_state
+
+
 def build(config: SiteConfig, strict: bool = False, jobs: int | None = None, clean: bool = False,
-          progress: Progress | None = None, index_search: bool = True) -> BuildReport:
+          progress: Progress | None = None, index_search: bool = True,
+          session: BuildSession | None = None) -> BuildReport:
     """Build the site; raise DigestError (the previous site untouched) when the input has errors.
 
     With `search` on, the new tree is indexed before it is published whenever an article page
@@ -150,17 +181,26 @@ def build(config: SiteConfig, strict: bool = False, jobs: int | None = None, cle
         previous.stage_seconds["check inputs"] = previous.seconds
         return previous
     with _timed(report, "load"):
-        cache_file = None if clean else config.root / CACHE_DIR / "records.pickle"
-        loaded = load_articles(config.content_path, config.root, cache_file=cache_file)
+        load_state, link_state = _states(config, clean, session)
+        loaded = load_articles(config.content_path, config.root, state=load_state, jobs=jobs)
     report.warnings = loaded.warnings
     if strict and loaded.warnings:
         raise DigestError([Problem(w.path, w.message, w.line, w.hint) for w in loaded.warnings])
     with _timed(report, "link"):
-        digest = link_articles(loaded.articles, config.similar, config.taxonomies)
+        digest = link_articles(loaded.articles, config.similar, config.taxonomies, state=link_state,
+                               fingerprints=loaded.fingerprints)
+    if session is not None and not session.saved and load_state is not None and link_state is not None:
+        # The next process (a `digest build`, another serve) starts from this build's state.
+        session.saved = True
+        load_state.save()
+        link_state.save()
     with _timed(report, "plan"):
         renderer = Renderer(digest, config)
+        renderer.record_fingerprints = loaded.fingerprints
         fragments_file = config.root / CACHE_DIR / "fragments.pickle"
-        if not clean:
+        if session is not None and session.fragments is not None and not clean:
+            renderer.fragments = dict(session.fragments)
+        elif not clean:
             renderer.fragments = _load_pickle(fragments_file)
         plan_jobs = renderer.plan().jobs
         statics = [(path, source) for path, source in static_files([config.static_path])
@@ -181,10 +221,10 @@ def build(config: SiteConfig, strict: bool = False, jobs: int | None = None, cle
             pending = set(writer.prepare(keys))
             to_render = [j for j in all_jobs if j.path in pending and j.kind not in AGGREGATES]
             written_count = render_into(writer.spare, renderer, to_render, jobs, progress, live=writer.output)
+            files = TreeFiles(writer.spare, writer.output)
             for job in all_jobs:
                 if job.path in pending and job.kind in AGGREGATES:
-                    written_count += write_or_link(writer.spare, writer.output, job.path,
-                                                   _aggregate(writer, job, digest.articles))
+                    written_count += files.put(job.path, _aggregate(writer, job, digest.articles))
         except OSError as exc:
             raise DigestError(Problem(str(config.output_path), f"cannot write the site: {exc.strerror or exc}",
                                       hint="check free disk space and permissions; the previous site is untouched"))
@@ -201,8 +241,14 @@ def build(config: SiteConfig, strict: bool = False, jobs: int | None = None, cle
     # Pages whose fingerprint changed but whose bytes did not were linked, not written.
     report.written = written_count
     report.removed = written.removed
-    if renderer.new_fragments:
-        _save_fragments(fragments_file, renderer)
+    if renderer.new_fragments or session is not None:
+        current = _current_fragments(renderer)
+        if session is not None:
+            if session.fragments is None or len(session.fragments) < len(current) // 2:
+                _save_fragments(fragments_file, current)  # the next process starts from these
+            session.fragments = current
+        else:
+            _save_fragments(fragments_file, current)
     _remember_inputs(config, inputs, report)
     report.seconds = time.perf_counter() - start
     return report
@@ -228,17 +274,23 @@ def _load_pickle(path: Path) -> dict:
         return {}
 
 
-def _save_fragments(path: Path, renderer: Renderer) -> None:
-    """Keep the fragments of the current articles only, so the cache does not grow without end."""
+def _current_fragments(renderer: Renderer) -> dict[str, str]:
+    """Return the fragments of the current articles only, so the cache does not grow without end."""
     from generator.render import fingerprint
 
-    keep = {k: v for k, v in renderer.new_fragments.items() if k.startswith("layout:")}
+    layouts = {k: v for k, v in renderer.new_fragments.items() if k.startswith("layout:")}
+    # No new map layout: the one in the cache (normally one) is still the current one.
+    keep = layouts or {k: v for k, v in renderer.fragments.items() if k.startswith("layout:")}
     for article_id, item_key in renderer._item_keys.items():
         for kind, basis in (("_item.html", item_key), ("_entry.xml", renderer._article_keys[article_id])):
             for depth in (0, 2):
                 key = fingerprint(renderer.theme_key, kind, basis, depth)
                 if key in renderer.fragments:
                     keep[key] = renderer.fragments[key]
+    return keep
+
+
+def _save_fragments(path: Path, keep: dict[str, str]) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_suffix(".tmp")
@@ -251,25 +303,28 @@ def _save_fragments(path: Path, renderer: Renderer) -> None:
 
 def _aggregate(writer: SiteWriter, job: PageJob, articles) -> bytes:
     """Make a digest-wide export by joining the per-article files already in the new tree."""
-    name = AGGREGATES[job.kind]
-    parts = [(writer.spare / "articles" / a.id / name).read_bytes() for a in articles]
+    name, tree = AGGREGATES[job.kind], os.fspath(writer.spare)
+    parts = []
+    for article in articles:
+        with open(f"{tree}/articles/{article.id}/{name}", "rb") as stream:
+            parts.append(stream.read())
     return aggregate_export(job.kind, parts)
 
 
 # Rendering, in this process or in forked workers ---------------------------------------------
 
-_worker_state: tuple[Renderer, os.PathLike, os.PathLike] | None = None
+_worker_state: tuple[Renderer, TreeFiles] | None = None
 
 
 def _render_chunk(chunk: Sequence[PageJob]) -> tuple[list[Problem] | None, dict[str, str], int]:
     """Render and write a chunk of jobs; return problems (or None), the fragments it made, and how
     many files got new bytes."""
-    renderer, tree, live = _worker_state  # type: ignore[misc]
+    renderer, files = _worker_state  # type: ignore[misc]
     renderer.new_fragments = {}
     written = 0
     try:
         for job in chunk:
-            written += write_or_link(tree, live, job.path, _produce(renderer, job))
+            written += files.put(job.path, _produce(renderer, job))
     except DigestError as exc:
         return exc.problems, {}, 0
     return None, renderer.new_fragments, written
@@ -301,7 +356,7 @@ def render_into(tree, renderer: Renderer, jobs_to_render: list[PageJob], workers
     progress = progress or NoProgress()
     global _worker_state
     workers = workers or os.cpu_count() or 1
-    _worker_state = (renderer, tree, live or tree)
+    _worker_state = (renderer, TreeFiles(Path(tree), Path(live) if live else None))
     written = 0
     try:
         made: dict[str, str] = {}

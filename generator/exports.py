@@ -30,6 +30,8 @@ _BIBTEX_ESCAPES = {
 _BIBTEX_SPECIAL = re.compile(r"[\\{}%&#_$~^]")
 # TeX ligatures a reader would turn into other characters: `--` (en dash), ``, '', ?` and !`.
 _LIGATURE = re.compile(r"(-(?=-)|'(?=')|`(?=`)|[?!](?=`))")
+_TITLE_WORDS = re.compile(r"[\s\-/]+")
+_NOT_KEY_CHAR = re.compile(r"[^a-z0-9]")
 CRLF = "\r\n"
 
 
@@ -41,7 +43,7 @@ def citation_key(article: Article) -> str:
     """Return the base key: first author's family name, year, first significant title word."""
     author = next(iter(article.authors), None)
     name = _ascii_word(_key_name(author)) if author else ""
-    words = [_ascii_word(w) for w in re.split(r"[\s\-/]+", article.title)]
+    words = (_ascii_word(w) for w in _TITLE_WORDS.split(article.title))
     word = next((w for w in words if w and w not in _STOPWORDS), "")
     key = f"{name or 'anon'}{article.year or ''}{word}"
     return key if key != "anon" else f"anon{_ascii_word(article.id)}"
@@ -88,9 +90,11 @@ def _key_name(author: Author) -> str:
 
 def _ascii_word(text: str) -> str:
     """Lower-case ASCII letters and digits only: 'Müller-Šimić' -> 'mullersimic'."""
-    text = "".join(_ASCII_FOLD.get(c, c) for c in text.lower())
-    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
-    return re.sub(r"[^a-z0-9]", "", text)
+    text = text.lower()
+    if not text.isascii():  # ASCII needs no folding: NFKD leaves it as it is
+        text = "".join(_ASCII_FOLD.get(c, c) for c in text)
+        text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    return _NOT_KEY_CHAR.sub("", text)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -103,13 +107,30 @@ def _date(article: Article) -> PubDate:
 
 def _abstract(article: Article) -> str:
     """The abstract on one line, structured sections as 'LABEL: text'."""
-    return _one_line(article.abstract_text)
+    return _shared(article)[0]
 
 
 def _keywords(article: Article) -> list[str]:
     """MeSH descriptors, then the keywords, without repeats."""
+    return list(_shared(article)[1])
+
+
+_SHARED: dict[int, tuple[Article, tuple[str, tuple[str, ...]]]] = {}
+
+
+def _shared(article: Article) -> tuple[str, tuple[str, ...]]:
+    """Return the abstract on one line and the keywords, made once for the three formats of an article
+    (a site writes its cite.bib, cite.ris and cite.json one after the other)."""
+    found = _SHARED.get(id(article))
+    if found is not None and found[0] is article:
+        return found[1]
     words = [m.descriptor for m in article.mesh_terms] + list(article.keywords)
-    return list(dict.fromkeys(" ".join(w.split()) for w in words if w.strip()))
+    shared = (_one_line(article.abstract_text),
+              tuple(dict.fromkeys(" ".join(w.split()) for w in words if w.strip())))
+    if len(_SHARED) >= 16:
+        _SHARED.clear()
+    _SHARED[id(article)] = (article, shared)
+    return shared
 
 
 def _keyword_list(words: list[str]) -> str:
@@ -128,14 +149,26 @@ def _one_line(text: str) -> str:
 
 def bibtex_escape(text: str) -> str:
     """Escape TeX specials (`{}`, `%`, `&`, `#`, `_`, `$`, `~`, `^`, backslash) and ligatures."""
-    text = _BIBTEX_SPECIAL.sub(lambda m: _BIBTEX_ESCAPES[m.group(0)], _one_line(text))
-    return _LIGATURE.sub(r"\1{}", text)
+    return _bibtex_escape_line(_one_line(text))
+
+
+def _bibtex_escape_line(text: str) -> str:
+    """`bibtex_escape` of a text already on one line."""
+    if _BIBTEX_SPECIAL.search(text):  # most fields have none: a search is much cheaper than a sub
+        text = _BIBTEX_SPECIAL.sub(_bibtex_special, text)
+    if "--" in text or "''" in text or "`" in text:  # every ligature _LIGATURE matches has one of these
+        text = _LIGATURE.sub(r"\1{}", text)
+    return text
+
+
+def _bibtex_special(match: re.Match) -> str:
+    return _BIBTEX_ESCAPES[match.group(0)]
 
 
 def _bibtex_pages(pages: str) -> str:
     """`1608-1617` -> `1608--1617` (BibTeX's en dash for ranges)."""
     text = re.sub(r"\s*[-\u2013]+\s*", "-", _one_line(pages))
-    return _BIBTEX_SPECIAL.sub(lambda m: _BIBTEX_ESCAPES[m.group(0)], text).replace("-", "--")
+    return _BIBTEX_SPECIAL.sub(_bibtex_special, text).replace("-", "--")
 
 
 def _bibtex_verbatim(text: str) -> str:
@@ -173,8 +206,8 @@ def article_to_bibtex(article: Article, key: str | None = None) -> str:
         ("issn", bibtex_escape(", ".join(article.issn))),
         ("url", _bibtex_verbatim(article.url)),
         ("language", bibtex_escape(article.language)),
-        ("abstract", bibtex_escape(_abstract(article))),
-        ("keywords", bibtex_escape(_keyword_list(_keywords(article)))),
+        ("abstract", _bibtex_escape_line(_abstract(article))),  # both are on one line already
+        ("keywords", _bibtex_escape_line(_keyword_list(_keywords(article)))),
     ]
     lines = [f"  {name} = {value if name == 'month' else '{' + value + '}'}" for name, value in fields if value]
     return f"@article{{{key or citation_key(article)},\n" + ",\n".join(lines) + "\n}\n"
@@ -219,12 +252,15 @@ def article_to_ris(article: Article) -> str:
              ("DA", _ris_date(date)), ("VL", article.volume), ("IS", article.issue)]
     tags += _ris_pages(article.pages)
     tags += [("SN", issn) for issn in article.issn]
-    tags += [("DO", article.doi), ("UR", article.url), ("AB", _abstract(article))]
-    tags += [("KW", word) for word in _keywords(article)]
-    tags += [("LA", article.language)]
-    tags += [("M2", f"PMID: {article.pmid}" if article.pmid else ""),
-             ("M2", f"PMCID: {article.pmcid}" if article.pmcid else "")]
-    lines = [f"{tag}  - {_one_line(value)}" for tag, value in tags if _one_line(value)]
+    tags += [("DO", article.doi), ("UR", article.url)]
+    lines = [f"{tag}  - {line}" for tag, value in tags if (line := _one_line(value))]
+    abstract, keywords = _shared(article)  # on one line already
+    if abstract:
+        lines.append(f"AB  - {abstract}")
+    lines += [f"KW  - {word}" for word in keywords]
+    tags = [("LA", article.language), ("M2", f"PMID: {article.pmid}" if article.pmid else ""),
+            ("M2", f"PMCID: {article.pmcid}" if article.pmcid else "")]
+    lines += [f"{tag}  - {line}" for tag, value in tags if (line := _one_line(value))]
     return CRLF.join(lines + ["ER  - ", ""])
 
 
@@ -283,4 +319,34 @@ def articles_to_csl_json(articles: Iterable[Article]) -> str:
 
 def article_to_csl_json(article: Article, key: str | None = None) -> str:
     """Return a one-item CSL-JSON array, the form citation managers import (`cite.json`)."""
-    return json.dumps([article_to_csl(article, key)], ensure_ascii=False, indent=2, sort_keys=True) + "\n"
+    return _indented_json([article_to_csl(article, key)], "") + "\n"
+
+
+def _indented_json(value: Any, indent: str) -> str:
+    """`json.dumps(value, ensure_ascii=False, indent=2, sort_keys=True)`, byte for byte, for the strings,
+    numbers, lists and dicts of CSL items: json's indented encoder is pure Python, and 3-4x slower."""
+    kind = type(value)
+    if kind is str:
+        return _json_string(value)
+    if value and (kind is dict or kind is list or kind is tuple):
+        inner = indent + "  "
+        parts = []
+        if kind is dict:
+            for key, item in sorted(value.items()):
+                if type(key) is not str:
+                    break
+                text = _json_string(item) if type(item) is str else _indented_json(item, inner)
+                parts.append(f"{inner}{_json_string(key)}: {text}")
+            else:
+                return "{\n" + ",\n".join(parts) + "\n" + indent + "}"
+        else:
+            for item in value:
+                parts.append(inner + (_json_string(item) if type(item) is str else _indented_json(item, inner)))
+            return "[\n" + ",\n".join(parts) + "\n" + indent + "]"
+    if kind is int:
+        return int.__repr__(value)
+    # Booleans, null, empty containers, floats and anything unusual: json itself, indented to this depth.
+    return json.dumps(value, ensure_ascii=False, indent=2, sort_keys=True).replace("\n", "\n" + indent)
+
+
+_json_string = json.encoder.encode_basestring  # what json.dumps(ensure_ascii=False) quotes strings with

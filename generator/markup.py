@@ -112,6 +112,16 @@ def plain_text(html: str) -> str:
 
 def summary(text: str, limit: int = 300) -> str:
     """Return the first `limit` characters of a text, cut at a word boundary, with an ellipsis."""
+    if len(text) > 2 * limit + 64:
+        # A long text (an abstract) is cut: only its first words are needed. The complete words of a
+        # prefix are the text's first words, so when they already run past the limit, the cut is theirs.
+        head = text[: 2 * limit + 64]
+        words = head.split()
+        if words and not text[len(head)].isspace():
+            words.pop()  # it may go on past the prefix
+        start = " ".join(words)
+        if len(start) > limit:
+            return start[:limit].rsplit(" ", 1)[0].rstrip(",;:.") + "…"
     text = " ".join(text.split())
     if len(text) <= limit:
         return text
@@ -136,9 +146,20 @@ def markdown_text(text: str) -> str:
     renderer decodes them back, so the text reads as written), and '[' ']' are backslash-escaped;
     'p < 0.05' stays as it is.
     """
-    text = text.replace("\\", "\\\\") if "\\" in text else text
-    text = _REFERENCE_START.sub("&amp;", text)
-    return _TAG_START.sub("&lt;", text).replace("[", "\\[").replace("]", "\\]")
+    # Each step runs only when its character is there: most record text has none of them.
+    if type(text) is not str and isinstance(text, str):
+        text = str(text)  # as the regular expressions below would return (a Markup comes out a str)
+    if "\\" in text:
+        text = text.replace("\\", "\\\\")
+    if "&" in text:
+        text = _REFERENCE_START.sub("&amp;", text)
+    if "<" in text:
+        text = _TAG_START.sub("&lt;", text)
+    if "[" in text:
+        text = text.replace("[", "\\[")
+    if "]" in text:
+        text = text.replace("]", "\\]")
+    return text
 
 
 def markdown_notes(text: str) -> str:

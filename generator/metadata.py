@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+from functools import lru_cache
 from typing import Any
 
 from generator.model import Article, PubDate
@@ -92,3 +94,79 @@ def scholarly_json_ld(article: Article, page_url: str = "") -> dict[str, Any]:
     if article.language:
         data["inLanguage"] = article.language
     return data
+
+
+# The article page's JSON-LD block, written directly --------------------------------------------------
+# `json_for_script(scholarly_json_ld(article, page_url))` builds a dict of ~60 small dicts and has
+# json encode it; this writes the same text (keys sorted, compact, `<>&` as \u escapes) from the
+# article in a fifth of the time, reusing the text of MeSH terms every article shares. Keep the two
+# in step: tests compare them.
+
+_json_string = json.encoder.encode_basestring  # how json.dumps(ensure_ascii=False) writes a string
+
+
+def _json_value(value: Any) -> str:
+    return _json_string(value) if type(value) is str else json.dumps(
+        value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+@lru_cache(maxsize=65536)
+def _defined_term(name: str) -> str:
+    return f'{{"@type":"DefinedTerm","inDefinedTermSet":"https://id.nlm.nih.gov/mesh/","name":{_json_value(name)}}}'
+
+
+def scholarly_json_ld_text(article: Article, page_url: str = "") -> str:
+    """Return `scholarly_json_ld(article, page_url)` as JSON safe inside <script> (see `json_for_script`)."""
+    j = _json_value
+    parts = ['"@context":"https://schema.org"', '"@type":"ScholarlyArticle"']
+    if article.mesh_terms:
+        parts.append('"about":[' + ",".join([_defined_term(m.descriptor) for m in article.mesh_terms]) + "]")
+    if article.authors:
+        people = []
+        for author in article.authors:
+            person = ['"@type":"Organization"' if author.collective else '"@type":"Person"']
+            if author.affiliations:
+                person.append('"affiliation":[' + ",".join(
+                    ['{"@type":"Organization","name":' + j(a) + "}" for a in author.affiliations]) + "]")
+            if author.family and not author.collective:
+                person.append('"familyName":' + j(author.family))
+            if author.given and not author.collective:
+                person.append('"givenName":' + j(author.given))
+            person.append('"name":' + j(author.name))
+            if author.orcid:
+                person.append('"sameAs":' + j(f"https://orcid.org/{author.orcid}"))
+            people.append("{" + ",".join(person) + "}")
+        parts.append('"author":[' + ",".join(people) + "]")
+    if article.published.iso:
+        parts.append('"datePublished":' + j(article.published.iso))
+    if article.abstract:
+        parts.append('"description":' + j(article.abstract_text))
+    parts.append('"headline":' + j(article.title[:110]))
+    identifiers = [("PMID", article.pmid), ("DOI", article.doi), ("PMCID", article.pmcid)]
+    parts.append('"identifier":[' + ",".join(
+        ['{"@type":"PropertyValue","propertyID":"' + k + '","value":' + j(v) + "}" for k, v in identifiers if v]) + "]")
+    if article.language:
+        parts.append('"inLanguage":' + j(article.language))
+    journal = article.journal or article.journal_abbrev
+    if journal:
+        part = '{"@type":"Periodical",' + (
+            '"issn":[' + ",".join([j(i) for i in article.issn]) + "]," if article.issn else "") + '"name":' + j(journal) + "}"
+        if article.volume:
+            part = '{"@type":"PublicationVolume","isPartOf":' + part + ',"volumeNumber":' + j(article.volume) + "}"
+        if article.issue:
+            part = '{"@type":"PublicationIssue","isPartOf":' + part + ',"issueNumber":' + j(article.issue) + "}"
+        parts.append('"isPartOf":' + part)
+    if article.keywords:
+        parts.append('"keywords":' + j(", ".join(article.keywords)))
+    parts.append('"name":' + j(article.title))
+    first, last = page_range(article)
+    if last:
+        parts.append('"pageEnd":' + j(last))
+    if first:
+        parts.append('"pageStart":' + j(first))
+    if article.doi:
+        parts.append('"sameAs":' + j(f"https://doi.org/{article.doi}"))
+    if page_url:
+        parts.append('"url":' + j(page_url))
+    text = "{" + ",".join(parts) + "}"
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")

@@ -8,16 +8,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import operator
 import traceback
+import types
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable
 
 import jinja2
 import jinja2.bccache
+import jinja2.compiler
+import jinja2.filters
 import jinja2.meta
 import jinja2.nodes
-from markupsafe import Markup
+import jinja2.runtime
+from markupsafe import Markup, escape
 
 from generator import exports, urls
 from generator.config import SiteConfig
@@ -25,7 +30,7 @@ from generator.errors import DigestError, Problem
 from generator.link import Digest, article_terms
 from generator.graph import build_map
 from generator.markup import inline_html, markdown_notes, markdown_text, plain_text, render_notes, safe_url, summary
-from generator.metadata import page_range, scholarly_json_ld, updated_date
+from generator.metadata import page_range, scholarly_json_ld, scholarly_json_ld_text, updated_date
 from generator.model import Article
 
 THEME_DIR = Path(__file__).resolve().parent / "theme"
@@ -69,9 +74,99 @@ class _MemoryBytecodeCache(jinja2.BytecodeCache):
 _BYTECODE = _MemoryBytecodeCache()
 
 
+# Two lean paths through Jinja's runtime, which every template (the theme's and a digest's own) takes
+# hundreds of times a page. Output is unchanged: these skip bookkeeping, not work.
+try:  # MarkupSafe 3: `escape` wraps the C escaper in Python and builds a Markup per call
+    from markupsafe._speedups import _escape_inner
+except ImportError:  # MarkupSafe 2 (escape is C already) or no speedups
+    _escape_inner = None
+if _escape_inner is not None and _escape_inner("<&>\"'x") != str(escape("<&>\"'x")):
+    _escape_inner = None
+
+
+def _escape_output(value: Any) -> str:
+    """`escape` for a value a template prints, whose result is only joined into the page's text: the
+    same characters as `markupsafe.escape`, without making a Markup object for each."""
+    if type(value) is str:
+        return _escape_inner(value)
+    if hasattr(value, "__html__"):
+        return value.__html__()
+    return _escape_inner(str(value))
+
+
+class _CodeGenerator(jinja2.compiler.CodeGenerator):
+    """Compiles `{{ value }}` under autoescape to `_escape_output` (when MarkupSafe has its C escaper)."""
+
+    def _output_child_pre(self, node: Any, frame: Any, finalize: Any) -> None:
+        if _escape_inner is None or frame.eval_ctx.volatile or not frame.eval_ctx.autoescape:
+            super()._output_child_pre(node, frame, finalize)
+            return
+        self.write("environment.escape_output(")
+        if finalize.src is not None:
+            self.write(finalize.src)
+
+
+_PLAIN_CALLABLES = (types.FunctionType, types.BuiltinFunctionType, types.MethodType)
+
+
+class _Context(jinja2.runtime.Context):
+    """`context.call` (every `url(...)`, `term_url(...)` in a template) with a short path for plain
+    functions: those that do not ask for the context, eval context or environment get just the arguments,
+    as `Context.call` would give them."""
+
+    def call(__self, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805 (Jinja's own signature)
+        if type(__obj) not in _PLAIN_CALLABLES or hasattr(__obj, "jinja_pass_arg"):
+            return jinja2.runtime.Context.call(__self, __obj, *args, **kwargs)
+        if kwargs:
+            kwargs.pop("_block_vars", None)
+            kwargs.pop("_loop_vars", None)
+        try:
+            return __obj(*args, **kwargs)
+        except StopIteration:
+            return __self.environment.undefined(
+                "value was undefined because a callable raised a StopIteration exception")
+
+
+class _Template(jinja2.Template):
+    """A template whose contexts start from a plain dict of its globals: Jinja copies them out of a
+    ChainMap for every render, include and import, which costs more than rendering a small template.
+    (make_environment never changes the globals after it made the environment.)"""
+
+    _plain_globals: dict[str, Any] | None = None
+
+    def new_context(self, vars: dict[str, Any] | None = None, shared: bool = False,
+                    locals: Any = None) -> jinja2.runtime.Context:
+        plain = self._plain_globals
+        if plain is None:
+            plain = self._plain_globals = dict(self.globals)
+        return jinja2.runtime.new_context(self.environment, self.name, self.blocks, vars, shared, plain, locals)
+
+
+class _Environment(jinja2.Environment):
+    code_generator_class = _CodeGenerator
+    context_class = _Context
+    template_class = _Template
+    escape_output = staticmethod(_escape_output)
+
+
+_jinja_tojson = jinja2.filters.do_tojson
+
+
+@jinja2.pass_eval_context
+def _tojson(eval_ctx: Any, value: Any, indent: int | None = None) -> Markup:
+    """Jinja's `tojson` (article.md writes its front matter with it), with a short path for a string
+    under Jinja's default JSON policies: the same text, without building a JSON encoder for it."""
+    if type(value) is str and indent is None:
+        policies = eval_ctx.environment.policies
+        if policies["json.dumps_function"] is None and policies["json.dumps_kwargs"] == {"sort_keys": True}:
+            return Markup(json.encoder.encode_basestring_ascii(value).replace("<", "\\u003c").replace(">", "\\u003e")
+                          .replace("&", "\\u0026").replace("'", "\\u0027"))
+    return _jinja_tojson(eval_ctx, value, indent)
+
+
 def make_environment(config: SiteConfig) -> jinja2.Environment:
     """Create the Jinja environment: autoescape for HTML/XML, undefined variables are errors."""
-    env = jinja2.Environment(
+    env = _Environment(
         loader=jinja2.FileSystemLoader([str(d) for d in theme_dirs(config)]),
         autoescape=jinja2.select_autoescape(["html", "xml"], default_for_string=False, default=False),
         undefined=jinja2.StrictUndefined,
@@ -83,9 +178,14 @@ def make_environment(config: SiteConfig) -> jinja2.Environment:
     )
     env.filters.update(
         notes=render_notes, inline=inline_html, summary=summary, safe_url=safe_url, plain=plain_text,
-        tojson_script=json_for_script, md=markdown_text, md_notes=markdown_notes,
+        tojson_script=json_for_script, md=markdown_text, md_notes=markdown_notes, tojson=_tojson,
     )
     return env
+
+
+def scholarly_json_ld_script(article: Article, page_url: str = "") -> Markup:
+    """Return `scholarly_json_ld(article, page_url)|tojson_script`, written directly (see metadata.py)."""
+    return Markup(scholarly_json_ld_text(article, page_url))
 
 
 def json_for_script(value: Any) -> Markup:
@@ -175,6 +275,7 @@ class Renderer:
             "article_terms": article_terms,
             "page_range": page_range,
             "scholarly_json_ld": scholarly_json_ld,
+            "scholarly_json_ld_script": scholarly_json_ld_script,
             "updated_date": updated_date,
             "entry_id": self.entry_id,
         }
@@ -187,7 +288,8 @@ class Renderer:
         self.new_fragments: dict[str, str] = {}
         self._item_keys: dict[str, str] = {}
         self._article_keys: dict[str, str] = {}
-        self._urls: dict[int, dict[str, str]] = {}
+        self._depth_vars: dict[int, dict[str, Any]] = {}  # page helpers by folder depth (see _page_vars)
+        self._fragment_memo: dict[tuple[str, str, int], Markup] = {}  # fragment() by (kind, id, depth)
         self._cites: dict[tuple[str, str], str] = {}
         self.plan_jobs: list = []
 
@@ -205,6 +307,10 @@ class Renderer:
         """Return an article's listing entry (`_item.html`) or feed entry (`_entry.xml`) for a page
         at `path`'s depth, rendered once and reused by every page and, through the cache, every build."""
         depth = urls.depth(path)
+        memo = (kind, article.id, depth)  # the key below, and its Markup, for this Renderer's digest
+        made = self._fragment_memo.get(memo)
+        if made is not None:
+            return made
         if kind == "_item.html":
             basis = self._item_keys.get(article.id) or fingerprint(listing_fields(article))
         else:
@@ -214,7 +320,8 @@ class Renderer:
         if found is None:
             found = self.render(kind, path, article=article).content.decode("utf-8").strip("\n")
             self.fragments[key] = self.new_fragments[key] = found
-        return Markup(found)
+        made = self._fragment_memo[memo] = Markup(found)
+        return made
 
     def items(self, articles: Iterable[Article], depth: int) -> list[Markup]:
         """Return listing entries for a page `depth` folders deep."""
@@ -247,38 +354,57 @@ class Renderer:
 
     def page_context(self, path: str) -> dict[str, Any]:
         """Return the helpers bound to one page: every link they make is relative to it."""
+        return {"page_path": path, **self._page_vars(urls.depth(path))}
 
-        prefix_depth = urls.depth(path)
-        cache = self._urls.setdefault(prefix_depth, {})
+    def _page_vars(self, depth: int) -> dict[str, Any]:
+        """Return the helpers for pages `depth` folders deep (links depend on nothing else), made once
+        per depth and remembering the links they made: a page calls them dozens of times."""
+        found = self._depth_vars.get(depth)
+        if found is not None:
+            return found
+        digest, taxonomies, assets, base_url = self.digest, self.config.taxonomies, self.assets, self.config.base_url
+        links: dict[str, str] = {}
+        term_links: dict[tuple[str, str], str] = {}
+        article_links: dict[str, str] = {}
 
         def url(target: str) -> str:
-            found = cache.get(target)
+            found = links.get(target)
             if found is None:
-                found = cache[target] = urls.relative_url(path, target)
+                found = links[target] = urls.url_from_depth(depth, target)
             return found
 
         def term_url(taxonomy: str, name: str) -> str:
-            slug = self.digest.term_slug(taxonomy, name)
-            return url(urls.term_path(taxonomy, slug)) if slug and taxonomy in self.config.taxonomies else ""
+            found = term_links.get((taxonomy, name))
+            if found is None:
+                slug = digest.term_slug(taxonomy, name)
+                found = url(urls.term_path(taxonomy, slug)) if slug and taxonomy in taxonomies else ""
+                term_links[(taxonomy, name)] = found
+            return found
+
+        def article_url(article_id: str) -> str:
+            found = article_links.get(article_id)
+            if found is None:
+                found = article_links[article_id] = url(urls.article_path(article_id))
+            return found
 
         def asset(name: str) -> str:
-            return url(self.assets[name][0])
+            return url(assets[name][0])
 
-        return {
-            "page_path": path,
+        found = self._depth_vars[depth] = {
             "url": url,
-            "abs_url": lambda target: urls.absolute_url(self.config.base_url, target),
-            "article_url": lambda article_id: url(urls.article_path(article_id)),
+            "abs_url": lambda target: urls.absolute_url(base_url, target),
+            "article_url": article_url,
             "term_url": term_url,
             "asset": asset,
             "root": url(urls.HOME),
         }
+        return found
 
     def render(self, template_name: str, path: str, **context: Any) -> Page:
         """Render one template to the page at `path`; template mistakes become DigestErrors."""
         try:
             template = self.env.get_template(template_name)
-            text = template.render(**self.globals, **self.page_context(path), **context)
+            text = template.render(**self.globals, **self._page_vars(urls.depth(path)), page_path=path, **context)
         except jinja2.TemplateSyntaxError as exc:
             raise DigestError(Problem(_template_path(exc.filename, exc.name, self.config.root),
                                       f"template syntax: {exc.message}",
@@ -339,6 +465,87 @@ def listing_fields(article: Article) -> tuple:
             article.is_retracted, article.has_erratum, article.has_expression_of_concern, bool(article.pmcid))
 
 
+@dataclass(frozen=True)
+class ArticleKeys:
+    """Fingerprints of one article, made once per Article object (see `article_keys`)."""
+
+    article: Article
+    content: str  # everything the article holds
+    listing: str  # what a listing entry shows (`listing_fields`)
+    subjects: str  # its MeSH terms and keywords (the map colours by them)
+    updated: str  # the date feeds sort by
+
+
+_KEYS_BY_OBJECT: dict[int, ArticleKeys] = {}
+
+
+def article_keys(articles: Iterable[Article], records: Any = None) -> dict[str, ArticleKeys]:
+    """Return each article's fingerprints by id.
+
+    The content key comes from the loader's fingerprint of the article's records (`records`, a
+    `load.Fingerprints`: file paths, content hashes, positions, id) when it has one, with a stamp
+    of the code that reads them; else from the article's `repr` (0.6 s at 10,000 articles).
+    Memoised by object identity for the life of the process: the loader hands back the same Article
+    object for an unchanged record, so `digest serve` fingerprints only what a save changed.
+    """
+    global _KEYS_BY_OBJECT
+    known, current = _KEYS_BY_OBJECT, {}
+    stamp = None
+    for article in articles:
+        keys = known.get(id(article))
+        if keys is None or keys.article is not article:
+            origin = records.get(article) if records is not None else None
+            if origin is not None:
+                if stamp is None:
+                    from generator.load import _code_stamp
+                    stamp = _code_stamp()
+                content = fingerprint("records", stamp, origin)
+            else:
+                content = fingerprint(repr(article))
+            keys = ArticleKeys(article, content, fingerprint(listing_fields(article)),
+                               fingerprint(article.mesh_terms, article.keywords), updated_date(article))
+        current[id(article)] = keys
+    _KEYS_BY_OBJECT = current
+    return {keys.article.id: keys for keys in current.values()}
+
+
+_LINK_GETTERS: dict[tuple[type, bool], Any] = {}
+
+
+def _link_parts(link: Any, with_score: bool) -> tuple:
+    """Return what a similar-article link shows; its score only when a template prints scores.
+
+    Scores drift a little whenever any record changes (term weights are digest-wide), so pages that
+    do not print them must not be rewritten for it."""
+    getter = _LINK_GETTERS.get((type(link), with_score))
+    if getter is None:
+        names = [name for name in type(link).__dataclass_fields__ if with_score or name != "score"]
+        getter = _LINK_GETTERS[(type(link), with_score)] = operator.attrgetter(*names)
+    return getter(link)
+
+
+_SIMILAR_BY_OBJECT: dict[int, tuple[Any, str, str, bool]] = {}
+
+
+def _similar_keys(digest: Digest, with_score: bool) -> dict[str, tuple[str, str]]:
+    """Return, per article, fingerprints of its similar-article list: with scores (what digest.json
+    shows) and as its page shows it. Memoised by the identity of the list (the linker reuses it for
+    an article whose neighbours did not change)."""
+    global _SIMILAR_BY_OBJECT
+    known, current, found = _SIMILAR_BY_OBJECT, {}, {}
+    for article_id, links in digest.similar.items():
+        entry = known.get(id(links))
+        if entry is None or entry[0] is not links or len(entry) != 4 or entry[3] != with_score:
+            scored = fingerprint([_link_parts(link, True) for link in links])
+            shown = scored if with_score else fingerprint([_link_parts(link, False) for link in links])
+            entry = (links, scored, shown, with_score)
+        current[id(links)] = entry
+        found[article_id] = (entry[1], entry[2])
+    _SIMILAR_BY_OBJECT = current
+    empty = fingerprint([])
+    return {a.id: found.get(a.id, (empty, empty)) for a in digest.articles}
+
+
 class SitePlan:
     """Every job of a build, with the fingerprints that let unchanged pages be skipped."""
 
@@ -346,15 +553,17 @@ class SitePlan:
         self.renderer = renderer
         digest, config = renderer.digest, renderer.config
         self.theme_key = renderer.theme_key
-        self.article_keys = renderer._article_keys = {a.id: fingerprint(repr(a)) for a in digest.articles}
-        self.item_keys = renderer._item_keys = {a.id: fingerprint(listing_fields(a)) for a in digest.articles}
+        self.keys = article_keys(digest.articles, getattr(renderer, "record_fingerprints", None))
+        self.article_keys = renderer._article_keys = {i: k.content for i, k in self.keys.items()}
+        self.item_keys = renderer._item_keys = {i: k.listing for i, k in self.keys.items()}
         self.jobs: list[PageJob] = []
         add = self.add
         for name, (path, data) in sorted(renderer.assets.items()):
             add(path, "asset", fingerprint(path, hashlib.sha256(data).hexdigest()), (name,))
         add(urls.output_file(urls.HOME), "home", self.listing_key("home", [a.id for a in digest.articles]))
+        similar_keys = _similar_keys(digest, renderer.templates_show_scores)
         for article in digest.articles:
-            key = self.article_page_key(article)
+            key = self.article_page_key(article, similar_keys[article.id][1])
             base = urls.article_path(article.id)
             add(urls.output_file(base), "article", key, (article.id,))
             add(urls.article_markdown_path(article.id), "article_md", key, (article.id,))
@@ -376,7 +585,8 @@ class SitePlan:
         add(urls.NOT_FOUND, "404", self.theme_key)
         add(urls.FEED, "feed", self.feed_key("", [a.id for a in digest.articles]))
         all_keys = fingerprint(sorted(self.article_keys.items()), sorted(renderer.citation_keys.items()))
-        add(urls.DIGEST_JSON, "digest_json", fingerprint(self.theme_key, all_keys, self.similar_inputs()))
+        add(urls.DIGEST_JSON, "digest_json", fingerprint(self.theme_key, all_keys,
+                                                         sorted((i, k[0]) for i, k in similar_keys.items())))
         for name in ("digest.bib", "digest.ris", "digest.csl.json"):
             add(name, name, fingerprint(self.theme_key, all_keys))
         html_paths = sorted(j.path for j in self.jobs if j.path.endswith("index.html"))
@@ -394,29 +604,21 @@ class SitePlan:
         *head, ids = parts
         return fingerprint(self.theme_key, *head, [self.item_keys[i] for i in ids])
 
-    def article_page_key(self, article: Article) -> str:
-        digest = self.renderer.digest
-        backlinks = [self.item_keys[i] for i in digest.backlinks.get(article.id, ())]
-        similar = digest.similar.get(article.id, ())
-        if not self.renderer.templates_show_scores:
-            # Scores drift a little whenever any record changes (term weights are digest-wide), but
-            # the theme does not print them: leave them out so those pages are not rewritten.
-            similar = tuple(replace(link, score=None) for link in similar)
+    def article_page_key(self, article: Article, similar: str) -> str:
+        backlinks = [self.item_keys[i] for i in self.renderer.digest.backlinks.get(article.id, ())]
         return fingerprint(self.theme_key, self.article_keys[article.id], similar, backlinks,
                            self.renderer.citation_keys[article.id])
 
     def feed_key(self, title: str, ids: Iterable[str]) -> str:
-        newest = self.renderer.newest([self.renderer.digest.by_id[i] for i in ids])
-        return fingerprint(self.theme_key, title, [self.article_keys[a.id] for a in newest])
+        """Fingerprint a feed by the articles it shows (as `Renderer.newest` picks them)."""
+        keys = self.keys
+        newest = sorted(ids, key=lambda i: (keys[i].updated, i), reverse=True)[: self.renderer.config.feed_limit]
+        return fingerprint(self.theme_key, title, [keys[i].content for i in newest])
 
     def map_inputs(self) -> str:
         digest = self.renderer.digest
         edges = sorted((a, l.target_id) for a, links in digest.similar.items() for l in links if l.target_id)
-        return fingerprint(edges, [listing_fields(a) for a in digest.articles],
-                           [(a.mesh_terms, a.keywords) for a in digest.articles])
-
-    def similar_inputs(self) -> str:
-        return fingerprint(sorted(self.renderer.digest.similar.items()))
+        return fingerprint(edges, [(k.listing, k.subjects) for k in self.keys.values()])
 
 
 AGGREGATES = {"digest.bib": "cite.bib", "digest.ris": "cite.ris", "digest.csl.json": "cite.json"}

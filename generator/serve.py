@@ -347,6 +347,7 @@ class DevServer:
         self.verbose, self.quiet = verbose, quiet
         self.out, self.err = out or sys.stdout, err or sys.stderr
         self.builds = 0  # completed build attempts, for tests and the benchmark
+        self.session: Any = None  # the build's in-memory state, kept between rebuilds
         self.state = SiteState(self._fallback_config())
         self.watcher = Watcher(self._on_change, poll=poll)
         self.httpd: DigestHTTPServer | None = None
@@ -414,8 +415,12 @@ class DevServer:
         report = None
         try:
             config = load_config(self.root, self.overrides)
+            if self.session is None or self.session.config != config:
+                from generator.build import BuildSession
+
+                self.session = BuildSession(config=config)  # a new digest.yaml starts afresh
             # Index for search on the first build only: a save should not wait for Pagefind.
-            report = _default_build(config, index_search=self.builds == 0)
+            report = _default_build(config, index_search=self.builds == 0, session=self.session)
         except DigestError as exc:
             problems = list(exc.problems) or [Problem(CONFIG_FILE, str(exc))]
         except Exception as exc:  # a bug: say so, keep serving
@@ -454,11 +459,11 @@ class DevServer:
             return str(path)
 
 
-def _default_build(config: SiteConfig, index_search: bool = True) -> Any:
+def _default_build(config: SiteConfig, index_search: bool = True, session: Any = None) -> Any:
     """Build the site (imported late: `digest serve --help` should not load the whole pipeline)."""
     from generator.build import build
 
-    return build(config, index_search=index_search)
+    return build(config, index_search=index_search, session=session)
 
 
 _fork_hook_installed = False

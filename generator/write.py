@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Iterable
@@ -34,29 +35,91 @@ class WriteReport:
 
 def safe_relative_path(path: str) -> PurePosixPath:
     """Return a page path checked to stay inside the output folder (no '..', absolute or empty parts)."""
-    pure = PurePosixPath(path)
-    if pure.is_absolute() or any(part in ("", ".", "..") for part in pure.parts) or "\\" in path or "\x00" in path:
+    return PurePosixPath(checked_path(path))
+
+
+def checked_path(path: str) -> str:
+    """Return `path` when it is a plain relative POSIX path inside the tree; else refuse it.
+
+    Runs for every file of every build, so it works on the string (no pathlib objects)."""
+    if not path or path[0] == "/" or "\\" in path or "\x00" in path or \
+            any(part in ("", ".", "..") for part in path.split("/")):
         raise DigestError(Problem(path, "refusing to write outside the output folder"))
-    return pure
+    return path
 
 
-def write_file(tree: Path, relative: str, data: bytes) -> None:
-    """Write one file of a tree, replacing (never modifying) what is there: it may be a hard link
-    shared with the live site."""
-    target = tree.joinpath(*safe_relative_path(relative).parts)
+def write_file(target: str, data: bytes) -> None:
+    """Create one file with `data`, replacing (never modifying) what is there: it may be a hard link
+    shared with the live site. The folder it goes in must exist."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
     try:
-        stream = open(target, "xb")
-    except FileNotFoundError:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        stream = open(target, "xb")
+        handle = os.open(target, flags, 0o644)
     except FileExistsError:
-        if target.is_dir() and not target.is_symlink():
+        if os.path.isdir(target) and not os.path.islink(target):
             shutil.rmtree(target)
         else:
-            target.unlink()
-        stream = open(target, "xb")
-    with stream:
-        stream.write(data)
+            os.unlink(target)
+        handle = os.open(target, flags, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(handle, view):]
+    finally:
+        os.close(handle)
+
+
+class TreeFiles:
+    """Puts files into one tree: new bytes are written, bytes the live site already has are
+    hard-linked from it (a page whose inputs changed without changing what it shows keeps its file).
+
+    Remembers the folders it has made, so a build of 80,000 files does not ask the file system
+    80,000 times whether their folders exist.
+    """
+
+    def __init__(self, tree: Path, live: Path | None = None):
+        self.tree = os.fspath(tree)
+        self.live = os.fspath(live) if live is not None and os.path.isdir(live) and live != tree else None
+        self.folders: set[str] = set()
+
+    def _folder_for(self, target: str) -> None:
+        folder = target.rpartition("/")[0]
+        if folder not in self.folders:
+            os.makedirs(folder, exist_ok=True)
+            self.folders.add(folder)
+
+    def put(self, relative: str, data: bytes) -> bool:
+        """Write or link one file; return True when new bytes were written."""
+        relative = checked_path(relative)
+        target = f"{self.tree}/{relative}"
+        if self.live is not None and self._same_in_live(relative, data):
+            self.link(f"{self.live}/{relative}", target)
+            return False
+        self._folder_for(target)
+        write_file(target, data)
+        return True
+
+    def _same_in_live(self, relative: str, data: bytes) -> bool:
+        source = f"{self.live}/{relative}"
+        try:
+            info = os.stat(source, follow_symlinks=False)
+            if not stat.S_ISREG(info.st_mode) or info.st_size != len(data):
+                return False
+            with open(source, "rb") as stream:
+                return stream.read() == data
+        except OSError:
+            return False
+
+    def link(self, source: str, target: str) -> None:
+        """Hard-link `source` at `target`, replacing what is there."""
+        self._folder_for(target)
+        try:
+            os.link(source, target)
+        except FileExistsError:
+            if os.path.isdir(target) and not os.path.islink(target):
+                shutil.rmtree(target)
+            else:
+                os.unlink(target)
+            os.link(source, target)
 
 
 def _exchange(a: Path, b: Path) -> bool:
@@ -150,30 +213,23 @@ class SiteWriter:
             # (issue 9: that published a page of the killed build after the user's edit was undone).
             (self.spare / TREE_MARKER).unlink(missing_ok=True)
         to_render: list[str] = []
+        files = TreeFiles(self.spare)
+        live, spare_files, live_files = os.fspath(self.output), self.spare_files, self.live
         for path, key in jobs.items():
-            safe_relative_path(path)
-            if self.spare_files.get(path) == key:
+            checked_path(path)
+            if spare_files.get(path) == key:
                 continue
-            if self.live.get(path) == key and self._link_from_live(path):
-                continue
+            if live_files.get(path) == key:
+                try:
+                    files.link(f"{live}/{path}", f"{files.tree}/{path}")
+                    self.linked += 1
+                    continue
+                except OSError:
+                    pass
             to_render.append(path)
         self._remove_stale(set(jobs))
         self.new = dict(jobs)
         return to_render
-
-    def _link_from_live(self, path: str) -> bool:
-        source = self.output.joinpath(*PurePosixPath(path).parts)
-        target = self.spare.joinpath(*PurePosixPath(path).parts)
-        try:
-            if target.exists() or target.is_symlink():
-                target.unlink()
-            else:
-                target.parent.mkdir(parents=True, exist_ok=True)
-            os.link(source, target)
-        except OSError:
-            return False
-        self.linked += 1
-        return True
 
     def _remove_stale(self, keep: set[str]) -> None:
         for path in sorted(set(self.spare_files) - keep - {TREE_MARKER}):
@@ -206,11 +262,13 @@ class SiteWriter:
     def publish(self) -> WriteReport:
         """Record the spare's manifest, then make it the live site in one atomic exchange."""
         # Named by its contents: identical builds give identical bytes, marker included.
-        tree_id = hashlib.blake2b(json.dumps(self.new, sort_keys=True).encode(), digest_size=16).hexdigest()
-        write_file(self.spare, TREE_MARKER, (tree_id + "\n").encode("ascii"))
+        # Plan order is deterministic, so no key sorting is needed (it costs 0.3 s at 80,000 files).
+        listing = json.dumps(self.new)
+        tree_id = hashlib.blake2b(listing.encode(), digest_size=16).hexdigest()
+        TreeFiles(self.spare).put(TREE_MARKER, (tree_id + "\n").encode("ascii"))
         self.manifests.mkdir(parents=True, exist_ok=True)
         manifest = dict(self.new, **{TREE_MARKER: tree_id})
-        (self.manifests / f"{tree_id}.json").write_text(json.dumps(manifest, sort_keys=True), encoding="utf-8")
+        (self.manifests / f"{tree_id}.json").write_text(json.dumps(manifest), encoding="utf-8")
         old = self.live
         if not self.output.exists():
             self.spare.rename(self.output)
@@ -270,26 +328,9 @@ def static_files(static_dirs: Iterable[Path]) -> list[tuple[str, Path]]:
 
 
 def write_or_link(tree: Path, live: Path, relative: str, data: bytes) -> bool:
-    """Write a rendered file into `tree`, or hard-link the live site's copy when its bytes are the
-    same (a page whose inputs changed without changing what it shows keeps its file). Return True
-    when new bytes were written."""
-    parts = safe_relative_path(relative).parts
-    source = live.joinpath(*parts)
-    try:
-        if source.is_file() and not source.is_symlink() and source.stat().st_size == len(data) \
-                and source.read_bytes() == data:
-            target = tree.joinpath(*parts)
-            if target.exists() or target.is_symlink():
-                target.unlink()
-            else:
-                target.parent.mkdir(parents=True, exist_ok=True)
-            os.link(source, target)
-            return False
-    except OSError:
-        pass
-    write_file(tree, relative, data)
-    return True
-
+    """Write one file into `tree`, or hard-link the live site's copy when its bytes are the same.
+    Return True when new bytes were written. (One-off use; a build uses one TreeFiles for all files.)"""
+    return TreeFiles(tree, live).put(relative, data)
 
 
 def _article_pages(manifest: dict[str, str]) -> dict[str, str]:
