@@ -75,6 +75,41 @@ def test_incremental_builds_equal_clean_builds_after_edits_additions_and_removal
     assert read_tree(example_copy / "site") == read_tree_of_clean_build(example_copy)
 
 
+def test_builds_in_one_session_equal_clean_builds(example_copy):
+    """`digest serve` keeps records, articles, similarity and fragments in memory between builds."""
+    from generator.build import BuildSession
+    from generator.errors import DigestError
+
+    config = load_config(example_copy, {})
+    session = BuildSession(config=config)
+    build(config, session=session)
+    record = example_copy / "content/autoimmunity/36109639.yaml"
+    notes = example_copy / "content/autoimmunity/37147112.md"
+    steps = [
+        lambda: notes.write_text(notes.read_text().replace("First systemic sclerosis case", "A first case")),
+        lambda: record.write_text(record.read_text().replace("refractory systemic lupus", "refractory lupus")),
+        lambda: (example_copy / "content/autoimmunity/new.yaml").write_text(
+            "pmid: 31234567\ntitle: A new record about CAR-T cells in lupus\nsimilar: [36109639]\n"),
+        lambda: (example_copy / "content/oncology/29226797.xml").unlink(),
+        lambda: record.write_text(record.read_text().replace("refractory lupus", "refractory systemic lupus")),
+    ]
+    for step in steps:
+        step()
+        report = build(config, session=session)
+        assert report.written > 0
+        assert read_tree(example_copy / "site") == read_tree_of_clean_build(example_copy)
+    # A broken record fails the build and leaves the site; fixing it recovers in the same session.
+    before = read_tree(example_copy / "site")
+    good = record.read_text()
+    record.write_text("title: [unclosed\n")
+    with pytest.raises(DigestError):
+        build(config, session=session)
+    assert read_tree(example_copy / "site") == before
+    record.write_text(good.replace("refractory systemic lupus", "relapsing lupus"))
+    build(config, session=session)
+    assert read_tree(example_copy / "site") == read_tree_of_clean_build(example_copy)
+
+
 MAKE_CORPUS = SHARED / "bench" / "make_corpus.py"
 
 

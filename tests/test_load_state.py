@@ -1,0 +1,109 @@
+"""LoadState and LinkState: repeated builds in one process (and through their cache files) give
+exactly what a build from scratch gives, doing only the work a change implies."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+import generator.link as link_module
+import generator.load as load_module
+from generator.config import load_config
+from generator.errors import DigestError
+from generator.link import LinkState, link_articles
+from generator.load import LoadState, load_articles
+from tests.conftest import REPO
+
+
+@pytest.fixture
+def digest(tmp_path: Path) -> Path:
+    root = tmp_path / "digest"
+    shutil.copytree(REPO / "content", root / "content")
+    shutil.copy(REPO / "digest.yaml", root / "digest.yaml")
+    past = time.time() - 60  # not "racily clean": an unchanged signature stands for the bytes
+    for path in (root / "content").rglob("*"):
+        os.utime(path, (past, past))
+    return root
+
+
+def everything(root: Path, load_state=None, link_state=None):
+    """Load and link; return what a build uses, in comparable form."""
+    config = load_config(root, {})
+    try:
+        loaded = load_articles(config.content_path, config.root, state=load_state)
+    except DigestError as exc:
+        return ("error", [p.format() for p in exc.problems])
+    linked = link_articles(loaded.articles, config.similar, config.taxonomies, state=link_state,
+                           fingerprints=loaded.fingerprints if link_state else None)
+    return ("ok", loaded.articles, [w.format() for w in loaded.warnings],
+            {k: [repr(link) for link in v] for k, v in linked.similar.items()}, dict(linked.backlinks),
+            {k: [repr(t) for t in v] for k, v in linked.taxonomies.items()}, dict(linked.term_slugs))
+
+
+def test_state_builds_equal_fresh_builds_through_edits(digest):
+    cache = digest / ".digest-cache"
+    load_state, link_state = LoadState(cache / "records.pickle"), LinkState(cache / "links.pickle")
+    notes = digest / "content/autoimmunity/37147112.md"
+    edits = [
+        lambda: None,
+        lambda: notes.write_text(notes.read_text().replace("First systemic", "The first systemic")),
+        lambda: (digest / "content/new.yaml").write_text("pmid: 31234567\ntitle: New\npublished: 2999-01-01\n"),
+        lambda: (digest / "content/dup.yaml").write_text("pmid: 31234567\ntitle: Duplicate\n"),  # an error
+        lambda: (digest / "content/dup.yaml").unlink(),
+        lambda: (digest / "content/oncology/29226797.xml").unlink(),
+        lambda: (digest / "content/ctrl.yaml").write_text('title: "Bad \\x01 title"\n'),
+    ]
+    for edit in edits:
+        edit()
+        expected = everything(digest)
+        assert everything(digest, load_state, link_state) == expected
+        # A new process: the states read back from their cache files.
+        assert everything(digest, LoadState(cache / "records.pickle"), LinkState(cache / "links.pickle")) == expected
+
+
+def test_unchanged_files_are_not_read_and_unchanged_articles_are_the_same_objects(digest, monkeypatch):
+    config = load_config(digest, {})
+    state = LoadState()
+    first = load_articles(config.content_path, config.root, state=state)
+    read = []
+    real = load_module.read_content_bytes
+    monkeypatch.setattr(load_module, "read_content_bytes", lambda path, shown: read.append(shown) or real(path, shown))
+    notes = digest / "content/autoimmunity/37147112.md"
+    notes.write_text(notes.read_text().replace("First systemic", "The first systemic"))
+    second = load_articles(config.content_path, config.root, state=state)
+    assert read == ["content/autoimmunity/37147112.md"]
+    same = {a.id for a, b in zip(first.articles, second.articles) if a is b}
+    assert same == {a.id for a in first.articles} - {"37147112"}
+    assert [w.format() for w in second.warnings] == [w.format() for w in first.warnings]
+
+
+def test_a_notes_edit_reuses_the_computed_neighbours(digest, monkeypatch):
+    config = load_config(digest, {})
+    load_state, link_state = LoadState(), LinkState()
+    everything(digest, load_state, link_state)
+    calls = []
+    real = link_module.compute_neighbours
+    monkeypatch.setattr(link_module, "compute_neighbours", lambda *a: calls.append(1) or real(*a))
+    notes = digest / "content/autoimmunity/37147112.md"
+    notes.write_text(notes.read_text().replace("First systemic", "The first systemic"))
+    assert everything(digest, load_state, link_state) == everything(digest)
+    assert len(calls) == 1  # the build from scratch only
+    title = digest / "content/autoimmunity/36109639.yaml"
+    title.write_text(title.read_text().replace("refractory systemic lupus", "refractory lupus"))
+    assert everything(digest, load_state, link_state) == everything(digest)
+    assert len(calls) == 3
+
+
+@pytest.mark.parametrize("damage", [b"", b"not a pickle", None])
+def test_a_damaged_cache_changes_nothing(digest, damage):
+    cache = digest / ".digest-cache"
+    expected = everything(digest, LoadState(cache / "records.pickle"), LinkState(cache / "links.pickle"))
+    for name in ("records.pickle", "links.pickle"):
+        data = (cache / name).read_bytes()
+        (cache / name).write_bytes(data[: len(data) // 2] if damage is None else damage)
+    assert everything(digest, LoadState(cache / "records.pickle"), LinkState(cache / "links.pickle")) == expected
+    assert everything(digest) == expected
