@@ -1,5 +1,5 @@
 """Allow `python -m generator ...` as a synonym for the `digest` command."""
 
-from generator.cli import main
+from generator.cli import run
 
-raise SystemExit(main())
+run()

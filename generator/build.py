@@ -24,7 +24,7 @@ from generator.config import SiteConfig
 from generator.errors import DigestError, Problem
 from generator.link import LinkState, link_articles
 from generator.load import LoadState, load_articles
-from generator.render import AGGREGATES, PageJob, Renderer, aggregate_export, produce
+from generator.render import AGGREGATES, PageJob, Renderer, aggregate_export, keep_compiled_templates, produce
 from generator.progress import NoProgress, Progress
 from generator.write import TREE_MARKER, SiteWriter, TreeFiles, static_files
 
@@ -195,19 +195,28 @@ def build(config: SiteConfig, strict: bool = False, jobs: int | None = None, cle
         load_state.save()
         link_state.save()
     with _timed(report, "plan"):
+        keep_compiled_templates(None if clean else config.root / CACHE_DIR / "jinja")
         renderer = Renderer(digest, config)
         renderer.record_fingerprints = loaded.fingerprints
+        keys_file = config.root / CACHE_DIR / "keys.pickle"
+        if session is None and not clean:
+            renderer.key_store = _load_pickle(keys_file)
+            known_keys = len(renderer.key_store)
         fragments_file = config.root / CACHE_DIR / "fragments.pickle"
         if session is not None and session.fragments is not None and not clean:
             renderer.fragments = dict(session.fragments)
         elif not clean:
             renderer.fragments = _load_pickle(fragments_file)
-        plan_jobs = renderer.plan().jobs
+        plan = renderer.plan()
+        plan_jobs = plan.jobs
         statics = [(path, source) for path, source in static_files([config.static_path])
                    if path not in {j.path for j in plan_jobs}]
         all_jobs = plan_jobs + [PageJob(path, "static", hashlib.sha256(source.read_bytes()).hexdigest(), (str(source),))
                                 for path, source in statics]
         keys = {job.path: job.key for job in all_jobs}
+        if session is None and not clean and len(renderer.key_store) != known_keys:
+            current = {k.content for k in plan.keys.values()}
+            _save_pickle(keys_file, {k: v for k, v in renderer.key_store.items() if k in current})
         writer = SiteWriter(config.output_path, config.root / CACHE_DIR, clean=clean)
     report.articles = len(digest.articles)
     report.pages = len(all_jobs)
@@ -291,6 +300,11 @@ def _current_fragments(renderer: Renderer) -> dict[str, str]:
 
 
 def _save_fragments(path: Path, keep: dict[str, str]) -> None:
+    _save_pickle(path, keep)
+
+
+def _save_pickle(path: Path, keep: dict) -> None:
+    """Write a cache file atomically; a failure only costs the work again next time."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_suffix(".tmp")

@@ -262,13 +262,15 @@ class SiteWriter:
     def publish(self) -> WriteReport:
         """Record the spare's manifest, then make it the live site in one atomic exchange."""
         # Named by its contents: identical builds give identical bytes, marker included.
-        # Plan order is deterministic, so no key sorting is needed (it costs 0.3 s at 80,000 files).
+        # Plan order is deterministic, so no key sorting is needed (it costs 0.3 s at 80,000 files),
+        # and the manifest is the same JSON text with the marker's entry added.
         listing = json.dumps(self.new)
         tree_id = hashlib.blake2b(listing.encode(), digest_size=16).hexdigest()
         TreeFiles(self.spare).put(TREE_MARKER, (tree_id + "\n").encode("ascii"))
         self.manifests.mkdir(parents=True, exist_ok=True)
-        manifest = dict(self.new, **{TREE_MARKER: tree_id})
-        (self.manifests / f"{tree_id}.json").write_text(json.dumps(manifest), encoding="utf-8")
+        marker = json.dumps({TREE_MARKER: tree_id})
+        manifest = marker if listing == "{}" else f"{listing[:-1]}, {marker[1:]}"
+        (self.manifests / f"{tree_id}.json").write_text(manifest, encoding="utf-8")
         old = self.live
         if not self.output.exists():
             self.spare.rename(self.output)
