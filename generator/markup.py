@@ -96,6 +96,12 @@ def inline_html(html: str, fallback_text: str = "") -> Markup:
     """Return source inline markup (b, i, sup, sub, u) sanitised, or the escaped plain text."""
     if not html:
         return escape(fallback_text)
+    return _clean_inline(html)
+
+
+@lru_cache(maxsize=4096)
+def _clean_inline(html: str) -> Markup:
+    """Sanitised inline markup, remembered: a title shows on its page, in listings and in backlinks."""
     return Markup(nh3.clean(html, tags=INLINE_TAGS, attributes={}, url_schemes=set()))
 
 

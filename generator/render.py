@@ -24,6 +24,7 @@ import jinja2.filters
 import jinja2.meta
 import jinja2.nodes
 import jinja2.runtime
+import jinja2.utils
 from markupsafe import Markup, escape
 
 from generator import exports, urls
@@ -115,8 +116,9 @@ def keep_compiled_templates(folder: Path | None) -> None:
         pass
 
 
-# Two lean paths through Jinja's runtime, which every template (the theme's and a digest's own) takes
-# hundreds of times a page. Output is unchanged: these skip bookkeeping, not work.
+# Lean paths through Jinja's runtime, which every template (the theme's and a digest's own) takes
+# hundreds of times a page: printing a value, calling a helper, starting a context. Output is
+# unchanged: these skip bookkeeping, not work.
 try:  # MarkupSafe 3: `escape` wraps the C escaper in Python and builds a Markup per call
     from markupsafe._speedups import _escape_inner
 except ImportError:  # MarkupSafe 2 (escape is C already) or no speedups
@@ -155,6 +157,7 @@ class _Context(jinja2.runtime.Context):
     functions: those that do not ask for the context, eval context or environment get just the arguments,
     as `Context.call` would give them."""
 
+    @jinja2.utils.internalcode  # left out of template tracebacks, as Jinja's own is
     def call(__self, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805 (Jinja's own signature)
         if type(__obj) not in _PLAIN_CALLABLES or hasattr(__obj, "jinja_pass_arg"):
             return jinja2.runtime.Context.call(__self, __obj, *args, **kwargs)
@@ -446,6 +449,7 @@ class Renderer:
             "term_url": term_url,
             "asset": asset,
             "root": url(urls.HOME),
+            "taxonomy_urls": {taxonomy: url(urls.taxonomy_path(taxonomy)) for taxonomy in taxonomies},
         }
         return found
 
