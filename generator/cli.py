@@ -130,6 +130,8 @@ def run() -> None:
     before this returns. Output streams are flushed first. (Tests call `main` and are unaffected.)
     """
     code = main()
+    if sys.getprofile() is not None or sys.gettrace() is not None:
+        sys.exit(code)  # a profiler or coverage tool writes its report at exit
     try:
         sys.stdout.flush()
         sys.stderr.flush()
