@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import gc
 import math
+import multiprocessing
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -469,14 +470,62 @@ def top_pairs(
     transposed = profiles.T.tocsr()
     df = np.diff(transposed.indptr)
     work = _row_sums(df[profiles.indices], profiles.indptr)  # bounds each row's product size
-    parts = [
-        _select_block(profiles[lo:hi] @ transposed, lo, count, min_units)
-        for lo, hi in _row_blocks(work)
-    ]
+    blocks = _row_blocks(work)
+    parts = _blocks_on_cores(profiles, transposed, blocks, work, count, min_units)
     if not parts:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
     src, dst, units = (np.concatenate(arrays) for arrays in zip(*parts))
     return src, dst, units
+
+
+PARALLEL_ROWS = 20_000  # below this many articles, forking costs about what the products save
+_SHARED: tuple | None = None  # what forked workers compute blocks from (set before forking)
+
+
+def _select_blocks(blocks: list[tuple[int, int]]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    profiles, transposed, count, min_units = _SHARED  # type: ignore[misc]
+    return [_select_block(profiles[lo:hi] @ transposed, lo, count, min_units) for lo, hi in blocks]
+
+
+def _blocks_on_cores(
+    profiles: sp.csr_matrix, transposed: sp.csr_matrix, blocks: list[tuple[int, int]], work: np.ndarray,
+    count: int, min_units: int,
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Compute the blocks' best pairs, on the idle cores when the digest is large.
+
+    This process computes the first share of the rows while forked workers compute the others and
+    send back their (small) results; the parts come back in row order, so the result is exactly a
+    single process's. Should the pool fail, this process computes their share too.
+    """
+    global _SHARED
+    from generator.load import _idle_cores, _worker_setup
+
+    workers = _idle_cores(None) if profiles.shape[0] >= PARALLEL_ROWS else 1
+    _SHARED = (profiles, transposed, count, min_units)
+    try:
+        if workers <= 1 or len(blocks) < 2 or "fork" not in multiprocessing.get_all_start_methods():
+            return _select_blocks(blocks)
+        # Contiguous shares of about equal work (a product's cost is bounded by `work`).
+        cumulative = np.cumsum([int(work[lo:hi].sum()) + 1 for lo, hi in blocks])
+        edges = np.searchsorted(cumulative, cumulative[-1] * np.arange(1, workers) / workers).tolist()
+        shares = [blocks[a:b] for a, b in zip([0] + edges, edges + [len(blocks)]) if b > a]
+        if len(shares) < 2:
+            return _select_blocks(blocks)
+        pool = multiprocessing.get_context("fork").Pool(len(shares) - 1, initializer=_worker_setup)
+        try:
+            pending = pool.map_async(_select_blocks, shares[1:])
+            parts = _select_blocks(shares[0])
+            for found in pending.get():
+                parts.extend(found)
+            pool.close()
+            pool.join()
+            return parts
+        except Exception:  # noqa: BLE001 - computing here again gives the same result, or the real error
+            return _select_blocks(blocks)
+        finally:
+            pool.terminate()
+    finally:
+        _SHARED = None
 
 
 def _row_blocks(work: np.ndarray) -> list[tuple[int, int]]:

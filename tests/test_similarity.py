@@ -431,3 +431,29 @@ def test_top_five_neighbours_share_the_topic(tmp_path: Path) -> None:
     # Topics of 4 articles cannot give 5 neighbours each: min_score leaves those lists short.
     assert total >= 0.95 * 5 * len(articles)
     assert verdicts[True] / total >= 0.99
+
+
+def test_large_digests_share_the_products_between_cores_with_the_same_result(monkeypatch) -> None:
+    """Above PARALLEL_ROWS a forked worker computes part of the row blocks; nothing may change."""
+    rng = random.Random(7)
+    words = [f"term{n}" for n in range(300)]
+    articles = [article(f"a{n:04d}", " ".join(rng.choices(words, k=8)), " ".join(rng.choices(words, k=60)))
+                for n in range(600)]
+    config = SimilarityConfig()
+    serial = compute_neighbours(articles, config)
+    import generator.load
+
+    monkeypatch.setattr(similarity, "PARALLEL_ROWS", 1)
+    monkeypatch.setattr(similarity, "_BLOCK_WORK", 5000)  # many blocks, so the work can be shared
+    monkeypatch.setattr(generator.load, "_idle_cores", lambda requested: 2)
+    forks = []
+    real_pool = similarity.multiprocessing.get_context("fork").Pool
+
+    class CountingContext:
+        def Pool(self, *args, **kwargs):  # noqa: N802 - multiprocessing's name
+            forks.append(args)
+            return real_pool(*args, **kwargs)
+
+    monkeypatch.setattr(similarity.multiprocessing, "get_context", lambda method: CountingContext())
+    assert compute_neighbours(articles, config) == serial
+    assert forks, "the products were not shared with a worker"
