@@ -337,6 +337,10 @@ class Renderer:
         self._updated_dates: dict[str, str] = {}  # updated_date() by article id
         self._cites: dict[tuple[str, str], str] = {}
         self.plan_jobs: list = []
+        # Set by the build when it has them (see `article_keys`): the loader's records fingerprints,
+        # and per-article keys kept in the cache folder by content key.
+        self.record_fingerprints: Any = None
+        self.key_store: dict[str, tuple[str, str, str]] | None = None
 
     def plan(self) -> "SitePlan":
         """Return every job of the site, remembering them for pages that list pages (the sitemap)."""
@@ -618,8 +622,7 @@ class SitePlan:
         self.renderer = renderer
         digest, config = renderer.digest, renderer.config
         self.theme_key = renderer.theme_key
-        self.keys = article_keys(digest.articles, getattr(renderer, "record_fingerprints", None),
-                                 getattr(renderer, "key_store", None))
+        self.keys = article_keys(digest.articles, renderer.record_fingerprints, renderer.key_store)
         self.article_keys = renderer._article_keys = {i: k.content for i, k in self.keys.items()}
         self.item_keys = renderer._item_keys = {i: k.listing for i, k in self.keys.items()}
         self.jobs: list[PageJob] = []
