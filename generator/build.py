@@ -7,13 +7,11 @@ one atomic exchange. The bytes do not depend on the number of workers.
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import json
 import multiprocessing
 import os
 import pickle
-import signal
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -26,6 +24,7 @@ from generator.link import LinkState, link_articles
 from generator.load import LoadState, load_articles
 from generator.render import AGGREGATES, PageJob, Renderer, aggregate_export, keep_compiled_templates, produce
 from generator.progress import NoProgress, Progress
+from generator.workers import worker_setup
 from generator.write import TREE_MARKER, SiteWriter, TreeFiles, static_files
 
 CACHE_DIR = ".digest-cache"
@@ -346,19 +345,6 @@ def _render_chunk(chunk: Sequence[PageJob]) -> tuple[list[Problem] | None, dict[
     return None, renderer.new_fragments, written
 
 
-def _worker_signals() -> None:
-    """Workers leave Ctrl-C to the parent (which stops the pool) and die on SIGTERM, whatever
-    handlers the forking process had installed (e.g. `digest serve`)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    try:  # Linux: die with the parent, so a killed build leaves no worker writing into the spare tree
-        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-    if os.getppid() == 1:
-        os._exit(1)
-
-
 def _produce(renderer: Renderer, job: PageJob) -> bytes:
     if job.kind == "static":
         with open(job.args[0], "rb") as stream:
@@ -384,7 +370,7 @@ def render_into(tree, renderer: Renderer, jobs_to_render: list[PageJob], workers
             size = max(50, len(jobs_to_render) // (workers * 8))
             chunks = [jobs_to_render[i: i + size] for i in range(0, len(jobs_to_render), size)]
             done = 0
-            with multiprocessing.get_context("fork").Pool(workers, initializer=_worker_signals) as pool:
+            with multiprocessing.get_context("fork").Pool(workers, initializer=worker_setup) as pool:
                 for (problems, fragments, count), chunk in zip(pool.imap(_render_chunk, chunks), chunks):
                     if problems:
                         pool.terminate()

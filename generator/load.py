@@ -10,18 +10,15 @@ to parse are parsed in forked workers. The result never depends on any of this: 
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import datetime as dt
 import errno
 import gc
 import hashlib
-import multiprocessing
 import operator
 import os
 import pickle
 import re
-import signal
 import stat
 import sys
 import time
@@ -38,6 +35,7 @@ from generator.fields import coerce_native, is_safe_id
 from generator import model as model_module
 from generator.model import Article, MeshTerm, PubDate, Record, SourceRef
 from generator.readers import FORMAT_NAMES, READERS_BY_SUFFIX, SUPPORTED_SUFFIXES, read_text, reader_for
+from generator.workers import idle_cores, map_with_workers
 
 MAX_FILE_BYTES = 50 * 1024 * 1024  # bigger than any real export; protects memory from stray dumps
 # Limits on one article (issue 9): far above real records (the longest PubMed author lists have a few
@@ -313,18 +311,6 @@ def _read_chunk(jobs: list[tuple]) -> list[_Outcome]:
     return [_read_one(job) for job in jobs]
 
 
-def _worker_setup() -> None:
-    """Workers leave Ctrl-C to the parent and die on SIGTERM or with the parent (Linux)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    try:
-        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-    if os.getppid() == 1:
-        os._exit(1)
-
-
 def _read_files(jobs: list[tuple], workers: int) -> list[_Outcome]:
     """Read (and parse when the bytes are new) each job's file, on `workers` cores when it pays.
 
@@ -332,7 +318,7 @@ def _read_files(jobs: list[tuple], workers: int) -> list[_Outcome]:
     (pickled); the order, and so the result, is that of a single process. Should the pool fail (a
     result that cannot be pickled, a killed worker), this process reads their share too.
     """
-    if workers <= 1 or len(jobs) < PARALLEL_FILES or "fork" not in multiprocessing.get_all_start_methods():
+    if workers <= 1 or len(jobs) < PARALLEL_FILES:
         return _read_chunk(jobs)
     # An equal share: receiving the workers' results costs this process about what sending them
     # costs the workers.
@@ -340,36 +326,7 @@ def _read_files(jobs: list[tuple], workers: int) -> list[_Outcome]:
     rest = jobs[mine:]
     size = max(25, len(rest) // ((workers - 1) * 4))
     chunks = [rest[i: i + size] for i in range(0, len(rest), size)]
-    pool = multiprocessing.get_context("fork").Pool(workers - 1, initializer=_worker_setup)
-    try:
-        pending = pool.map_async(_read_chunk, chunks)
-        outcomes = _read_chunk(jobs[:mine])
-        for part in pending.get():
-            outcomes.extend(part)
-        pool.close()
-        pool.join()
-        return outcomes
-    except Exception:  # noqa: BLE001 - reading here again gives the same result, or the real error
-        return _read_chunk(jobs)
-    finally:
-        pool.terminate()
-
-
-def _idle_cores(requested: int | None) -> int:
-    """Return how many cores to parse on: `requested`, else those other processes leave idle now.
-
-    Forked workers only pay on idle cores; on busy ones they just add the cost of sending results
-    back. Linux says how many tasks are running right now (this one included) in /proc/loadavg.
-    """
-    if requested:
-        return requested
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    try:
-        with open("/proc/loadavg", encoding="ascii") as stream:
-            others = int(stream.read().split()[3].split("/")[0]) - 1
-    except (OSError, ValueError, IndexError):
-        others = 0
-    return max(1, min(cores, cores - others))
+    return [outcome for part in map_with_workers(_read_chunk, jobs[:mine], chunks, workers - 1) for outcome in part]
 
 
 def _code_stamp() -> str:
@@ -469,7 +426,7 @@ class LoadState:
                 self._cache_read = True
                 self._read_cache()
             try:
-                return self._load(content_dir, root, read, _idle_cores(jobs))
+                return self._load(content_dir, root, read, idle_cores(jobs))
             finally:
                 if self.autosave:
                     self._save()
@@ -682,7 +639,7 @@ def load_articles(content_dir: Path, root: Path, read: ReadFile = read_file, cac
     one; `state` (a `LoadState`, which has its own cache file) keeps it in memory too, for repeated
     builds in one process: then `cache_file` is not used. A custom `read` is never cached. When
     there are many files to parse, they are parsed on `jobs` cores (this process and forked
-    workers; default: the cores other processes leave idle, see `_idle_cores`).
+    workers; default: the cores other processes leave idle, see `workers.idle_cores`).
     """
     if not content_dir.is_dir():
         raise DigestError(Problem(str(content_dir), "content folder not found",

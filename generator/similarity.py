@@ -53,7 +53,6 @@ from __future__ import annotations
 
 import gc
 import math
-import multiprocessing
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -64,6 +63,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from generator.model import Article
+from generator.workers import can_fork, idle_cores, map_with_workers
 
 FIELDS = ("title", "abstract", "mesh", "keywords")
 
@@ -498,32 +498,17 @@ def _blocks_on_cores(
     single process's. Should the pool fail, this process computes their share too.
     """
     global _SHARED
-    from generator.load import _idle_cores, _worker_setup
-
-    workers = _idle_cores(None) if profiles.shape[0] >= PARALLEL_ROWS else 1
+    workers = idle_cores(None) if profiles.shape[0] >= PARALLEL_ROWS else 1
     _SHARED = (profiles, transposed, count, min_units)
     try:
-        if workers <= 1 or len(blocks) < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        if workers <= 1 or len(blocks) < 2 or not can_fork():
             return _select_blocks(blocks)
         # Contiguous shares of about equal work (a product's cost is bounded by `work`).
         cumulative = np.cumsum([int(work[lo:hi].sum()) + 1 for lo, hi in blocks])
         edges = np.searchsorted(cumulative, cumulative[-1] * np.arange(1, workers) / workers).tolist()
         shares = [blocks[a:b] for a, b in zip([0] + edges, edges + [len(blocks)]) if b > a]
-        if len(shares) < 2:
-            return _select_blocks(blocks)
-        pool = multiprocessing.get_context("fork").Pool(len(shares) - 1, initializer=_worker_setup)
-        try:
-            pending = pool.map_async(_select_blocks, shares[1:])
-            parts = _select_blocks(shares[0])
-            for found in pending.get():
-                parts.extend(found)
-            pool.close()
-            pool.join()
-            return parts
-        except Exception:  # noqa: BLE001 - computing here again gives the same result, or the real error
-            return _select_blocks(blocks)
-        finally:
-            pool.terminate()
+        found = map_with_workers(_select_blocks, shares[0], shares[1:], len(shares) - 1)
+        return [part for parts in found for part in parts]
     finally:
         _SHARED = None
 

@@ -441,19 +441,19 @@ def test_large_digests_share_the_products_between_cores_with_the_same_result(mon
                 for n in range(600)]
     config = SimilarityConfig()
     serial = compute_neighbours(articles, config)
-    import generator.load
+    import generator.workers
 
     monkeypatch.setattr(similarity, "PARALLEL_ROWS", 1)
     monkeypatch.setattr(similarity, "_BLOCK_WORK", 5000)  # many blocks, so the work can be shared
-    monkeypatch.setattr(generator.load, "_idle_cores", lambda requested: 2)
+    monkeypatch.setattr(similarity, "idle_cores", lambda requested: 2)
     forks = []
-    real_pool = similarity.multiprocessing.get_context("fork").Pool
+    real_pool = generator.workers.multiprocessing.get_context("fork").Pool
 
     class CountingContext:
         def Pool(self, *args, **kwargs):  # noqa: N802 - multiprocessing's name
             forks.append(args)
             return real_pool(*args, **kwargs)
 
-    monkeypatch.setattr(similarity.multiprocessing, "get_context", lambda method: CountingContext())
+    monkeypatch.setattr(generator.workers.multiprocessing, "get_context", lambda method: CountingContext())
     assert compute_neighbours(articles, config) == serial
     assert forks, "the products were not shared with a worker"
