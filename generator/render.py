@@ -413,10 +413,6 @@ class Renderer:
             return urls.absolute_url(self.config.base_url, urls.article_path(article.id))
         return f"urn:review-digest:{article.id}"
 
-    def page_context(self, path: str) -> dict[str, Any]:
-        """Return the helpers bound to one page: every link they make is relative to it."""
-        return {"page_path": path, **self._page_vars(urls.depth(path))}
-
     def _page_vars(self, depth: int) -> dict[str, Any]:
         """Return the helpers for pages `depth` folders deep (links depend on nothing else), made once
         per depth and remembering the links they made: a page calls them dozens of times."""
@@ -604,7 +600,7 @@ def _similar_keys(digest: Digest, with_score: bool) -> dict[str, tuple[str, str]
     known, current, found = _SIMILAR_BY_OBJECT, {}, {}
     for article_id, links in digest.similar.items():
         entry = known.get(id(links))
-        if entry is None or entry[0] is not links or len(entry) != 4 or entry[3] != with_score:
+        if entry is None or entry[0] is not links or entry[3] != with_score:
             scored = fingerprint([_link_parts(link, True) for link in links])
             shown = scored if with_score else fingerprint([_link_parts(link, False) for link in links])
             entry = (links, scored, shown, with_score)

@@ -33,11 +33,6 @@ class WriteReport:
     removed: int  # files of the previous site that the new one no longer has
 
 
-def safe_relative_path(path: str) -> PurePosixPath:
-    """Return a page path checked to stay inside the output folder (no '..', absolute or empty parts)."""
-    return PurePosixPath(checked_path(path))
-
-
 def checked_path(path: str) -> str:
     """Return `path` when it is a plain relative POSIX path inside the tree; else refuse it.
 
@@ -151,8 +146,6 @@ class SiteWriter:
         self.live: dict[str, str] = {} if clean else self._manifest(self.output)
         self.spare_files: dict[str, str] = {} if clean else self._manifest(self.spare)
         self.new: dict[str, str] = {}
-        self.written = 0
-        self.linked = 0
 
     # Manifests --------------------------------------------------------------------------------
 
@@ -222,7 +215,6 @@ class SiteWriter:
             if live_files.get(path) == key:
                 try:
                     files.link(f"{live}/{path}", f"{files.tree}/{path}")
-                    self.linked += 1
                     continue
                 except OSError:
                     pass
@@ -252,7 +244,7 @@ class SiteWriter:
 
     def copy_folder_from_live(self, folder: str) -> None:
         """Replace a folder of the spare tree (e.g. the search index) by hard links to the live one."""
-        source, target = self.output / folder, self.spare / safe_relative_path(folder)
+        source, target = self.output / folder, self.spare / checked_path(folder)
         if target.exists():
             shutil.rmtree(target)
         shutil.copytree(source, target, copy_function=os.link)
@@ -327,12 +319,6 @@ def static_files(static_dirs: Iterable[Path]) -> list[tuple[str, Path]]:
             if not any(part.startswith(".") for part in PurePosixPath(relative).parts):
                 found.append((relative, path))
     return found
-
-
-def write_or_link(tree: Path, live: Path, relative: str, data: bytes) -> bool:
-    """Write one file into `tree`, or hard-link the live site's copy when its bytes are the same.
-    Return True when new bytes were written. (One-off use; a build uses one TreeFiles for all files.)"""
-    return TreeFiles(tree, live).put(relative, data)
 
 
 def _article_pages(manifest: dict[str, str]) -> dict[str, str]:
