@@ -621,6 +621,7 @@ class SitePlan:
         self.keys = article_keys(digest.articles, renderer.record_fingerprints, renderer.key_store)
         self.article_keys = renderer._article_keys = {i: k.content for i, k in self.keys.items()}
         self.item_keys = renderer._item_keys = {i: k.listing for i, k in self.keys.items()}
+        renderer._updated_dates.update((i, k.updated) for i, k in self.keys.items())
         self.jobs: list[PageJob] = []
         add = self.add
         for name, (path, data) in sorted(renderer.assets.items()):
@@ -675,10 +676,10 @@ class SitePlan:
                            self.renderer.citation_keys[article.id])
 
     def feed_key(self, title: str, ids: Iterable[str]) -> str:
-        """Fingerprint a feed by the articles it shows (as `Renderer.newest` picks them)."""
-        keys = self.keys
-        newest = sorted(ids, key=lambda i: (keys[i].updated, i), reverse=True)[: self.renderer.config.feed_limit]
-        return fingerprint(self.theme_key, title, [keys[i].content for i in newest])
+        """Fingerprint a feed by the articles it shows."""
+        by_id = self.renderer.digest.by_id
+        newest = self.renderer.newest([by_id[i] for i in ids])
+        return fingerprint(self.theme_key, title, [self.keys[a.id].content for a in newest])
 
     def map_inputs(self) -> str:
         digest = self.renderer.digest
