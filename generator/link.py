@@ -14,6 +14,7 @@ from typing import Any, Mapping, Protocol, Sequence
 
 from generator.load import _collector_paused as collector_paused, slugify
 from generator.model import Article
+from generator.neighbour_index import NeighbourIndex
 from generator.similarity import SimilarityConfig, compute_neighbours
 
 
@@ -123,7 +124,7 @@ class LinkState:
     It is not thread-safe: builds must not run at the same time.
     """
 
-    VERSION = 1
+    VERSION = 2
 
     def __init__(self, cache_file: Path | None = None, autosave: bool = True):
         self.cache_file = cache_file
@@ -139,7 +140,7 @@ class LinkState:
         # Kept in the cache file, each pickled apart and unpickled only when needed:
         self._digests: dict[bytes, bytes] | None = {}  # article fingerprint -> its similarity inputs' digest
         self._neighbours_key = b""
-        self._neighbours: dict[str, tuple] | None = None  # compute_neighbours' result for that key
+        self._index: NeighbourIndex | None = None  # holds compute_neighbours' result for that key
         self._output_key = b""
         self._output: tuple[dict, dict, dict, dict] | None = None  # similar, backlinks, taxonomies, term slugs
         self._slugs: dict[str, str] | None = {}  # name -> slugify(name)
@@ -250,13 +251,15 @@ class LinkState:
             self._digests = digests
             self._changed.add("digests")
         key = hashlib.blake2b(repr((similarity, inputs)).encode("utf-8", "surrogatepass"), digest_size=16).digest()
-        if key == self._neighbours_key:
-            neighbours = self._section("neighbours")
-            if neighbours is not None:
-                return neighbours
-        neighbours = compute_neighbours(articles, similarity)
-        self._neighbours_key, self._neighbours = key, neighbours
-        self._changed.add("neighbours")
+        index = self._section("index")
+        if index is not None and key == self._neighbours_key and index.result is not None:
+            return index.result
+        if index is None:
+            index = self._index = NeighbourIndex()
+        # An edit recomputes only the rows it can change; the rest is the last result (exact).
+        neighbours = index.neighbours(articles, similarity, [digests[p] for p in prints])
+        self._neighbours_key = key
+        self._changed.add("index")
         return neighbours
 
     # Similar lists, backlinks, taxonomies ------------------------------------------------------------
@@ -313,7 +316,7 @@ class LinkState:
     # The cache file ---------------------------------------------------------------------------------
 
     def _section(self, name: str) -> Any:
-        """Return a kept section (digests, neighbours, slugs), unpickling it on first use."""
+        """Return a kept section (digests, index, slugs), unpickling it on first use."""
         value = getattr(self, f"_{name}")
         if value is None and name in self._blobs:
             try:
@@ -331,7 +334,7 @@ class LinkState:
             if stamp != (self.VERSION, _code_stamp()):
                 return
             self._neighbours_key, self._output_key, self._blobs = neighbours_key, output_key, dict(blobs)
-            self._digests = self._neighbours = self._output = self._slugs = None
+            self._digests = self._index = self._output = self._slugs = None
         except Exception:  # noqa: BLE001 - a missing, stale or corrupt cache only costs computing again
             pass
 
@@ -415,7 +418,7 @@ def _code_stamp() -> str:
 
     folder = Path(__file__).parent
     stamps = []
-    for name in ("link.py", "similarity.py"):
+    for name in ("link.py", "similarity.py", "neighbour_index.py"):
         try:
             info = (folder / name).stat()
             stamps.append((name, info.st_mtime_ns, info.st_size))

@@ -56,7 +56,7 @@ import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from numbers import Real
 
 import numpy as np
@@ -194,31 +194,19 @@ class TermVectors:
     """Unit-length term vectors, one row per article, in the order given.
 
     `labels[c]` is how column c is shown when it is a MeSH descriptor or a keyword; None for words
-    and descriptor/qualifier pairs, which are never shown as shared terms.
+    and descriptor/qualifier pairs, which are never shown as shared terms. `keys[c]` names column
+    c's term within its `Vocabulary` (part << 40 | term id), so two builds' columns can be matched.
     """
 
     matrix: sp.csr_matrix
     labels: tuple[str | None, ...]
+    keys: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
 
 def build_vectors(articles: Sequence[Article], fields: Iterable[str] = FIELDS) -> TermVectors:
     """Return the articles' weighted text, MeSH and keyword terms as one vector each."""
-    fields = set(fields)
-    parts: list[sp.csr_matrix] = []
-    labels: list[str | None] = []
-    if fields & {"title", "abstract"}:
-        counts = word_counts(articles, "title" in fields, "abstract" in fields)
-        counts.data = 1.0 + np.log(counts.data)  # sublinear tf
-        parts.append(_weigh(counts, _SHARES["text"]))
-        labels.extend([None] * counts.shape[1])
-    for name, add_terms in (("mesh", _add_mesh_terms), ("keywords", _add_keywords)):
-        if name in fields:
-            weights, names = subject_terms(articles, add_terms)
-            parts.append(_weigh(weights, _SHARES[name]))
-            labels.extend(names)
-    if not parts:
-        return TermVectors(sp.csr_matrix((len(articles), 0)), ())
-    return TermVectors(_unit_rows(sp.hstack(parts, format="csr")), tuple(labels))
+    vocabulary = Vocabulary(fields)
+    return vocabulary.vectors(vocabulary.extract(articles))
 
 
 def _weigh(matrix: sp.csr_matrix, share: float) -> sp.csr_matrix:
@@ -286,44 +274,229 @@ def stem(word: str) -> str:
     return word[:-1]
 
 
-class _WordColumns(dict):
-    """Map each distinct token (bytes) to its term column, -1 when ignored; each is judged once."""
+_KEY_SHIFT = 40  # a column key is part << 40 | term id (part 0: words, 1: MeSH, 2: keywords)
 
-    def __init__(self) -> None:
+
+@dataclass(frozen=True)
+class ArticleTerms:
+    """What `Vocabulary.extract` read from some articles, one row each; columns are term ids.
+
+    Word counts; MeSH and keyword weights, with per entry the id of the spelling the article first
+    wrote the term with (same structure as the weights). Rows can be taken and stacked, so that a
+    digest's terms are those of the last build plus the articles read since (`NeighbourIndex`).
+    """
+
+    words: sp.csr_matrix
+    mesh: sp.csr_matrix
+    mesh_spellings: sp.csr_matrix
+    keywords: sp.csr_matrix
+    keyword_spellings: sp.csr_matrix
+
+    def rows(self, take: np.ndarray) -> ArticleTerms:
+        return ArticleTerms(*(matrix[take] for matrix in self._matrices()))
+
+    def widened(self, vocabulary: Vocabulary) -> ArticleTerms:
+        """Return the same rows with as many columns as the vocabulary has terms now."""
+        words, subjects = len(vocabulary.word_names), len(vocabulary.subject_names)
+        return ArticleTerms(*(_with_columns(m, words if i == 0 else subjects)
+                              for i, m in enumerate(self._matrices())))
+
+    @staticmethod
+    def stacked(parts: Sequence[ArticleTerms]) -> ArticleTerms:
+        return ArticleTerms(*(sp.vstack(matrices, format="csr") for matrices in zip(*(p._matrices() for p in parts))))
+
+    def _matrices(self) -> tuple[sp.csr_matrix, ...]:
+        return (self.words, self.mesh, self.mesh_spellings, self.keywords, self.keyword_spellings)
+
+
+def _with_columns(matrix: sp.csr_matrix, columns: int) -> sp.csr_matrix:
+    if matrix.shape[1] == columns:
+        return matrix
+    return sp.csr_matrix((matrix.data, matrix.indices, matrix.indptr), shape=(matrix.shape[0], columns))
+
+
+class Vocabulary:
+    """Ids for the words and subject terms of articles, one per term, kept between builds by a
+    `NeighbourIndex` so that an unchanged article is not read again.
+
+    Ids only name terms, in the order they were first met; vector columns are ordered by the terms'
+    text instead (words by their stem, subject terms by kind and case-folded text), so vectors, and
+    the float sums made from them, do not depend on which articles a process read first.
+    """
+
+    def __init__(self, fields: Iterable[str] = FIELDS):
+        self.fields = frozenset(fields)
+        self.word_names: list[str] = []  # word id -> stem
+        self.subject_names: list[str] = []  # subject id -> "kind:case-folded text"
+        self.spellings: list[str | None] = [None]  # spelling id -> label (0: none, for pairs)
+        self._tokens = _TokenIds(self)
+        self._word_ids: dict[str, int] = {}
+        self._subject_ids: dict[str, int] = {}
+        self._spelling_ids: dict[str, int] = {}
+        self._subjects_seen: dict[tuple[str, str], tuple[int, int]] = {}  # (kind, text) -> ids
+        self._ranks: dict[int, tuple[int, np.ndarray]] = {}  # id(names) -> (terms ranked, ranks)
+
+    # Reading articles ----------------------------------------------------------------------------
+
+    def extract(self, articles: Sequence[Article]) -> ArticleTerms:
+        """Return the terms of `articles`, one row each, in the order given."""
+        n = len(articles)
+        words = (self._words(articles, "title" in self.fields, "abstract" in self.fields)
+                 if self.fields & {"title", "abstract"} else sp.csr_matrix((n, 0)))
+        empty = sp.csr_matrix((n, 0))
+        mesh = self._subjects(articles, _add_mesh_terms) if "mesh" in self.fields else (empty, empty)
+        keywords = self._subjects(articles, _add_keywords) if "keywords" in self.fields else (empty, empty)
+        return ArticleTerms(words, *mesh, *keywords).widened(self)
+
+    def word_id(self, token: bytes) -> int:
+        return self._tokens[token]
+
+    def subject_id(self, kind: str, text: str) -> tuple[int, int]:
+        """Return the ids of a subject term and of its spelling; (-1, 0) for a blank one."""
+        ids = self._subjects_seen.get((kind, text))
+        if ids is None:
+            ids = self._subjects_seen[kind, text] = self._new_subject(kind, text)
+        return ids
+
+    def _new_subject(self, kind: str, text: str) -> tuple[int, int]:
+        shown = " ".join(text.split())
+        if not shown:
+            return -1, 0
+        name = f"{kind}:{shown.casefold()}"
+        term = self._subject_ids.setdefault(name, len(self._subject_ids))
+        if term == len(self.subject_names):
+            self.subject_names.append(name)
+        if kind == "pair":
+            return term, 0
+        spelling = self._spelling_ids.setdefault(shown, len(self.spellings))
+        if spelling == len(self.spellings):
+            self.spellings.append(shown)
+        return term, spelling
+
+    def _words(self, articles: Sequence[Article], title: bool, abstract: bool) -> sp.csr_matrix:
+        """Return word counts per article: title words twice (as pmra does), abstract words once."""
+        chunks = [_chunk_words(articles[lo : lo + _CHUNK], title, abstract, self._tokens)
+                  for lo in range(0, len(articles), _CHUNK)]
+        ids = np.concatenate([np.zeros(0, dtype=np.int32)] + [c for c, _ in chunks])
+        indptr = np.zeros(len(articles) + 1, dtype=np.int64)
+        if chunks:
+            np.cumsum(np.concatenate([lengths for _, lengths in chunks]), out=indptr[1:])
+        counts = sp.csr_matrix((np.ones(len(ids)), ids, indptr), shape=(len(articles), len(self.word_names)))
+        counts.sum_duplicates()  # one entry per (article, term), holding the count
+        return counts
+
+    def _subjects(self, articles: Sequence[Article], add_terms: _TermAdder) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+        """Return the subject-term weights per article that `add_terms` gives, and their spellings."""
+        calls = _SubjectCalls(self)
+        indptr = [0]
+        terms: list[int] = []
+        values: list[float] = []
+        spellings: list[int] = []
+        for article in articles:
+            weights: dict[int, float] = {}
+            calls.spellings = {}
+            add_terms(article, calls, weights)
+            for term in sorted(weights):
+                terms.append(term)
+                values.append(weights[term])
+                spellings.append(calls.spellings[term])
+            indptr.append(len(terms))
+        shape = (len(articles), len(self.subject_names))
+        structure = (np.array(terms, dtype=np.int32), np.array(indptr, dtype=np.int64))
+        return (sp.csr_matrix((np.array(values, dtype=np.float64), *structure), shape=shape),
+                sp.csr_matrix((np.array(spellings, dtype=np.int32), *structure), shape=shape))
+
+    # Vectors --------------------------------------------------------------------------------------
+
+    def vectors(self, terms: ArticleTerms) -> TermVectors:
+        """Return the weighted, unit-length vectors of extracted terms (see the module docstring)."""
+        n = terms.words.shape[0]
+        parts: list[sp.csr_matrix] = []
+        labels: list[str | None] = []
+        keys: list[np.ndarray] = []
+        if self.fields & {"title", "abstract"}:
+            counts, ids = self._columns(terms.words, self.word_names)
+            counts.data = 1.0 + np.log(counts.data)  # sublinear tf
+            parts.append(_weigh(counts, _SHARES["text"]))
+            labels.extend([None] * len(ids))
+            keys.append(ids)
+        subjects = (("mesh", terms.mesh, terms.mesh_spellings), ("keywords", terms.keywords, terms.keyword_spellings))
+        for part, (name, weights, spellings) in enumerate(subjects, start=1):
+            if name in self.fields:
+                matrix, ids = self._columns(weights, self.subject_names)
+                parts.append(_weigh(matrix, _SHARES[name]))
+                labels.extend(self._labels(spellings, ids))
+                keys.append(ids | (part << _KEY_SHIFT))
+        if not parts:
+            return TermVectors(sp.csr_matrix((n, 0)), ())
+        return TermVectors(_unit_rows(sp.hstack(parts, format="csr")), tuple(labels), np.concatenate(keys))
+
+    def _columns(self, matrix: sp.csr_matrix, names: list[str]) -> tuple[sp.csr_matrix, np.ndarray]:
+        """Return `matrix` with a column per term it holds, ordered by name, and those terms' ids."""
+        present = np.flatnonzero(np.bincount(matrix.indices, minlength=matrix.shape[1]))
+        ids = present[np.argsort(self._rank(names)[present])].astype(np.int64)
+        column = np.full(matrix.shape[1], -1, dtype=np.int32)
+        column[ids] = np.arange(len(ids), dtype=np.int32)
+        remapped = sp.csr_matrix((matrix.data.astype(np.float64), column[matrix.indices], matrix.indptr.copy()),
+                                 shape=(matrix.shape[0], len(ids)))
+        remapped.has_sorted_indices = False
+        remapped.sort_indices()
+        return remapped, ids
+
+    def _rank(self, names: list[str]) -> np.ndarray:
+        """Return each term's rank by name (worked out again only when terms were added)."""
+        known, rank = self._ranks.get(id(names), (-1, np.zeros(0, np.int64)))
+        if known != len(names):
+            order = sorted(range(len(names)), key=names.__getitem__)
+            rank = np.empty(len(names), dtype=np.int64)
+            rank[order] = np.arange(len(names))
+            self._ranks[id(names)] = (len(names), rank)
+        return rank
+
+    def _labels(self, spellings: sp.csr_matrix, ids: np.ndarray) -> list[str | None]:
+        """Return each term's label: as first written, articles in the order given."""
+        first = np.full(spellings.shape[1], spellings.nnz, dtype=np.int64)
+        np.minimum.at(first, spellings.indices, np.arange(spellings.nnz))
+        return [self.spellings[s] for s in spellings.data[first[ids]].tolist()]
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_ranks"] = {}  # keyed by id(), which a new process does not share
+        state["_tokens"] = dict(self._tokens)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        tokens = state.pop("_tokens")
+        self.__dict__.update(state)
+        self._tokens = _TokenIds(self)
+        self._tokens.update(tokens)
+
+
+class _TokenIds(dict):
+    """Map each distinct token (bytes) to its word id, -1 when ignored; each is judged once."""
+
+    def __init__(self, vocabulary: Vocabulary) -> None:
         super().__init__({_ARTICLE_BREAK: _BREAK_COLUMN})
-        self.terms: dict[str, int] = {}
+        self.vocabulary = vocabulary
 
     def __missing__(self, token: bytes) -> int:
         word = token.decode("utf-8")
-        column = -1
+        term = -1
         # One letter is mostly debris: the s of "Crohn's", the T of "T-cell" (every article has it).
         if len(word) > 1 and word not in STOPWORDS and any(ch.isalpha() for ch in word):
-            column = self.terms.setdefault(stem(word), len(self.terms))
-        self[token] = column
-        return column
+            vocabulary = self.vocabulary
+            stemmed = stem(word)
+            term = vocabulary._word_ids.setdefault(stemmed, len(vocabulary._word_ids))
+            if term == len(vocabulary.word_names):
+                vocabulary.word_names.append(stemmed)
+        self[token] = term
+        return term
 
 
-def word_counts(articles: Sequence[Article], title: bool, abstract: bool) -> sp.csr_matrix:
-    """Return term counts per article: title words twice (as pmra does), abstract words once."""
-    columns = _WordColumns()
-    chunks = [
-        _chunk_columns(articles[lo : lo + _CHUNK], title, abstract, columns)
-        for lo in range(0, len(articles), _CHUNK)
-    ]
-    cols = np.concatenate([np.zeros(0, dtype=np.int32)] + [c for c, _ in chunks])
-    indptr = np.zeros(len(articles) + 1, dtype=np.int64)
-    if chunks:
-        np.cumsum(np.concatenate([lengths for _, lengths in chunks]), out=indptr[1:])
-    shape = (len(articles), len(columns.terms))
-    counts = sp.csr_matrix((np.ones(len(cols)), cols, indptr), shape=shape)
-    counts.sum_duplicates()  # one entry per (article, term), holding the count
-    return counts
-
-
-def _chunk_columns(
-    articles: Sequence[Article], title: bool, abstract: bool, columns: _WordColumns
+def _chunk_words(
+    articles: Sequence[Article], title: bool, abstract: bool, tokens: _TokenIds
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Return the term columns of some articles' words, and how many each article has.
+    """Return the word ids of some articles' words, and how many each article has.
 
     A chunk goes through one split and one map, as per-article calls cost more than the words;
     chunks bound the memory the token objects take.
@@ -335,44 +508,28 @@ def _chunk_columns(
             parts.extend(section.text for section in article.abstract)
         texts.append(word_bytes(" ".join(parts)))
     stream = (b" " + _ARTICLE_BREAK + b" ").join(texts).split()
-    cols = np.fromiter(map(columns.__getitem__, stream), dtype=np.int64, count=len(stream))
-    rows = np.cumsum(cols == _BREAK_COLUMN)
-    kept = cols >= 0
-    return cols[kept].astype(np.int32), np.bincount(rows[kept], minlength=len(articles))
+    ids = np.fromiter(map(tokens.__getitem__, stream), dtype=np.int64, count=len(stream))
+    rows = np.cumsum(ids == _BREAK_COLUMN)
+    kept = ids >= 0
+    return ids[kept].astype(np.int32), np.bincount(rows[kept], minlength=len(articles))
 
 
-class _SubjectColumns:
-    """Columns of whole subject terms: MeSH descriptors, descriptor/qualifier pairs, keywords.
+class _SubjectCalls:
+    """What `_add_mesh_terms` and `_add_keywords` ask for a term's column: its subject id, noting
+    the spelling an article first gave it."""
 
-    Terms match ignoring case and spacing. A label is the term as first written (articles come in id
-    order, so labels do not depend on input order); pairs get none, their descriptor is shown.
-    """
-
-    def __init__(self) -> None:
-        self.labels: list[str | None] = []
-        self._columns: dict[str, int] = {}
-        self._seen: dict[str, dict[str, int]] = {"mesh": {}, "pair": {}, "keyword": {}}
+    def __init__(self, vocabulary: Vocabulary) -> None:
+        self.vocabulary = vocabulary
+        self.spellings: dict[int, int] = {}
 
     def column(self, kind: str, text: str) -> int:
-        """Return the column of a term, -1 for a blank one."""
-        seen = self._seen[kind]
-        column = seen.get(text)
-        if column is None:
-            column = seen[text] = self._new_column(kind, text)
-        return column
-
-    def _new_column(self, kind: str, text: str) -> int:
-        shown = " ".join(text.split())
-        if not shown:
-            return -1
-        key = f"{kind}:{shown.casefold()}"
-        if key not in self._columns:
-            self._columns[key] = len(self.labels)
-            self.labels.append(None if kind == "pair" else shown)
-        return self._columns[key]
+        term, spelling = self.vocabulary.subject_id(kind, text)
+        if term >= 0 and term not in self.spellings:
+            self.spellings[term] = spelling
+        return term
 
 
-_TermAdder = Callable[[Article, _SubjectColumns, dict[int, float]], None]
+_TermAdder = Callable[[Article, _SubjectCalls, dict[int, float]], None]
 
 
 def _add_term(weights: dict[int, float], column: int, weight: float) -> None:
@@ -381,7 +538,7 @@ def _add_term(weights: dict[int, float], column: int, weight: float) -> None:
         weights[column] = weight
 
 
-def _add_mesh_terms(article: Article, columns: _SubjectColumns, weights: dict[int, float]) -> None:
+def _add_mesh_terms(article: Article, columns: _SubjectCalls, weights: dict[int, float]) -> None:
     for heading in article.mesh_terms:
         if not heading.descriptor.strip():
             continue
@@ -396,27 +553,9 @@ def _add_mesh_terms(article: Article, columns: _SubjectColumns, weights: dict[in
             _add_term(weights, pair, weight * _PAIR_WEIGHT)
 
 
-def _add_keywords(article: Article, columns: _SubjectColumns, weights: dict[int, float]) -> None:
+def _add_keywords(article: Article, columns: _SubjectCalls, weights: dict[int, float]) -> None:
     for keyword in article.keywords:
         _add_term(weights, columns.column("keyword", keyword), 1.0)
-
-
-def subject_terms(
-    articles: Sequence[Article], add_terms: _TermAdder
-) -> tuple[sp.csr_matrix, list[str | None]]:
-    """Return the subject-term weights per article that `add_terms` gives, and column labels."""
-    columns = _SubjectColumns()
-    rows: list[int] = []
-    cols: list[int] = []
-    values: list[float] = []
-    for row, article in enumerate(articles):
-        weights: dict[int, float] = {}
-        add_terms(article, columns, weights)
-        rows.extend([row] * len(weights))
-        cols.extend(weights)
-        values.extend(weights.values())
-    shape = (len(articles), len(columns.labels))
-    return sp.csr_matrix((values, (rows, cols)), shape=shape, dtype=np.float64), columns.labels
 
 
 # -------------------------------------------------------------------------------------------------
@@ -428,6 +567,11 @@ def truncate_profiles(matrix: sp.csr_matrix) -> sp.csr_matrix:
 
     Small digests keep every term, so their scores are exact cosines of the full vectors.
     """
+    return profiles_of(matrix)[0]
+
+
+def profiles_of(matrix: sp.csr_matrix) -> tuple[sp.csr_matrix, int | None]:
+    """Return `truncate_profiles(matrix)` and the profile length it chose (None: every term)."""
     budget = max(_WORK_FLOOR, _WORK_PER_ARTICLE * matrix.shape[0])
     rank = _rank_within_rows(matrix)
     length = _PROFILE_LENGTHS[-1]
@@ -438,10 +582,10 @@ def truncate_profiles(matrix: sp.csr_matrix) -> sp.csr_matrix:
             length = candidate
             break
     if length is None:
-        return matrix
+        return matrix, None
     profiles = matrix.copy()
     profiles.data[rank >= length] = 0.0
-    return _unit_rows(profiles)
+    return _unit_rows(profiles), length
 
 
 def _rank_within_rows(matrix: sp.csr_matrix) -> np.ndarray:
@@ -484,7 +628,7 @@ _SHARED: tuple | None = None  # what forked workers compute blocks from (set bef
 
 def _select_blocks(blocks: list[tuple[int, int]]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     profiles, transposed, count, min_units = _SHARED  # type: ignore[misc]
-    return [_select_block(profiles[lo:hi] @ transposed, lo, count, min_units) for lo, hi in blocks]
+    return [_select_block(profiles[lo:hi] @ transposed, np.arange(lo, hi), count, min_units) for lo, hi in blocks]
 
 
 def _blocks_on_cores(
@@ -528,21 +672,30 @@ def _row_blocks(work: np.ndarray) -> list[tuple[int, int]]:
 
 
 def _select_block(
-    scores: sp.csr_matrix, offset: int, count: int, min_units: int
+    scores: sp.csr_matrix, row_ids: np.ndarray, count: int, min_units: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Return the `count` best entries of each row of a block of scores, itself excluded."""
+    """Return the `count` best entries of each row of some rows' scores (row r being row
+    `row_ids[r]` of the digest), the row itself excluded."""
     units = (scores.data * _SCALE + 0.5).astype(np.int32)  # rounded half up to 1e-4
     rows = np.repeat(np.arange(scores.shape[0], dtype=np.int32), np.diff(scores.indptr))
     # count + 1: the row itself (score 1) is still among them.
     best = _best_buckets(rows, units, scores.shape[0], count + 1)
     rows, units, cols = rows[best], units[best], scores.indices[best].astype(np.int64)
-    keep = (units >= min_units) & (cols != rows + offset)
+    keep = (units >= min_units) & (cols != row_ids[rows])
     rows, cols, units = rows[keep], cols[keep], units[keep]
+    return best_per_row(np.asarray(row_ids, dtype=np.int64)[rows], cols, units.astype(np.int64), count)
+
+
+def best_per_row(
+    rows: np.ndarray, cols: np.ndarray, units: np.ndarray, count: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return the `count` best (col, units) of each row, by row, then units desc, then col."""
     order = np.lexsort((cols, -units, rows))
     rows, cols, units = rows[order], cols[order], units[order]
-    first = np.searchsorted(rows, np.arange(scores.shape[0]))
-    top = np.arange(len(rows)) - first[rows] < count
-    return rows[top].astype(np.int64) + offset, cols[top], units[top].astype(np.int64)
+    starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]]) if len(rows) else np.zeros(0, np.int64)
+    rank = np.arange(len(rows)) - np.repeat(starts, np.diff(np.r_[starts, len(rows)]))
+    top = rank < count
+    return rows[top], cols[top], units[top]
 
 
 def _best_buckets(rows: np.ndarray, units: np.ndarray, nrows: int, count: int) -> np.ndarray:

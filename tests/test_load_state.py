@@ -16,6 +16,7 @@ from generator.config import load_config
 from generator.errors import DigestError
 from generator.link import LinkState, link_articles
 from generator.load import LoadState, load_articles
+from generator.neighbour_index import NeighbourIndex
 from tests.conftest import REPO
 
 
@@ -82,20 +83,19 @@ def test_unchanged_files_are_not_read_and_unchanged_articles_are_the_same_object
 
 
 def test_a_notes_edit_reuses_the_computed_neighbours(digest, monkeypatch):
-    config = load_config(digest, {})
     load_state, link_state = LoadState(), LinkState()
     everything(digest, load_state, link_state)
     calls = []
-    real = link_module.compute_neighbours
-    monkeypatch.setattr(link_module, "compute_neighbours", lambda *a: calls.append(1) or real(*a))
+    real = NeighbourIndex.neighbours
+    monkeypatch.setattr(NeighbourIndex, "neighbours", lambda self, *a: calls.append(self) or real(self, *a))
     notes = digest / "content/autoimmunity/37147112.md"
     notes.write_text(notes.read_text().replace("First systemic", "The first systemic"))
     assert everything(digest, load_state, link_state) == everything(digest)
-    assert len(calls) == 1  # the build from scratch only
+    assert calls == []  # neither the kept state nor the build from scratch asked the index
     title = digest / "content/autoimmunity/36109639.yaml"
     title.write_text(title.read_text().replace("refractory systemic lupus", "refractory lupus"))
     assert everything(digest, load_state, link_state) == everything(digest)
-    assert len(calls) == 3
+    assert len(calls) == 1
 
 
 @pytest.mark.parametrize("damage", [b"", b"not a pickle", None])

@@ -1,0 +1,253 @@
+"""Similar articles kept between builds: after an edit, only what the edit can change is computed
+again, and the result is exactly `compute_neighbours`' for the new articles (tests check it).
+
+Why recomputing part of it is exact. Row i's score with row j is a sum over row i's profile
+entries, in column order, of products with row j's weights (scipy's sparse product adds in that
+order); row i's list is its best scores. Columns are ordered by the terms' text, so an article whose
+vector is bit for bit the same (same terms in the same order, same weights) keeps bit for bit the
+same score with every other unchanged article. An edit changes the vectors of the edited articles
+and of every article holding a term whose idf moved (its document frequency changed): the changed
+rows, A. Those are computed in full. An unchanged row u only needs its scores with A: its new list
+is the best of its old list without A plus those, except when A held part of a full old list
+(what came next in u's row is unknown then): u is computed in full too.
+
+Anything digest-wide falls back to the full computation: other articles or settings, another
+profile length, a label shown for a term that changed, or more than a quarter of the rows changed.
+Articles' terms are read once: the index keeps them by a key that changes with the title, abstract,
+MeSH terms and keywords (`LinkState` gives a digest of them), so an edit reads one article.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from generator.model import Article
+from generator.similarity import (
+    _SCALE,
+    ArticleTerms,
+    Neighbour,
+    SimilarityConfig,
+    TermVectors,
+    Vocabulary,
+    _check_unique_ids,
+    _collector_paused,
+    _select_block,
+    best_per_row,
+    profiles_of,
+    shared_terms,
+    top_pairs,
+)
+
+_MOST_CHANGED = 0.25  # above this share of changed rows, the full computation is as cheap
+
+
+@dataclass
+class _Computed:
+    """The last computation: what the next one starts from."""
+
+    config: SimilarityConfig
+    ids: list[str]  # articles in id order: row r is ids[r]
+    vectors: TermVectors
+    length: int | None
+    pairs: tuple[np.ndarray, np.ndarray, np.ndarray]  # row, neighbour row, units: by row then rank
+    shared: list[tuple[str, ...]]  # per pair
+    result: dict[str, tuple[Neighbour, ...]]
+
+
+class NeighbourIndex:
+    """`compute_neighbours` that remembers its last result and the terms of the articles it read.
+
+    Keep one between builds (`LinkState` does, and pickles it in its cache file)::
+
+        index = NeighbourIndex()
+        neighbours = index.neighbours(articles, config, keys)  # keys: one per article, see below
+
+    `keys[i]` must change whenever articles[i]'s id, title, abstract, MeSH terms or keywords do;
+    articles with a known key are not read again. Without keys every article is read.
+    The last figures are in `stats`: rows computed in full, rows merged, whether it fell back.
+    """
+
+    def __init__(self) -> None:
+        self._vocabulary: Vocabulary | None = None
+        self._terms: ArticleTerms | None = None
+        self._rows: dict[Hashable, int] = {}  # key -> row of _terms
+        self._last: _Computed | None = None
+        self.stats: dict[str, int] = {}
+
+    def neighbours(self, articles: Sequence[Article], config: SimilarityConfig,
+                   keys: Sequence[Hashable] | None = None) -> dict[str, tuple[Neighbour, ...]]:
+        """Return `compute_neighbours(articles, config)`, computing only what changed since the last call."""
+        order = sorted(range(len(articles)), key=lambda i: articles[i].id)
+        ordered = [articles[i] for i in order]
+        _check_unique_ids(ordered)
+        if len(ordered) < 2 or config.count == 0:
+            self._last = None
+            return {article.id: () for article in ordered}
+        with _collector_paused():
+            terms = self._terms_of(ordered, [keys[i] for i in order] if keys is not None else None, config)
+            vectors = self._vocabulary.vectors(terms)  # type: ignore[union-attr]
+            profiles, length = profiles_of(vectors.matrix)
+            ids = [article.id for article in ordered]
+            min_units = min(max(1, math.ceil(round(config.min_score * _SCALE, 6))), _SCALE + 1)
+            computed = self._update(config, ids, vectors, profiles, length, min_units)
+            if computed is None:
+                pairs = top_pairs(profiles, config.count, min_units)
+                shared = shared_terms(vectors, *pairs[:2])
+                computed = _Computed(config, ids, vectors, length, pairs, shared, _result(ids, pairs, shared))
+                self.stats = {"full": 1, "rows": len(ids), "merged": 0}
+            self._last = computed
+            return computed.result
+
+    @property
+    def result(self) -> dict[str, tuple[Neighbour, ...]] | None:
+        """The last call's result (None before the first)."""
+        return self._last.result if self._last is not None else None
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        last = self._last
+        if last is not None:  # neighbours are made again from the pairs: pickling them costs more
+            state["_last"] = _Computed(last.config, last.ids, last.vectors, last.length, last.pairs, last.shared, {})
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        last = self._last
+        if last is not None:
+            last.result = _result(last.ids, last.pairs, last.shared)
+
+    # Terms -------------------------------------------------------------------------------------------
+
+    def _terms_of(self, ordered: list[Article], keys: list[Hashable] | None,
+                  config: SimilarityConfig) -> ArticleTerms:
+        """Return the articles' terms, reading only articles whose key is new."""
+        vocabulary = self._vocabulary
+        if vocabulary is None or vocabulary.fields != frozenset(config.fields):
+            vocabulary = self._vocabulary = Vocabulary(config.fields)
+            self._terms, self._rows, self._last = None, {}, None
+        if keys is None:
+            self._terms, self._rows = None, {}
+            return vocabulary.extract(ordered)
+        known = self._rows
+        rows = np.array([known.get(key, -1) for key in keys], dtype=np.int64)
+        missing = np.flatnonzero(rows < 0)
+        kept = self._terms
+        if kept is None or len(missing) == len(rows):
+            terms = vocabulary.extract(ordered)
+        elif not len(missing) and len(rows) == kept.words.shape[0] and (rows == np.arange(len(rows))).all():
+            terms = kept
+        else:
+            read = vocabulary.extract([ordered[i] for i in missing.tolist()])
+            rows[missing] = kept.words.shape[0] + np.arange(len(missing))
+            terms = ArticleTerms.stacked([kept.widened(vocabulary), read]).rows(rows)
+        self._terms, self._rows = terms, dict(zip(keys, range(len(keys))))
+        return terms
+
+    # The partial computation ---------------------------------------------------------------------------
+
+    def _update(self, config: SimilarityConfig, ids: list[str], vectors: TermVectors, profiles: sp.csr_matrix,
+                length: int | None, min_units: int) -> _Computed | None:
+        """Return the new computation from the last one, or None when it must be done in full."""
+        last = self._last
+        if last is None or last.config != config or last.ids != ids or last.length != length:
+            return None
+        moved = _column_map(last.vectors.keys, vectors.keys)
+        if _labels_changed(last.vectors.labels, vectors.labels, moved):
+            return None
+        changed = _changed_rows(last.vectors.matrix, vectors.matrix, moved)
+        n, count = len(ids), config.count
+        if not len(changed):
+            self.stats = {"full": 0, "rows": 0, "merged": 0}
+            return _Computed(config, ids, vectors, length, last.pairs, last.shared, last.result)
+        if len(changed) > _MOST_CHANGED * n:
+            return None
+        in_changed = np.zeros(n, dtype=bool)
+        in_changed[changed] = True
+        old_src, old_dst, old_units = last.pairs
+        # Unchanged rows whose list held a changed row: merged, or computed in full when the list was full.
+        touched = np.unique(old_src[in_changed[old_dst] & ~in_changed[old_src]])
+        listed = np.bincount(old_src, minlength=n)
+        recompute = touched[listed[touched] >= count]
+        # Unchanged rows' scores with the changed rows (each sum made as in the full product).
+        cross = (profiles @ profiles[changed].T.tocsr()).tocoo()
+        cross_units = (cross.data * _SCALE + 0.5).astype(np.int64)
+        cross_rows = cross.row.astype(np.int64)
+        fresh = (cross_units >= min_units) & ~in_changed[cross_rows]
+        cross_rows, cross_dst, cross_units = cross_rows[fresh], changed[cross.col[fresh]], cross_units[fresh]
+        in_recompute = np.zeros(n, dtype=bool)
+        in_recompute[recompute] = True
+        merge = np.setdiff1d(np.union1d(touched, cross_rows), recompute)
+        in_merge = np.zeros(n, dtype=bool)
+        in_merge[merge] = True
+
+        full_rows = np.union1d(changed, recompute)
+        transposed = profiles.T.tocsr()
+        parts = [_select_block(profiles[full_rows] @ transposed, full_rows, count, min_units)] if len(full_rows) else []
+        keep_old = in_merge[old_src] & ~in_changed[old_dst]
+        from_cross = in_merge[cross_rows]
+        parts.append(best_per_row(np.concatenate([old_src[keep_old], cross_rows[from_cross]]),
+                                  np.concatenate([old_dst[keep_old], cross_dst[from_cross]]),
+                                  np.concatenate([old_units[keep_old], cross_units[from_cross]]), count))
+        redone = in_changed | in_recompute | in_merge
+        unchanged = ~redone[old_src]
+        new_src, new_dst, new_units = (np.concatenate(arrays) for arrays in zip(*parts))
+        by_row = np.argsort(new_src, kind="stable")  # the parts' rows are disjoint
+        new_src, new_dst, new_units = new_src[by_row], new_dst[by_row], new_units[by_row]
+        new_shared = shared_terms(vectors, new_src, new_dst)
+        src = np.concatenate([old_src[unchanged], new_src])
+        order = np.argsort(src, kind="stable")  # each row's pairs come from one part, in rank order
+        pairs = (src[order], np.concatenate([old_dst[unchanged], new_dst])[order],
+                 np.concatenate([old_units[unchanged], new_units])[order])
+        kept_shared = [terms for terms, keep in zip(last.shared, unchanged.tolist()) if keep]
+        both = kept_shared + new_shared
+        shared = [both[i] for i in order.tolist()]
+        result = dict(last.result)
+        fresh_result = _result(ids, (new_src, new_dst, new_units), new_shared, rows=np.flatnonzero(redone))
+        for article_id, found in fresh_result.items():
+            if found != result[article_id]:
+                result[article_id] = found
+        self.stats = {"full": 0, "rows": len(full_rows), "merged": len(merge)}
+        return _Computed(config, ids, vectors, length, pairs, shared, result)
+
+
+def _result(ids: list[str], pairs: tuple[np.ndarray, np.ndarray, np.ndarray], shared: list[tuple[str, ...]],
+            rows: np.ndarray | None = None) -> dict[str, tuple[Neighbour, ...]]:
+    """Return each row's neighbours from pairs sorted by row (only `rows`' when given, else all)."""
+    src, dst, units = pairs
+    found = [Neighbour(ids[j], u / _SCALE, terms) for j, u, terms in zip(dst.tolist(), units.tolist(), shared)]
+    wanted = range(len(ids)) if rows is None else rows.tolist()
+    bounds = np.searchsorted(src, np.asarray(wanted, dtype=np.int64))
+    ends = np.searchsorted(src, np.asarray(wanted, dtype=np.int64), side="right")
+    return {ids[row]: tuple(found[lo:hi]) for row, lo, hi in zip(wanted, bounds.tolist(), ends.tolist())}
+
+
+def _column_map(old_keys: np.ndarray, new_keys: np.ndarray) -> np.ndarray:
+    """Return, per old column, the new column of the same term (-1 when gone)."""
+    order = np.argsort(new_keys, kind="stable")
+    ranked = new_keys[order]
+    at = np.minimum(np.searchsorted(ranked, old_keys), max(len(ranked) - 1, 0))
+    if not len(ranked):
+        return np.full(len(old_keys), -1, dtype=np.int64)
+    return np.where(ranked[at] == old_keys, order[at], -1)
+
+
+def _labels_changed(old: tuple[str | None, ...], new: tuple[str | None, ...], moved: np.ndarray) -> bool:
+    return any(old[c] != new[m] for c, m in enumerate(moved.tolist()) if m >= 0 and old[c] is not None)
+
+
+def _changed_rows(old: sp.csr_matrix, new: sp.csr_matrix, moved: np.ndarray) -> np.ndarray:
+    """Return the rows whose vector is not bit for bit the same (terms, order and weights)."""
+    old_lengths, new_lengths = np.diff(old.indptr), np.diff(new.indptr)
+    same = old_lengths == new_lengths
+    old_entries, new_entries = np.repeat(same, old_lengths), np.repeat(same, new_lengths)
+    differs = ((moved[old.indices[old_entries]] != new.indices[new_entries])
+               | (old.data[old_entries] != new.data[new_entries]))
+    rows = np.repeat(np.flatnonzero(same), old_lengths[same])
+    changed = ~same
+    changed[rows[differs]] = True
+    return np.flatnonzero(changed)
