@@ -16,16 +16,17 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Protocol, Sequence
 
 from generator.config import SiteConfig
 from generator.errors import DigestError, Problem
 from generator.link import LinkState, link_articles
 from generator.load import LoadState, load_articles
-from generator.render import AGGREGATES, PageJob, Renderer, aggregate_export, keep_compiled_templates, produce
+from generator.render import (AGGREGATES, PageJob, Renderer, aggregate_export, keep_compiled_templates, page_job,
+                             produce)
 from generator.progress import NoProgress, Progress
 from generator.workers import worker_setup
-from generator.write import TREE_MARKER, SiteWriter, TreeFiles, static_files
+from generator.write import TREE_MARKER, SiteWriter, TreeFiles, checked_path, static_files
 
 CACHE_DIR = ".digest-cache"
 PARALLEL_THRESHOLD = 400  # below this many pages to render, forking costs more than it saves
@@ -142,9 +143,28 @@ class BuildSession:
 
     config: SiteConfig | None = None  # the configuration the state belongs to
     fragments: dict[str, str] | None = None
+    jobs: dict[str, PageJob] | None = None  # the last plan's jobs by output path
     load_state: LoadState | None = None
     link_state: LinkState | None = None
     saved: bool = False  # whether the cache files hold a build of this session
+
+
+class Preview(Protocol):
+    """What `digest serve` asks of a build: the pages open in a browser first (Hugo's fast render).
+
+    Before working out the whole site, the build renders the pages among `open_pages()` (output
+    paths) and calls `show()` with those whose bytes differ from the live site's, together with the
+    theme's assets (their names carry a hash of their bytes); the server can show them at once.
+    Once it knows every page's fingerprint it calls `planned()` with a test telling whether a
+    path's file in the live site already holds this build's bytes. Nothing else changes: the same
+    files are written (the pages shown are not rendered again), and published together.
+    """
+
+    def open_pages(self) -> set[str]: ...
+
+    def show(self, pages: dict[str, bytes]) -> None: ...
+
+    def planned(self, is_current: Callable[[str], bool]) -> None: ...
 
 
 def _states(config: SiteConfig, clean: bool, session: BuildSession | None) -> tuple[LoadState | None, LinkState | None]:
@@ -163,7 +183,7 @@ def _states(config: SiteConfig, clean: bool, session: BuildSession | None) -> tu
 
 def build(config: SiteConfig, strict: bool = False, jobs: int | None = None, clean: bool = False,
           progress: Progress | None = None, index_search: bool = True,
-          session: BuildSession | None = None) -> BuildReport:
+          session: BuildSession | None = None, preview: Preview | None = None) -> BuildReport:
     """Build the site; raise DigestError (the previous site untouched) when the input has errors.
 
     With `search` on, the new tree is indexed before it is published whenever an article page
@@ -173,8 +193,10 @@ def build(config: SiteConfig, strict: bool = False, jobs: int | None = None, cle
     progress = progress or NoProgress()
     report = BuildReport()
     start = time.perf_counter()
-    inputs = input_fingerprint(config)
-    previous = None if clean else _unchanged_report(config, inputs)
+    # A session (`digest serve`) is told about changes by its watcher: it skips this check, and
+    # records nothing for it (its trees have new markers, so a later check never matches them).
+    inputs = input_fingerprint(config) if session is None else ""
+    previous = None if clean or session is not None else _unchanged_report(config, inputs)
     if previous is not None and not (strict and previous.warnings):
         previous.seconds = time.perf_counter() - start
         previous.stage_seconds["check inputs"] = previous.seconds
@@ -208,8 +230,13 @@ def build(config: SiteConfig, strict: bool = False, jobs: int | None = None, cle
             renderer.fragments = dict(session.fragments)
         elif not clean:
             renderer.fragments = _load_pickle(fragments_file)
+        first = {}
+        if preview is not None and session is not None and session.jobs:
+            first = _render_open_pages(preview, renderer, session.jobs, config.output_path)
         plan = renderer.plan()
         plan_jobs = plan.jobs
+        if session is not None:
+            session.jobs = {job.path: job for job in plan_jobs}
         statics = [(path, source) for path, source in static_files([config.static_path])
                    if path not in {j.path for j in plan_jobs}]
         all_jobs = plan_jobs + [PageJob(path, "static", hashlib.sha256(source.read_bytes()).hexdigest(), (str(source),))
@@ -222,7 +249,8 @@ def build(config: SiteConfig, strict: bool = False, jobs: int | None = None, cle
     report.articles = len(digest.articles)
     report.pages = len(all_jobs)
     if writer.unchanged_site(keys):
-        _remember_inputs(config, inputs, report)
+        if inputs:
+            _remember_inputs(config, inputs, report)
         report.seconds = time.perf_counter() - start
         report.written = 0
         return report
@@ -230,8 +258,15 @@ def build(config: SiteConfig, strict: bool = False, jobs: int | None = None, cle
         try:
             pending = set(writer.prepare(keys))
             to_render = [j for j in all_jobs if j.path in pending and j.kind not in AGGREGATES]
+            if preview is not None:
+                live = writer.live
+                preview.planned(lambda path: path in keys and live.get(path) == keys[path])
+            first = {path: data for path, data in first.items() if path in pending}  # else: linked from live
+            to_render = [j for j in to_render if j.path not in first]
             written_count = render_into(writer.spare, renderer, to_render, jobs, progress, live=writer.output)
             files = TreeFiles(writer.spare, writer.output)
+            for path, data in first.items():
+                written_count += files.put(path, data)
             for job in all_jobs:
                 if job.path in pending and job.kind in AGGREGATES:
                     written_count += files.put(job.path, _aggregate(writer, job, digest.articles))
@@ -259,9 +294,32 @@ def build(config: SiteConfig, strict: bool = False, jobs: int | None = None, cle
             session.fragments = current
         else:
             _save_fragments(fragments_file, current)
-    _remember_inputs(config, inputs, report)
+    if inputs:
+        _remember_inputs(config, inputs, report)
     report.seconds = time.perf_counter() - start
     return report
+
+
+def _render_open_pages(preview: Preview, renderer: Renderer, last_jobs: dict[str, PageJob],
+                       live: Path) -> dict[str, bytes]:
+    """Render the pages a browser shows, hand those that changed (and the assets) to `preview`, and
+    return the pages rendered."""
+    pages: dict[str, bytes] = {}
+    for path in sorted(preview.open_pages()):
+        job = page_job(renderer.digest, last_jobs.get(path))
+        if job is None:
+            continue
+        data = produce(renderer, job)
+        try:
+            with open(os.path.join(live, checked_path(path)), "rb") as stream:
+                if stream.read() == data:
+                    continue
+        except OSError:
+            pass
+        pages[path] = data
+    if pages:
+        preview.show({**{path: data for path, data in renderer.assets.values()}, **pages})
+    return pages
 
 
 def _update_search_index(writer: SiteWriter, keys: dict[str, str], config: SiteConfig, reindex: bool) -> None:
@@ -286,7 +344,7 @@ def _load_pickle(path: Path) -> dict:
 
 def _current_fragments(renderer: Renderer) -> dict[str, str]:
     """Return the fragments of the current articles only, so the cache does not grow without end."""
-    from generator.render import fingerprint
+    from generator.render import fragment_key
 
     layouts = {k: v for k, v in renderer.new_fragments.items() if k.startswith("layout:")}
     # No new map layout: the one in the cache (normally one) is still the current one.
@@ -294,7 +352,7 @@ def _current_fragments(renderer: Renderer) -> dict[str, str]:
     for article_id, item_key in renderer._item_keys.items():
         for kind, basis in (("_item.html", item_key), ("_entry.xml", renderer._article_keys[article_id])):
             for depth in (0, 2):
-                key = fingerprint(renderer.theme_key, kind, basis, depth)
+                key = fragment_key(renderer.theme_key, kind, basis, depth)
                 if key in renderer.fragments:
                     keep[key] = renderer.fragments[key]
     return keep

@@ -49,12 +49,26 @@ def citation_key(article: Article) -> str:
     return key if key != "anon" else f"anon{_ascii_word(article.id)}"
 
 
+# Base keys of the last call's articles, by identity: a rebuild of `digest serve` gets the same
+# Article objects for unchanged records, and needs the key of every article again.
+_BASE_KEYS: dict[int, tuple[Article, str]] = {}
+
+
 def citation_keys(articles: Iterable[Article]) -> dict[str, str]:
     """Return `article.id -> key`, unique across the articles, independent of their order.
 
     The first article (by id) with a base key keeps it; the others get `a`, `b`, ... `aa`, ... suffixes.
     """
-    bases = {a.id: citation_key(a) for a in articles}
+    global _BASE_KEYS
+    known, kept = _BASE_KEYS, {}
+    bases = {}
+    for article in articles:
+        entry = known.get(id(article))
+        if entry is None or entry[0] is not article:
+            entry = (article, citation_key(article))
+        kept[id(article)] = entry
+        bases[article.id] = entry[1]
+    _BASE_KEYS = kept
     ordered = sorted(bases, key=lambda article_id: (bases[article_id], article_id))
     keys: dict[str, str] = {}
     used: set[str] = set()

@@ -86,7 +86,9 @@ CLIENT_JS = """(() => {
   let source = null;
   const open = () => {
     if (source) return;
-    source = new EventSource("%s?since=" + encodeURIComponent(version));
+    // The page it shows: a rebuild renders open pages first and reloads them before the rest is done.
+    source = new EventSource("%s?since=" + encodeURIComponent(version) +
+                             "&page=" + encodeURIComponent(location.pathname));
     source.addEventListener("reload", () => { source.close(); location.reload(); });
   };
   const close = () => { if (source) { source.close(); source = null; } };

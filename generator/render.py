@@ -6,6 +6,7 @@ package, so a digest overrides any template by adding a file of the same name.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import operator
@@ -15,7 +16,7 @@ import traceback
 import types
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Iterable, NamedTuple
+from typing import Any, Iterable, NamedTuple, Sequence
 
 import jinja2
 import jinja2.bccache
@@ -371,7 +372,7 @@ class Renderer:
             basis = self._item_keys.get(article.id) or fingerprint(listing_fields(article))
         else:
             basis = self._article_keys.get(article.id) or fingerprint(repr(article))
-        key = fingerprint(self.theme_key, kind, basis, depth)
+        key = fragment_key(self.theme_key, kind, basis, depth)
         found = self.fragments.get(key)
         if found is None:
             found = self.render(kind, path, article=article).content.decode("utf-8").strip("\n")
@@ -515,6 +516,13 @@ def fingerprint(*parts: object) -> str:
     return digest.hexdigest()
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def fragment_key(theme_key: str, kind: str, basis: str, depth: int) -> str:
+    """Return the cache key of an article's listing or feed entry (asked for again by every build
+    of `digest serve`, for every article: kept)."""
+    return fingerprint(theme_key, kind, basis, depth)
+
+
 def listing_fields(article: Article) -> tuple:
     """Return what a listing shows of an article (see `_item.html`): its key changes only with these."""
     return (article.id, article.title, article.title_html, article.journal_abbrev, article.journal,
@@ -611,6 +619,50 @@ def _similar_keys(digest: Digest, with_score: bool) -> dict[str, tuple[str, str]
     return {a.id: found.get(a.id, (empty, empty)) for a in digest.articles}
 
 
+class _KeyMemo:
+    """Page fingerprints of the last plan, reused by the next plan in this process (`digest serve`)
+    when what they were made from is unchanged: the same theme and settings, the same articles in
+    the listing, none of whose keys changed since. A plan of 1,000 articles makes 14,000 keys; an
+    edit changes a few dozen. Entries the last plan did not use are dropped, so every entry was
+    checked against the keys of the plan just before."""
+
+    def __init__(self) -> None:
+        self.owner: tuple = ()
+        self.items: dict[str, str] = {}  # listing key by article id, in the last plan
+        self.contents: dict[str, str] = {}  # content key by article id, in the last plan
+        self.entries: dict[tuple, tuple] = {}
+        self.changed_items: set[str] = set()
+        self.changed_contents: set[str] = set()
+        self.used: dict[tuple, tuple] = {}
+
+    def start(self, owner: tuple, items: dict[str, str], contents: dict[str, str]) -> None:
+        if owner != self.owner:
+            self.entries = {}
+        self.changed_items = {i for i, key in items.items() if self.items.get(i) != key}
+        self.changed_contents = {i for i, key in contents.items() if self.contents.get(i) != key}
+        self.owner, self.items, self.contents, self.used = owner, items, contents, {}
+
+    def finish(self) -> None:
+        self.entries, self.used = self.used, {}
+
+    def get(self, name: tuple, inputs: tuple, listed: Sequence[str] = (), contents: Sequence[str] = ()) -> str | None:
+        """Return the key made for `name` from equal `inputs` last time, unless an article in
+        `listed` changed its listing key or one in `contents` its content key."""
+        entry = self.entries.get(name)
+        if (entry is None or entry[0] != inputs or not self.changed_items.isdisjoint(listed)
+                or not self.changed_contents.isdisjoint(contents)):
+            return None
+        self.used[name] = entry
+        return entry[1]
+
+    def put(self, name: tuple, inputs: tuple, key: str) -> str:
+        self.used[name] = (inputs, key)
+        return key
+
+
+_KEY_MEMO = _KeyMemo()
+
+
 class SitePlan:
     """Every job of a build, with the fingerprints that let unchanged pages be skipped."""
 
@@ -622,6 +674,15 @@ class SitePlan:
         self.article_keys = renderer._article_keys = {i: k.content for i, k in self.keys.items()}
         self.item_keys = renderer._item_keys = {i: k.listing for i, k in self.keys.items()}
         renderer._updated_dates.update((i, k.updated) for i, k in self.keys.items())
+        self.memo = memo = _KEY_MEMO
+        memo.start((self.theme_key, config, renderer.templates_show_scores), self.item_keys, self.article_keys)
+        try:
+            self._add_jobs(digest, config)
+        finally:
+            memo.finish()
+
+    def _add_jobs(self, digest: "Digest", config: SiteConfig) -> None:
+        renderer, memo = self.renderer, self.memo
         self.jobs: list[PageJob] = []
         add = self.add
         for name, (path, data) in sorted(renderer.assets.items()):
@@ -633,12 +694,15 @@ class SitePlan:
             base = urls.article_path(article.id)
             add(urls.output_file(base), "article", key, (article.id,))
             add(urls.article_markdown_path(article.id), "article_md", key, (article.id,))
-            cite_key = fingerprint(self.article_keys[article.id], renderer.citation_keys[article.id])
+            inputs = (self.article_keys[article.id], renderer.citation_keys[article.id])
+            cite_key = memo.get(("cite", article.id), inputs) or memo.put(("cite", article.id), inputs,
+                                                                           fingerprint(*inputs))
             for name in ("cite.bib", "cite.ris", "cite.json"):
                 add(base + name, name, cite_key, (article.id,))
         for taxonomy, terms in digest.taxonomies.items():
-            add(urls.output_file(urls.taxonomy_path(taxonomy)), "taxonomy",
-                fingerprint(self.theme_key, taxonomy, [(t.name, t.slug, len(t.article_ids)) for t in terms]), (taxonomy,))
+            key = memo.get(("taxonomy", taxonomy), (terms,)) or memo.put(("taxonomy", taxonomy), (terms,), fingerprint(
+                self.theme_key, taxonomy, [(t.name, t.slug, len(t.article_ids)) for t in terms]))
+            add(urls.output_file(urls.taxonomy_path(taxonomy)), "taxonomy", key, (taxonomy,))
             for index, term in enumerate(terms):
                 add(urls.output_file(urls.term_path(taxonomy, term.slug)), "term",
                     self.listing_key(taxonomy, term.name, term.article_ids), (taxonomy, index))
@@ -668,23 +732,58 @@ class SitePlan:
 
     def listing_key(self, *parts: object) -> str:
         *head, ids = parts
-        return fingerprint(self.theme_key, *head, [self.item_keys[i] for i in ids])
+        name = ("listing", *head)
+        found = self.memo.get(name, (ids,), ids)
+        if found is None:
+            found = self.memo.put(name, (ids,), fingerprint(self.theme_key, *head, [self.item_keys[i] for i in ids]))
+        return found
 
     def article_page_key(self, article: Article, similar: str) -> str:
-        backlinks = [self.item_keys[i] for i in self.renderer.digest.backlinks.get(article.id, ())]
-        return fingerprint(self.theme_key, self.article_keys[article.id], similar, backlinks,
-                           self.renderer.citation_keys[article.id])
+        linked = self.renderer.digest.backlinks.get(article.id, ())
+        inputs = (self.article_keys[article.id], similar, linked, self.renderer.citation_keys[article.id])
+        found = self.memo.get(("article", article.id), inputs, linked)
+        if found is None:
+            backlinks = [self.item_keys[i] for i in linked]
+            found = self.memo.put(("article", article.id), inputs, fingerprint(
+                self.theme_key, self.article_keys[article.id], similar, backlinks,
+                self.renderer.citation_keys[article.id]))
+        return found
 
-    def feed_key(self, title: str, ids: Iterable[str]) -> str:
+    def feed_key(self, title: str, ids: Sequence[str]) -> str:
         """Fingerprint a feed by the articles it shows."""
-        by_id = self.renderer.digest.by_id
-        newest = self.renderer.newest([by_id[i] for i in ids])
-        return fingerprint(self.theme_key, title, [self.keys[a.id].content for a in newest])
+        found = self.memo.get(("feed", title), (ids,), contents=ids)
+        if found is None:
+            by_id = self.renderer.digest.by_id
+            newest = self.renderer.newest([by_id[i] for i in ids])
+            found = self.memo.put(("feed", title), (ids,),
+                                  fingerprint(self.theme_key, title, [self.keys[a.id].content for a in newest]))
+        return found
 
     def map_inputs(self) -> str:
         digest = self.renderer.digest
         edges = sorted((a, l.target_id) for a, links in digest.similar.items() for l in links if l.target_id)
         return fingerprint(edges, [(k.listing, k.subjects) for k in self.keys.values()])
+
+
+_PAGE_KINDS = frozenset({"home", "article", "taxonomy", "term", "map", "search", "404"})
+
+
+def page_job(digest: Digest, last: PageJob | None) -> PageJob | None:
+    """Return the job that renders, from `digest`, the HTML page a job of the last plan rendered;
+    None when it is gone or not an HTML page. Its key is left blank: only the plan makes keys."""
+    if last is None or last.kind not in _PAGE_KINDS:
+        return None
+    kind, args = last.kind, last.args
+    if kind == "article":
+        return PageJob(last.path, kind, "", args) if args[0] in digest.by_id else None
+    if kind == "taxonomy":
+        return PageJob(last.path, kind, "", args) if args[0] in digest.taxonomies else None
+    if kind == "term":
+        terms = digest.taxonomies.get(args[0], ())
+        paths = (urls.output_file(urls.term_path(args[0], term.slug)) for term in terms)
+        index = next((i for i, path in enumerate(paths) if path == last.path), None)
+        return None if index is None else PageJob(last.path, kind, "", (args[0], index))
+    return PageJob(last.path, kind, "", args)
 
 
 AGGREGATES = {"digest.bib": "cite.bib", "digest.ris": "cite.ris", "digest.csl.json": "cite.json"}

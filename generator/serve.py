@@ -16,6 +16,7 @@ import gc
 import ipaddress
 import mimetypes
 import os
+import select
 import signal
 import socket
 import sys
@@ -25,7 +26,7 @@ import traceback
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Callable, TextIO
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from generator import livereload
@@ -33,6 +34,8 @@ from generator.config import CONFIG_FILE, SiteConfig, load_config
 from generator.errors import DigestError, Problem
 from generator.watch import Watcher
 
+CLOSED_CHECK_SECONDS = 1.0  # how often an idle event stream checks that its client is still there
+PRIORITY_SECONDS = 0.5  # the longest a rebuild pauses for the pages it showed early (see SiteState.show)
 WAIT_FOR_BUILD_SECONDS = 10.0  # a request during a rebuild waits for it (up to this), then shows the new pages
 TEXT = "; charset=utf-8"
 CONTENT_TYPES = {
@@ -84,8 +87,24 @@ def resolve_in_folder(folder: Path, parts: list[str]) -> str | None:
     return real if os.path.exists(real) else None
 
 
+def output_path_of(url_path: str, base_path: str) -> str | None:
+    """Return the output file a URL path names ('/repo/a/' -> 'a/index.html'), None if outside the site."""
+    if not url_path.startswith(base_path):
+        return None
+    parts = url_path[len(base_path):].split("/")
+    if any(part in (".", "..") or "\x00" in part or "\\" in part for part in parts):
+        return None
+    relative = "/".join(part for part in parts if part)
+    return f"{relative}/index.html" if relative and url_path.endswith("/") else relative or "index.html"
+
+
 class SiteState:
-    """What the server shows: the current config, the last build's problems, and the reload broker."""
+    """What the server shows: the current config, the last build's problems, and the reload broker.
+
+    During a rebuild, requests wait for it to finish, except for what the build already gave
+    (`show`, see `generator.build.Preview`): the changed pages open in a browser, rendered first, and
+    files the build leaves as they are. Open pages reload as soon as those are shown.
+    """
 
     def __init__(self, config: SiteConfig):
         self.config = config
@@ -93,24 +112,99 @@ class SiteState:
         self.broker = livereload.ReloadBroker()
         self._building = False
         self._cond = threading.Condition()
+        self._open_pages: dict[str, int] = {}  # output path -> event streams showing it
+        self._early: dict[str, bytes] | None = None  # pages shown before the build ends
+        self._is_current: Callable[[str], bool] | None = None
+        self._early_version = ""
+        self._awaited: set[str] = set()  # pages shown early whose browser has not come back yet
 
     def begin_build(self) -> None:
         with self._cond:
             self._building = True
+            self._early, self._is_current, self._early_version = None, None, ""
 
     def end_build(self, config: SiteConfig, problems: list[Problem]) -> None:
-        """Record the outcome, then tell open pages to reload (only now is the new site complete)."""
+        """Record the outcome, then tell open pages to reload (only now is the new site complete),
+        unless they already did, to this build's pages."""
         with self._cond:
+            reloaded = self._early is not None and not problems and config == self.config
             self.config = config
             self.problems = problems
             self._building = False
+            self._early, self._is_current = None, None
             self._cond.notify_all()
-        self.broker.publish()
+        if not reloaded:
+            self.broker.publish()
 
     def wait_until_built(self, timeout: float = WAIT_FOR_BUILD_SECONDS) -> None:
         """Block while a build is running, so a page asked for mid-build shows that build's result."""
         with self._cond:
             self._cond.wait_for(lambda: not self._building, timeout)
+
+    # The preview protocol of generator.build ---------------------------------------------------
+
+    def open_pages(self) -> set[str]:
+        with self._cond:
+            return set(self._open_pages)
+
+    def show(self, files: dict[str, bytes]) -> None:
+        """Serve these files (the changed open pages, the theme's assets) from now on; reload open pages."""
+        with self._cond:
+            self._early = files
+            self._early_version = self.broker.publish()
+            # The rest of the build waits until a reloaded page is back (its event stream reconnects
+            # once the page has run its scripts), so that it does not compete with it for the
+            # processor; at most PRIORITY_SECONDS, and not while a request needs the rest.
+            self._awaited = set(files)
+            self._cond.wait_for(lambda: not self._awaited, PRIORITY_SECONDS)
+            self._awaited = set()
+
+    def planned(self, is_current: Callable[[str], bool]) -> None:
+        """Serve at once, from the live site, every file that `is_current` (this build leaves it as it is)."""
+        with self._cond:
+            self._is_current = is_current
+            self._cond.notify_all()
+
+    def early(self, url_path: str) -> tuple[bytes | None, str] | None:
+        """During a build, return (bytes, version) for a file shown early, (None, version) for a file
+        to serve from the live site at once, None when the request must wait for the build."""
+        with self._cond:
+            if not self._building or self._early is None:
+                return None
+            path = output_path_of(url_path, self.config.base_path)
+            if path is None:
+                return None
+            if path in self._early:
+                return self._early[path], self._early_version
+            if self._is_current is None:
+                self._awaited = set()  # this request needs the plan: stop pausing the build
+                self._cond.notify_all()
+                self._cond.wait_for(lambda: self._is_current is not None or not self._building,
+                                    WAIT_FOR_BUILD_SECONDS)
+            if self._building and self._is_current is not None and self._is_current(path):
+                return None, self._early_version
+            return None
+
+    def stream_opened(self, url_path: str) -> str | None:
+        """Note that a page's event stream is open; return its output path (to pass to `stream_closed`)."""
+        with self._cond:
+            path = output_path_of(url_path, self.config.base_path)
+            if path is not None:
+                self._open_pages[path] = self._open_pages.get(path, 0) + 1
+                if path in self._awaited:
+                    self._awaited = set()
+                    self._cond.notify_all()
+            return path
+
+    def stream_closed(self, path: str | None) -> None:
+        if path is None:
+            return
+        with self._cond:
+            left = self._open_pages.get(path, 0) - 1
+            if left > 0:
+                self._open_pages[path] = left
+            else:
+                self._open_pages.pop(path, None)
 
 
 class DigestRequestHandler(BaseHTTPRequestHandler):
@@ -143,7 +237,8 @@ class DigestRequestHandler(BaseHTTPRequestHandler):
             target = urlsplit(target).path or "/"
         raw_path, _, query = target.split("#", 1)[0].partition("?")
         if raw_path == livereload.EVENTS_PATH:
-            self._send_events(parse_qs(query).get("since", [""])[0], head)
+            fields = parse_qs(query)
+            self._send_events(fields.get("since", [""])[0], fields.get("page", [""])[0], head)
             return
         if raw_path == livereload.SCRIPT_PATH:
             self._send_bytes(HTTPStatus.OK, CONTENT_TYPES[".js"], livereload.CLIENT_JS.encode("utf-8"), head)
@@ -152,11 +247,19 @@ class DigestRequestHandler(BaseHTTPRequestHandler):
             self._send_bytes(HTTPStatus.OK, CONTENT_TYPES[".css"], livereload.OVERLAY_CSS.encode("utf-8"), head)
             return
         state = self.server.state
-        state.wait_until_built()
-        config, problems = state.config, state.problems
-        version = state.broker.version  # before reading the page: a newer build then reloads it again
-        base = config.base_path
         path = unquote(raw_path, errors="replace")
+        early = state.early(path)
+        if early is not None and early[0] is not None:
+            kind = content_type(path if not path.endswith("/") else path + "index.html")
+            body = self._page(early[0], state.config, [], early[1]) if kind.startswith("text/html") else early[0]
+            self._send_bytes(HTTPStatus.OK, kind, body, head)
+            return
+        if early is None:
+            state.wait_until_built()
+        config, problems = state.config, state.problems
+        # Before reading the page: a newer build then reloads it again.
+        version = early[1] if early is not None else state.broker.version
+        base = config.base_path
         if "\x00" in path or "\\" in path or not path.startswith("/"):
             self._send_not_found(config, problems, version, head)
             return
@@ -243,8 +346,15 @@ class DigestRequestHandler(BaseHTTPRequestHandler):
         if not head:
             self.wfile.write(body)
 
-    def _send_events(self, since: str, head: bool) -> None:
+    def _send_events(self, since: str, page: str, head: bool) -> None:
         """Stream `reload` events until the client leaves or the server stops."""
+        opened = self.server.state.stream_opened(page) if page and not head else None
+        try:
+            self._stream_events(since, head)
+        finally:
+            self.server.state.stream_closed(opened)
+
+    def _stream_events(self, since: str, head: bool) -> None:
         self.close_connection = True  # the stream ends when the connection does
         self.send_response(HTTPStatus.OK)
         self.send_header("Content-Type", "text/event-stream" + TEXT)
@@ -256,16 +366,33 @@ class DigestRequestHandler(BaseHTTPRequestHandler):
         broker = self.server.state.broker
         self.wfile.write(b"retry: 500\n\n")  # reconnect quickly when the server restarts
         self.wfile.flush()
+        quiet_since = time.monotonic()
         while not broker.closed:
-            version = broker.wait_for_change(since, livereload.KEEPALIVE_SECONDS)
-            if broker.closed:
+            version = broker.wait_for_change(since, CLOSED_CHECK_SECONDS)
+            if broker.closed or self._client_left():
                 return
             if version is None:
+                if time.monotonic() - quiet_since < livereload.KEEPALIVE_SECONDS:
+                    continue
                 self.wfile.write(b": keep-alive\n\n")
+                quiet_since = time.monotonic()
             else:
                 self.wfile.write(livereload.event_message("reload", version))
                 since = version
             self.wfile.flush()
+
+
+    def _client_left(self) -> bool:
+        """Return True once the client closed the stream (its socket reads as end of file).
+
+        Noticed within CLOSED_CHECK_SECONDS instead of at the next keep-alive write, so a tab that
+        was closed or left soon stops counting as an open page (see SiteState.open_pages).
+        """
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+        except (OSError, ValueError):
+            return True
 
 
 class DigestHTTPServer(ThreadingHTTPServer):
@@ -415,12 +542,13 @@ class DevServer:
         report = None
         try:
             config = load_config(self.root, self.overrides)
+            preview = self.state if self.session is not None and self.session.config == config else None
             if self.session is None or self.session.config != config:
                 from generator.build import BuildSession
 
                 self.session = BuildSession(config=config)  # a new digest.yaml starts afresh
             # Index for search on the first build only: a save should not wait for Pagefind.
-            report = _default_build(config, index_search=self.builds == 0, session=self.session)
+            report = _default_build(config, index_search=self.builds == 0, session=self.session, preview=preview)
         except DigestError as exc:
             problems = list(exc.problems) or [Problem(CONFIG_FILE, str(exc))]
         except Exception as exc:  # a bug: say so, keep serving
@@ -459,11 +587,11 @@ class DevServer:
             return str(path)
 
 
-def _default_build(config: SiteConfig, index_search: bool = True, session: Any = None) -> Any:
+def _default_build(config: SiteConfig, index_search: bool = True, session: Any = None, preview: Any = None) -> Any:
     """Build the site (imported late: `digest serve --help` should not load the whole pipeline)."""
     from generator.build import build
 
-    return build(config, index_search=index_search, session=session)
+    return build(config, index_search=index_search, session=session, preview=preview)
 
 
 _fork_hook_installed = False

@@ -33,7 +33,7 @@ from watchdog.events import (
 from watchdog.observers.api import BaseObserver, ObservedWatch
 from watchdog.observers.polling import PollingObserver
 
-DEBOUNCE_SECONDS = 0.075
+DEBOUNCE_SECONDS = 0.05
 POLL_SECONDS = 0.25
 # Only events that mean "the bytes changed". Reading a file during the build fires open,
 # close-no-write and (with relatime) attribute events: reacting to those would loop forever.

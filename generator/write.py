@@ -36,11 +36,20 @@ class WriteReport:
 def checked_path(path: str) -> str:
     """Return `path` when it is a plain relative POSIX path inside the tree; else refuse it.
 
-    Runs for every file of every build, so it works on the string (no pathlib objects)."""
+    Runs for every file of every build, so it works on the string (no pathlib objects) and
+    remembers the paths it passed."""
+    if path in _CHECKED:
+        return path
     if not path or path[0] == "/" or "\\" in path or "\x00" in path or \
             any(part in ("", ".", "..") for part in path.split("/")):
         raise DigestError(Problem(path, "refusing to write outside the output folder"))
+    if len(_CHECKED) > 1 << 20:
+        _CHECKED.clear()
+    _CHECKED.add(path)
     return path
+
+
+_CHECKED: set[str] = set()
 
 
 def write_file(target: str, data: bytes) -> None:
