@@ -75,6 +75,25 @@ def test_incremental_builds_equal_clean_builds_after_edits_additions_and_removal
     assert read_tree(example_copy / "site") == read_tree_of_clean_build(example_copy)
 
 
+class OpenPages:
+    """A stand-in for `digest serve`: these pages are open in a browser (see `build.Preview`)."""
+
+    def __init__(self, pages: set[str]):
+        self.pages = pages
+        self.shown: dict[str, bytes] = {}
+        self.current = None
+        self.showings = 0
+
+    def open_pages(self) -> set[str]:
+        return self.pages
+
+    def show(self, pages: dict[str, bytes]) -> None:
+        self.shown, self.showings = pages, self.showings + 1
+
+    def planned(self, is_current) -> None:
+        self.current = is_current
+
+
 def test_builds_in_one_session_equal_clean_builds(example_copy):
     """`digest serve` keeps records, articles, similarity and fragments in memory between builds."""
     from generator.build import BuildSession
@@ -93,11 +112,23 @@ def test_builds_in_one_session_equal_clean_builds(example_copy):
         lambda: (example_copy / "content/oncology/29226797.xml").unlink(),
         lambda: record.write_text(record.read_text().replace("refractory lupus", "refractory systemic lupus")),
     ]
+    preview = OpenPages({"articles/36109639/index.html", "index.html", "articles/29226797/index.html",
+                         "topics/lupus-erythematosus-systemic/index.html", "map/index.html", "feed.xml"})
     for step in steps:
         step()
-        report = build(config, session=session)
+        report = build(config, session=session, preview=preview)
         assert report.written > 0
-        assert read_tree(example_copy / "site") == read_tree_of_clean_build(example_copy)
+        site = read_tree(example_copy / "site")
+        assert site == read_tree_of_clean_build(example_copy)
+        # The pages shown before the rest was built are the pages built.
+        assert all(site[path] == data for path, data in preview.shown.items())
+        assert preview.current is not None and preview.current("robots.txt")
+        shown_pages = {path for path in preview.shown if not path.startswith("assets/")}
+        assert shown_pages <= preview.pages - {"feed.xml"}
+        if step in (steps[0], steps[1], steps[4]):  # another record's notes; this record's title, twice
+            assert ("articles/36109639/index.html" in shown_pages) == (step is not steps[0])
+        preview.shown, preview.current = {}, None
+    assert preview.showings >= 4  # steps that changed an open page (the lupus record's, the listings)
     # A broken record fails the build and leaves the site; fixing it recovers in the same session.
     before = read_tree(example_copy / "site")
     good = record.read_text()

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-import generator.link as link_module
 import generator.load as load_module
 from generator.config import load_config
 from generator.errors import DigestError

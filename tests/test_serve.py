@@ -19,7 +19,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from generator import livereload
+from generator import livereload, serve
 from generator.serve import DevServer, content_type, is_loopback, resolve_in_folder
 from generator.watch import Debouncer, Watcher
 from tests.conftest import REPO
@@ -260,12 +260,12 @@ def test_serves_under_the_base_url_sub_path(make_digest, start_server):
 
 # --- rebuilds and reload events ----------------------------------------------------------------
 
-def read_events(port: int, since: str, found: list[str], stop: threading.Event) -> None:
+def read_events(port: int, since: str, found: list[str], stop: threading.Event, page: str = "") -> None:
     """Collect `reload` event data from the stream until `stop` is set or the stream ends."""
     # Longer than the server's keep-alive interval: a quiet stream is not a dead one.
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=livereload.KEEPALIVE_SECONDS + 5)
     try:
-        conn.request("GET", f"{livereload.EVENTS_PATH}?since={since}")
+        conn.request("GET", f"{livereload.EVENTS_PATH}?since={since}" + (f"&page={page}" if page else ""))
         response = conn.getresponse()
         assert response.getheader("Content-Type") == "text/event-stream; charset=utf-8"
         while not stop.is_set():
@@ -296,6 +296,62 @@ def test_burst_of_five_writes_gives_one_rebuild_and_one_reload(make_digest, star
     stop.set()
     assert server.builds == 2 and len(events) == 1
     assert b"Edit 4" in Client(server).get("/articles/111/")[2]
+
+
+def test_the_open_page_is_shown_and_reloaded_before_the_rest_of_the_site_is_built(make_digest, start_server,
+                                                                                  monkeypatch):
+    import generator.build
+
+    root = make_digest(files={"content/b.yaml": RECORD.format(title="Other article").replace("111", "222")})
+    server = start_server(root)
+    client = Client(server)
+    release = threading.Event()
+    real_render_into = generator.build.render_into
+
+    def slow_render_into(*args, **kwargs):  # the rest of the site takes long to render
+        release.wait(10)
+        return real_render_into(*args, **kwargs)
+
+    monkeypatch.setattr(generator.build, "render_into", slow_render_into)
+    events: list[str] = []
+    stop = threading.Event()
+    threading.Thread(target=read_events, args=(client.port, server.state.broker.version, events, stop,
+                                               "/articles/111/"), daemon=True).start()
+    assert wait_for(lambda: server.state.open_pages() == {"articles/111/index.html"})
+    (root / "content/a.yaml").write_text(RECORD.format(title="Second title"), encoding="utf-8")
+    try:
+        assert wait_for(lambda: len(events) == 1)  # reloaded while the build is still rendering the rest
+        assert server.builds == 1
+        status, _, body = client.get("/articles/111/")
+        assert status == 200 and b"Second title" in body and livereload.SCRIPT_PATH.encode() in body
+        style = re.search(rb'href="../../(assets/style[^"]+\.css)"', body).group(1).decode()
+        status, headers, css = client.get(f"/{style}")  # the theme's assets do not wait either
+        assert status == 200 and headers["content-type"].startswith("text/css") and css
+        home: list[bytes] = []  # a page the edit changed but no browser showed waits for the build
+        waiting = threading.Thread(target=lambda: home.append(client.get("/")[2]), daemon=True)
+        waiting.start()
+        time.sleep(0.3)
+        assert not home and server.builds == 1
+    finally:
+        release.set()
+    waiting.join(10)
+    assert home and b"Second title" in home[0]
+    assert wait_for(lambda: server.builds == 2)
+    time.sleep(0.3)
+    stop.set()
+    assert len(events) == 1  # the pages that reloaded early are not reloaded a second time
+    site = server.state.config.output_path
+    assert b"Second title" in (site / "articles/111/index.html").read_bytes()
+
+
+def test_output_path_of_a_url():
+    assert serve.output_path_of("/", "/") == "index.html"
+    assert serve.output_path_of("/articles/1/", "/") == "articles/1/index.html"
+    assert serve.output_path_of("/repo/articles/1/", "/repo/") == "articles/1/index.html"
+    assert serve.output_path_of("/repo/", "/repo/") == "index.html"
+    assert serve.output_path_of("/assets/a.css", "/") == "assets/a.css"
+    assert serve.output_path_of("/other/", "/repo/") is None
+    assert serve.output_path_of("/articles/../../x", "/") is None
 
 
 def test_debouncer_batches_a_burst():
