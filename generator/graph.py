@@ -42,14 +42,25 @@ class DigestMap:
 
 def primary_topics(digest: Digest) -> dict[str, str]:
     """Return each article's main topic: its major MeSH descriptor most common in the digest."""
+    global _CANDIDATES
+    known, kept = _CANDIDATES, {}
     counts: Counter[str] = Counter()
+    listed = []
     for article in digest.articles:
-        counts.update({m.descriptor for m in article.mesh_terms if m.is_major_topic} or set(article.keywords[:1]))
-    topics = {}
-    for article in digest.articles:
-        candidates = [m.descriptor for m in article.mesh_terms if m.is_major_topic] or list(article.keywords[:1])
-        topics[article.id] = min(candidates, key=lambda t: (-counts[t], t)) if candidates else ""
-    return topics
+        memo = known.get(id(article))
+        if memo is None or memo[0] is not article:
+            candidates = [m.descriptor for m in article.mesh_terms if m.is_major_topic] or list(article.keywords[:1])
+            memo = (article, candidates, set(candidates))
+        kept[id(article)] = memo
+        counts.update(memo[2])
+        listed.append((article.id, memo[1]))
+    _CANDIDATES = kept
+    return {article_id: min(candidates, key=lambda t: (-counts[t], t)) if candidates else ""
+            for article_id, candidates in listed}
+
+
+# Each article's candidate topics, by identity: `digest serve` rebuilds keep unchanged articles.
+_CANDIDATES: dict[int, tuple] = {}
 
 
 def _seeded_positions(ids: list[str]) -> np.ndarray:

@@ -877,34 +877,54 @@ def render_article_page(renderer: Renderer, article: Article, markdown: bool) ->
 
 
 def digest_json(digest: Digest, config: SiteConfig) -> str:
-    """Return the digest as data: each article with its similar articles (issue 4's export format)."""
+    """Return the digest as data: each article with its similar articles (issue 4's export format).
+
+    Each article's entry is the JSON text `json.dumps` would write for it, kept while the article
+    and its similar list are the same objects (a rebuild of `digest serve` changes a few).
+    """
+    global _DIGEST_ENTRIES
 
     def page_url(article_id: str) -> str:
         path = urls.article_path(article_id)
         return urls.absolute_url(config.base_url, path) if config.base_url else path
 
-    articles = []
+    known, kept, entries = _DIGEST_ENTRIES, {}, []
     for article in digest.articles:
-        articles.append({
-            "id": article.id,
-            "pmid": article.pmid or None,
-            "doi": article.doi or None,
-            "title": article.title,
-            "url": page_url(article.id),
-            "similar": [
-                {
-                    "id": link.target_id,
-                    "pmid": link.pmid or None,
-                    "doi": link.doi or None,
-                    "title": link.title,
-                    "url": page_url(link.target_id) if link.target_id else None,
-                    "score": link.score,
-                    "source": link.source,
-                }
-                for link in digest.similar.get(article.id, ())
-            ],
-        })
+        links = digest.similar.get(article.id, ())
+        memo = known.get(article.id)
+        if memo is None or memo[0] is not article or memo[1] is not links or memo[2] != config.base_url:
+            memo = (article, links, config.base_url, _digest_entry(article, links, page_url))
+        kept[article.id] = memo
+        entries.append(memo[3])
+    _DIGEST_ENTRIES = kept
+    # The same text as json.dumps({"articles": [...]}, ...) of the whole: one key, entries joined by ",".
+    return '{"articles":[' + ",".join(entries) + "]}\n"
+
+
+_DIGEST_ENTRIES: dict[str, tuple[Any, Any, str, str]] = {}  # id -> (article, similar list, base URL, JSON)
+
+
+def _digest_entry(article: Article, links: Sequence[Any], page_url: Any) -> str:
+    entry = {
+        "id": article.id,
+        "pmid": article.pmid or None,
+        "doi": article.doi or None,
+        "title": article.title,
+        "url": page_url(article.id),
+        "similar": [
+            {
+                "id": link.target_id,
+                "pmid": link.pmid or None,
+                "doi": link.doi or None,
+                "title": link.title,
+                "url": page_url(link.target_id) if link.target_id else None,
+                "score": link.score,
+                "source": link.source,
+            }
+            for link in links
+        ],
+    }
     # Compact separators keep json on its C encoder: several times faster than an indented dump.
-    return json.dumps({"articles": articles}, ensure_ascii=False, separators=(",", ":"), sort_keys=True) + "\n"
+    return json.dumps(entry, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
 
 

@@ -567,6 +567,12 @@ class DevServer:
             self._print_report(report)
         self.builds += 1
         self.state.end_build(config, problems)
+        if self.builds == 1 and not problems:
+            # What the first build keeps (articles, caches) lives as long as the server: left out of
+            # the collector's full passes, which would otherwise scan it during every rebuild
+            # (about 0.5 s at 10,000 articles).
+            gc.collect()
+            gc.freeze()
         return not problems
 
     def _print_report(self, report: Any) -> None:
