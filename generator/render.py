@@ -687,41 +687,53 @@ class SitePlan:
         add = self.add
         for name, (path, data) in sorted(renderer.assets.items()):
             add(path, "asset", fingerprint(path, hashlib.sha256(data).hexdigest()), (name,))
-        add(urls.output_file(urls.HOME), "home", self.listing_key("home", [a.id for a in digest.articles]))
+        home = [a.id for a in digest.articles]
+        add(urls.output_file(urls.HOME), "home", memo.get(("home",), (home,), home) or memo.put(
+            ("home",), (home,), self.listing_key("home", home)))
         similar_keys = _similar_keys(digest, renderer.templates_show_scores)
+        jobs, backlinks = self.jobs, digest.backlinks
+        # An article's five jobs, and a term's page and feed, are reused as they are while what
+        # their keys are made from is unchanged (see _KeyMemo): most of a rebuild's plan.
         for article in digest.articles:
-            key = self.article_page_key(article, similar_keys[article.id][1])
-            base = urls.article_path(article.id)
-            add(urls.output_file(base), "article", key, (article.id,))
-            add(urls.article_markdown_path(article.id), "article_md", key, (article.id,))
-            inputs = (self.article_keys[article.id], renderer.citation_keys[article.id])
-            cite_key = memo.get(("cite", article.id), inputs) or memo.put(("cite", article.id), inputs,
-                                                                           fingerprint(*inputs))
-            for name in ("cite.bib", "cite.ris", "cite.json"):
-                add(base + name, name, cite_key, (article.id,))
+            article_id = article.id
+            linked = backlinks.get(article_id, ())
+            inputs = (self.article_keys[article_id], similar_keys[article_id][1], linked,
+                      renderer.citation_keys[article_id])
+            found = memo.get(("article", article_id), inputs, linked)
+            jobs.extend(found or memo.put(("article", article_id), inputs, self._article_jobs(article_id, inputs)))
         for taxonomy, terms in digest.taxonomies.items():
             key = memo.get(("taxonomy", taxonomy), (terms,)) or memo.put(("taxonomy", taxonomy), (terms,), fingerprint(
                 self.theme_key, taxonomy, [(t.name, t.slug, len(t.article_ids)) for t in terms]))
             add(urls.output_file(urls.taxonomy_path(taxonomy)), "taxonomy", key, (taxonomy,))
+            feeds = taxonomy == "topics"
             for index, term in enumerate(terms):
-                add(urls.output_file(urls.term_path(taxonomy, term.slug)), "term",
-                    self.listing_key(taxonomy, term.name, term.article_ids), (taxonomy, index))
-                if taxonomy == "topics":
-                    add(urls.term_path(taxonomy, term.slug) + "feed.xml", "topic_feed",
-                        self.feed_key(term.name, term.article_ids), (index,))
+                ids = term.article_ids
+                inputs = (index, term.name, ids)
+                found = memo.get(("term", taxonomy, term.slug), inputs, ids, ids if feeds else ())
+                jobs.extend(found or memo.put(("term", taxonomy, term.slug), inputs,
+                                              self._term_jobs(taxonomy, index, term, feeds)))
         add(urls.output_file(urls.MAP), "map", fingerprint(self.theme_key, self.map_inputs()))
         if config.search:
             add(urls.output_file(urls.SEARCH), "search", self.theme_key)
         add(urls.NOT_FOUND, "404", self.theme_key)
-        add(urls.FEED, "feed", self.feed_key("", [a.id for a in digest.articles]))
-        all_keys = fingerprint(sorted(self.article_keys.items()), sorted(renderer.citation_keys.items()))
-        add(urls.DIGEST_JSON, "digest_json", fingerprint(self.theme_key, all_keys,
-                                                         sorted((i, k[0]) for i, k in similar_keys.items())))
+        add(urls.FEED, "feed", memo.get(("feed",), (home,), contents=home) or memo.put(
+            ("feed",), (home,), self.feed_key("", home)))
+        every_id = list(self.article_keys)
+        inputs = (renderer.citation_keys, similar_keys)
+        found = memo.get(("exports",), inputs, contents=every_id)
+        if found is None:
+            all_keys = fingerprint(sorted(self.article_keys.items()), sorted(renderer.citation_keys.items()))
+            found = memo.put(("exports",), inputs, (
+                fingerprint(self.theme_key, all_keys, sorted((i, k[0]) for i, k in similar_keys.items())),
+                fingerprint(self.theme_key, all_keys)))
+        add(urls.DIGEST_JSON, "digest_json", found[0])
         for name in ("digest.bib", "digest.ris", "digest.csl.json"):
-            add(name, name, fingerprint(self.theme_key, all_keys))
-        html_paths = sorted(j.path for j in self.jobs if j.path.endswith("index.html"))
+            add(name, name, found[1])
         if config.base_url:
-            add(urls.SITEMAP, "sitemap", fingerprint(self.theme_key, html_paths))
+            html_paths = [j.path for j in self.jobs if j.path.endswith("index.html")]
+            key = memo.get(("sitemap",), (html_paths,)) or memo.put(
+                ("sitemap",), (html_paths,), fingerprint(self.theme_key, sorted(html_paths)))
+            add(urls.SITEMAP, "sitemap", key)
         add("robots.txt", "robots", self.theme_key)
         if config.cname:
             add("CNAME", "cname", fingerprint(config.cname))
@@ -732,32 +744,33 @@ class SitePlan:
 
     def listing_key(self, *parts: object) -> str:
         *head, ids = parts
-        name = ("listing", *head)
-        found = self.memo.get(name, (ids,), ids)
-        if found is None:
-            found = self.memo.put(name, (ids,), fingerprint(self.theme_key, *head, [self.item_keys[i] for i in ids]))
-        return found
+        return fingerprint(self.theme_key, *head, [self.item_keys[i] for i in ids])
 
-    def article_page_key(self, article: Article, similar: str) -> str:
-        linked = self.renderer.digest.backlinks.get(article.id, ())
-        inputs = (self.article_keys[article.id], similar, linked, self.renderer.citation_keys[article.id])
-        found = self.memo.get(("article", article.id), inputs, linked)
-        if found is None:
-            backlinks = [self.item_keys[i] for i in linked]
-            found = self.memo.put(("article", article.id), inputs, fingerprint(
-                self.theme_key, self.article_keys[article.id], similar, backlinks,
-                self.renderer.citation_keys[article.id]))
-        return found
+    def _article_jobs(self, article_id: str, inputs: tuple) -> tuple[PageJob, ...]:
+        """Return an article's page, Markdown page and citation files; `inputs` are its content key,
+        similar list key, backlinks and citation key."""
+        content, similar, linked, citation = inputs
+        key = fingerprint(self.theme_key, content, similar, [self.item_keys[i] for i in linked], citation)
+        cite_key = fingerprint(content, citation)
+        base, args = urls.article_path(article_id), (article_id,)
+        return (PageJob(urls.output_file(base), "article", key, args),
+                PageJob(urls.article_markdown_path(article_id), "article_md", key, args),
+                *(PageJob(base + name, name, cite_key, args) for name in ("cite.bib", "cite.ris", "cite.json")))
+
+    def _term_jobs(self, taxonomy: str, index: int, term: Any, feed: bool) -> tuple[PageJob, ...]:
+        """Return a term's page and, for a topic, its feed."""
+        path = urls.term_path(taxonomy, term.slug)
+        page = PageJob(urls.output_file(path), "term", self.listing_key(taxonomy, term.name, term.article_ids),
+                       (taxonomy, index))
+        if not feed:
+            return (page,)
+        return page, PageJob(path + "feed.xml", "topic_feed", self.feed_key(term.name, term.article_ids), (index,))
 
     def feed_key(self, title: str, ids: Sequence[str]) -> str:
         """Fingerprint a feed by the articles it shows."""
-        found = self.memo.get(("feed", title), (ids,), contents=ids)
-        if found is None:
-            by_id = self.renderer.digest.by_id
-            newest = self.renderer.newest([by_id[i] for i in ids])
-            found = self.memo.put(("feed", title), (ids,),
-                                  fingerprint(self.theme_key, title, [self.keys[a.id].content for a in newest]))
-        return found
+        by_id = self.renderer.digest.by_id
+        newest = self.renderer.newest([by_id[i] for i in ids])
+        return fingerprint(self.theme_key, title, [self.keys[a.id].content for a in newest])
 
     def map_inputs(self) -> str:
         digest = self.renderer.digest
