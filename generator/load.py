@@ -359,10 +359,24 @@ def _collector_paused() -> Iterator[None]:
         yield
     finally:
         if was_enabled:
-            if gc.get_freeze_count() == 0:  # never unfreeze what someone else froze
+            # Never unfreeze what someone else froze (`freeze_for_good`). Asked through a flag:
+            # gc.get_freeze_count() walks every frozen object (15 ms at 1,000 articles).
+            if not _frozen_for_good:
                 gc.freeze()
                 gc.unfreeze()
             gc.enable()
+
+
+_frozen_for_good = False
+
+
+def freeze_for_good() -> None:
+    """Move every object alive now out of the collector's reach for the rest of the process
+    (`gc.freeze`), e.g. what a long-running server keeps; loading then leaves it frozen."""
+    global _frozen_for_good
+    gc.collect()
+    gc.freeze()
+    _frozen_for_good = True
 
 
 class LoadState:
