@@ -2,7 +2,8 @@
 
 One editor save fires several events within a few milliseconds (write, close, rename of a
 backup...), so events are collected and handed over only after `delay` seconds of quiet
-(MkDocs `livereload`, debounce ~100 ms). The callback runs on the watcher's own thread, one
+(MkDocs `livereload`, debounce ~100 ms), or a shorter `SETTLED_SECONDS` when the last event ends a
+save (a close after writing, a rename into place). The callback runs on the watcher's own thread, one
 batch at a time: events that arrive during a rebuild form the next batch, never a parallel one.
 
 The output folder is never watched: the build swaps it in by renaming, and watching it would
@@ -34,6 +35,9 @@ from watchdog.observers.api import BaseObserver, ObservedWatch
 from watchdog.observers.polling import PollingObserver
 
 DEBOUNCE_SECONDS = 0.05
+# After an event that ends a save (a file closed after writing, or renamed into place, as editors
+# do last), a shorter quiet period is enough to collect the rest of the burst.
+SETTLED_SECONDS = 0.025
 POLL_SECONDS = 0.25
 # Only events that mean "the bytes changed". Reading a file during the build fires open,
 # close-no-write and (with relatime) attribute events: reacting to those would loop forever.
@@ -57,6 +61,7 @@ class Debouncer:
         self._delay = delay
         self._pending: set[Path] = set()
         self._last = 0.0
+        self._quiet = delay
         self._stopped = False
         self._cond = threading.Condition()
         self._thread = threading.Thread(target=self._run, name="digest-rebuild", daemon=True)
@@ -64,11 +69,13 @@ class Debouncer:
     def start(self) -> None:
         self._thread.start()
 
-    def add(self, paths: Iterable[Path]) -> None:
-        """Record changed paths and restart the quiet period."""
+    def add(self, paths: Iterable[Path], settled: bool = False) -> None:
+        """Record changed paths and restart the quiet period (the shorter one when the event ended
+        a save: `settled`)."""
         with self._cond:
             self._pending.update(paths)
             self._last = time.monotonic()
+            self._quiet = min(self._delay, SETTLED_SECONDS) if settled else self._delay
             self._cond.notify()
 
     def stop(self, timeout: float = 0.2) -> None:
@@ -85,7 +92,7 @@ class Debouncer:
                 while not self._pending and not self._stopped:
                     self._cond.wait()
                 while not self._stopped:
-                    remaining = self._last + self._delay - time.monotonic()
+                    remaining = self._last + self._quiet - time.monotonic()
                     if remaining <= 0:
                         break
                     self._cond.wait(remaining)
@@ -104,7 +111,8 @@ class _Handler(FileSystemEventHandler):
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         paths = [event.src_path, getattr(event, "dest_path", "")]
-        self._watcher.notice([Path(os.fsdecode(p)) for p in paths if p])
+        settled = isinstance(event, (FileClosedEvent, FileMovedEvent))
+        self._watcher.notice([Path(os.fsdecode(p)) for p in paths if p], settled)
 
 
 class Watcher:
@@ -211,7 +219,7 @@ class Watcher:
                     return not any(is_editor_noise(Path(part)) for part in path.relative_to(folder).parts)
             return False
 
-    def notice(self, paths: Iterable[Path]) -> None:
+    def notice(self, paths: Iterable[Path], settled: bool = False) -> None:
         """Take raw event paths from the observer; queue the relevant ones for the next rebuild."""
         relevant = [p for p in paths if self.is_relevant(p)]
         if not relevant:
@@ -219,7 +227,7 @@ class Watcher:
         with self._lock:
             if any(p in self._dirs for p in relevant):  # a watched folder appeared or vanished
                 self._reschedule()
-        self._debouncer.add(relevant)
+        self._debouncer.add(relevant, settled)
 
 
 def _inode(path: Path) -> int:

@@ -368,6 +368,28 @@ def test_debouncer_batches_a_burst():
     assert batches == [{Path("/x/0"), Path("/x/1")}, {Path("/x/2")}]
 
 
+def test_an_event_that_ends_a_save_shortens_the_quiet_period(monkeypatch):
+    import generator.watch
+
+    monkeypatch.setattr(generator.watch, "SETTLED_SECONDS", 0.1)
+    fired: list[float] = []
+    debouncer = Debouncer(lambda batch: fired.append(time.monotonic()), delay=1.0)
+    debouncer.start()
+    try:
+        started = time.monotonic()
+        debouncer.add([Path("/x/a")])  # a write: the full quiet period
+        debouncer.add([Path("/x/a")], settled=True)  # then the file is closed: the save is over
+        assert wait_for(lambda: fired, timeout=2)
+        assert fired[0] - started < 0.9
+        started = time.monotonic()
+        debouncer.add([Path("/x/a")], settled=True)
+        debouncer.add([Path("/x/b")])  # more writes after a close: the full period again
+        assert wait_for(lambda: len(fired) == 2, timeout=3)
+        assert fired[1] - started >= 1.0
+    finally:
+        debouncer.stop()
+
+
 def test_output_folder_and_editor_noise_are_ignored(make_digest, start_server):
     root = make_digest()
     server = start_server(root)
