@@ -178,9 +178,9 @@ def main() -> int:
         print(f"  {stage:<8} median {statistics.median(values) * 1000:7.0f} ms")
     print(f"baseline (one-record edit, build alone, no server): {build_seconds * 1000:.0f} ms; "
           f"reload / build = {median / (build_seconds * 1000):.2f}")
-    from generator.watch import DEBOUNCE_SECONDS
+    from generator.watch import DEBOUNCE_SECONDS, SETTLED_SECONDS
 
-    print(f"reload median - rebuild median: {median - rebuild_median:.0f} ms (debounce {DEBOUNCE_SECONDS * 1000:.0f} ms"
+    print(f"reload median - rebuild median: {median - rebuild_median:.0f} ms (debounce {SETTLED_SECONDS * 1000:.0f}-{DEBOUNCE_SECONDS * 1000:.0f} ms"
           " + event + page load; negative: the open page is rendered and reloaded first, the rest follows)")
     return 0
 
