@@ -620,11 +620,12 @@ def _similar_keys(digest: Digest, with_score: bool) -> dict[str, tuple[str, str]
 
 
 class _KeyMemo:
-    """Page fingerprints of the last plan, reused by the next plan in this process (`digest serve`)
-    when what they were made from is unchanged: the same theme and settings, the same articles in
-    the listing, none of whose keys changed since. A plan of 1,000 articles makes 14,000 keys; an
-    edit changes a few dozen. Entries the last plan did not use are dropped, so every entry was
-    checked against the keys of the plan just before."""
+    """Jobs and fingerprints of the last plan, reused by the next plan in this process (`digest
+    serve`) when what they were made from is unchanged: the same theme and settings, the same
+    articles in the listing, none of whose keys changed since. A plan of 1,000 articles makes
+    14,000 keys; an edit changes a few dozen. Entries the last plan did not use are dropped, so
+    every entry was checked against the keys of the plan just before. (Kept in memory only:
+    unpickling 80,000 jobs in a new process costs more than making them.)"""
 
     def __init__(self) -> None:
         self.owner: tuple = ()
@@ -645,9 +646,9 @@ class _KeyMemo:
     def finish(self) -> None:
         self.entries, self.used = self.used, {}
 
-    def get(self, name: tuple, inputs: tuple, listed: Sequence[str] = (), contents: Sequence[str] = ()) -> str | None:
-        """Return the key made for `name` from equal `inputs` last time, unless an article in
-        `listed` changed its listing key or one in `contents` its content key."""
+    def get(self, name: tuple, inputs: tuple, listed: Sequence[str] = (), contents: Sequence[str] = ()) -> Any:
+        """Return what was made for `name` from equal `inputs` last time (None if nothing), unless
+        an article in `listed` changed its listing key or one in `contents` its content key."""
         entry = self.entries.get(name)
         if (entry is None or entry[0] != inputs or not self.changed_items.isdisjoint(listed)
                 or not self.changed_contents.isdisjoint(contents)):
@@ -655,9 +656,9 @@ class _KeyMemo:
         self.used[name] = entry
         return entry[1]
 
-    def put(self, name: tuple, inputs: tuple, key: str) -> str:
-        self.used[name] = (inputs, key)
-        return key
+    def put(self, name: tuple, inputs: tuple, made: Any) -> Any:
+        self.used[name] = (inputs, made)
+        return made
 
 
 _KEY_MEMO = _KeyMemo()
