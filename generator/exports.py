@@ -200,6 +200,18 @@ def _bibtex_name(author: Author) -> str:
     return f"{family}, {given}" if given else family
 
 
+CITATION_FILES = ("cite.bib", "cite.ris", "cite.json")  # written in every article's folder
+
+
+def citation_file(article: Article, name: str, key: str) -> str:
+    """Return the text of an article's citation file `name` (one of CITATION_FILES)."""
+    if name == "cite.bib":
+        return article_to_bibtex(article, key)
+    if name == "cite.ris":
+        return article_to_ris(article)
+    return article_to_csl_json(article, key)
+
+
 def article_to_bibtex(article: Article, key: str | None = None) -> str:
     """Return one `@article{...}` entry; pass the digest's key from `citation_keys` to match it."""
     date = _date(article)

@@ -398,13 +398,7 @@ class Renderer:
         if cached is None:
             if self._cites and next(iter(self._cites))[0] != article.id:
                 self._cites.clear()
-            key = self.citation_keys[article.id]
-            if kind == "cite.bib":
-                cached = exports.article_to_bibtex(article, key)
-            elif kind == "cite.ris":
-                cached = exports.article_to_ris(article)
-            else:
-                cached = exports.article_to_csl_json(article, key)
+            cached = exports.citation_file(article, kind, self.citation_keys[article.id])
             self._cites[(article.id, kind)] = cached
         return cached
 
@@ -756,7 +750,7 @@ class SitePlan:
         base, args = urls.article_path(article_id), (article_id,)
         return (PageJob(urls.output_file(base), "article", key, args),
                 PageJob(urls.article_markdown_path(article_id), "article_md", key, args),
-                *(PageJob(base + name, name, cite_key, args) for name in ("cite.bib", "cite.ris", "cite.json")))
+                *(PageJob(base + name, name, cite_key, args) for name in exports.CITATION_FILES))
 
     def _term_jobs(self, taxonomy: str, index: int, term: Any, feed: bool) -> tuple[PageJob, ...]:
         """Return a term's page and, for a topic, its feed."""
@@ -813,7 +807,7 @@ def produce(renderer: "Renderer", job: PageJob) -> bytes:
         return renderer.render("index.html", urls.HOME, items=renderer.items(digest.articles, 0)).content
     if kind in ("article", "article_md"):
         return render_article_page(renderer, digest.by_id[args[0]], markdown=kind == "article_md")
-    if kind in ("cite.bib", "cite.ris", "cite.json"):
+    if kind in exports.CITATION_FILES:
         return renderer.cite(digest.by_id[args[0]], kind).encode("utf-8")
     if kind == "taxonomy":
         taxonomy = args[0]

@@ -155,6 +155,7 @@ class SiteWriter:
         self.live: dict[str, str] = {} if clean else self._manifest(self.output)
         self.spare_files: dict[str, str] = {} if clean else self._manifest(self.spare)
         self.new: dict[str, str] = {}
+        self._spare_ready = False
 
     # Manifests --------------------------------------------------------------------------------
 
@@ -201,6 +202,31 @@ class SiteWriter:
 
     def prepare(self, jobs: dict[str, str]) -> list[str]:
         """Ready the spare tree for `jobs` (path -> fingerprint); return the paths that must be rendered."""
+        self._ready_spare()
+        to_render = self._sort(jobs)
+        self._remove_stale(set(jobs))
+        self.new = dict(jobs)
+        return to_render
+
+    def pending(self, jobs: dict[str, str]) -> int:
+        """Return how many of these files neither tree holds yet (what `prepare` would render)."""
+        spare, live = self.spare_files, self.live
+        return sum(1 for path, key in jobs.items() if spare.get(path) != key and live.get(path) != key)
+
+    def prepare_some(self, jobs: dict[str, str]) -> list[str]:
+        """Ready the spare tree for some of a build's files before the others are known; return
+        those that must be rendered. Record them with `written` once written; `prepare`, with
+        every file of the build, then does the rest (and skips these)."""
+        self._ready_spare()
+        return self._sort(jobs)
+
+    def written(self, jobs: dict[str, str]) -> None:
+        """Record files written into the spare tree since `prepare_some`."""
+        self.spare_files.update(jobs)
+
+    def _ready_spare(self) -> None:
+        if self._spare_ready:
+            return
         self.check_output()
         if not self.spare.is_dir() or not self.spare_files:
             # No manifest: its contents are unknown, so start from an empty spare tree.
@@ -214,6 +240,10 @@ class SiteWriter:
             # starts afresh, instead of trusting the old manifest for files this build replaced
             # (issue 9: that published a page of the killed build after the user's edit was undone).
             (self.spare / TREE_MARKER).unlink(missing_ok=True)
+        self._spare_ready = True
+
+    def _sort(self, jobs: dict[str, str]) -> list[str]:
+        """Link the files the live site holds as they are; return those to render."""
         to_render: list[str] = []
         files = TreeFiles(self.spare)
         live, spare_files, live_files = os.fspath(self.output), self.spare_files, self.live
@@ -224,12 +254,11 @@ class SiteWriter:
             if live_files.get(path) == key:
                 try:
                     files.link(f"{live}/{path}", f"{files.tree}/{path}")
+                    spare_files[path] = key
                     continue
                 except OSError:
                     pass
             to_render.append(path)
-        self._remove_stale(set(jobs))
-        self.new = dict(jobs)
         return to_render
 
     def _remove_stale(self, keep: set[str]) -> None:

@@ -165,3 +165,40 @@ def test_parallel_rendering_gives_the_same_bytes_as_one_process(tmp_path):
     clean_build(root, tmp_path / "one", jobs=1)
     one, two = read_tree(tmp_path / "one"), read_tree(tmp_path / "two")
     assert len(one) > 1000 and one == two
+
+
+def test_citation_files_written_while_linking_are_those_of_a_one_process_build(example_copy, monkeypatch):
+    """A cold build writes the citation files in a forked process during link and plan (see
+    build._EarlyFiles); the site must be byte for byte the same, also when a build fails after them."""
+    import generator.build as build_module
+    from generator.errors import DigestError
+
+    monkeypatch.setattr(build_module, "EARLY_FILES_MIN", 4)  # the example has 13 articles; an edit, 3 files
+    started = []
+    real_start = build_module._EarlyFiles.start.__func__
+    monkeypatch.setattr(build_module._EarlyFiles, "start",
+                        classmethod(lambda cls, *a: started.append(real_start(cls, *a)) or started[-1]))
+    config = load_config(example_copy, {})
+    build(config, jobs=2)
+    assert started[-1] is not None  # the forked writer ran
+    site = read_tree(example_copy / "site")
+    assert site == read_tree_of_clean_build(example_copy)
+    assert sum(path.endswith("/cite.ris") for path in site) == 13
+    # An edit leaves too few new citation files to fork for: the render stage writes them.
+    record = example_copy / "content/autoimmunity/36109639.yaml"
+    record.write_text(record.read_text().replace("refractory systemic lupus", "refractory lupus"))
+    build(config, jobs=2)
+    assert started[-1] is None
+    assert read_tree(example_copy / "site") == read_tree_of_clean_build(example_copy)
+    # A build that fails after its citation files were written leaves the site as it was.
+    shutil.rmtree(example_copy / ".digest-cache")
+    before = read_tree(example_copy / "site")
+    (example_copy / "templates").mkdir()
+    (example_copy / "templates/term.html").write_text("{{ no_such_thing.attribute.missing }}")
+    with pytest.raises(DigestError):
+        build(config, jobs=2, clean=True)
+    assert started[-1] is not None
+    assert read_tree(example_copy / "site") == before
+    (example_copy / "templates/term.html").unlink()
+    build(config, jobs=2)
+    assert read_tree(example_copy / "site") == read_tree_of_clean_build(example_copy)
