@@ -16,17 +16,18 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Callable, Iterator, Protocol, Sequence
 
 from generator.config import SiteConfig
 from generator.errors import DigestError, Problem
-from generator.link import LinkState, link_articles
+from generator.link import Digest, LinkState, build_taxonomies, link_articles
 from generator.load import LoadState, load_articles
 from generator.render import (AGGREGATES, PageJob, Renderer, aggregate_export, article_keys, fingerprint,
-                             keep_compiled_templates, page_job, produce)
+                             keep_compiled_templates, listing_page_key, page_job, produce, template_references)
 from generator.progress import NoProgress, Progress
 from generator.exports import CITATION_FILES, citation_file, citation_keys
-from generator.urls import article_path
+from generator import urls
 from generator.workers import can_fork, worker_setup
 from generator.write import TREE_MARKER, SiteWriter, TreeFiles, checked_path, static_files
 
@@ -216,7 +217,7 @@ def build(config: SiteConfig, strict: bool = False, jobs: int | None = None, cle
     known_keys = len(key_store)
     writer = SiteWriter(config.output_path, config.root / CACHE_DIR, clean=clean)
     with _timed(report, "early files"):
-        early = _EarlyFiles.start(loaded, key_store, writer, jobs) if session is None else None
+        early = _EarlyFiles.start(loaded, key_store, writer, jobs, config) if session is None else None
     states = [load_state, link_state]
     del load_state, link_state  # _build_rest lets them go after linking
     try:
@@ -283,16 +284,17 @@ def _build_rest(config: SiteConfig, strict: bool, jobs: int | None, clean: bool,
         return report
     with _timed(report, "render"):
         try:
-            written_early = early.finish() if early is not None else 0
-            pending = set(writer.prepare(keys))
+            early_paths = {j.path for j in all_jobs if j.kind in early.kinds} if early is not None else set()
+            pending = set(writer.prepare(keys, leave=early_paths))
             to_render = [j for j in all_jobs if j.path in pending and j.kind not in AGGREGATES]
             if preview is not None:
                 live = writer.live
                 preview.planned(lambda path: path in keys and live.get(path) == keys[path])
             first = {path: data for path, data in first.items() if path in pending}  # else: linked from live
             to_render = [j for j in to_render if j.path not in first]
-            written_count = written_early + render_into(writer.spare, renderer, to_render, jobs, progress,
-                                                        live=writer.output)
+            written_count = render_into(writer.spare, renderer, to_render, jobs, progress, live=writer.output)
+            if early is not None:
+                written_count += _finish_early(early, writer, renderer, all_jobs, keys, pending, jobs, progress)
             files = TreeFiles(writer.spare, writer.output)
             for path, data in first.items():
                 written_count += files.put(path, data)
@@ -335,68 +337,111 @@ _early_state: tuple | None = None  # what the forked writer of _EarlyFiles works
 
 
 class _EarlyFiles:
-    """Citation files written by a forked process while this one links and plans.
+    """Files a forked process writes while this one links and plans: every article's citation
+    files and every term page (topics, authors, journals, years, types).
 
-    An article's `cite.bib`, `cite.ris` and `cite.json` depend on nothing but the article and its
-    citation key, so they are known as soon as the records are loaded. In a cold build of 10,000
-    articles, writing their 30,000 files (and the 10,000 folders they open) keeps a core busy for
-    about 5 s that would otherwise sit idle while linking and planning run on the other. The keys
-    are those the plan makes, so `SiteWriter.prepare` then skips these files; the bytes are the
-    render stage's (`exports.citation_file`). Should the writer fail, the render stage writes them.
+    Neither depends on the similarity: a citation file on its article and citation key, a term page
+    on the taxonomies and its articles' listing entries (unless a template reads `digest`: then
+    term pages are left to the render stage). So they can be made as soon as the records are
+    loaded. In a cold build of 10,000 articles they are 61,000 of the 82,000 files, and making them
+    keeps a core busy that would otherwise sit idle while linking and planning run on the other;
+    the writer goes on while the render stage renders the rest. It works out the taxonomies and
+    keys with the functions the link stage and the plan use, and says which key each file got;
+    any file whose key is not the plan's is rendered again by the render stage, after the writer
+    is done (as are all of them, should it fail). Only cold builds use it: an edit leaves too few
+    new citation files to pay for a process.
     """
 
-    def __init__(self, writer: SiteWriter, files: dict[str, str], pool: Any, result: Any):
-        self.writer, self.files, self.pool, self.result = writer, files, pool, result
+    def __init__(self, writer: SiteWriter, kinds: frozenset[str], pool: Any, result: Any):
+        self.writer, self.kinds, self.pool, self.result = writer, kinds, pool, result
 
     @classmethod
-    def start(cls, loaded: Any, key_store: dict, writer: SiteWriter, jobs: int | None) -> _EarlyFiles | None:
-        """Start writing the loaded articles' citation files, when enough of them are new."""
+    def start(cls, loaded: Any, key_store: dict, writer: SiteWriter, jobs: int | None,
+              config: SiteConfig) -> _EarlyFiles | None:
+        """Start the writer when enough citation files are new."""
         global _early_state
-        if (jobs or os.cpu_count() or 1) < 2 or not can_fork() or 3 * len(loaded.articles) < EARLY_FILES_MIN:
+        if (jobs or os.cpu_count() or 1) < 2 or not can_fork():
             return None
-        citation = citation_keys(loaded.articles)
+        citation = citation_keys(loaded.articles)  # both memoised: the plan asks again for free
         keys = article_keys(loaded.articles, loaded.fingerprints, key_store)
-        files = {}
+        cites = {}
         for article in loaded.articles:
             key = fingerprint(keys[article.id].content, citation[article.id])
-            base = article_path(article.id)
+            base = urls.article_path(article.id)
             for name in CITATION_FILES:
-                files[base + name] = key
-        if writer.pending(files) < EARLY_FILES_MIN:
+                cites[base + name] = key
+        if writer.pending(cites) < EARLY_FILES_MIN:
             return None
-        to_write = writer.prepare_some(files)
-        _early_state = ({a.id: a for a in loaded.articles}, citation, os.fspath(writer.spare), os.fspath(writer.output))
+        kinds = frozenset(CITATION_FILES) | (frozenset() if template_references(config)[0] else {"term"})
+        writer.ready()
+        _early_state = (loaded.articles, citation, keys, cites, "term" in kinds, config, writer)
         try:
             pool = multiprocessing.get_context("fork").Pool(1, initializer=worker_setup)
         finally:
             _early_state = None
-        return cls(writer, {path: files[path] for path in to_write}, pool, pool.apply_async(_write_early, (to_write,)))
+        return cls(writer, kinds, pool, pool.apply_async(_write_early))
 
-    def finish(self) -> int:
-        """Wait for the writer and record its files; return how many got new bytes (0 if it failed)."""
+    def finish(self) -> tuple[int, dict[str, str]] | None:
+        """Wait for the writer; return how many files got new bytes and the key of every file it
+        placed (None if it failed)."""
         try:
-            count = self.result.get()
+            found = self.result.get()
             self.pool.close()
             self.pool.join()
-        except Exception:  # noqa: BLE001 - the render stage writes them instead
-            return 0
+            return found
+        except Exception:  # noqa: BLE001 - the render stage renders them instead
+            return None
         finally:
             self.pool.terminate()
-        self.writer.written(self.files)
-        return count
 
     def cancel(self) -> None:
         self.pool.terminate()
 
 
-def _write_early(paths: list[str]) -> int:
-    by_id, citation, spare, live = _early_state  # type: ignore[misc]
-    files = TreeFiles(Path(spare), Path(live))
-    written = 0
-    for path in paths:
-        _, article_id, name = path.split("/")
-        written += files.put(path, citation_file(by_id[article_id], name, citation[article_id]).encode("utf-8"))
+def _finish_early(early: _EarlyFiles, writer: SiteWriter, renderer: Renderer, all_jobs: list[PageJob],
+                  keys: dict[str, str], pending: set[str], jobs: int | None, progress: Progress) -> int:
+    """Take the early writer's files; render here those it did not make with the plan's key."""
+    found = early.finish()
+    written, placed = found if found is not None else (0, {})
+    writer.remove(placed.keys() - keys.keys())
+    writer.written({path: key for path, key in placed.items() if keys.get(path) == key})
+    redo = [j for j in all_jobs if j.kind in early.kinds and placed.get(j.path) != j.key]
+    if redo:
+        pending.update(j.path for j in redo)
+        written += render_into(writer.spare, renderer, redo, jobs, progress, live=writer.output)
     return written
+
+
+def _write_early() -> tuple[int, dict[str, str]]:
+    """In the forked writer: make the early files (see _EarlyFiles)."""
+    articles, citation, keys, files, with_terms, config, writer = _early_state  # type: ignore[misc]
+    files = dict(files)
+    pages: dict[str, PageJob] = {}
+    renderer = None
+    if with_terms:
+        terms, slugs = build_taxonomies(articles, config.taxonomies)
+        by_id = {a.id: a for a in articles}
+        nothing: dict = {}
+        renderer = Renderer(Digest(tuple(articles), MappingProxyType(by_id), MappingProxyType(nothing),
+                                   MappingProxyType(nothing), MappingProxyType(terms), MappingProxyType(slugs)), config)
+        items = {article_id: k.listing for article_id, k in keys.items()}
+        for taxonomy, found in terms.items():
+            for index, term in enumerate(found):
+                path = urls.output_file(urls.term_path(taxonomy, term.slug))
+                files[path] = listing_page_key(renderer.theme_key, (taxonomy, term.name), term.article_ids, items)
+                pages[path] = PageJob(path, "term", files[path], (taxonomy, index))
+    by_id = {a.id: a for a in articles}
+    tree = TreeFiles(writer.spare, writer.output)
+    written = 0
+    for path in writer.prepare_some(files):
+        job = pages.get(path)
+        if job is not None:
+            data = produce(renderer, job)
+        else:
+            _, article_id, name = path.split("/")
+            data = citation_file(by_id[article_id], name, citation[article_id]).encode("utf-8")
+        written += tree.put(path, data)
+    return written, files
 
 
 def _render_open_pages(preview: Preview, renderer: Renderer, last_jobs: dict[str, PageJob],

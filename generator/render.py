@@ -739,7 +739,7 @@ class SitePlan:
 
     def listing_key(self, *parts: object) -> str:
         *head, ids = parts
-        return fingerprint(self.theme_key, *head, [self.item_keys[i] for i in ids])
+        return listing_page_key(self.theme_key, tuple(head), ids, self.item_keys)  # type: ignore[arg-type]
 
     def _article_jobs(self, article_id: str, inputs: tuple) -> tuple[PageJob, ...]:
         """Return an article's page, Markdown page and citation files; `inputs` are its content key,
@@ -771,6 +771,11 @@ class SitePlan:
         digest = self.renderer.digest
         edges = sorted((a, l.target_id) for a, links in digest.similar.items() for l in links if l.target_id)
         return fingerprint(edges, [(k.listing, k.subjects) for k in self.keys.values()])
+
+
+def listing_page_key(theme_key: str, head: tuple, ids: Sequence[str], item_keys: Any) -> str:
+    """Fingerprint a page listing articles `ids` (a term page: head is its taxonomy and name)."""
+    return fingerprint(theme_key, *head, [item_keys[i] for i in ids])
 
 
 _PAGE_KINDS = frozenset({"home", "article", "taxonomy", "term", "map", "search", "404"})

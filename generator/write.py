@@ -200,10 +200,12 @@ class SiteWriter:
                 raise DigestError(Problem(str(output), "exists and is not a site made by 'digest build'; "
                                           "refusing to replace it", hint="choose another output folder, or empty it"))
 
-    def prepare(self, jobs: dict[str, str]) -> list[str]:
-        """Ready the spare tree for `jobs` (path -> fingerprint); return the paths that must be rendered."""
-        self._ready_spare()
-        to_render = self._sort(jobs)
+    def prepare(self, jobs: dict[str, str], leave: set[str] | frozenset[str] = frozenset()) -> list[str]:
+        """Ready the spare tree for `jobs` (path -> fingerprint); return the paths that must be rendered.
+
+        Files in `leave` are someone else's to place (see `prepare_some`): kept, not looked at."""
+        self.ready()
+        to_render = self._sort({path: key for path, key in jobs.items() if path not in leave} if leave else jobs)
         self._remove_stale(set(jobs))
         self.new = dict(jobs)
         return to_render
@@ -214,17 +216,18 @@ class SiteWriter:
         return sum(1 for path, key in jobs.items() if spare.get(path) != key and live.get(path) != key)
 
     def prepare_some(self, jobs: dict[str, str]) -> list[str]:
-        """Ready the spare tree for some of a build's files before the others are known; return
-        those that must be rendered. Record them with `written` once written; `prepare`, with
-        every file of the build, then does the rest (and skips these)."""
-        self._ready_spare()
+        """Ready the spare tree for some of a build's files before the others are known (in a
+        forked writer: see build._EarlyFiles); return those that must be rendered. `prepare`
+        leaves them alone, and `written` then records them."""
+        self.ready()
         return self._sort(jobs)
 
     def written(self, jobs: dict[str, str]) -> None:
         """Record files written into the spare tree since `prepare_some`."""
         self.spare_files.update(jobs)
 
-    def _ready_spare(self) -> None:
+    def ready(self) -> None:
+        """Make the spare tree ready to take this build's files (once per build)."""
         if self._spare_ready:
             return
         self.check_output()
@@ -262,8 +265,13 @@ class SiteWriter:
         return to_render
 
     def _remove_stale(self, keep: set[str]) -> None:
-        for path in sorted(set(self.spare_files) - keep - {TREE_MARKER}):
-            target = self.spare.joinpath(*PurePosixPath(path).parts)
+        self.remove(set(self.spare_files) - keep)
+
+    def remove(self, paths: set[str]) -> None:
+        """Remove files from the spare tree, and the folders they leave empty."""
+        for path in sorted(paths - {TREE_MARKER}):
+            self.spare_files.pop(path, None)
+            target = self.spare.joinpath(*PurePosixPath(checked_path(path)).parts)
             try:
                 target.unlink()
             except OSError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -167,24 +168,35 @@ def test_parallel_rendering_gives_the_same_bytes_as_one_process(tmp_path):
     assert len(one) > 1000 and one == two
 
 
-def test_citation_files_written_while_linking_are_those_of_a_one_process_build(example_copy, monkeypatch):
-    """A cold build writes the citation files in a forked process during link and plan (see
-    build._EarlyFiles); the site must be byte for byte the same, also when a build fails after them."""
+def test_files_written_while_linking_are_those_of_a_one_process_build(example_copy, monkeypatch):
+    """A cold build writes the citation files and term pages in a forked process during link and
+    plan (see build._EarlyFiles); the site must be byte for byte the same, also when a build fails
+    after them."""
     import generator.build as build_module
     from generator.errors import DigestError
 
-    monkeypatch.setattr(build_module, "EARLY_FILES_MIN", 4)  # the example has 13 articles; an edit, 3 files
+    # The example has 39 citation files; an edit changes 3.
+    monkeypatch.setattr(build_module, "EARLY_FILES_MIN", 20)
     started = []
     real_start = build_module._EarlyFiles.start.__func__
     monkeypatch.setattr(build_module._EarlyFiles, "start",
                         classmethod(lambda cls, *a: started.append(real_start(cls, *a)) or started[-1]))
+    placed = []
+    real_finish = build_module._EarlyFiles.finish
+    monkeypatch.setattr(build_module._EarlyFiles, "finish", lambda self: placed.append(real_finish(self)) or placed[-1])
     config = load_config(example_copy, {})
     build(config, jobs=2)
     assert started[-1] is not None  # the forked writer ran
+    # It made the citation files and the term pages, each with the key the plan gave it.
+    tree_id = (example_copy / "site/.digest-tree").read_text().strip()
+    manifest = json.loads((example_copy / f".digest-cache/trees/{tree_id}.json").read_text())
+    made = placed[-1][1]
+    assert sum(path.startswith("authors/") for path in made) > 20 and sum("/cite." in path for path in made) == 39
+    assert all(manifest[path] == key for path, key in made.items())
     site = read_tree(example_copy / "site")
     assert site == read_tree_of_clean_build(example_copy)
     assert sum(path.endswith("/cite.ris") for path in site) == 13
-    # An edit leaves too few new citation files to fork for: the render stage writes them.
+    # An edit leaves too few new files to fork for: the render stage writes them.
     record = example_copy / "content/autoimmunity/36109639.yaml"
     record.write_text(record.read_text().replace("refractory systemic lupus", "refractory lupus"))
     build(config, jobs=2)
