@@ -28,6 +28,7 @@ from generator.render import (AGGREGATES, PageJob, Renderer, aggregate_export, a
 from generator.progress import NoProgress, Progress
 from generator.exports import CITATION_FILES, citation_file, citation_keys
 from generator import urls
+from generator.similarity import PARALLEL_ROWS
 from generator.workers import can_fork, worker_setup
 from generator.write import TREE_MARKER, SiteWriter, TreeFiles, checked_path, static_files
 
@@ -216,25 +217,31 @@ def build(config: SiteConfig, strict: bool = False, jobs: int | None = None, cle
         key_store = _load_pickle(keys_file)
     known_keys = len(key_store)
     writer = SiteWriter(config.output_path, config.root / CACHE_DIR, clean=clean)
-    with _timed(report, "early files"):
-        early = _EarlyFiles.start(loaded, key_store, writer, jobs, config) if session is None else None
+    # The early writer (see _EarlyFiles) starts now, while linking runs on one core, unless the
+    # similarity of a digest this large shares its products with the idle core: then after linking.
+    early = None
+    if session is None and len(loaded.articles) < PARALLEL_ROWS:
+        with _timed(report, "early files"):
+            early = _EarlyFiles.start(loaded, key_store, writer, jobs, config)
     states = [load_state, link_state]
     del load_state, link_state  # _build_rest lets them go after linking
+    writers = [early]  # _build_rest may start it later; this ends it, whatever goes wrong
     try:
         return _build_rest(config, strict, jobs, clean, progress, index_search, session, preview, report, start,
-                           inputs, loaded, states, key_store, known_keys, writer, early)
+                           inputs, loaded, states, key_store, known_keys, writer, writers)
     except BaseException:
-        if early is not None:
-            early.cancel()
+        if writers[0] is not None:
+            writers[0].cancel()
         raise
 
 
 def _build_rest(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, progress: Progress,
                 index_search: bool, session: BuildSession | None, preview: Preview | None, report: BuildReport,
                 start: float, inputs: str, loaded, states: list, key_store: dict, known_keys: int,
-                writer: SiteWriter, early: _EarlyFiles | None) -> BuildReport:
+                writer: SiteWriter, writers: list) -> BuildReport:
     """The build after loading: link, plan, render, write (see `build`). `states` holds the load and
-    link states, emptied when they are no longer needed."""
+    link states, emptied when they are no longer needed; `writers` the early writer, if any."""
+    early: _EarlyFiles | None = writers[0]
     load_state, link_state = states
     keys_file = config.root / CACHE_DIR / "keys.pickle"
     with _timed(report, "link"):
@@ -248,6 +255,9 @@ def _build_rest(config: SiteConfig, strict: bool, jobs: int | None, clean: bool,
     if session is None:
         load_state = link_state = None  # their pickled caches (370 MB at 100,000 articles) can go
         states.clear()
+    if session is None and early is None and len(loaded.articles) >= PARALLEL_ROWS:
+        with _timed(report, "early files"):
+            early = writers[0] = _EarlyFiles.start(loaded, key_store, writer, jobs, config)
     with _timed(report, "plan"):
         keep_compiled_templates(None if clean else config.root / CACHE_DIR / "jinja")
         renderer = Renderer(digest, config)

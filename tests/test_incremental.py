@@ -214,3 +214,19 @@ def test_files_written_while_linking_are_those_of_a_one_process_build(example_co
     (example_copy / "templates/term.html").unlink()
     build(config, jobs=2)
     assert read_tree(example_copy / "site") == read_tree_of_clean_build(example_copy)
+
+
+def test_a_large_digest_starts_the_early_writer_after_linking(example_copy, monkeypatch):
+    """Above similarity.PARALLEL_ROWS the link stage uses every core: the writer starts after it."""
+    import generator.build as build_module
+
+    monkeypatch.setattr(build_module, "EARLY_FILES_MIN", 20)
+    monkeypatch.setattr(build_module, "PARALLEL_ROWS", 5)  # the example's 13 articles count as large
+    order = []
+    real_link, real_start = build_module.link_articles, build_module._EarlyFiles.start.__func__
+    monkeypatch.setattr(build_module, "link_articles", lambda *a, **k: order.append("link") or real_link(*a, **k))
+    monkeypatch.setattr(build_module._EarlyFiles, "start",
+                        classmethod(lambda cls, *a: order.append("early") or real_start(cls, *a)))
+    build(load_config(example_copy, {}), jobs=2)
+    assert order == ["link", "early"]
+    assert read_tree(example_copy / "site") == read_tree_of_clean_build(example_copy)
