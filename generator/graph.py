@@ -125,8 +125,8 @@ def _layout(ids: list[str], edges: list[tuple[int, int]], iterations: int) -> np
     return (pos - low) / np.where(high - low > 0, high - low, 1.0)
 
 
-def build_map(digest: Digest, layout_cache: dict[str, str] | None = None) -> DigestMap:
-    """Choose the nodes, lay them out, colour them by topic, count articles per year."""
+def map_graph(digest: Digest) -> tuple[list[str], list[tuple[int, int]]]:
+    """Return the articles the map draws (the best connected, by id) and the lines between them."""
     degree: Counter[str] = Counter()
     pairs: set[tuple[str, str]] = set()
     for article in digest.articles:
@@ -139,7 +139,16 @@ def build_map(digest: Digest, layout_cache: dict[str, str] | None = None) -> Dig
     chosen = sorted(digest.by_id, key=lambda i: (-degree[i], i))[:MAX_NODES]
     chosen.sort()
     index = {article_id: n for n, article_id in enumerate(chosen)}
-    edges = sorted((index[a], index[b]) for a, b in pairs if a in index and b in index)
+    return chosen, sorted((index[a], index[b]) for a, b in pairs if a in index and b in index)
+
+
+def articles_per_year(digest: Digest) -> tuple[tuple[str, int], ...]:
+    return tuple(sorted(Counter(str(a.year) for a in digest.articles if a.year).items()))
+
+
+def build_map(digest: Digest, layout_cache: dict[str, str] | None = None) -> DigestMap:
+    """Choose the nodes, lay them out, colour them by topic, count articles per year."""
+    chosen, edges = map_graph(digest)
     positions = cached_layout(chosen, edges, layout_cache) * (SIZE - 40) + 20
     topics = primary_topics(digest)
     topic_counts = Counter(topics[i] for i in chosen if topics[i])
@@ -155,6 +164,5 @@ def build_map(digest: Digest, layout_cache: dict[str, str] | None = None) -> Dig
     legend = tuple((t, colours[t]) for t in legend_topics)
     if any(node.topic == "Other" for node in nodes):
         legend += (("Other", OTHER_COLOUR),)
-    years = Counter(str(a.year) for a in digest.articles if a.year)
     return DigestMap(nodes=nodes, edges=lines, legend=legend, total=len(digest.articles),
-                     years=tuple(sorted(years.items())))
+                     years=articles_per_year(digest))

@@ -32,7 +32,7 @@ from generator import exports, urls
 from generator.config import SiteConfig
 from generator.errors import DigestError, Problem
 from generator.link import Digest, article_terms
-from generator.graph import build_map
+from generator.graph import articles_per_year, build_map, map_graph
 from generator.markup import inline_html, markdown_notes, markdown_text, plain_text, render_notes, safe_url, summary
 from generator.metadata import page_range, scholarly_json_ld, scholarly_json_ld_text, updated_date
 from generator.model import Article
@@ -768,9 +768,13 @@ class SitePlan:
         return fingerprint(self.theme_key, title, [self.keys[a.id].content for a in newest])
 
     def map_inputs(self) -> str:
+        """Fingerprint what the map shows: the articles it draws (their listing fields) and the lines
+        between them, every article's subject terms (they pick the colours) and the years. A title
+        edit to an article the map does not draw leaves it as it is."""
         digest = self.renderer.digest
-        edges = sorted((a, l.target_id) for a, links in digest.similar.items() for l in links if l.target_id)
-        return fingerprint(edges, [(k.listing, k.subjects) for k in self.keys.values()])
+        chosen, edges = map_graph(digest)
+        return fingerprint(chosen, edges, [self.item_keys[i] for i in chosen],
+                           [k.subjects for k in self.keys.values()], articles_per_year(digest))
 
 
 def listing_page_key(theme_key: str, head: tuple, ids: Sequence[str], item_keys: Any) -> str:
