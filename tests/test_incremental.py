@@ -230,3 +230,33 @@ def test_a_large_digest_starts_the_early_writer_after_linking(example_copy, monk
     build(load_config(example_copy, {}), jobs=2)
     assert order == ["link", "early"]
     assert read_tree(example_copy / "site") == read_tree_of_clean_build(example_copy)
+
+
+def test_the_map_is_rendered_again_only_for_articles_it_draws(example_copy, monkeypatch):
+    import generator.graph as graph
+    from generator.link import link_articles
+    from generator.load import load_articles
+
+    monkeypatch.setattr(graph, "MAX_NODES", 5)  # the map draws 5 of the 13 articles
+    config = load_config(example_copy, {})
+    build(config)
+    loaded = load_articles(config.content_path, config.root)
+    drawn, _ = graph.map_graph(link_articles(loaded.articles, config.similar, config.taxonomies))
+    # Records whose title one text edit changes (native YAML and Markdown records).
+    editable = {a.id: example_copy / a.source.path for a in loaded.articles
+                if "\ntitle: " in "\n" + (example_copy / a.source.path).read_text(encoding="utf-8")}
+    undrawn = next(i for i in editable if i not in drawn)
+    page = example_copy / "site/map/index.html"
+    def map_key() -> str:  # the map page's fingerprint: a new one means it was rendered again
+        tree_id = (example_copy / "site/.digest-tree").read_text().strip()
+        return json.loads((example_copy / f".digest-cache/trees/{tree_id}.json").read_text())["map/index.html"]
+
+    for article_id, changes in ((undrawn, False), (next(i for i in editable if i in drawn), True)):
+        before, key = page.read_bytes(), map_key()
+        record = editable[article_id]
+        text = record.read_text(encoding="utf-8")
+        record.write_text(("\n" + text).replace("\ntitle: ", "\ntitle: Retitled ", 1)[1:], encoding="utf-8")
+        assert record.read_text(encoding="utf-8") != text
+        build(config)
+        assert (page.read_bytes() != before) == changes == (map_key() != key)
+        assert read_tree(example_copy / "site") == read_tree_of_clean_build(example_copy)
