@@ -7,6 +7,7 @@ one atomic exchange. The bytes do not depend on the number of workers.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import multiprocessing
@@ -205,6 +206,15 @@ def build(config: SiteConfig, strict: bool = False, jobs: int | None = None, cle
         previous.seconds = time.perf_counter() - start
         previous.stage_seconds["check inputs"] = previous.seconds
         return previous
+    with contextlib.ExitStack() as cleanup:  # ends the early writer, if any, whatever happens
+        return _build(config, strict, jobs, clean, progress, index_search, session, preview, report, start, inputs,
+                      cleanup)
+
+
+def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, progress: Progress,
+           index_search: bool, session: BuildSession | None, preview: Preview | None, report: BuildReport,
+           start: float, inputs: str, cleanup: contextlib.ExitStack) -> BuildReport:
+    """The build past the no-change check: load, link, plan, render, write (see `build`)."""
     with _timed(report, "load"):
         load_state, link_state = _states(config, clean, session)
         loaded = load_articles(config.content_path, config.root, state=load_state, jobs=jobs)
@@ -212,38 +222,16 @@ def build(config: SiteConfig, strict: bool = False, jobs: int | None = None, cle
     if strict and loaded.warnings:
         raise DigestError([Problem(w.path, w.message, w.line, w.hint) for w in loaded.warnings])
     keys_file = config.root / CACHE_DIR / "keys.pickle"
-    key_store: dict = {}
-    if session is None and not clean:
-        key_store = _load_pickle(keys_file)
+    key_store: dict = _load_pickle(keys_file) if session is None and not clean else {}
     known_keys = len(key_store)
     writer = SiteWriter(config.output_path, config.root / CACHE_DIR, clean=clean)
     # The early writer (see _EarlyFiles) starts now, while linking runs on one core, unless the
     # similarity of a digest this large shares its products with the idle core: then after linking.
-    early = None
-    if session is None and len(loaded.articles) < PARALLEL_ROWS:
+    early: _EarlyFiles | None = None
+    early_after_link = len(loaded.articles) >= PARALLEL_ROWS
+    if session is None and not early_after_link:
         with _timed(report, "early files"):
-            early = _EarlyFiles.start(loaded, key_store, writer, jobs, config)
-    states = [load_state, link_state]
-    del load_state, link_state  # _build_rest lets them go after linking
-    writers = [early]  # _build_rest may start it later; this ends it, whatever goes wrong
-    try:
-        return _build_rest(config, strict, jobs, clean, progress, index_search, session, preview, report, start,
-                           inputs, loaded, states, key_store, known_keys, writer, writers)
-    except BaseException:
-        if writers[0] is not None:
-            writers[0].cancel()
-        raise
-
-
-def _build_rest(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, progress: Progress,
-                index_search: bool, session: BuildSession | None, preview: Preview | None, report: BuildReport,
-                start: float, inputs: str, loaded, states: list, key_store: dict, known_keys: int,
-                writer: SiteWriter, writers: list) -> BuildReport:
-    """The build after loading: link, plan, render, write (see `build`). `states` holds the load and
-    link states, emptied when they are no longer needed; `writers` the early writer, if any."""
-    early: _EarlyFiles | None = writers[0]
-    load_state, link_state = states
-    keys_file = config.root / CACHE_DIR / "keys.pickle"
+            early = _EarlyFiles.start(loaded, key_store, writer, jobs, config, cleanup)
     with _timed(report, "link"):
         digest = link_articles(loaded.articles, config.similar, config.taxonomies, state=link_state,
                                fingerprints=loaded.fingerprints)
@@ -254,10 +242,9 @@ def _build_rest(config: SiteConfig, strict: bool, jobs: int | None, clean: bool,
         link_state.save()
     if session is None:
         load_state = link_state = None  # their pickled caches (370 MB at 100,000 articles) can go
-        states.clear()
-    if session is None and early is None and len(loaded.articles) >= PARALLEL_ROWS:
-        with _timed(report, "early files"):
-            early = writers[0] = _EarlyFiles.start(loaded, key_store, writer, jobs, config)
+        if early_after_link:
+            with _timed(report, "early files"):
+                early = _EarlyFiles.start(loaded, key_store, writer, jobs, config, cleanup)
     with _timed(report, "plan"):
         keep_compiled_templates(None if clean else config.root / CACHE_DIR / "jinja")
         renderer = Renderer(digest, config)
@@ -366,9 +353,9 @@ class _EarlyFiles:
         self.writer, self.kinds, self.pool, self.result = writer, kinds, pool, result
 
     @classmethod
-    def start(cls, loaded: Any, key_store: dict, writer: SiteWriter, jobs: int | None,
-              config: SiteConfig) -> _EarlyFiles | None:
-        """Start the writer when enough citation files are new."""
+    def start(cls, loaded: Any, key_store: dict, writer: SiteWriter, jobs: int | None, config: SiteConfig,
+              cleanup: contextlib.ExitStack) -> _EarlyFiles | None:
+        """Start the writer when enough citation files are new; `cleanup` ends it, finished or not."""
         global _early_state
         if (jobs or os.cpu_count() or 1) < 2 or not can_fork():
             return None
@@ -389,6 +376,7 @@ class _EarlyFiles:
             pool = multiprocessing.get_context("fork").Pool(1, initializer=worker_setup)
         finally:
             _early_state = None
+        cleanup.callback(pool.terminate)
         return cls(writer, kinds, pool, pool.apply_async(_write_early))
 
     def finish(self) -> tuple[int, dict[str, str]] | None:
@@ -403,9 +391,6 @@ class _EarlyFiles:
             return None
         finally:
             self.pool.terminate()
-
-    def cancel(self) -> None:
-        self.pool.terminate()
 
 
 def _finish_early(early: _EarlyFiles, writer: SiteWriter, renderer: Renderer, all_jobs: list[PageJob],
@@ -428,9 +413,9 @@ def _write_early() -> tuple[int, dict[str, str]]:
     files = dict(files)
     pages: dict[str, PageJob] = {}
     renderer = None
+    by_id = {a.id: a for a in articles}
     if with_terms:
         terms, slugs = build_taxonomies(articles, config.taxonomies)
-        by_id = {a.id: a for a in articles}
         nothing: dict = {}
         renderer = Renderer(Digest(tuple(articles), MappingProxyType(by_id), MappingProxyType(nothing),
                                    MappingProxyType(nothing), MappingProxyType(terms), MappingProxyType(slugs)), config)
@@ -440,7 +425,6 @@ def _write_early() -> tuple[int, dict[str, str]]:
                 path = urls.output_file(urls.term_path(taxonomy, term.slug))
                 files[path] = listing_page_key(renderer.theme_key, (taxonomy, term.name), term.article_ids, items)
                 pages[path] = PageJob(path, "term", files[path], (taxonomy, index))
-    by_id = {a.id: a for a in articles}
     tree = TreeFiles(writer.spare, writer.output)
     written = 0
     for path in writer.prepare_some(files):

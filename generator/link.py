@@ -12,7 +12,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping, Protocol, Sequence
 
-from generator.load import _collector_paused as collector_paused, slugify
+from generator.load import collector_paused, slugify
 from generator.model import Article
 from generator.neighbour_index import NeighbourIndex
 from generator.similarity import SimilarityConfig, compute_neighbours

@@ -348,7 +348,7 @@ def _code_stamp() -> str:
 
 
 @contextmanager
-def _collector_paused() -> Iterator[None]:
+def collector_paused() -> Iterator[None]:
     """Pause the cyclic garbage collector while loading makes (or unpickles) a million small objects,
     none in cycles: each automatic collection would walk them again (unpickling the cache takes 3x
     longer with it). Afterwards they go straight to the oldest generation (`gc.freeze` then
@@ -426,7 +426,7 @@ class LoadState:
 
     def save(self) -> None:
         """Write the cache file now if it does not hold the state (see `autosave`)."""
-        with _collector_paused():
+        with collector_paused():
             self._save()
 
     def load(self, content_dir: Path, root: Path, read: ReadFile = read_file, jobs: int | None = None) -> LoadResult:
@@ -435,7 +435,7 @@ class LoadState:
         if self._roots is not None and self._roots != roots:
             self.clear()
         self._roots = roots
-        with _collector_paused():
+        with collector_paused():
             if not self._cache_read:
                 self._cache_read = True
                 self._read_cache()

@@ -19,13 +19,13 @@ MeSH terms and keywords (`LinkState` gives a digest of them), so an edit reads o
 
 from __future__ import annotations
 
-import math
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 
+from generator.load import collector_paused
 from generator.model import Article
 from generator.similarity import (
     _SCALE,
@@ -35,9 +35,10 @@ from generator.similarity import (
     TermVectors,
     Vocabulary,
     _check_unique_ids,
-    _collector_paused,
     _select_block,
     best_per_row,
+    min_units,
+    neighbours_by_row,
     profiles_of,
     shared_terms,
     top_pairs,
@@ -88,17 +89,16 @@ class NeighbourIndex:
         if len(ordered) < 2 or config.count == 0:
             self._last = None
             return {article.id: () for article in ordered}
-        with _collector_paused():
+        with collector_paused():
             terms = self._terms_of(ordered, [keys[i] for i in order] if keys is not None else None, config)
             vectors = self._vocabulary.vectors(terms)  # type: ignore[union-attr]
             profiles, length = profiles_of(vectors.matrix)
             ids = [article.id for article in ordered]
-            min_units = min(max(1, math.ceil(round(config.min_score * _SCALE, 6))), _SCALE + 1)
-            computed = self._update(config, ids, vectors, profiles, length, min_units)
+            computed = self._update(config, ids, vectors, profiles, length, min_units(config))
             if computed is None:
-                pairs = top_pairs(profiles, config.count, min_units)
+                pairs = top_pairs(profiles, config.count, min_units(config))
                 shared = shared_terms(vectors, *pairs[:2])
-                computed = _Computed(config, ids, vectors, length, pairs, shared, _result(ids, pairs, shared))
+                computed = _Computed(config, ids, vectors, length, pairs, shared, neighbours_by_row(ids, pairs, shared))
                 self.stats = {"full": 1, "rows": len(ids), "merged": 0}
             self._last = computed
             return computed.result
@@ -119,7 +119,7 @@ class NeighbourIndex:
         self.__dict__.update(state)
         last = self._last
         if last is not None:
-            last.result = _result(last.ids, last.pairs, last.shared)
+            last.result = neighbours_by_row(last.ids, last.pairs, last.shared)
 
     # Terms -------------------------------------------------------------------------------------------
 
@@ -207,23 +207,12 @@ class NeighbourIndex:
         both = kept_shared + new_shared
         shared = [both[i] for i in order.tolist()]
         result = dict(last.result)
-        fresh_result = _result(ids, (new_src, new_dst, new_units), new_shared, rows=np.flatnonzero(redone))
+        fresh_result = neighbours_by_row(ids, (new_src, new_dst, new_units), new_shared, rows=np.flatnonzero(redone))
         for article_id, found in fresh_result.items():
             if found != result[article_id]:
                 result[article_id] = found
         self.stats = {"full": 0, "rows": len(full_rows), "merged": len(merge)}
         return _Computed(config, ids, vectors, length, pairs, shared, result)
-
-
-def _result(ids: list[str], pairs: tuple[np.ndarray, np.ndarray, np.ndarray], shared: list[tuple[str, ...]],
-            rows: np.ndarray | None = None) -> dict[str, tuple[Neighbour, ...]]:
-    """Return each row's neighbours from pairs sorted by row (only `rows`' when given, else all)."""
-    src, dst, units = pairs
-    found = [Neighbour(ids[j], u / _SCALE, terms) for j, u, terms in zip(dst.tolist(), units.tolist(), shared)]
-    wanted = range(len(ids)) if rows is None else rows.tolist()
-    bounds = np.searchsorted(src, np.asarray(wanted, dtype=np.int64))
-    ends = np.searchsorted(src, np.asarray(wanted, dtype=np.int64), side="right")
-    return {ids[row]: tuple(found[lo:hi]) for row, lo, hi in zip(wanted, bounds.tolist(), ends.tolist())}
 
 
 def _column_map(old_keys: np.ndarray, new_keys: np.ndarray) -> np.ndarray:

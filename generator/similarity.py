@@ -51,17 +51,16 @@ Over all runs, 10,000 took 1.8 to 2.2 s wall (1.2 to 1.95 s CPU); 100,000 took 5
 
 from __future__ import annotations
 
-import gc
 import math
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from numbers import Real
 
 import numpy as np
 import scipy.sparse as sp
 
+from generator.load import collector_paused
 from generator.model import Article
 from generator.workers import can_fork, idle_cores, map_with_workers
 
@@ -142,22 +141,9 @@ def compute_neighbours(
     result: dict[str, tuple[Neighbour, ...]] = {article.id: () for article in ordered}
     if len(ordered) < 2 or config.count == 0:
         return result
-    with _collector_paused():
+    with collector_paused():
         _fill_neighbours(result, ordered, config)
     return result
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector, which would otherwise rescan every article each time
-    this call's many small objects (none of them in cycles) trigger it: about 7% of the time."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def _fill_neighbours(
@@ -165,18 +151,26 @@ def _fill_neighbours(
 ) -> None:
     """Put each article's neighbours in `result` (articles in id order)."""
     vectors = build_vectors(ordered, config.fields)
-    min_units = min(max(1, math.ceil(round(config.min_score * _SCALE, 6))), _SCALE + 1)
-    src, dst, units = top_pairs(truncate_profiles(vectors.matrix), config.count, min_units)
-    shared = shared_terms(vectors, src, dst)
-    ids = [article.id for article in ordered]
-    found = [
-        Neighbour(ids[j], u / _SCALE, terms)
-        for j, u, terms in zip(dst.tolist(), units.tolist(), shared)
-    ]
-    bounds = np.searchsorted(src, np.arange(len(ordered) + 1)).tolist()
-    for row, (lo, hi) in enumerate(zip(bounds, bounds[1:])):
-        if hi > lo:
-            result[ids[row]] = tuple(found[lo:hi])
+    pairs = top_pairs(truncate_profiles(vectors.matrix), config.count, min_units(config))
+    result.update(neighbours_by_row([article.id for article in ordered], pairs, shared_terms(vectors, *pairs[:2])))
+
+
+def min_units(config: SimilarityConfig) -> int:
+    """Return `config.min_score` in units of 1e-4, at least 1 (a score rounded to 0 never counts)."""
+    return min(max(1, math.ceil(round(config.min_score * _SCALE, 6))), _SCALE + 1)
+
+
+def neighbours_by_row(ids: Sequence[str], pairs: tuple[np.ndarray, np.ndarray, np.ndarray],
+                      shared: Sequence[tuple[str, ...]], rows: np.ndarray | None = None
+                      ) -> dict[str, tuple[Neighbour, ...]]:
+    """Return each row's neighbours (only `rows`' when given) from `top_pairs`-style pairs sorted by
+    row and their shared terms."""
+    src, dst, units = pairs
+    found = [Neighbour(ids[j], u / _SCALE, terms) for j, u, terms in zip(dst.tolist(), units.tolist(), shared)]
+    wanted = np.arange(len(ids), dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
+    starts = np.searchsorted(src, wanted).tolist()
+    ends = np.searchsorted(src, wanted, side="right").tolist()
+    return {ids[row]: tuple(found[lo:hi]) for row, lo, hi in zip(wanted.tolist(), starts, ends)}
 
 
 def _check_unique_ids(ordered: Sequence[Article]) -> None:
@@ -334,7 +328,7 @@ class Vocabulary:
         self._subject_ids: dict[str, int] = {}
         self._spelling_ids: dict[str, int] = {}
         self._subjects_seen: dict[tuple[str, str], tuple[int, int]] = {}  # (kind, text) -> ids
-        self._ranks: dict[int, tuple[int, np.ndarray]] = {}  # id(names) -> (terms ranked, ranks)
+        self._ranks: dict[str, tuple[int, np.ndarray]] = {}  # "words"/"subjects" -> (terms ranked, ranks)
 
     # Reading articles ----------------------------------------------------------------------------
 
@@ -415,7 +409,7 @@ class Vocabulary:
         labels: list[str | None] = []
         keys: list[np.ndarray] = []
         if self.fields & {"title", "abstract"}:
-            counts, ids = self._columns(terms.words, self.word_names)
+            counts, ids = self._columns(terms.words, "words")
             counts.data = 1.0 + np.log(counts.data)  # sublinear tf
             parts.append(_weigh(counts, _SHARES["text"]))
             labels.extend([None] * len(ids))
@@ -423,7 +417,7 @@ class Vocabulary:
         subjects = (("mesh", terms.mesh, terms.mesh_spellings), ("keywords", terms.keywords, terms.keyword_spellings))
         for part, (name, weights, spellings) in enumerate(subjects, start=1):
             if name in self.fields:
-                matrix, ids = self._columns(weights, self.subject_names)
+                matrix, ids = self._columns(weights, "subjects")
                 parts.append(_weigh(matrix, _SHARES[name]))
                 labels.extend(self._labels(spellings, ids))
                 keys.append(ids | (part << _KEY_SHIFT))
@@ -431,10 +425,10 @@ class Vocabulary:
             return TermVectors(sp.csr_matrix((n, 0)), ())
         return TermVectors(_unit_rows(sp.hstack(parts, format="csr")), tuple(labels), np.concatenate(keys))
 
-    def _columns(self, matrix: sp.csr_matrix, names: list[str]) -> tuple[sp.csr_matrix, np.ndarray]:
+    def _columns(self, matrix: sp.csr_matrix, kind: str) -> tuple[sp.csr_matrix, np.ndarray]:
         """Return `matrix` with a column per term it holds, ordered by name, and those terms' ids."""
         present = np.flatnonzero(np.bincount(matrix.indices, minlength=matrix.shape[1]))
-        ids = present[np.argsort(self._rank(names)[present])].astype(np.int64)
+        ids = present[np.argsort(self._rank(kind)[present])].astype(np.int64)
         column = np.full(matrix.shape[1], -1, dtype=np.int32)
         column[ids] = np.arange(len(ids), dtype=np.int32)
         remapped = sp.csr_matrix((matrix.data.astype(np.float64), column[matrix.indices], matrix.indptr.copy()),
@@ -443,14 +437,15 @@ class Vocabulary:
         remapped.sort_indices()
         return remapped, ids
 
-    def _rank(self, names: list[str]) -> np.ndarray:
-        """Return each term's rank by name (worked out again only when terms were added)."""
-        known, rank = self._ranks.get(id(names), (-1, np.zeros(0, np.int64)))
+    def _rank(self, kind: str) -> np.ndarray:
+        """Return each word's or subject term's rank by name (worked out again when terms were added)."""
+        names = self.word_names if kind == "words" else self.subject_names
+        known, rank = self._ranks.get(kind, (-1, np.zeros(0, np.int64)))
         if known != len(names):
             order = sorted(range(len(names)), key=names.__getitem__)
             rank = np.empty(len(names), dtype=np.int64)
             rank[order] = np.arange(len(names))
-            self._ranks[id(names)] = (len(names), rank)
+            self._ranks[kind] = (len(names), rank)
         return rank
 
     def _labels(self, spellings: sp.csr_matrix, ids: np.ndarray) -> list[str | None]:
@@ -461,8 +456,7 @@ class Vocabulary:
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        state["_ranks"] = {}  # keyed by id(), which a new process does not share
-        state["_tokens"] = dict(self._tokens)
+        state["_tokens"] = dict(self._tokens)  # a plain dict: _TokenIds points back at this object
         return state
 
     def __setstate__(self, state: dict) -> None:
