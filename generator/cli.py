@@ -159,7 +159,8 @@ def run_build(args: argparse.Namespace) -> int:
     from generator.progress import Progress
 
     progress = Progress(enabled=False) if args.quiet else Progress()
-    report = build(config, strict=args.strict, jobs=args.jobs, clean=args.clean, progress=progress)
+    report = build(config, strict=args.strict, jobs=args.jobs, clean=args.clean, progress=progress,
+                   process_ends=True)
     _print_warnings(report.warnings, args.quiet)
     if args.verbose:
         for stage, seconds in report.stage_seconds.items():

@@ -370,11 +370,13 @@ def collector_paused() -> Iterator[None]:
 _frozen_for_good = False
 
 
-def freeze_for_good() -> None:
+def freeze_for_good(collect: bool = True) -> None:
     """Move every object alive now out of the collector's reach for the rest of the process
-    (`gc.freeze`), e.g. what a long-running server keeps; loading then leaves it frozen."""
+    (`gc.freeze`), e.g. what a long-running server keeps; loading then leaves it frozen. Without
+    `collect`, garbage in cycles alive now stays too (for a process about to end)."""
     global _frozen_for_good
-    gc.collect()
+    if collect:
+        gc.collect()
     gc.freeze()
     _frozen_for_good = True
 

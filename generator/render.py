@@ -6,10 +6,13 @@ package, so a digest overrides any template by adding a file of the same name.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
+import marshal
 import operator
+import pickle
 import shutil
 import os
 import traceback
@@ -333,6 +336,7 @@ class Renderer:
         self.new_fragments: dict[str, str] = {}
         self._item_keys: dict[str, str] = {}
         self._article_keys: dict[str, str] = {}
+        self._similar_list_keys: dict[str, tuple[str, str]] = {}  # by article id: (with scores, as shown)
         self._depth_vars: dict[int, dict[str, Any]] = {}  # page helpers by folder depth (see _page_vars)
         self._fragment_memo: dict[tuple[str, str, int], Markup] = {}  # fragment() by (kind, id, depth)
         self._updated_dates: dict[str, str] = {}  # updated_date() by article id
@@ -510,6 +514,17 @@ def fingerprint(*parts: object) -> str:
     return digest.hexdigest()
 
 
+def value_key(value: object) -> str:
+    """Return a short stable hash of a value made of strings, numbers, booleans, None, tuples and
+    lists, from its marshal form (version 0: by value alone, no references or interning; 5 times
+    cheaper than `fingerprint`'s text form for a digest's similar lists)."""
+    try:
+        data = marshal.dumps(value, 0)
+    except ValueError:  # another type somewhere: its text form
+        data = repr(value).encode("utf-8", "surrogatepass")
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
 @functools.lru_cache(maxsize=1 << 16)
 def fragment_key(theme_key: str, kind: str, basis: str, depth: int) -> str:
     """Return the cache key of an article's listing or feed entry (asked for again by every build
@@ -603,9 +618,9 @@ def _similar_keys(digest: Digest, with_score: bool) -> dict[str, tuple[str, str]
     for article_id, links in digest.similar.items():
         entry = known.get(id(links))
         if entry is None or entry[0] is not links or entry[3] != with_score:
-            scored = fingerprint([_link_parts(link, True) for link in links])
-            shown = scored if with_score else fingerprint([_link_parts(link, False) for link in links])
-            entry = (links, scored, shown, with_score)
+            unscored = value_key([_link_parts(link, False) for link in links])
+            scored = value_key((unscored, [link.score for link in links]))
+            entry = (links, scored, scored if with_score else unscored, with_score)
         current[id(links)] = entry
         found[article_id] = (entry[1], entry[2])
     _SIMILAR_BY_OBJECT = current
@@ -618,8 +633,11 @@ class _KeyMemo:
     serve`) when what they were made from is unchanged: the same theme and settings, the same
     articles in the listing, none of whose keys changed since. A plan of 1,000 articles makes
     14,000 keys; an edit changes a few dozen. Entries the last plan did not use are dropped, so
-    every entry was checked against the keys of the plan just before. (Kept in memory only:
-    unpickling 80,000 jobs in a new process costs more than making them.)"""
+    every entry was checked against the keys of the plan just before.
+
+    `digest build` keeps it in the cache folder (`save`, `load`) in a compact form: an article's
+    entry as its page and citation keys, a term's as its page and feed keys; the jobs are made again
+    from those (whole pickled jobs cost more to read than to make: 0.6 s at 10,000 articles)."""
 
     def __init__(self) -> None:
         self.owner: tuple = ()
@@ -629,10 +647,12 @@ class _KeyMemo:
         self.changed_items: set[str] = set()
         self.changed_contents: set[str] = set()
         self.used: dict[tuple, tuple] = {}
+        self.owner_print = ""  # set by `load`: the fingerprint of the owner of the stored entries
 
     def start(self, owner: tuple, items: dict[str, str], contents: dict[str, str]) -> None:
-        if owner != self.owner:
+        if owner != self.owner and not (self.owner_print and self.owner_print == _owner_print(owner)):
             self.entries = {}
+        self.owner_print = ""
         self.changed_items = {i for i, key in items.items() if self.items.get(i) != key}
         self.changed_contents = {i for i, key in contents.items() if self.contents.get(i) != key}
         self.owner, self.items, self.contents, self.used = owner, items, contents, {}
@@ -654,8 +674,70 @@ class _KeyMemo:
         self.used[name] = (inputs, made)
         return made
 
+    def save(self, path: Path) -> None:
+        """Write the entries of the last plan to `path` (atomically; a failure only costs keys)."""
+        compact = {}
+        for name, (inputs, made) in self.entries.items():
+            if name[0] in ("article", "term"):
+                made = tuple(job.key for job in made if job.kind in ("article", "cite.bib", "term", "topic_feed"))
+            elif name[0] == "sitemap":
+                continue  # every page's path: cheaper to fingerprint again than to keep
+            compact[name] = (inputs, made)
+        state = (_memo_stamp(), _owner_print(self.owner), self.items, self.contents, compact)
+        temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(temporary, "wb") as stream:
+                pickle.dump(state, stream, protocol=pickle.HIGHEST_PROTOCOL)
+            os.replace(temporary, path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                temporary.unlink()
+
+    def load(self, path: Path) -> None:
+        """Take the entries `save` wrote, unless this process has its own (`digest serve`)."""
+        if self.entries or self.owner:
+            return
+        try:
+            with open(path, "rb") as stream:
+                stamp, owner_print, items, contents, compact = pickle.load(stream)
+            if stamp != _memo_stamp():
+                return
+            entries = {}
+            for name, (inputs, made) in compact.items():
+                if name[0] == "article":
+                    made = article_jobs(name[1], *made)
+                elif name[0] == "term":
+                    made = term_jobs(name[1], inputs[0], name[2], *made)
+                entries[name] = (inputs, made)
+        except Exception:  # noqa: BLE001 - a missing, stale or corrupt cache only costs making keys
+            return
+        self.owner_print, self.items, self.contents, self.entries = owner_print, items, contents, entries
+
+
+def _owner_print(owner: tuple) -> str:
+    return fingerprint(repr(owner)) if owner else ""
+
+
+def _memo_stamp() -> tuple:
+    """Stamp the code that makes jobs and keys: a changed plan never reuses stored entries."""
+    from generator import __version__
+
+    folder = Path(__file__).parent
+    return (__version__, *((name, (folder / name).stat().st_mtime_ns) for name in ("render.py", "urls.py")))
+
 
 _KEY_MEMO = _KeyMemo()
+
+
+def load_plan_memo(path: Path) -> None:
+    """Start this process's plans from the entries a `digest build` kept in `path` (see _KeyMemo)."""
+    _KEY_MEMO.load(path)
+
+
+def save_plan_memo(path: Path) -> None:
+    """Keep the last plan's entries in `path` for the next process."""
+    _KEY_MEMO.save(path)
 
 
 class SitePlan:
@@ -685,7 +767,7 @@ class SitePlan:
         home = [a.id for a in digest.articles]
         add(urls.output_file(urls.HOME), "home", memo.get(("home",), (home,), home) or memo.put(
             ("home",), (home,), self.listing_key("home", home)))
-        similar_keys = _similar_keys(digest, renderer.templates_show_scores)
+        similar_keys = renderer._similar_list_keys = _similar_keys(digest, renderer.templates_show_scores)
         jobs, backlinks = self.jobs, digest.backlinks
         # An article's five jobs, and a term's page and feed, are reused as they are while what
         # their keys are made from is unchanged (see _KeyMemo): most of a rebuild's plan.
@@ -697,8 +779,9 @@ class SitePlan:
             found = memo.get(("article", article_id), inputs, linked)
             jobs.extend(found or memo.put(("article", article_id), inputs, self._article_jobs(article_id, inputs)))
         for taxonomy, terms in digest.taxonomies.items():
-            key = memo.get(("taxonomy", taxonomy), (terms,)) or memo.put(("taxonomy", taxonomy), (terms,), fingerprint(
-                self.theme_key, taxonomy, [(t.name, t.slug, len(t.article_ids)) for t in terms]))
+            shown = [(t.name, t.slug, len(t.article_ids)) for t in terms]
+            key = memo.get(("taxonomy", taxonomy), (shown,)) or memo.put(
+                ("taxonomy", taxonomy), (shown,), fingerprint(self.theme_key, taxonomy, shown))
             add(urls.output_file(urls.taxonomy_path(taxonomy)), "taxonomy", key, (taxonomy,))
             feeds = taxonomy == "topics"
             for index, term in enumerate(terms):
@@ -746,20 +829,14 @@ class SitePlan:
         similar list key, backlinks and citation key."""
         content, similar, linked, citation = inputs
         key = fingerprint(self.theme_key, content, similar, [self.item_keys[i] for i in linked], citation)
-        cite_key = fingerprint(content, citation)
-        base, args = urls.article_path(article_id), (article_id,)
-        return (PageJob(urls.output_file(base), "article", key, args),
-                PageJob(urls.article_markdown_path(article_id), "article_md", key, args),
-                *(PageJob(base + name, name, cite_key, args) for name in exports.CITATION_FILES))
+        return article_jobs(article_id, key, fingerprint(content, citation))
 
     def _term_jobs(self, taxonomy: str, index: int, term: Any, feed: bool) -> tuple[PageJob, ...]:
         """Return a term's page and, for a topic, its feed."""
-        path = urls.term_path(taxonomy, term.slug)
-        page = PageJob(urls.output_file(path), "term", self.listing_key(taxonomy, term.name, term.article_ids),
-                       (taxonomy, index))
+        page_key = self.listing_key(taxonomy, term.name, term.article_ids)
         if not feed:
-            return (page,)
-        return page, PageJob(path + "feed.xml", "topic_feed", self.feed_key(term.name, term.article_ids), (index,))
+            return term_jobs(taxonomy, index, term.slug, page_key)
+        return term_jobs(taxonomy, index, term.slug, page_key, self.feed_key(term.name, term.article_ids))
 
     def feed_key(self, title: str, ids: Sequence[str]) -> str:
         """Fingerprint a feed by the articles it shows."""
@@ -775,6 +852,23 @@ class SitePlan:
         chosen, edges = map_graph(digest)
         return fingerprint(chosen, edges, [self.item_keys[i] for i in chosen],
                            [k.subjects for k in self.keys.values()], articles_per_year(digest))
+
+
+def article_jobs(article_id: str, page_key: str, cite_key: str) -> tuple[PageJob, ...]:
+    """Return an article's page, Markdown page and citation files, with their keys."""
+    base, args = urls.article_path(article_id), (article_id,)
+    return (PageJob(urls.output_file(base), "article", page_key, args),
+            PageJob(urls.article_markdown_path(article_id), "article_md", page_key, args),
+            *(PageJob(base + name, name, cite_key, args) for name in exports.CITATION_FILES))
+
+
+def term_jobs(taxonomy: str, index: int, slug: str, page_key: str, feed_key: str | None = None) -> tuple[PageJob, ...]:
+    """Return a term's page and, with a `feed_key` (a topic), its feed."""
+    path = urls.term_path(taxonomy, slug)
+    page = PageJob(urls.output_file(path), "term", page_key, (taxonomy, index))
+    if feed_key is None:
+        return (page,)
+    return page, PageJob(path + "feed.xml", "topic_feed", feed_key, (index,))
 
 
 def listing_page_key(theme_key: str, head: tuple, ids: Sequence[str], item_keys: Any) -> str:
@@ -844,7 +938,7 @@ def produce(renderer: "Renderer", job: PageJob) -> bytes:
     if kind == "404":
         return renderer.render("404.html", urls.NOT_FOUND).content
     if kind == "digest_json":
-        return digest_json(digest, config).encode("utf-8")
+        return digest_json(digest, config, renderer).encode("utf-8")
     if kind == "sitemap":
         paths = sorted(j.path[: -len("index.html")] for j in renderer.plan_jobs if j.path.endswith("index.html")
                        and j.path not in (urls.NOT_FOUND, urls.output_file(urls.SEARCH)))
@@ -862,12 +956,28 @@ def produce(renderer: "Renderer", job: PageJob) -> bytes:
 
 def aggregate_export(kind: str, parts: list[bytes]) -> bytes:
     """Join per-article citation files into the digest-wide export of the same format."""
+    return join_export(kind, [export_item(kind, part) for part in parts])
+
+
+def export_item(kind: str, part: bytes) -> bytes:
+    """Return what an article's citation file adds to the digest-wide export `kind`: the file, or
+    for CSL-JSON the one item of its one-item array."""
+    return part.strip()[1:-1].strip(b"\n") if kind == "digest.csl.json" else part
+
+
+def export_frame(kind: str) -> tuple[bytes, bytes]:
+    """Return what comes before the first item of a non-empty export `kind`, and between items."""
     if kind == "digest.csl.json":
-        # Each cite.json is a one-item array: join the items into one array.
-        items = [part.strip()[1:-1].strip(b"\n") for part in parts]
-        return b"[\n" + b",\n".join(items) + b"\n]\n" if items else b"[]\n"
-    separator = b"\n" if kind == "digest.bib" else b""
-    return separator.join(parts)
+        return b"[\n", b",\n"
+    return b"", b"\n" if kind == "digest.bib" else b""
+
+
+def join_export(kind: str, items: list[bytes]) -> bytes:
+    """Join the items of a digest-wide export (see `export_item`)."""
+    if not items:
+        return b"[]\n" if kind == "digest.csl.json" else b""
+    head, separator = export_frame(kind)
+    return head + separator.join(items) + (b"\n]\n" if kind == "digest.csl.json" else b"")
 
 
 def render_feed(renderer: Renderer, path: str, articles: Iterable[Article], title: str, alternate: str) -> bytes:
@@ -893,11 +1003,13 @@ def render_article_page(renderer: Renderer, article: Article, markdown: bool) ->
                            **context).content
 
 
-def digest_json(digest: Digest, config: SiteConfig) -> str:
+def digest_json(digest: Digest, config: SiteConfig, renderer: Renderer | None = None) -> str:
     """Return the digest as data: each article with its similar articles (issue 4's export format).
 
     Each article's entry is the JSON text `json.dumps` would write for it, kept while the article
-    and its similar list are the same objects (a rebuild of `digest serve` changes a few).
+    and its similar list are the same objects (a rebuild of `digest serve` changes a few), and, with
+    a `renderer` that planned the site, in its fragment cache by the article's content key and its
+    similar list's key (the next `digest build`).
     """
     global _DIGEST_ENTRIES
 
@@ -905,12 +1017,21 @@ def digest_json(digest: Digest, config: SiteConfig) -> str:
         path = urls.article_path(article_id)
         return urls.absolute_url(config.base_url, path) if config.base_url else path
 
+    content_keys = renderer._article_keys if renderer is not None else {}
+    similar_keys = renderer._similar_list_keys if renderer is not None else {}
     known, kept, entries = _DIGEST_ENTRIES, {}, []
     for article in digest.articles:
         links = digest.similar.get(article.id, ())
         memo = known.get(article.id)
         if memo is None or memo[0] is not article or memo[1] is not links or memo[2] != config.base_url:
-            memo = (article, links, config.base_url, _digest_entry(article, links, page_url))
+            content, similar = content_keys.get(article.id), similar_keys.get(article.id)
+            key = digest_entry_key(content, similar[0], config.base_url) if content and similar else None
+            text = renderer.fragments.get(key) if key is not None else None  # type: ignore[union-attr]
+            if text is None:
+                text = _digest_entry(article, links, page_url)
+                if key is not None:
+                    renderer.fragments[key] = renderer.new_fragments[key] = text  # type: ignore[union-attr]
+            memo = (article, links, config.base_url, text)
         kept[article.id] = memo
         entries.append(memo[3])
     _DIGEST_ENTRIES = kept
@@ -919,6 +1040,11 @@ def digest_json(digest: Digest, config: SiteConfig) -> str:
 
 
 _DIGEST_ENTRIES: dict[str, tuple[Any, Any, str, str]] = {}  # id -> (article, similar list, base URL, JSON)
+
+
+def digest_entry_key(content_key: str, similar_key: str, base_url: str) -> str:
+    """Return the fragment-cache key of an article's digest.json entry (see `digest_json`)."""
+    return fingerprint("digest.json", content_key, similar_key, base_url)
 
 
 def _digest_entry(article: Article, links: Sequence[Any], page_url: Any) -> str:

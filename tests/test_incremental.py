@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -260,3 +262,35 @@ def test_the_map_is_rendered_again_only_for_articles_it_draws(example_copy, monk
         build(config)
         assert (page.read_bytes() != before) == changes == (map_key() != key)
         assert read_tree(example_copy / "site") == read_tree_of_clean_build(example_copy)
+
+
+def build_in_new_process(root: Path) -> None:
+    """Run `digest build` as a user does: a new process, starting from the cache folder alone."""
+    subprocess.run([sys.executable, "-m", "generator", "build", "-q"], cwd=root, check=True)
+
+
+def test_a_new_process_starts_from_the_cache_folder_and_builds_the_bytes_of_a_clean_build(example_copy):
+    """The plan's keys, the digest.json entries and the places of each article in digest.bib/.ris/
+    .csl.json are kept in .digest-cache/ for the next `digest build`; what it reuses must be exact,
+    and a stale or broken cache file must only cost the work."""
+    cache = example_copy / ".digest-cache"
+    record = example_copy / "content/autoimmunity/36109639.yaml"
+    build_in_new_process(example_copy)
+    assert {"plan.pickle", "exports.pickle"} <= {p.name for p in cache.iterdir()}
+    first_exports = (cache / "exports.pickle").read_bytes()
+    # A title edit changes the article's pages and citation files, listings, feeds, digest.json and
+    # the three joined exports; the other articles' entries are taken from the live exports.
+    record.write_text(record.read_text().replace("refractory systemic lupus", "refractory lupus"))
+    build_in_new_process(example_copy)
+    assert read_tree(example_copy / "site") == read_tree_of_clean_build(example_copy)
+    # An index of exports that are no longer live (here: the first build's) is not used.
+    (cache / "exports.pickle").write_bytes(first_exports)
+    record.write_text(record.read_text().replace("refractory lupus", "refractory SLE"))
+    build_in_new_process(example_copy)
+    assert read_tree(example_copy / "site") == read_tree_of_clean_build(example_copy)
+    # Broken cache files are ignored.
+    for name in ("plan.pickle", "exports.pickle", "fragments.pickle"):
+        (cache / name).write_bytes(b"not a pickle")
+    record.write_text(record.read_text().replace("refractory SLE", "refractory systemic lupus"))
+    build_in_new_process(example_copy)
+    assert read_tree(example_copy / "site") == read_tree_of_clean_build(example_copy)

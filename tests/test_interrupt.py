@@ -138,7 +138,9 @@ def test_interrupted_builds_leave_old_or_new_site_and_recover(tmp_path):
             outcomes.append((sig.name, round(delay, 2), state or "MIXED"))
             assert state in (live, target), (
                 f"after {sig.name} at {delay:.2f} s the site is neither {live} nor {target}: "
-                f"{len(set(site) ^ set(references[target]))} files differ in name; outcomes so far: {outcomes}")
+                f"{len(set(site) ^ set(references[target]))} files differ in name, these in content from "
+                f"{target}: {sorted(p for p in site if p in references[target] and site[p] != references[target][p])[:20]}; "
+                f"outcomes so far: {outcomes}")
             assert process.returncode in (0, 1, 130, -signal.SIGKILL, -signal.SIGINT), process.returncode
             live = state
             if state == target:
