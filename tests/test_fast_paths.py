@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import pickle
+import sys
 from dataclasses import replace
 
 from hypothesis import given, settings
@@ -11,7 +13,7 @@ from hypothesis import strategies as st
 from generator.load import load_articles
 from generator.metadata import scholarly_json_ld, scholarly_json_ld_text
 from generator.model import Author
-from generator.render import json_for_script
+from generator.render import json_for_script, value_key
 from tests.conftest import REPO
 
 TRICKY = ["</script><script>alert(1)</script>", "<!--", "\u2028\u2029", "\"quoted\" \\ back", "Zürich – α/β…",
@@ -45,3 +47,35 @@ def example_articles_cached():
     if not _CACHE:
         _CACHE.extend(example_articles())
     return _CACHE
+
+
+LINK_VALUES = st.recursive(
+    st.none() | st.booleans() | st.floats(allow_nan=False) | st.integers(-10**6, 10**6) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.lists(inner, max_size=4).map(tuple), max_leaves=20)
+
+
+@settings(max_examples=200, deadline=None)
+@given(LINK_VALUES, LINK_VALUES)
+def test_value_keys_are_equal_exactly_when_the_values_are(first, second):
+    """A similar list's key (`value_key`) must not depend on how its strings were made (interned,
+    shared or copied: a new process makes them differently) and must tell any two values apart,
+    0.5 from 0.50001 and None from "" included."""
+    copied = pickle.loads(pickle.dumps(first))
+    assert value_key(first) == value_key(copied) == value_key(_with_copied_strings(first))
+    if repr(first) != repr(second):  # repr tells 1 from 1.0 and True from 1, as the page would
+        assert value_key(first) != value_key(second)
+
+
+def _with_copied_strings(value):
+    if isinstance(value, str):
+        return "".join(list(value))  # an equal string that is another object, never interned
+    if isinstance(value, (list, tuple)):
+        return type(value)(_with_copied_strings(v) for v in value)
+    return value
+
+
+def test_value_keys_tell_similar_lists_apart():
+    assert value_key([("A title", None, 0.5)]) != value_key([("A title", None, 0.50001)])
+    assert value_key([("A title", None)]) != value_key([("A title", "")])
+    assert value_key([("a", "b")]) != value_key([("ab", "")])
+    assert value_key(sys.intern("x" * 40)) == value_key("".join(["x"] * 40))
