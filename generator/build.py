@@ -13,6 +13,7 @@ import json
 import multiprocessing
 import os
 import pickle
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -179,8 +180,8 @@ def _states(config: SiteConfig, clean: bool, session: BuildSession | None) -> tu
     cache = config.root / CACHE_DIR
     if clean:
         return None, None
-    if session is None:
-        return LoadState(cache / "records.pickle"), LinkState(cache / "links.pickle")
+    if session is None:  # saved after linking, by `_save_states`
+        return LoadState(cache / "records.pickle", autosave=False), LinkState(cache / "links.pickle", autosave=False)
     if session.load_state is None or session.link_state is None:
         session.load_state = LoadState(cache / "records.pickle", autosave=False)
         session.link_state = LinkState(cache / "links.pickle", autosave=False)
@@ -247,6 +248,8 @@ def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, prog
         load_state.save()
         link_state.save()
     if session is None:
+        if load_state is not None and link_state is not None:
+            _save_states((load_state, link_state), early is None, cleanup)
         load_state = link_state = None  # their pickled caches (370 MB at 100,000 articles) can go
         if process_ends:
             freeze_for_good(collect=False)
@@ -454,6 +457,34 @@ def _write_early() -> tuple[int, dict[str, str]]:
             data = citation_file(by_id[article_id], name, citation[article_id]).encode("utf-8")
         written += tree.put(path, data)
     return written, files
+
+
+def _save_states(states: tuple[LoadState, LinkState], may_fork: bool, cleanup: contextlib.ExitStack) -> None:
+    """Write the load and link caches for the next build: in a forked child while this process
+    renders, when it is alone (no threads, no early writer: forking then is safe), else now.
+
+    Pickling and writing them takes 0.3 to 0.5 s after an edit at 10,000 articles; the child works
+    from its copy of the states as they are now, and the build waits for it before it returns.
+    """
+    if may_fork and can_fork() and threading.active_count() == 1:
+        child = os.fork()
+        if child == 0:
+            try:
+                for state in states:
+                    state.save()
+            finally:
+                os._exit(0)
+        cleanup.callback(_wait_for, child)
+        return
+    for state in states:
+        state.save()
+
+
+def _wait_for(child: int) -> None:
+    try:
+        os.waitpid(child, 0)
+    except ChildProcessError:
+        pass
 
 
 def _render_open_pages(preview: Preview, renderer: Renderer, last_jobs: dict[str, PageJob],
