@@ -577,11 +577,10 @@ def _aggregate(writer: SiteWriter, job: PageJob, articles, keys: dict[str, str])
     the live export has that key (a build that failed after making it leaves the old one live).
     """
     name, tree = AGGREGATES[job.kind], os.fspath(writer.spare)
-    try:
-        made_for, size, stored = _EXPORT_INDEX.get(job.kind, ("", 0, {}))
-        stored.get  # noqa: B018 - a dict, as this code writes it (else: a stale cache file)
-    except (TypeError, ValueError, AttributeError):
-        made_for, size, stored = "", 0, {}
+    entry = _EXPORT_INDEX.get(job.kind)
+    if not (isinstance(entry, tuple) and len(entry) == 3 and isinstance(entry[2], dict)):
+        entry = ("", 0, {})  # none yet, or a cache file written by other code
+    made_for, size, stored = entry
     live = b""
     if stored and writer.live.get(job.path) == made_for:
         try:
