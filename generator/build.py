@@ -249,7 +249,10 @@ def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, prog
         link_state.save()
     if session is None:
         if load_state is not None and link_state is not None:
-            _save_states((load_state, link_state), early is None and (jobs or os.cpu_count() or 1) > 1, cleanup)
+            # Not above PARALLEL_ROWS articles: a child holding 370 MB of states (at 100,000) while
+            # this process renders would raise the machine's peak memory by as much.
+            may_fork = early is None and not early_after_link and (jobs or os.cpu_count() or 1) > 1
+            _save_states((load_state, link_state), may_fork, cleanup)
         load_state = link_state = None  # their pickled caches (370 MB at 100,000 articles) can go
         if process_ends:
             freeze_for_good(collect=False)
@@ -461,8 +464,8 @@ def _write_early() -> tuple[int, dict[str, str]]:
 
 def _save_states(states: tuple[LoadState, LinkState], may_fork: bool, cleanup: contextlib.ExitStack) -> None:
     """Write the load and link caches for the next build: in a forked child while this process
-    renders, when it may (`--jobs` above 1, no early writer) and is alone (no threads: forking is
-    then safe), else now.
+    renders, when it may (`--jobs` above 1, no early writer, not a very large digest) and is alone
+    (no threads: forking is then safe), else now.
 
     Pickling and writing them takes 0.3 to 0.5 s after an edit at 10,000 articles; the child works
     from its copy of the states as they are now, and the build waits for it before it returns.
