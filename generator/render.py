@@ -293,9 +293,10 @@ def theme_fingerprint(config: SiteConfig, digest: Digest, uses_digest: bool) -> 
 
     A template that mentions `digest` can show digest-wide data, so then the whole digest is included.
     """
-    # Where the digest lives on disk does not change a page; what the theme files say does.
+    # Where the digest lives on disk does not change a page; what the theme files say does, and so
+    # does the code that renders them (a new version of the tool renders every page again).
     portable = replace(config, root=Path("."), output_dir="", content_dir="", templates_dir="", static_dir="")
-    parts: list[object] = [__package__, repr(portable)]
+    parts: list[object] = [__package__, _rendering_code_stamp(), repr(portable)]
     for folder in theme_dirs(config):
         for path in sorted(folder.rglob("*")):
             if path.is_file() and path.suffix in TEMPLATE_SUFFIXES + ASSET_SUFFIXES:
@@ -721,10 +722,31 @@ def _owner_print(owner: tuple) -> str:
 
 def _memo_stamp() -> tuple:
     """Stamp the code that makes jobs and keys: a changed plan never reuses stored entries."""
+    return _code_stamp(("render.py", "urls.py"))
+
+
+# The modules whose code decides a page's bytes, beyond the templates.
+RENDERING_MODULES = ("render.py", "urls.py", "exports.py", "metadata.py", "markup.py", "graph.py", "model.py")
+
+
+@functools.lru_cache(maxsize=1)
+def _rendering_code_stamp() -> tuple:
+    return _code_stamp(RENDERING_MODULES)
+
+
+def _code_stamp(names: Sequence[str]) -> tuple:
+    """Return the tool's version and the size and mtime of its modules `names`."""
     from generator import __version__
 
     folder = Path(__file__).parent
-    return (__version__, *((name, (folder / name).stat().st_mtime_ns) for name in ("render.py", "urls.py")))
+    stamps = []
+    for name in names:
+        try:
+            info = (folder / name).stat()
+            stamps.append((name, info.st_size, info.st_mtime_ns))
+        except OSError:
+            stamps.append((name, None, None))
+    return (__version__, *stamps)
 
 
 _KEY_MEMO = _KeyMemo()
