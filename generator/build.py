@@ -31,7 +31,7 @@ from generator.render import (AGGREGATES, PageJob, Renderer, article_keys, expor
 from generator.progress import NoProgress, Progress
 from generator.exports import CITATION_FILES, citation_file, citation_keys
 from generator import urls
-from generator.similarity import PARALLEL_ROWS
+from generator.similarity_settings import PARALLEL_ROWS
 from generator.workers import can_fork, worker_setup
 from generator.write import TREE_MARKER, SiteWriter, TreeFiles, checked_path, static_files
 

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from generator.errors import DigestError, Problem
-from generator.similarity import SimilarityConfig
+from generator.similarity_settings import SimilarityConfig
 
 CONFIG_FILE = "digest.yaml"
 

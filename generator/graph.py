@@ -10,8 +10,10 @@ import hashlib
 import json
 from collections import Counter
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:  # numpy is imported by the functions that lay out the map
+    import numpy as np
 
 from generator.link import Digest
 
@@ -64,6 +66,8 @@ _CANDIDATES: dict[int, tuple] = {}
 
 
 def _seeded_positions(ids: list[str]) -> np.ndarray:
+    import numpy as np
+
     values = [hashlib.sha256(i.encode()).digest() for i in ids]
     return np.array([[v[0] / 255.0 - 0.5, v[1] / 255.0 - 0.5] for v in values], dtype=float)
 
@@ -82,6 +86,8 @@ def layout(ids: list[str], edges: list[tuple[int, int]], iterations: int = 120) 
 
 def cached_layout(ids: list[str], edges: list[tuple[int, int]], cache: dict[str, str] | None) -> np.ndarray:
     """Return the layout, reusing one stored in `cache` (the build's fragment cache) for the same graph."""
+    import numpy as np
+
     if cache is None:
         return layout(ids, edges)
     key = "layout:" + hashlib.blake2b(repr((ids, edges)).encode(), digest_size=16).hexdigest()
@@ -93,6 +99,8 @@ def cached_layout(ids: list[str], edges: list[tuple[int, int]], cache: dict[str,
 
 
 def _layout(ids: list[str], edges: list[tuple[int, int]], iterations: int) -> np.ndarray:
+    import numpy as np
+
     n = len(ids)
     if n == 0:
         return np.zeros((0, 2))

@@ -10,12 +10,14 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Protocol, Sequence
 
 from generator.load import collector_paused, slugify
 from generator.model import Article
-from generator.neighbour_index import NeighbourIndex
-from generator.similarity import SimilarityConfig, compute_neighbours
+from generator.similarity_settings import SimilarityConfig
+
+if TYPE_CHECKING:  # numpy and scipy are imported when neighbours are computed (see _compute_neighbours)
+    from generator.neighbour_index import NeighbourIndex
 
 
 # MeSH check tags: indexed on most articles, so they never explain why two articles are alike.
@@ -235,6 +237,10 @@ class LinkState:
     def _compute_neighbours(self, articles: Sequence[Article], similarity: SimilarityConfig,
                             prints: list[bytes] | None) -> dict:
         """Return `compute_neighbours(articles, similarity)`, reused while its inputs are unchanged."""
+        # Imported here: with numpy and scipy (0.35 s), which a build that links nothing never needs.
+        from generator.neighbour_index import NeighbourIndex
+        from generator.similarity import compute_neighbours
+
         if prints is None:  # no state worth keeping: compute
             return compute_neighbours(articles, similarity)
         known = self._section("digests") or {}

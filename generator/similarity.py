@@ -55,16 +55,15 @@ import math
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from numbers import Real
 
 import numpy as np
 import scipy.sparse as sp
 
 from generator.load import collector_paused
+from generator.similarity_settings import FIELDS, PARALLEL_ROWS, SimilarityConfig  # noqa: F401 - also from here
 from generator.model import Article
 from generator.workers import can_fork, idle_cores, map_with_workers
 
-FIELDS = ("title", "abstract", "mesh", "keywords")
 
 _SHARES = {"text": 0.5, "mesh": 0.35, "keywords": 0.15}  # of the squared length of a vector
 _MAJOR_WEIGHT = 2.0  # a major-topic MeSH heading, relative to a minor one
@@ -93,34 +92,6 @@ STOPWORDS = frozenset(
     then there therefore these they this those through thus to upon use used using various very was
     we were what when which while with within without would""".split()
 )
-
-
-@dataclass(frozen=True)
-class SimilarityConfig:
-    """How neighbours are computed (`similar:` in digest.yaml).
-
-    Scores are cosines in [0, 1]; a neighbour needs a score >= `min_score` and above 0 once rounded
-    (so a `min_score` above 1 turns neighbours off). The default, 0.15, was set on the synthetic
-    corpus (digests of 30 to 600 articles, 30 topics): pairs from different topics score 0.03 to
-    0.08 (median), 0.11 to 0.18 (99th percentile), at most 0.30 (sibling topics); pairs from the
-    same topic score 0.32 or more (median 0.66). In a 300-article digest whose smallest topics have
-    4 articles, 0.1 let 18 cross-topic pairs (<= 0.13) fill their top 5; 0.15 lets none.
-    """
-
-    count: int = 5
-    min_score: float = 0.15
-    fields: tuple[str, ...] = FIELDS
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "fields", tuple(self.fields))
-        if isinstance(self.count, bool) or not isinstance(self.count, int) or self.count < 0:
-            raise ValueError(f"similar.count must be a whole number >= 0, got {self.count!r}")
-        score = self.min_score
-        if isinstance(score, bool) or not isinstance(score, Real) or not 0.0 <= score < math.inf:
-            raise ValueError(f"similar.min_score must be a number >= 0, got {score!r}")
-        unknown = [name for name in self.fields if name not in FIELDS]
-        if unknown:
-            raise ValueError(f"similar.fields: unknown {unknown}; known: {list(FIELDS)}")
 
 
 @dataclass(frozen=True)
@@ -616,7 +587,6 @@ def top_pairs(
     return src, dst, units
 
 
-PARALLEL_ROWS = 20_000  # below this many articles, forking costs about what the products save
 _SHARED: tuple | None = None  # what forked workers compute blocks from (set before forking)
 
 
