@@ -26,8 +26,8 @@ from generator.errors import DigestError, Problem
 from generator.link import Digest, LinkState, build_taxonomies, link_articles
 from generator.load import LoadState, collector_paused, freeze_for_good, load_articles
 from generator.render import (AGGREGATES, PageJob, Renderer, article_keys, export_frame, export_item, fingerprint,
-                             join_export, keep_compiled_templates, listing_page_key, load_plan_memo, page_job, produce,
-                             save_plan_memo, template_references)
+                             join_export, keep_compiled_templates, listing_page_key, page_job, plan_memo, produce,
+                             restore_plan_memo, template_references)
 from generator.progress import NoProgress, Progress
 from generator.exports import CITATION_FILES, citation_file, citation_keys
 from generator import urls
@@ -273,7 +273,7 @@ def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, prog
         plan_file = config.root / CACHE_DIR / "plan.pickle"
         exports_file = config.root / CACHE_DIR / "exports.pickle"
         if session is None and not clean:
-            load_plan_memo(plan_file)
+            restore_plan_memo(_load_pickle(plan_file))
         if (session is None or not _EXPORT_INDEX) and not clean:
             _EXPORT_INDEX.clear()
             _EXPORT_INDEX.update(_load_pickle(exports_file))
@@ -283,7 +283,7 @@ def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, prog
         plan = renderer.plan()
         plan_jobs = plan.jobs
         if session is None:
-            save_plan_memo(plan_file)  # input -> key entries: true whether or not this build succeeds
+            _save_pickle(plan_file, plan_memo())  # input -> key entries: true whether or not this build succeeds
         if session is not None:
             session.jobs = {job.path: job for job in plan_jobs}
         statics = [(path, source) for path, source in static_files([config.static_path])

@@ -420,16 +420,10 @@ def _key(settings: str, articles: Sequence[Article], prints: list[bytes]) -> byt
 
 def _code_stamp() -> str:
     """Return a stamp of the code that makes articles and links, so a change never reuses old results."""
-    from generator.load import _code_stamp as load_stamp
+    from generator.load import _code_stamp as load_stamp, files_stamp
 
     folder = Path(__file__).parent
-    stamps = []
-    for name in ("link.py", "similarity.py", "neighbour_index.py"):
-        try:
-            info = (folder / name).stat()
-            stamps.append((name, info.st_mtime_ns, info.st_size))
-        except OSError:
-            stamps.append((name, 0, 0))
+    stamps = files_stamp(folder / name for name in ("link.py", "similarity.py", "neighbour_index.py"))
     return f"{load_stamp()}:{stamps}:{sys.version_info[:2]}"
 
 

@@ -6,13 +6,11 @@ package, so a digest overrides any template by adding a file of the same name.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import json
 import marshal
 import operator
-import pickle
 import shutil
 import os
 import traceback
@@ -636,7 +634,7 @@ class _KeyMemo:
     14,000 keys; an edit changes a few dozen. Entries the last plan did not use are dropped, so
     every entry was checked against the keys of the plan just before.
 
-    `digest build` keeps it in the cache folder (`save`, `load`) in a compact form: an article's
+    `digest build` keeps it in the cache folder (`stored`, `restore`) in a compact form: an article's
     entry as its page and citation keys, a term's as its page and feed keys; the jobs are made again
     from those (whole pickled jobs cost more to read than to make: 0.6 s at 10,000 articles)."""
 
@@ -675,8 +673,8 @@ class _KeyMemo:
         self.used[name] = (inputs, made)
         return made
 
-    def save(self, path: Path) -> None:
-        """Write the entries of the last plan to `path` (atomically; a failure only costs keys)."""
+    def stored(self) -> dict[str, Any]:
+        """Return the entries of the last plan as the cache folder keeps them (see `restore`)."""
         compact = {}
         for name, (inputs, made) in self.entries.items():
             if name[0] in ("article", "term"):
@@ -684,33 +682,22 @@ class _KeyMemo:
             elif name[0] == "sitemap":
                 continue  # every page's path: cheaper to fingerprint again than to keep
             compact[name] = (inputs, made)
-        state = (_memo_stamp(), _owner_print(self.owner), self.items, self.contents, compact)
-        temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(temporary, "wb") as stream:
-                pickle.dump(state, stream, protocol=pickle.HIGHEST_PROTOCOL)
-            os.replace(temporary, path)
-        except OSError:
-            with contextlib.suppress(OSError):
-                temporary.unlink()
+        return {"owner": _owner_print(self.owner), "items": self.items, "contents": self.contents, "entries": compact}
 
-    def load(self, path: Path) -> None:
-        """Take the entries `save` wrote, unless this process has its own (`digest serve`)."""
+    def restore(self, stored: dict[str, Any]) -> None:
+        """Take the entries `stored` gave, unless this process has its own (`digest serve`). They are
+        used only by a plan of the same owner, whose theme key includes the rendering code's stamp."""
         if self.entries or self.owner:
             return
         try:
-            with open(path, "rb") as stream:
-                stamp, owner_print, items, contents, compact = pickle.load(stream)
-            if stamp != _memo_stamp():
-                return
             entries = {}
-            for name, (inputs, made) in compact.items():
+            for name, (inputs, made) in stored["entries"].items():
                 if name[0] == "article":
                     made = article_jobs(name[1], *made)
                 elif name[0] == "term":
                     made = term_jobs(name[1], inputs[0], name[2], *made)
                 entries[name] = (inputs, made)
+            owner_print, items, contents = stored["owner"], dict(stored["items"]), dict(stored["contents"])
         except Exception:  # noqa: BLE001 - a missing, stale or corrupt cache only costs making keys
             return
         self.owner_print, self.items, self.contents, self.entries = owner_print, items, contents, entries
@@ -720,46 +707,30 @@ def _owner_print(owner: tuple) -> str:
     return fingerprint(repr(owner)) if owner else ""
 
 
-def _memo_stamp() -> tuple:
-    """Stamp the code that makes jobs and keys: a changed plan never reuses stored entries."""
-    return _code_stamp(("render.py", "urls.py"))
-
-
 # The modules whose code decides a page's bytes, beyond the templates.
 RENDERING_MODULES = ("render.py", "urls.py", "exports.py", "metadata.py", "markup.py", "graph.py", "model.py")
 
 
 @functools.lru_cache(maxsize=1)
-def _rendering_code_stamp() -> tuple:
-    return _code_stamp(RENDERING_MODULES)
-
-
-def _code_stamp(names: Sequence[str]) -> tuple:
-    """Return the tool's version and the size and mtime of its modules `names`."""
+def _rendering_code_stamp() -> str:
     from generator import __version__
+    from generator.load import files_stamp
 
     folder = Path(__file__).parent
-    stamps = []
-    for name in names:
-        try:
-            info = (folder / name).stat()
-            stamps.append((name, info.st_size, info.st_mtime_ns))
-        except OSError:
-            stamps.append((name, None, None))
-    return (__version__, *stamps)
+    return f"{__version__}:{files_stamp(folder / name for name in RENDERING_MODULES)}"
 
 
 _KEY_MEMO = _KeyMemo()
 
 
-def load_plan_memo(path: Path) -> None:
-    """Start this process's plans from the entries a `digest build` kept in `path` (see _KeyMemo)."""
-    _KEY_MEMO.load(path)
+def plan_memo() -> dict[str, Any]:
+    """Return what the next process's plans can start from (see _KeyMemo): kept in the cache folder."""
+    return _KEY_MEMO.stored()
 
 
-def save_plan_memo(path: Path) -> None:
-    """Keep the last plan's entries in `path` for the next process."""
-    _KEY_MEMO.save(path)
+def restore_plan_memo(stored: dict[str, Any]) -> None:
+    """Start this process's plans from what `plan_memo` returned in another process."""
+    _KEY_MEMO.restore(stored)
 
 
 class SitePlan:
