@@ -27,7 +27,7 @@ from generator.link import Digest, LinkState, build_taxonomies, link_articles
 from generator.load import LoadState, collector_paused, freeze_for_good, load_articles
 from generator.render import (AGGREGATES, PageJob, Renderer, article_keys, export_frame, export_item, fingerprint,
                              join_export, keep_compiled_templates, listing_page_key, page_job, plan_memo, produce,
-                             restore_plan_memo, template_references)
+                             rendering_code_stamp, restore_plan_memo, template_references)
 from generator.progress import NoProgress, Progress
 from generator.exports import CITATION_FILES, citation_file, citation_keys
 from generator import urls
@@ -230,6 +230,8 @@ def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, prog
         raise DigestError([Problem(w.path, w.message, w.line, w.hint) for w in loaded.warnings])
     keys_file = config.root / CACHE_DIR / "keys.pickle"
     key_store: dict = _load_pickle(keys_file) if session is None and not clean else {}
+    if key_store.get("") != rendering_code_stamp():  # what the keys are made by changed: made again
+        key_store = {"": rendering_code_stamp()}
     known_keys = len(key_store)
     writer = SiteWriter(config.output_path, config.root / CACHE_DIR, clean=clean)
     # The early writer (see _EarlyFiles) starts now, while linking runs on one core, unless the
@@ -261,10 +263,7 @@ def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, prog
                 early = _EarlyFiles.start(loaded, key_store, writer, jobs, config, cleanup)
     with _timed(report, "plan"), collector_paused():  # 100,000s of small tuples, none in cycles
         keep_compiled_templates(None if clean else config.root / CACHE_DIR / "jinja")
-        renderer = Renderer(digest, config)
-        renderer.record_fingerprints = loaded.fingerprints
-        if session is None and not clean:
-            renderer.key_store = key_store
+        renderer = Renderer(digest, config, loaded.fingerprints, key_store if session is None and not clean else None)
         fragments_file = config.root / CACHE_DIR / "fragments.pickle"
         if session is not None and session.fragments is not None and not clean:
             renderer.fragments = dict(session.fragments)
@@ -293,7 +292,7 @@ def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, prog
         keys = {job.path: job.key for job in all_jobs}
         if session is None and not clean and len(renderer.key_store) != known_keys:
             current = {k.content for k in plan.keys.values()}
-            _save_pickle(keys_file, {k: v for k, v in renderer.key_store.items() if k in current})
+            _save_pickle(keys_file, {k: v for k, v in renderer.key_store.items() if k in current or k == ""})
     report.articles = len(digest.articles)
     report.pages = len(all_jobs)
     if writer.unchanged_site(keys):
@@ -383,8 +382,8 @@ class _EarlyFiles:
         global _early_state
         if (jobs or os.cpu_count() or 1) < 2 or not can_fork():
             return None
-        citation = citation_keys(loaded.articles)  # both memoised: the plan asks again for free
-        keys = article_keys(loaded.articles, loaded.fingerprints, key_store)
+        keys = article_keys(loaded.articles, loaded.fingerprints, key_store)  # memoised: the plan asks again for free
+        citation = citation_keys(loaded.articles, {i: k.citation for i, k in keys.items()})
         cites = {}
         for article in loaded.articles:
             key = fingerprint(keys[article.id].content, citation[article.id])

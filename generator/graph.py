@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import operator
 from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -134,20 +135,43 @@ def _layout(ids: list[str], edges: list[tuple[int, int]], iterations: int) -> np
 
 
 def map_graph(digest: Digest) -> tuple[list[str], list[tuple[int, int]]]:
-    """Return the articles the map draws (the best connected, by id) and the lines between them."""
-    degree: Counter[str] = Counter()
+    """Return the articles the map draws (the best connected, by id) and the lines between them.
+
+    Asked twice a build (the plan fingerprints it, the map page draws it) and again by every
+    rebuild of `digest serve`: the answer is kept while the articles and their similar-article lists
+    are the same objects (the linker hands back the same list for an article whose neighbours did
+    not change), and each article's lines while its list is."""
+    global _LAST_GRAPH, _PAIRS_BY_ARTICLE
+    ids = [article.id for article in digest.articles]
+    lists = [digest.similar.get(article_id, ()) for article_id in ids]
+    last_ids, last_lists, last_result = _LAST_GRAPH
+    if last_ids == ids and len(last_lists) == len(lists) and all(map(operator.is_, last_lists, lists)) \
+            and set(digest.by_id) == set(ids):
+        return last_result[0][:], last_result[1][:]
+    known, current = _PAIRS_BY_ARTICLE, {}
     pairs: set[tuple[str, str]] = set()
-    for article in digest.articles:
-        for link in digest.similar.get(article.id, ()):
-            if link.target_id and link.target_id != article.id:
-                pairs.add(tuple(sorted((article.id, link.target_id))))
+    for article_id, links in zip(ids, lists):
+        entry = known.get(article_id)
+        if entry is None or entry[0] is not links:
+            entry = (links, tuple(tuple(sorted((article_id, link.target_id))) for link in links
+                                  if link.target_id and link.target_id != article_id))
+        current[article_id] = entry
+        pairs.update(entry[1])
+    _PAIRS_BY_ARTICLE = current
+    degree: Counter[str] = Counter()
     for a, b in pairs:
         degree[a] += 1
         degree[b] += 1
     chosen = sorted(digest.by_id, key=lambda i: (-degree[i], i))[:MAX_NODES]
     chosen.sort()
     index = {article_id: n for n, article_id in enumerate(chosen)}
-    return chosen, sorted((index[a], index[b]) for a, b in pairs if a in index and b in index)
+    edges = sorted((index[a], index[b]) for a, b in pairs if a in index and b in index)
+    _LAST_GRAPH = (ids, lists, (chosen, edges))
+    return chosen[:], edges[:]
+
+
+_LAST_GRAPH: tuple = ([], [], ([], []))
+_PAIRS_BY_ARTICLE: dict[str, tuple] = {}  # article id -> (its similar list, the lines it adds)
 
 
 def articles_per_year(digest: Digest) -> tuple[tuple[str, int], ...]:

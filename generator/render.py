@@ -11,8 +11,9 @@ import hashlib
 import json
 import marshal
 import operator
-import shutil
 import os
+import pickle
+import shutil
 import traceback
 import types
 from dataclasses import dataclass, replace
@@ -265,12 +266,17 @@ def template_references(config: SiteConfig) -> tuple[bool, bool]:
     """
     env = make_environment(config)
     uses_digest = uses_score = False
+    stored = _BYTECODE.folder / "references.pickle" if _BYTECODE.folder is not None else None
+    if stored is not None and not _REFERENCES:
+        _REFERENCES.update(_read_references(stored))
+    known = len(_REFERENCES)
     for folder in theme_dirs(config):
         for path in sorted(folder.glob("*")):
             if path.suffix not in TEMPLATE_SUFFIXES or not path.is_file():
                 continue
             source = path.read_bytes()
-            found = _REFERENCES.get(source)
+            checksum = hashlib.sha256(source).hexdigest()
+            found = _REFERENCES.get(checksum)
             if found is None:
                 try:
                     tree = env.parse(source.decode("utf-8"))
@@ -278,12 +284,38 @@ def template_references(config: SiteConfig) -> tuple[bool, bool]:
                              any(node.attr == "score" for node in tree.find_all(jinja2.nodes.Getattr)))
                 except (jinja2.TemplateError, UnicodeDecodeError):
                     found = (False, False)  # reported when the template is used
-                _REFERENCES[source] = found
+                _REFERENCES[checksum] = found
             uses_digest, uses_score = uses_digest or found[0], uses_score or found[1]
+    if stored is not None and len(_REFERENCES) != known:
+        _write_references(stored, _REFERENCES)
     return uses_digest, uses_score
 
 
-_REFERENCES: dict[bytes, tuple[bool, bool]] = {}  # template source -> references (serve rebuilds reuse it)
+# Template source checksum -> references: kept for the process (serve rebuilds) and, beside the
+# compiled templates, for the next `digest build` (parsing the theme costs a new process 0.16 s).
+_REFERENCES: dict[str, tuple[bool, bool]] = {}
+
+
+def _read_references(path: Path) -> dict[str, tuple[bool, bool]]:
+    try:
+        with open(path, "rb") as stream:
+            found = pickle.load(stream)
+        if isinstance(found, dict) and all(isinstance(k, str) and isinstance(v, tuple) and len(v) == 2
+                                           and all(type(x) is bool for x in v) for k, v in found.items()):
+            return found
+    except Exception:  # noqa: BLE001 - a missing or broken cache file only costs parsing the theme
+        pass
+    return {}
+
+
+def _write_references(path: Path, references: dict[str, tuple[bool, bool]]) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        temporary.write_bytes(pickle.dumps(references, protocol=pickle.HIGHEST_PROTOCOL))
+        os.replace(temporary, path)
+    except OSError:
+        pass  # only costs parsing again next time
 
 
 def theme_fingerprint(config: SiteConfig, digest: Digest, uses_digest: bool) -> str:
@@ -294,7 +326,7 @@ def theme_fingerprint(config: SiteConfig, digest: Digest, uses_digest: bool) -> 
     # Where the digest lives on disk does not change a page; what the theme files say does, and so
     # does the code that renders them (a new version of the tool renders every page again).
     portable = replace(config, root=Path("."), output_dir="", content_dir="", templates_dir="", static_dir="")
-    parts: list[object] = [__package__, _rendering_code_stamp(), repr(portable)]
+    parts: list[object] = [__package__, rendering_code_stamp(), repr(portable)]
     for folder in theme_dirs(config):
         for path in sorted(folder.rglob("*")):
             if path.is_file() and path.suffix in TEMPLATE_SUFFIXES + ASSET_SUFFIXES:
@@ -307,7 +339,10 @@ def theme_fingerprint(config: SiteConfig, digest: Digest, uses_digest: bool) -> 
 class Renderer:
     """Renders pages; holds the environment, the digest and the helpers every template may call."""
 
-    def __init__(self, digest: Digest, config: SiteConfig):
+    def __init__(self, digest: Digest, config: SiteConfig, record_fingerprints: Any = None,
+                 key_store: dict[str, tuple[str, ...]] | None = None):
+        """`record_fingerprints` (the loader's) and `key_store` (kept in the cache folder by the
+        build) spare a new process making again the keys of unchanged articles (see `article_keys`)."""
         self.digest = digest
         self.config = config
         self.env = make_environment(config)
@@ -326,7 +361,12 @@ class Renderer:
             "updated_date": updated_date,
             "entry_id": self.entry_id,
         }
-        self.citation_keys = exports.citation_keys(digest.articles)
+        self.record_fingerprints = record_fingerprints
+        self.key_store = key_store
+        bases = None
+        if record_fingerprints is not None:
+            bases = {i: k.citation for i, k in article_keys(digest.articles, record_fingerprints, key_store).items()}
+        self.citation_keys = exports.citation_keys(digest.articles, bases)
         uses_digest, self.templates_show_scores = template_references(config)
         self.theme_key = theme_fingerprint(config, digest, uses_digest)
         # Listing entries and feed entries, by (fingerprint, depth): kept across builds in the cache,
@@ -341,10 +381,6 @@ class Renderer:
         self._updated_dates: dict[str, str] = {}  # updated_date() by article id
         self._cites: dict[tuple[str, str], str] = {}
         self.plan_jobs: list = []
-        # Set by the build when it has them (see `article_keys`): the loader's records fingerprints,
-        # and per-article keys kept in the cache folder by content key.
-        self.record_fingerprints: Any = None
-        self.key_store: dict[str, tuple[str, str, str]] | None = None
 
     def plan(self) -> "SitePlan":
         """Return every job of the site, remembering them for pages that list pages (the sitemap)."""
@@ -548,13 +584,14 @@ class ArticleKeys:
     listing: str  # what a listing entry shows (`listing_fields`)
     subjects: str  # its MeSH terms and keywords (the map colours by them)
     updated: str  # the date feeds sort by
+    citation: str  # its citation key before duplicates get suffixes (`exports.citation_key`)
 
 
 _KEYS_BY_OBJECT: dict[int, ArticleKeys] = {}
 
 
 def article_keys(articles: Iterable[Article], records: Any = None,
-                 store: dict[str, tuple[str, str, str]] | None = None) -> dict[str, ArticleKeys]:
+                 store: dict[str, tuple[str, ...]] | None = None) -> dict[str, ArticleKeys]:
     """Return each article's fingerprints by id.
 
     The content key comes from the loader's fingerprint of the article's records (`records`, a
@@ -579,9 +616,9 @@ def article_keys(articles: Iterable[Article], records: Any = None,
             else:
                 content = fingerprint(repr(article))
             derived = store.get(content) if store is not None and origin is not None else None
-            if derived is None:
+            if derived is None or len(derived) != 4:
                 derived = (fingerprint(listing_fields(article)), fingerprint(article.mesh_terms, article.keywords),
-                           updated_date(article))
+                           updated_date(article), exports.citation_key(article))
                 if store is not None and origin is not None:
                     store[content] = derived
             keys = ArticleKeys(article, content, *derived)
@@ -712,7 +749,7 @@ RENDERING_MODULES = ("render.py", "urls.py", "exports.py", "metadata.py", "marku
 
 
 @functools.lru_cache(maxsize=1)
-def _rendering_code_stamp() -> str:
+def rendering_code_stamp() -> str:
     from generator import __version__
     from generator.load import files_stamp
 

@@ -17,11 +17,12 @@ import ctypes
 import hashlib
 import json
 import os
+import re
 import shutil
 import stat
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Iterable
+from typing import Collection, Iterable
 
 from generator.errors import DigestError, Problem
 
@@ -50,6 +51,25 @@ def checked_path(path: str) -> str:
 
 
 _CHECKED: set[str] = set()
+
+# In the paths joined by NUL (which no checked path holds): an empty part, ".", "..", a backslash.
+_BAD_IN_JOINED = re.compile(r"(?:^|[/\x00])\.{0,2}(?:[/\x00]|$)|\\")
+
+
+def checked_paths(paths: Collection[str]) -> None:
+    """`checked_path` for a build's every file at once: one pass of a regular expression over them
+    joined (a new process checked 82,000 paths one by one in 0.2 s). A refused path is named by
+    `checked_path`."""
+    unknown = [path for path in paths if path not in _CHECKED] if _CHECKED else list(paths)
+    if not unknown:
+        return
+    joined = "\x00".join(unknown)
+    if joined.count("\x00") != len(unknown) - 1 or _BAD_IN_JOINED.search(joined):
+        for path in unknown:
+            checked_path(path)
+    if len(_CHECKED) + len(unknown) > 1 << 20:
+        _CHECKED.clear()
+    _CHECKED.update(unknown)
 
 
 def write_file(target: str, data: bytes) -> None:
@@ -169,6 +189,9 @@ class SiteWriter:
         tree_id = self._tree_id(tree)
         if not tree_id or not tree_id.isalnum():
             return {}
+        known = _PUBLISHED.get(tree_id)
+        if known is not None and (self.manifests / f"{tree_id}.json").is_file():
+            return dict(known)
         try:
             data = json.loads((self.manifests / f"{tree_id}.json").read_text(encoding="utf-8"))
             return data if isinstance(data, dict) else {}
@@ -250,8 +273,8 @@ class SiteWriter:
         to_render: list[str] = []
         files = TreeFiles(self.spare)
         live, spare_files, live_files = os.fspath(self.output), self.spare_files, self.live
+        checked_paths(jobs)
         for path, key in jobs.items():
-            checked_path(path)
             if spare_files.get(path) == key:
                 continue
             if live_files.get(path) == key:
@@ -309,6 +332,11 @@ class SiteWriter:
         marker = json.dumps({TREE_MARKER: tree_id})
         manifest = marker if listing == "{}" else f"{listing[:-1]}, {marker[1:]}"
         (self.manifests / f"{tree_id}.json").write_text(manifest, encoding="utf-8")
+        spare_id = self._tree_id(self.output)
+        for known in list(_PUBLISHED):
+            if known != spare_id:
+                del _PUBLISHED[known]
+        _PUBLISHED[tree_id] = {**self.new, TREE_MARKER: tree_id}
         old = self.live
         if not self.output.exists():
             self.spare.rename(self.output)
@@ -325,6 +353,11 @@ class SiteWriter:
         for path in self.manifests.glob("*.json"):
             if path.stem not in keep:
                 path.unlink(missing_ok=True)
+
+
+# Manifests of the trees this process published, by tree id (which hashes the manifest): the next
+# build of `digest serve` starts from them instead of reading 80,000 entries of JSON twice.
+_PUBLISHED: dict[str, dict[str, str]] = {}
 
 
 def _remove_tree(path: Path) -> None:

@@ -79,3 +79,33 @@ def test_value_keys_tell_similar_lists_apart():
     assert value_key([("A title", None)]) != value_key([("A title", "")])
     assert value_key([("a", "b")]) != value_key([("ab", "")])
     assert value_key(sys.intern("x" * 40)) == value_key("".join(["x"] * 40))
+
+
+PATH_PARTS = st.sampled_from(["", ".", "..", "...", "a", ".a", "a.", "index.html", "a\\b", "a\x00", "\n", "é", "/"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(paths=st.lists(st.lists(PATH_PARTS, min_size=1, max_size=4).map("/".join), min_size=1, max_size=6))
+def test_checking_a_build_s_paths_at_once_refuses_exactly_what_checking_each_refuses(paths):
+    """The write stage checks every output path in one regular-expression pass (`checked_paths`):
+    it must refuse a list exactly when one of its paths is refused, naming that path."""
+    from generator import write
+    from generator.errors import DigestError
+
+    def refused_one_by_one():
+        for path in paths:
+            write._CHECKED.clear()
+            try:
+                write.checked_path(path)
+            except DigestError as exc:
+                return exc.problems[0].path
+        return None
+
+    expected = refused_one_by_one()
+    write._CHECKED.clear()
+    try:
+        write.checked_paths(paths)
+        found = None
+    except DigestError as exc:
+        found = exc.problems[0].path
+    assert found == expected
