@@ -106,3 +106,26 @@ def test_a_damaged_cache_changes_nothing(digest, damage):
         (cache / name).write_bytes(data[: len(data) // 2] if damage is None else damage)
     assert everything(digest, LoadState(cache / "records.pickle"), LinkState(cache / "links.pickle")) == expected
     assert everything(digest) == expected
+
+
+def test_a_new_process_takes_the_taxonomies_from_the_cache_while_every_article_files_under_the_same_names(
+        digest, monkeypatch):
+    import generator.link as link_module
+
+    cache = digest / ".digest-cache"
+    everything(digest, LoadState(cache / "records.pickle"), LinkState(cache / "links.pickle"))
+    built = []
+    real = link_module._build_taxonomies
+    monkeypatch.setattr(link_module, "_build_taxonomies", lambda *a: built.append(1) or real(*a))
+    record = digest / "content/autoimmunity/36109639.yaml"
+    record.write_text(record.read_text().replace("refractory systemic lupus", "refractory lupus"))  # a title edit
+    expected = everything(digest)
+    built.clear()
+    assert everything(digest, LoadState(cache / "records.pickle"), LinkState(cache / "links.pickle")) == expected
+    assert built == []  # the terms came from the cache file
+    record.write_text(record.read_text().replace("drug-free remission]", "drug-free remission, relapse]"))
+    expected = everything(digest)
+    built.clear()
+    found = everything(digest, LoadState(cache / "records.pickle"), LinkState(cache / "links.pickle"))
+    assert found == expected and built == [1]  # a new keyword: made again
+    assert any(t.startswith("Term(taxonomy='topics', name='relapse'") for t in found[5]["topics"])
