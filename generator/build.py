@@ -12,7 +12,6 @@ import hashlib
 import json
 import multiprocessing
 import os
-import pickle
 import threading
 import time
 from contextlib import contextmanager
@@ -24,6 +23,7 @@ from typing import Any, Callable, Iterator, Protocol, Sequence
 from generator.config import SiteConfig
 from generator.errors import DigestError, Problem
 from generator.link import Digest, LinkState, build_taxonomies, link_articles
+from generator.cache_files import JournaledDict, load_pickle, save_pickle
 from generator.load import LoadState, collector_paused, freeze_for_good, load_articles
 from generator.render import (AGGREGATES, PageJob, Renderer, article_keys, export_frame, export_item, fingerprint,
                              join_export, keep_compiled_templates, listing_page_key, page_job, plan_memo, produce,
@@ -150,6 +150,7 @@ class BuildSession:
 
     config: SiteConfig | None = None  # the configuration the state belongs to
     fragments: dict[str, str] | None = None
+    fragment_store: JournaledDict | None = None  # the cache file of fragments (see _fragment_store)
     jobs: dict[str, PageJob] | None = None  # the last plan's jobs by output path
     load_state: LoadState | None = None
     link_state: LinkState | None = None
@@ -229,7 +230,7 @@ def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, prog
     if strict and loaded.warnings:
         raise DigestError([Problem(w.path, w.message, w.line, w.hint) for w in loaded.warnings])
     keys_file = config.root / CACHE_DIR / "keys.pickle"
-    key_store: dict = _load_pickle(keys_file) if session is None and not clean else {}
+    key_store: dict = load_pickle(keys_file) if session is None and not clean else {}
     if key_store.get("") != rendering_code_stamp():  # what the keys are made by changed: made again
         key_store = {"": rendering_code_stamp()}
     known_keys = len(key_store)
@@ -264,25 +265,25 @@ def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, prog
     with _timed(report, "plan"), collector_paused():  # 100,000s of small tuples, none in cycles
         keep_compiled_templates(None if clean else config.root / CACHE_DIR / "jinja")
         renderer = Renderer(digest, config, loaded.fingerprints, key_store if session is None and not clean else None)
-        fragments_file = config.root / CACHE_DIR / "fragments.pickle"
+        fragment_store = _fragment_store(config, session)
         if session is not None and session.fragments is not None and not clean:
             renderer.fragments = dict(session.fragments)
         elif not clean:
-            renderer.fragments = _load_pickle(fragments_file)
+            renderer.fragments = fragment_store.load()
         plan_file = config.root / CACHE_DIR / "plan.pickle"
         exports_file = config.root / CACHE_DIR / "exports.pickle"
         if session is None and not clean:
-            restore_plan_memo(_load_pickle(plan_file))
+            restore_plan_memo(load_pickle(plan_file))
         if (session is None or not _EXPORT_INDEX) and not clean:
             _EXPORT_INDEX.clear()
-            _EXPORT_INDEX.update(_load_pickle(exports_file))
+            _EXPORT_INDEX.update(load_pickle(exports_file))
         first = {}
         if preview is not None and session is not None and session.jobs:
             first = _render_open_pages(preview, renderer, session.jobs, config.output_path)
         plan = renderer.plan()
         plan_jobs = plan.jobs
         if session is None:
-            _save_pickle(plan_file, plan_memo())  # input -> key entries: true whether or not this build succeeds
+            save_pickle(plan_file, plan_memo())  # input -> key entries: true whether or not this build succeeds
         if session is not None:
             session.jobs = {job.path: job for job in plan_jobs}
         statics = [(path, source) for path, source in static_files([config.static_path])
@@ -292,7 +293,7 @@ def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, prog
         keys = {job.path: job.key for job in all_jobs}
         if session is None and not clean and len(renderer.key_store) != known_keys:
             current = {k.content for k in plan.keys.values()}
-            _save_pickle(keys_file, {k: v for k, v in renderer.key_store.items() if k in current or k == ""})
+            save_pickle(keys_file, {k: v for k, v in renderer.key_store.items() if k in current or k == ""})
     report.articles = len(digest.articles)
     report.pages = len(all_jobs)
     if writer.unchanged_site(keys):
@@ -336,16 +337,15 @@ def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, prog
     # Pages whose fingerprint changed but whose bytes did not were linked, not written.
     report.written = written_count
     report.removed = written.removed
-    if renderer.new_fragments or session is not None:
-        current = _current_fragments(renderer)
+    if renderer.new_fragments or session is not None:  # the next build (and process) starts from these
+        fragment_store.save(renderer.fragments, lambda: _current_fragments(renderer))
         if session is not None:
-            if session.fragments is None or len(session.fragments) < len(current) // 2:
-                _save_fragments(fragments_file, current)  # the next process starts from these
-            session.fragments = current
-        else:
-            _save_fragments(fragments_file, current)
+            # Unused fragments leave memory when they leave the cache file.
+            fragments = renderer.fragments
+            session.fragments = fragments if len(fragments) <= len(fragment_store.known) else \
+                {key: fragments[key] for key in fragment_store.known if key in fragments}
     if aggregates and session is None:
-        _save_pickle(exports_file, _EXPORT_INDEX)  # where each entry is in the exports now live
+        save_pickle(exports_file, _EXPORT_INDEX)  # where each entry is in the exports now live
     if inputs:
         _remember_inputs(config, inputs, report)
     report.seconds = time.perf_counter() - start
@@ -523,15 +523,6 @@ def _update_search_index(writer: SiteWriter, keys: dict[str, str], config: SiteC
     index_site(writer.spare, config)
 
 
-def _load_pickle(path: Path) -> dict:
-    try:
-        with open(path, "rb") as stream:
-            data = pickle.load(stream)
-        return data if isinstance(data, dict) else {}
-    except Exception:  # a missing, stale or corrupt cache only costs rendering again
-        return {}
-
-
 def _current_fragments(renderer: Renderer) -> dict[str, str]:
     """Return the fragments of the current articles only, so the cache does not grow without end."""
     from generator.render import digest_entry_key, fragment_key
@@ -555,37 +546,23 @@ def _current_fragments(renderer: Renderer) -> dict[str, str]:
     return keep
 
 
-def _save_fragments(path: Path, keep: dict[str, str]) -> None:
-    _save_pickle(path, keep)
-
-
-def _save_pickle(path: Path, keep: dict) -> None:
-    """Write a cache file atomically; a failure only costs the work again next time."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(".tmp")
-        with open(temporary, "wb") as stream:
-            pickle.dump(keep, stream, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(temporary, path)
-    except OSError:
-        pass
-
-
 def _aggregate(writer: SiteWriter, job: PageJob, articles, keys: dict[str, str]) -> bytes:
     """Make a digest-wide export by joining the per-article files already in the new tree.
 
     An article's entry whose file has the same key as when the live export was made is cut from the
     live export (one read) instead of read from its own file (30,000 files at 10,000 articles):
-    `_EXPORT_INDEX` says where each entry is in the export of a given key, and is used only while
-    the live export has that key (a build that failed after making it leaves the old one live).
+    `_EXPORT_INDEX` says where each entry is in the exports of given keys, and is used for the live
+    export when it has one of those keys (a build that failed after making it leaves the old one live).
     """
     name, tree = AGGREGATES[job.kind], os.fspath(writer.spare)
-    entry = _EXPORT_INDEX.get(job.kind)
-    if not (isinstance(entry, tuple) and len(entry) == 3 and isinstance(entry[2], dict)):
-        entry = ("", 0, {})  # none yet, or a cache file written by other code
-    made_for, size, stored = entry
-    live = b""
-    if stored and writer.live.get(job.path) == made_for:
+    made = _EXPORT_INDEX.get(job.kind)
+    if not isinstance(made, dict):
+        made = {}  # none yet, or a cache file written by other code
+    live_key = writer.live.get(job.path)
+    entry = made.get(live_key) if live_key else None
+    size, stored, live = 0, {}, b""
+    if isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[1], dict):
+        size, stored = entry
         try:
             with open(writer.output / job.path, "rb") as stream:
                 live = stream.read()
@@ -607,12 +584,27 @@ def _aggregate(writer: SiteWriter, job: PageJob, articles, keys: dict[str, str])
         position += len(item) + len(separator)
         items.append(item)
     data = join_export(job.kind, items)
-    _EXPORT_INDEX[job.kind] = (job.key, len(data), index)
+    # Kept: this export's index, and the live one's, which the spare tree holds after publishing
+    # (undoing an edit brings it back from there, without making it again).
+    _EXPORT_INDEX[job.kind] = {job.key: (len(data), index),
+                               **({live_key: (size, stored)} if stored and live_key != job.key else {})}
     return data
 
 
-# Export name -> (the export's key, its size, article id -> (its file's key, start, end in the export)).
-_EXPORT_INDEX: dict[str, tuple[str, int, dict[str, tuple[str, int, int]]]] = {}
+# Export name -> {the export's key: (its size, article id -> (its file's key, start, end in the
+# export))}, for the exports of the live and spare trees.
+_EXPORT_INDEX: dict[str, dict[str, tuple[int, dict[str, tuple[str, int, int]]]]] = {}
+
+
+def _fragment_store(config: SiteConfig, session: BuildSession | None) -> JournaledDict:
+    """Return where listing, feed and digest.json fragments are kept: one per session (`digest
+    serve` appends what each rebuild made), or one for this build."""
+    path = config.root / CACHE_DIR / "fragments.pickle"
+    if session is None:
+        return JournaledDict(path)
+    if session.fragment_store is None or session.fragment_store.path != path:
+        session.fragment_store = JournaledDict(path)
+    return session.fragment_store
 
 
 # Rendering, in this process or in forked workers ---------------------------------------------

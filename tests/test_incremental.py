@@ -280,7 +280,15 @@ def test_a_new_process_starts_from_the_cache_folder_and_builds_the_bytes_of_a_cl
     first_exports = (cache / "exports.pickle").read_bytes()
     # A title edit changes the article's pages and citation files, listings, feeds, digest.json and
     # the three joined exports; the other articles' entries are taken from the live exports.
-    record.write_text(record.read_text().replace("refractory systemic lupus", "refractory lupus"))
+    original = record.read_text()
+    record.write_text(original.replace("refractory systemic lupus", "refractory lupus"))
+    build_in_new_process(example_copy)
+    assert read_tree(example_copy / "site") == read_tree_of_clean_build(example_copy)
+    # Undone, the exports come back from the spare tree; the next edit cuts entries from them.
+    record.write_text(original)
+    build_in_new_process(example_copy)
+    assert read_tree(example_copy / "site") == read_tree_of_clean_build(example_copy)
+    record.write_text(original.replace("refractory systemic lupus", "refractory lupus"))
     build_in_new_process(example_copy)
     assert read_tree(example_copy / "site") == read_tree_of_clean_build(example_copy)
     # An index of exports that are no longer live (here: the first build's) is not used.

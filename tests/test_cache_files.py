@@ -1,0 +1,88 @@
+"""The cache folder's journaled dict (fragments): what a build appends, the next process reads; a
+journal cut short or damaged loses only what follows the damage, never gives a wrong entry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from generator.cache_files import JournaledDict
+
+
+def test_entries_added_by_each_build_are_appended_and_read_back(tmp_path: Path):
+    path = tmp_path / "fragments.pickle"
+    first = JournaledDict(path)
+    assert first.load() == {}
+    base = {f"key{i}": f"<li>{i}</li>" for i in range(2000)}
+    first.save(base, lambda: dict(base))
+    assert path.is_file() and not first.journal.exists()
+    second = JournaledDict(path)
+    current = second.load()
+    assert current == base
+    current["new"] = "<li>new</li>"
+    size = path.stat().st_size
+    second.save(current, lambda: {"never": "called"})
+    assert path.stat().st_size == size and first.journal.stat().st_size < 200  # appended, base untouched
+    assert JournaledDict(path).load() == current
+
+
+def test_a_grown_journal_is_folded_into_a_base_of_what_is_still_used(tmp_path: Path):
+    path = tmp_path / "fragments.pickle"
+    store = JournaledDict(path)
+    base = {f"key{i}": "x" for i in range(2000)}
+    store.save(base, lambda: dict(base))
+    current = store.load()
+    for round_ in range(6):  # 6 x 100 entries: more than max(2000 // 4, 500)
+        current.update({f"r{round_}-{i}": "y" for i in range(100)})
+        store.save(current, lambda: {"only": "this"})
+    assert not store.journal.exists()
+    assert JournaledDict(path).load() == {"only": "this"}
+
+
+def test_a_journal_cut_short_keeps_the_frames_before_and_the_next_save_starts_afresh(tmp_path: Path):
+    path = tmp_path / "fragments.pickle"
+    store = JournaledDict(path)
+    store.save({"a": "1"}, lambda: {"a": "1"})
+    current = store.load()
+    current["b"] = "2"
+    store.save(current, lambda: {})
+    current["c"] = "3"
+    store.save(current, lambda: {})
+    blob = store.journal.read_bytes()
+    store.journal.write_bytes(blob[:-3])  # a build killed while appending "c"
+    reader = JournaledDict(path)
+    assert reader.load() == {"a": "1", "b": "2"}
+    later = {"a": "1", "b": "2", "d": "4"}
+    reader.save(later, lambda: dict(later))
+    assert not reader.journal.exists()
+    assert JournaledDict(path).load() == later
+
+
+@settings(max_examples=150, deadline=None)
+@given(batches=st.lists(st.dictionaries(st.text(max_size=3), st.text(max_size=5), max_size=4), min_size=1, max_size=6),
+       damage=st.one_of(st.none(), st.tuples(st.integers(min_value=0), st.integers(min_value=0, max_value=255))))
+def test_whatever_the_damage_every_entry_read_back_is_one_that_was_saved(tmp_path_factory, batches, damage):
+    path = tmp_path_factory.mktemp("cache") / "fragments.pickle"
+    saved: dict = {"base": "entry"}
+    store = JournaledDict(path)
+    store.save(saved, lambda: dict(saved))
+    for batch in batches:
+        current = JournaledDict(path).load()
+        current.update(batch)
+        saved.update({k: v for k, v in batch.items() if k not in saved})  # entries never change once made
+        JournaledDict(path).load()
+        writer = JournaledDict(path)
+        writer.load()
+        writer.save({**current, **{k: saved[k] for k in batch}}, lambda: dict(saved))
+    if damage is not None and store.journal.exists():
+        blob = bytearray(store.journal.read_bytes())
+        position, value = damage
+        blob[position % len(blob)] = value
+        store.journal.write_bytes(bytes(blob))
+    found = JournaledDict(path).load()
+    assert found.items() <= saved.items()
+    assert found["base"] == "entry"
+    if damage is None:
+        assert found == saved
