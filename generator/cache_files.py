@@ -40,6 +40,60 @@ def save_pickle(path: Path, value: Any) -> None:
 _HEADER = 4 + 16  # a journal frame: payload length (big-endian), blake2b-128 of the payload, payload
 
 
+def append_frame(journal: Path, value: Any) -> int:
+    """Append `value` to a journal file as one checksummed frame; return its size (0: not written)."""
+    payload = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    frame = len(payload).to_bytes(4, "big") + hashlib.blake2b(payload, digest_size=16).digest() + payload
+    try:
+        with open(journal, "ab") as stream:
+            stream.write(frame)
+        return len(frame)
+    except OSError:
+        return 0
+
+
+def file_size(path: Path) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
+
+
+def journal_is_full(journal_bytes: int, base_bytes: int) -> bool:
+    """Whether a journal should be folded into its base: reading it would cost more than half of
+    reading the base (each frame is read at every load)."""
+    return journal_bytes > max(base_bytes // 2, 1 << 16)
+
+
+def read_frames(journal: Path) -> tuple[list[Any], bool]:
+    """Return the values of a journal's frames in the order they were appended, up to the first
+    frame cut short or damaged, and whether there was one (a missing journal has none)."""
+    try:
+        with open(journal, "rb") as stream:
+            blob = stream.read()
+    except OSError:
+        return [], False
+    frames, position = [], 0
+    while position + _HEADER <= len(blob):
+        size = int.from_bytes(blob[position: position + 4], "big")
+        payload = blob[position + _HEADER: position + _HEADER + size]
+        if len(payload) != size or hashlib.blake2b(payload, digest_size=16).digest() != blob[position + 4: position + _HEADER]:
+            break
+        try:
+            frames.append(pickle.loads(payload))
+        except Exception:  # noqa: BLE001 - written by other code: ignored from here
+            break
+        position += _HEADER + size
+    return frames, position != len(blob)
+
+
+def remove_file(path: Path) -> None:
+    try:
+        path.unlink()
+    except OSError:
+        pass
+
+
 class JournaledDict:
     """A dict whose entries never change once made (keys name their contents, as fragment keys do),
     kept as a base pickle plus an append-only journal of the entries each build added.
@@ -58,6 +112,7 @@ class JournaledDict:
         self.base_entries = 0
         self.journal_entries = 0
         self.damaged = False  # the journal ends in something unreadable: the next save starts afresh
+        self.base_bytes = self.journal_bytes = 0
 
     def load(self) -> dict:
         """Return the base's entries and the journal's."""
@@ -66,34 +121,16 @@ class JournaledDict:
         self.journal_entries = 0
         self.damaged = False
         if data:
-            for frame in self._frames():
+            frames, self.damaged = read_frames(self.journal)
+            for frame in frames:
+                if not isinstance(frame, dict):
+                    self.damaged = True
+                    break
                 data.update(frame)
                 self.journal_entries += len(frame)
         self.known = set(data)
+        self.base_bytes, self.journal_bytes = file_size(self.path), file_size(self.journal)
         return data
-
-    def _frames(self) -> list[dict]:
-        try:
-            with open(self.journal, "rb") as stream:
-                blob = stream.read()
-        except OSError:
-            return []
-        frames, position = [], 0
-        while position + _HEADER <= len(blob):
-            size = int.from_bytes(blob[position: position + 4], "big")
-            payload = blob[position + _HEADER: position + _HEADER + size]
-            if len(payload) != size or hashlib.blake2b(payload, digest_size=16).digest() != blob[position + 4: position + _HEADER]:
-                break
-            try:
-                frame = pickle.loads(payload)
-            except Exception:  # noqa: BLE001 - written by other code: ignored
-                break
-            if not isinstance(frame, dict):
-                break
-            frames.append(frame)
-            position += _HEADER + size
-        self.damaged = position != len(blob)
-        return frames
 
     def save(self, current: dict, compact: Callable[[], dict]) -> None:
         """Keep `current`'s entries that are not on disk yet: appended to the journal, or, when the
@@ -101,22 +138,16 @@ class JournaledDict:
         added = {key: value for key, value in current.items() if key not in self.known}
         if not added:
             return
-        if not self.base_entries or self.damaged or \
+        if not self.base_entries or self.damaged or journal_is_full(self.journal_bytes, self.base_bytes) or \
                 self.journal_entries + len(added) > max(self.base_entries // 4, 500):
             kept = compact()
             save_pickle(self.path, kept)
-            try:
-                self.journal.unlink()
-            except OSError:
-                pass
+            remove_file(self.journal)
             self.known, self.base_entries, self.journal_entries, self.damaged = set(kept), len(kept), 0, False
+            self.base_bytes, self.journal_bytes = file_size(self.path), 0
             return
-        payload = pickle.dumps(added, protocol=pickle.HIGHEST_PROTOCOL)
-        frame = len(payload).to_bytes(4, "big") + hashlib.blake2b(payload, digest_size=16).digest() + payload
-        try:
-            with open(self.journal, "ab") as stream:
-                stream.write(frame)
-        except OSError:
-            return
-        self.known.update(added)
-        self.journal_entries += len(added)
+        written = append_frame(self.journal, added)
+        if written:
+            self.known.update(added)
+            self.journal_entries += len(added)
+            self.journal_bytes += written

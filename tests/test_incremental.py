@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -281,8 +282,12 @@ def test_a_new_process_starts_from_the_cache_folder_and_builds_the_bytes_of_a_cl
     # A title edit changes the article's pages and citation files, listings, feeds, digest.json and
     # the three joined exports; the other articles' entries are taken from the live exports.
     original = record.read_text()
+    first_plan = (cache / "plan.pickle").read_bytes()
     record.write_text(original.replace("refractory systemic lupus", "refractory lupus"))
     build_in_new_process(example_copy)
+    # What the plan and the fragments changed was appended to their journals.
+    assert (cache / "plan.pickle").read_bytes() == first_plan and (cache / "plan.pickle.journal").is_file()
+    assert (cache / "fragments.pickle.journal").is_file()
     assert read_tree(example_copy / "site") == read_tree_of_clean_build(example_copy)
     # Undone, the exports come back from the spare tree; the next edit cuts entries from them.
     record.write_text(original)
@@ -296,9 +301,43 @@ def test_a_new_process_starts_from_the_cache_folder_and_builds_the_bytes_of_a_cl
     record.write_text(record.read_text().replace("refractory lupus", "refractory SLE"))
     build_in_new_process(example_copy)
     assert read_tree(example_copy / "site") == read_tree_of_clean_build(example_copy)
+    # A journal cut short (a build killed while appending) loses what follows the cut, only.
+    for edit in ("refractory lupus", "refractory SLE", "refractory lupus"):
+        record.write_text(re.sub("refractory (lupus|SLE)", edit, record.read_text()))
+        build_in_new_process(example_copy)
+    for name in ("plan.pickle.journal", "fragments.pickle.journal"):
+        journal = (cache / name).read_bytes()
+        (cache / name).write_bytes(journal[: len(journal) * 2 // 3])
+    record.write_text(record.read_text().replace("refractory lupus", "refractory SLE"))
+    build_in_new_process(example_copy)
+    assert read_tree(example_copy / "site") == read_tree_of_clean_build(example_copy)
     # Broken cache files are ignored.
-    for name in ("plan.pickle", "exports.pickle", "fragments.pickle"):
+    for name in ("plan.pickle", "exports.pickle", "fragments.pickle", "plan.pickle.journal", "fragments.pickle.journal"):
         (cache / name).write_bytes(b"not a pickle")
     record.write_text(record.read_text().replace("refractory SLE", "refractory systemic lupus"))
     build_in_new_process(example_copy)
+    assert read_tree(example_copy / "site") == read_tree_of_clean_build(example_copy)
+
+
+@pytest.mark.parametrize("hashed_above", [64, 1])
+def test_a_new_process_makes_again_only_the_plan_entries_an_edit_touches(example_copy, monkeypatch, hashed_above):
+    """The plan's memo comes back from the cache folder (base file, then the journal each build
+    appends to): after a title edit, a new process makes the keys of a few entries, not all.
+    Large inputs are kept as their key (here also those of two articles or more)."""
+    from generator import render
+
+    monkeypatch.setattr(render, "HASHED_ABOVE", hashed_above)
+    config = load_config(example_copy, {})
+    build(config)
+    record = example_copy / "content/autoimmunity/36109639.yaml"
+    real_put = render._KeyMemo.put
+    for title in ("refractory lupus", "refractory SLE"):
+        record.write_text(re.sub("refractory (systemic lupus|lupus)", title, record.read_text()))
+        monkeypatch.setattr(render, "_KEY_MEMO", render._KeyMemo())  # what a new process starts with
+        made: list = []
+        monkeypatch.setattr(render._KeyMemo, "put", lambda self, *args: made.append(args[0]) or real_put(self, *args))
+        build(config)
+        assert ("article", "36109639") in made
+        assert 0 < len(made) < len(render._KEY_MEMO.entries) // 2  # 31 of 119 here: its listings
+    assert (example_copy / ".digest-cache/plan.pickle.journal").is_file()
     assert read_tree(example_copy / "site") == read_tree_of_clean_build(example_copy)
