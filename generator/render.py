@@ -787,8 +787,8 @@ def _compact_entry(name: tuple, entry: tuple) -> tuple:
     inputs, made = entry
     if name[0] == "article":
         made = tuple(job.key for job in made if job.kind in ("article", "cite.bib"))
-    elif name[0] == "term":  # its index among the taxonomy's terms, then its keys
-        made = (inputs[0], *(job.key for job in made if job.kind in ("term", "topic_feed")))
+    elif name[0] == "term":  # its index among the taxonomy's terms (the page's), then its keys
+        made = (made[0].args[1], *(job.key for job in made if job.kind in ("term", "topic_feed")))
     if inputs.__class__ is tuple and any(len(part) > HASHED_ABOVE for part in inputs if isinstance(part, (tuple, list, dict))):
         inputs = HashedInputs(value_key(inputs))
     return inputs, made

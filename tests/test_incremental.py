@@ -331,9 +331,10 @@ def test_a_new_process_makes_again_only_the_plan_entries_an_edit_touches(example
     build(config)
     record = example_copy / "content/autoimmunity/36109639.yaml"
     real_put = render._KeyMemo.put
-    for title in ("refractory lupus", "refractory SLE"):
-        record.write_text(re.sub("refractory (systemic lupus|lupus)", title, record.read_text()))
+    for title, fold in (("refractory lupus", False), ("refractory SLE", True), ("refractory lupus", False)):
+        record.write_text(re.sub("refractory (systemic lupus|lupus|SLE)", title, record.read_text()))
         monkeypatch.setattr(render, "_KEY_MEMO", render._KeyMemo())  # what a new process starts with
+        monkeypatch.setattr(render, "journal_is_full", lambda *sizes: fold)  # fold: a new base file
         made: list = []
         monkeypatch.setattr(render._KeyMemo, "put", lambda self, *args: made.append(args[0]) or real_put(self, *args))
         build(config)
