@@ -831,7 +831,12 @@ class PlanMemoFile:
     10,000 articles: appending them replaces writing 9 MB again (0.2 s). The base is written anew
     when the journal holds more than a quarter as many entries, the owner (theme, settings) changed,
     or a frame was cut short or damaged (frames after it are ignored: the memo is then that of an
-    earlier plan, which is as true: each entry says which keys its inputs gave)."""
+    earlier plan, which is as true: each entry says which keys its inputs gave).
+
+    A frame holds changes since the state before it, so it names the base it follows (a generation
+    drawn when the base is written) and its place after it: a frame left from an older base (a
+    build killed between writing a base and removing the journal) or written by a build that
+    started from the same state as another (two builds at once) is not applied."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -840,6 +845,7 @@ class PlanMemoFile:
         self.base_entries = self.journal_entries = 0
         self.base_bytes = self.journal_bytes = 0
         self.damaged = False
+        self.generation, self.sequence = "", 0  # the base's generation, and the frames that follow it
 
     def load(self) -> None:
         """Start this process's plans from the files."""
@@ -847,8 +853,13 @@ class PlanMemoFile:
         frames, self.damaged = read_frames(self.journal) if stored else ([], False)
         try:
             self.base_entries = len(stored["entries"])
+            self.generation = stored["generation"]
             for frame in frames:
+                if frame["generation"] != self.generation or frame["sequence"] != self.sequence + 1:
+                    self.damaged = True
+                    break
                 _apply_changes(stored, frame)
+                self.sequence += 1
                 self.journal_entries += len(frame["entries"]) + len(frame["gone"])
         except Exception:  # noqa: BLE001 - a missing, stale or corrupt cache only costs making keys
             stored, self.damaged = {}, True  # perhaps half brought forward: not used at all
@@ -865,6 +876,8 @@ class PlanMemoFile:
                 self.journal_entries > max(self.base_entries // 4, 1000) or \
                 journal_is_full(self.journal_bytes, self.base_bytes):
             stored = memo.stored()
+            self.generation, self.sequence = os.urandom(8).hex(), 0
+            stored["generation"] = self.generation
             save_pickle(self.path, stored)
             remove_file(self.journal)
             self.base_entries, self.journal_entries, self.damaged = len(stored["entries"]), 0, False
@@ -872,7 +885,9 @@ class PlanMemoFile:
         else:
             frame = memo.changes(snapshot)
             if frame["items"] or frame["contents"] or frame["gone_ids"] or frame["entries"] or frame["gone"]:
-                written = append_frame(self.journal, frame)
+                written = append_frame(self.journal, {**frame, "generation": self.generation,
+                                                      "sequence": self.sequence + 1})
+                self.sequence += 1
                 self.damaged = not written
                 self.journal_entries += len(frame["entries"]) + len(frame["gone"])
                 self.journal_bytes += written

@@ -342,3 +342,32 @@ def test_a_new_process_makes_again_only_the_plan_entries_an_edit_touches(example
         assert 0 < len(made) < len(render._KEY_MEMO.entries) // 2  # 31 of 119 here: its listings
     assert (example_copy / ".digest-cache/plan.pickle.journal").is_file()
     assert read_tree(example_copy / "site") == read_tree_of_clean_build(example_copy)
+
+
+def test_journal_frames_of_another_base_or_out_of_order_are_not_applied(example_copy, monkeypatch):
+    """A frame holds changes since the state before it: one left from an older base (a build killed
+    between writing a base and removing the journal) or written by a second build that started from
+    the same state is ignored, so the memo is always that of one plan."""
+    from generator import render
+    from generator.cache_files import append_frame, read_frames
+
+    config = load_config(example_copy, {})
+    build(config)
+    plan = example_copy / ".digest-cache/plan.pickle"
+    journal = plan.with_name("plan.pickle.journal")
+    record = example_copy / "content/autoimmunity/36109639.yaml"
+    record.write_text(record.read_text().replace("refractory systemic lupus", "refractory lupus"))
+    monkeypatch.setattr(render, "_KEY_MEMO", render._KeyMemo())
+    build(config)
+    (frame,), _ = read_frames(journal)
+    for stray in ({**frame, "generation": "an older base"}, frame):  # the second: another build's "first"
+        append_frame(journal, stray)
+        store = render.PlanMemoFile(plan)
+        monkeypatch.setattr(render, "_KEY_MEMO", render._KeyMemo())
+        store.load()
+        assert store.sequence == 1 and store.damaged
+    monkeypatch.setattr(render, "_KEY_MEMO", render._KeyMemo())
+    record.write_text(record.read_text().replace("refractory lupus", "refractory SLE"))
+    build(config)
+    assert not journal.exists()  # damaged: the next plan wrote a new base
+    assert read_tree(example_copy / "site") == read_tree_of_clean_build(example_copy)
