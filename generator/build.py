@@ -20,10 +20,10 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Callable, Iterator, Protocol, Sequence
 
+from generator.cache_files import JournaledDict, load_pickle, save_pickle
 from generator.config import SiteConfig
 from generator.errors import DigestError, Problem
 from generator.link import Digest, LinkState, build_taxonomies, link_articles
-from generator.cache_files import JournaledDict, load_pickle, save_pickle
 from generator.load import LoadState, collector_paused, freeze_for_good, load_articles
 from generator.render import (AGGREGATES, PageJob, Renderer, article_keys, export_frame, export_item, fingerprint,
                              join_export, keep_compiled_templates, listing_page_key, page_job, PlanMemoFile,
