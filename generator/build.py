@@ -404,9 +404,9 @@ class _EarlyFiles:
         cleanup.callback(pool.terminate)
         return cls(writer, kinds, pool, pool.apply_async(_write_early))
 
-    def finish(self) -> tuple[int, dict[str, str]] | None:
-        """Wait for the writer; return how many files got new bytes and the key of every file it
-        placed (None if it failed)."""
+    def finish(self) -> tuple[int, dict[str, str], dict[str, str]] | None:
+        """Wait for the writer; return how many files got new bytes, the key of every file it
+        placed and the listing entries it rendered (None if it failed)."""
         try:
             found = self.result.get()
             self.pool.close()
@@ -422,7 +422,8 @@ def _finish_early(early: _EarlyFiles, writer: SiteWriter, renderer: Renderer, al
                   keys: dict[str, str], pending: set[str], jobs: int | None, progress: Progress) -> int:
     """Take the early writer's files; render here those it did not make with the plan's key."""
     found = early.finish()
-    written, placed = found if found is not None else (0, {})
+    written, placed, fragments = found if found is not None else (0, {}, {})
+    renderer.fragments.update(fragments)  # kept in the cache folder: the first edit's term pages need them
     writer.remove(placed.keys() - keys.keys())
     writer.written({path: key for path, key in placed.items() if keys.get(path) == key})
     redo = [j for j in all_jobs if j.kind in early.kinds and placed.get(j.path) != j.key]
@@ -432,7 +433,7 @@ def _finish_early(early: _EarlyFiles, writer: SiteWriter, renderer: Renderer, al
     return written
 
 
-def _write_early() -> tuple[int, dict[str, str]]:
+def _write_early() -> tuple[int, dict[str, str], dict[str, str]]:
     """In the forked writer: make the early files (see _EarlyFiles)."""
     articles, citation, keys, files, with_terms, config, writer = _early_state  # type: ignore[misc]
     files = dict(files)
@@ -460,7 +461,7 @@ def _write_early() -> tuple[int, dict[str, str]]:
             _, article_id, name = path.split("/")
             data = citation_file(by_id[article_id], name, citation[article_id]).encode("utf-8")
         written += tree.put(path, data)
-    return written, files
+    return written, files, renderer.new_fragments if renderer is not None else {}
 
 
 def _save_states(states: tuple[LoadState, LinkState], may_fork: bool, cleanup: contextlib.ExitStack) -> None:

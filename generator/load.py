@@ -370,6 +370,8 @@ def collector_paused() -> Iterator[None]:
             if not _frozen_for_good:
                 gc.freeze()
                 gc.unfreeze()
+            else:  # what was made meanwhile lives as long as the process too: out of reach as well
+                gc.freeze()  # (else the next collection walks the plan's 100,000s of objects: 0.2 s)
             gc.enable()
 
 

@@ -269,9 +269,11 @@ def template_references(config: SiteConfig) -> tuple[bool, bool]:
     env = make_environment(config)
     uses_digest = uses_score = False
     stored = _BYTECODE.folder / "references.pickle" if _BYTECODE.folder is not None else None
-    if stored is not None and not _REFERENCES:
-        _REFERENCES.update(_read_references(stored))
-    known = len(_REFERENCES)
+    on_disk = None  # what the file holds, when this process has not read or written it yet
+    if stored is not None and stored not in _REFERENCES_FILES:
+        on_disk = _read_references(stored)
+        _REFERENCES.update(on_disk)
+    known = len(_REFERENCES) if on_disk is None else len(on_disk)
     for folder in theme_dirs(config):
         for path in sorted(folder.glob("*")):
             if path.suffix not in TEMPLATE_SUFFIXES or not path.is_file():
@@ -288,14 +290,17 @@ def template_references(config: SiteConfig) -> tuple[bool, bool]:
                     found = (False, False)  # reported when the template is used
                 _REFERENCES[checksum] = found
             uses_digest, uses_score = uses_digest or found[0], uses_score or found[1]
-    if stored is not None and len(_REFERENCES) != known:
-        _write_references(stored, _REFERENCES)
+    if stored is not None:
+        if len(_REFERENCES) != known:
+            _write_references(stored, _REFERENCES)
+        _REFERENCES_FILES.add(stored)
     return uses_digest, uses_score
 
 
 # Template source checksum -> references: kept for the process (serve rebuilds) and, beside the
 # compiled templates, for the next `digest build` (parsing the theme costs a new process 0.16 s).
 _REFERENCES: dict[str, tuple[bool, bool]] = {}
+_REFERENCES_FILES: set[Path] = set()  # files read or written by this process (all of _REFERENCES is in them)
 
 
 def _read_references(path: Path) -> dict[str, tuple[bool, bool]]:

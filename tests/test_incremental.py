@@ -196,6 +196,11 @@ def test_files_written_while_linking_are_those_of_a_one_process_build(example_co
     made = placed[-1][1]
     assert sum(path.startswith("authors/") for path in made) > 20 and sum("/cite." in path for path in made) == 39
     assert all(manifest[path] == key for path, key in made.items())
+    # The listing entries it rendered for the term pages are kept for the next build's listings.
+    from generator.cache_files import JournaledDict
+
+    entries = placed[-1][2]
+    assert entries and entries.items() <= JournaledDict(example_copy / ".digest-cache/fragments.pickle").load().items()
     site = read_tree(example_copy / "site")
     assert site == read_tree_of_clean_build(example_copy)
     assert sum(path.endswith("/cite.ris") for path in site) == 13
