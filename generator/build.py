@@ -205,6 +205,44 @@ def build(config: SiteConfig, strict: bool = False, jobs: int | None = None, cle
     reuses it, so a save does not wait for indexing.
     """
     progress = progress or NoProgress()
+    with _one_build_at_a_time(config, progress):
+        return _checked_build(config, strict, jobs, clean, progress, index_search, session, preview, process_ends)
+
+
+@contextmanager
+def _one_build_at_a_time(config: SiteConfig, progress: Progress) -> Iterator[None]:
+    """Hold the digest's build lock (`.digest-cache/build.lock`) for the whole build.
+
+    Two builds of one digest at once (`digest build` while `digest serve` rebuilds, or two
+    terminals) would both write `.site.spare/` and the caches; the second waits instead, and says
+    so. A POSIX record lock: released by the system if the process dies, never held by forked
+    children, and taken again at once by the process that holds it (serve's rebuilds). Where locks
+    are not available (no `fcntl`, a read-only folder), builds are not serialised.
+    """
+    try:
+        import fcntl
+    except ImportError:  # not a POSIX system
+        yield
+        return
+    try:
+        (config.root / CACHE_DIR).mkdir(parents=True, exist_ok=True)
+        handle = open(config.root / CACHE_DIR / "build.lock", "a+b")
+    except OSError:
+        yield
+        return
+    with handle:
+        try:
+            fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            progress.notice(f"Waiting for another build of {config.root} to finish...")
+            fcntl.lockf(handle, fcntl.LOCK_EX)
+        yield  # closing the file releases the lock
+
+
+def _checked_build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, progress: Progress,
+                   index_search: bool, session: BuildSession | None, preview: Preview | None,
+                   process_ends: bool) -> BuildReport:
+    """The build under the lock: the no-change check, then `_build`."""
     report = BuildReport()
     start = time.perf_counter()
     # A session (`digest serve`) is told about changes by its watcher: it skips this check, and

@@ -158,7 +158,7 @@ def run_build(args: argparse.Namespace) -> int:
     config = _config(args)
     from generator.progress import Progress
 
-    progress = Progress(enabled=False) if args.quiet else Progress()
+    progress = Progress(enabled=False, notices=False) if args.quiet else Progress()
     report = build(config, strict=args.strict, jobs=args.jobs, clean=args.clean, progress=progress,
                    process_ends=True)
     _print_warnings(report.warnings, args.quiet)

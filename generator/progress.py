@@ -13,9 +13,11 @@ from typing import TextIO
 class Progress:
     """Call `update(stage, done, total)` as work advances; `finish()` clears the line."""
 
-    def __init__(self, stream: TextIO | None = None, enabled: bool | None = None, interval: float = 0.2):
+    def __init__(self, stream: TextIO | None = None, enabled: bool | None = None, interval: float = 0.2,
+                 notices: bool = True):
         self.stream = stream or sys.stderr
         self.enabled = self.stream.isatty() if enabled is None else enabled
+        self.notices = notices  # `notice` lines, shown on a terminal or not (not with --quiet)
         self.interval = interval
         self._last = 0.0
         self._stage = ""
@@ -37,6 +39,13 @@ class Progress:
         self._width = len(line)
         self.stream.flush()
 
+    def notice(self, message: str) -> None:
+        """Say something the user should know now (e.g. that the build waits for another)."""
+        if self.notices:
+            self.finish()
+            self.stream.write(message + "\n")
+            self.stream.flush()
+
     def finish(self) -> None:
         if self.enabled and self._width:
             self.stream.write("\r" + " " * self._width + "\r")
@@ -46,4 +55,4 @@ class Progress:
 
 class NoProgress(Progress):
     def __init__(self) -> None:
-        super().__init__(enabled=False)
+        super().__init__(enabled=False, notices=False)

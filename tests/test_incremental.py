@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -375,4 +376,27 @@ def test_journal_frames_of_another_base_or_out_of_order_are_not_applied(example_
     record.write_text(record.read_text().replace("refractory lupus", "refractory SLE"))
     build(config)
     assert not journal.exists()  # damaged: the next plan wrote a new base
+    assert read_tree(example_copy / "site") == read_tree_of_clean_build(example_copy)
+
+
+def test_a_build_waits_while_another_build_of_the_same_digest_runs(example_copy):
+    """Two builds of one digest at once would both write the spare tree and the caches: the second
+    waits for the first (here another process holding the digest's build lock), says so, then builds."""
+    build_in_new_process(example_copy)
+    lock = example_copy / ".digest-cache/build.lock"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'a+b'); fcntl.lockf(f, fcntl.LOCK_EX); "
+         "print('locked', flush=True); time.sleep(1.5)", str(lock)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        record = example_copy / "content/autoimmunity/36109639.yaml"
+        record.write_text(record.read_text().replace("refractory systemic lupus", "refractory lupus"))
+        started = time.monotonic()
+        result = subprocess.run([sys.executable, "-m", "generator", "build"], cwd=example_copy,
+                                capture_output=True, text=True)
+        waited = time.monotonic() - started
+    finally:
+        holder.wait()
+    assert result.returncode == 0, result.stderr
+    assert "Waiting for another build of" in result.stderr and waited >= 1.0
     assert read_tree(example_copy / "site") == read_tree_of_clean_build(example_copy)
