@@ -29,7 +29,7 @@ def save_pickle(path: Path, value: Any) -> None:
     """Write a cache file atomically (readers see the old file or the new one, never part of one)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        temporary = path.with_name(f"{path.name}.tmp")  # one name: a killed build leaves no litter
         with open(temporary, "wb") as stream:
             pickle.dump(value, stream, protocol=pickle.HIGHEST_PROTOCOL)
         os.replace(temporary, path)
@@ -77,7 +77,8 @@ def read_frames(journal: Path) -> tuple[list[Any], bool]:
     while position + _HEADER <= len(blob):
         size = int.from_bytes(blob[position: position + 4], "big")
         payload = blob[position + _HEADER: position + _HEADER + size]
-        if len(payload) != size or hashlib.blake2b(payload, digest_size=16).digest() != blob[position + 4: position + _HEADER]:
+        checksum = blob[position + 4: position + _HEADER]
+        if len(payload) != size or hashlib.blake2b(payload, digest_size=16).digest() != checksum:
             break
         try:
             frames.append(pickle.loads(payload))
@@ -101,8 +102,8 @@ class JournaledDict:
     An edit adds a few dozen fragments to 30,000 (29 MB at 10,000 articles): appending them costs
     a millisecond where writing the whole dict again, after working out which entries are still
     used, cost 0.3 s. The journal is folded into a new base, keeping only what `compact` returns,
-    once it holds more than a quarter as many entries as the base. A frame cut short (a killed
-    build) or damaged fails its checksum: it and what follows are ignored.
+    once it holds more than a quarter as many entries as the base or half as many bytes. A frame
+    cut short (a killed build) or damaged fails its checksum: it and what follows are ignored.
     """
 
     def __init__(self, path: Path):

@@ -318,7 +318,8 @@ def test_a_new_process_starts_from_the_cache_folder_and_builds_the_bytes_of_a_cl
     build_in_new_process(example_copy)
     assert read_tree(example_copy / "site") == read_tree_of_clean_build(example_copy)
     # Broken cache files are ignored.
-    for name in ("plan.pickle", "exports.pickle", "fragments.pickle", "plan.pickle.journal", "fragments.pickle.journal"):
+    for name in ("plan.pickle", "exports.pickle", "fragments.pickle",
+                 "plan.pickle.journal", "fragments.pickle.journal"):
         (cache / name).write_bytes(b"not a pickle")
     record.write_text(record.read_text().replace("refractory SLE", "refractory systemic lupus"))
     build_in_new_process(example_copy)
