@@ -280,7 +280,7 @@ def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, prog
     early_after_link = len(loaded.articles) >= PARALLEL_ROWS
     if session is None and not early_after_link:
         with _timed(report, "early files"):
-            early = _EarlyFiles.start(loaded, key_store, writer, jobs, config, cleanup)
+            early = _EarlyFiles.start(loaded, key_store, writer, jobs, config, cleanup, load_state)
     with _timed(report, "link"):
         digest = link_articles(loaded.articles, config.similar, config.taxonomies, state=link_state,
                                fingerprints=loaded.fingerprints)
@@ -294,7 +294,8 @@ def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, prog
             # Not above PARALLEL_ROWS articles: a child holding 370 MB of states (at 100,000) while
             # this process renders would raise the machine's peak memory by as much.
             may_fork = early is None and not early_after_link and (jobs or os.cpu_count() or 1) > 1
-            _save_states((load_state, link_state), may_fork, cleanup)
+            # The early writer, when there is one, saves the load state (see _write_early).
+            _save_states((link_state,) if early is not None else (load_state, link_state), may_fork, cleanup)
         load_state = link_state = None  # their pickled caches (370 MB at 100,000 articles) can go
         if process_ends:
             freeze_for_good(collect=False)
@@ -417,8 +418,10 @@ class _EarlyFiles:
 
     @classmethod
     def start(cls, loaded: Any, key_store: dict, writer: SiteWriter, jobs: int | None, config: SiteConfig,
-              cleanup: contextlib.ExitStack) -> _EarlyFiles | None:
-        """Start the writer when enough citation files are new; `cleanup` ends it, finished or not."""
+              cleanup: contextlib.ExitStack, load_state: LoadState | None = None) -> _EarlyFiles | None:
+        """Start the writer when enough citation files are new; `cleanup` ends it, finished or not.
+        With a `load_state`, the writer also saves it to its cache file once its files are written
+        (0.8 s at 10,000 articles that the build would otherwise spend on its own critical path)."""
         global _early_state
         if (jobs or os.cpu_count() or 1) < 2 or not can_fork():
             return None
@@ -434,7 +437,7 @@ class _EarlyFiles:
             return None
         kinds = frozenset(CITATION_FILES) | (frozenset() if template_references(config)[0] else {"term"})
         writer.ready()
-        _early_state = (loaded.articles, citation, keys, cites, "term" in kinds, config, writer)
+        _early_state = (loaded.articles, citation, keys, cites, "term" in kinds, config, writer, load_state)
         try:
             pool = multiprocessing.get_context("fork").Pool(1, initializer=worker_setup)
         finally:
@@ -473,7 +476,7 @@ def _finish_early(early: _EarlyFiles, writer: SiteWriter, renderer: Renderer, al
 
 def _write_early() -> tuple[int, dict[str, str], dict[str, str]]:
     """In the forked writer: make the early files (see _EarlyFiles)."""
-    articles, citation, keys, files, with_terms, config, writer = _early_state  # type: ignore[misc]
+    articles, citation, keys, files, with_terms, config, writer, load_state = _early_state  # type: ignore[misc]
     files = dict(files)
     pages: dict[str, PageJob] = {}
     renderer = None
@@ -499,6 +502,8 @@ def _write_early() -> tuple[int, dict[str, str], dict[str, str]]:
             _, article_id, name = path.split("/")
             data = citation_file(by_id[article_id], name, citation[article_id]).encode("utf-8")
         written += tree.put(path, data)
+    if load_state is not None:
+        load_state.save()  # never raises: a cache it cannot write costs the next build the reading
     return written, files, renderer.new_fragments if renderer is not None else {}
 
 

@@ -202,6 +202,16 @@ def test_files_written_while_linking_are_those_of_a_one_process_build(example_co
 
     entries = placed[-1][2]
     assert entries and entries.items() <= JournaledDict(example_copy / ".digest-cache/fragments.pickle").load().items()
+    # It also saved the load state: the next build reads no record again.
+    import generator.load as load_module
+
+    with monkeypatch.context() as patch:
+        read: list = []
+        real_read = load_module.read_content_bytes
+        patch.setattr(load_module, "read_content_bytes", lambda path, shown: read.append(shown) or real_read(path, shown))
+        cached = load_module.LoadState(example_copy / ".digest-cache/records.pickle")
+        assert len(load_module.load_articles(config.content_path, config.root, state=cached).articles) == 13
+        assert read == []
     site = read_tree(example_copy / "site")
     assert site == read_tree_of_clean_build(example_copy)
     assert sum(path.endswith("/cite.ris") for path in site) == 13
