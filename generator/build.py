@@ -571,11 +571,11 @@ def _update_search_index(writer: SiteWriter, keys: dict[str, str], config: SiteC
 
 def _current_fragments(renderer: Renderer) -> dict[str, str]:
     """Return the fragments of the current articles only, so the cache does not grow without end."""
+    from generator.graph import layout_key, map_graph
     from generator.render import digest_entry_key, fragment_key
 
-    layouts = {k: v for k, v in renderer.new_fragments.items() if k.startswith("layout:")}
-    # No new map layout: the one in the cache (normally one) is still the current one.
-    keep = layouts or {k: v for k, v in renderer.fragments.items() if k.startswith("layout:")}
+    current_layout = layout_key(*map_graph(renderer.digest))  # memoised: the plan asked already
+    keep = {current_layout: renderer.fragments[current_layout]} if current_layout in renderer.fragments else {}
     base_url, similar_keys = renderer.config.base_url, renderer._similar_list_keys
     for article_id, item_key in renderer._item_keys.items():
         content_key = renderer._article_keys[article_id]

@@ -85,13 +85,18 @@ def layout(ids: list[str], edges: list[tuple[int, int]], iterations: int = 120) 
     return _LAYOUTS[key].copy()
 
 
+def layout_key(ids: list[str], edges: list[tuple[int, int]]) -> str:
+    """Return the fragment cache's key of the layout of this graph."""
+    return "layout:" + hashlib.blake2b(repr((ids, edges)).encode(), digest_size=16).hexdigest()
+
+
 def cached_layout(ids: list[str], edges: list[tuple[int, int]], cache: dict[str, str] | None) -> np.ndarray:
     """Return the layout, reusing one stored in `cache` (the build's fragment cache) for the same graph."""
     import numpy as np
 
     if cache is None:
         return layout(ids, edges)
-    key = "layout:" + hashlib.blake2b(repr((ids, edges)).encode(), digest_size=16).hexdigest()
+    key = layout_key(ids, edges)
     if key in cache:
         return np.array(json.loads(cache[key]), dtype=float).reshape(-1, 2)
     positions = layout(ids, edges)

@@ -411,3 +411,31 @@ def test_a_build_waits_while_another_build_of_the_same_digest_runs(example_copy)
     assert result.returncode == 0, result.stderr
     assert "Waiting for another build of" in result.stderr and waited >= 1.0
     assert read_tree(example_copy / "site") == read_tree_of_clean_build(example_copy)
+
+
+def test_folding_the_fragment_journal_keeps_only_the_current_map_layout(example_copy, monkeypatch):
+    """Each change to the map's graph adds a layout to the fragment cache; folding the journal
+    keeps the one the map now draws, so the cache does not grow with every such edit."""
+    import generator.cache_files as cache_files
+    from generator.cache_files import JournaledDict
+    from generator.graph import layout_key, map_graph
+    from generator.link import link_articles
+    from generator.load import load_articles
+
+    config = load_config(example_copy, {})
+    build(config)
+    fragments = example_copy / ".digest-cache/fragments.pickle"
+    first = [k for k in JournaledDict(fragments).load() if k.startswith("layout:")]
+    (example_copy / "content/autoimmunity/new.yaml").write_text(
+        "pmid: 31234567\ntitle: A new record about CAR-T cells in lupus\npublished: 2025-08-01\nsimilar: [36109639]\n")
+    build(config)
+    assert len([k for k in JournaledDict(fragments).load() if k.startswith("layout:")]) == 2  # appended
+    monkeypatch.setattr(cache_files, "journal_is_full", lambda *sizes: True)
+    (example_copy / "content/autoimmunity/new.yaml").unlink()
+    record = example_copy / "content/autoimmunity/36109639.yaml"  # and a title edit: new entries to keep
+    record.write_text(record.read_text().replace("refractory systemic lupus", "refractory lupus"))
+    build(config)  # the journal is folded
+    loaded = load_articles(config.content_path, config.root)
+    digest = link_articles(loaded.articles, config.similar, config.taxonomies)
+    kept = [k for k in JournaledDict(fragments).load() if k.startswith("layout:")]
+    assert len(first) == 1 and kept == [layout_key(*map_graph(digest))]
