@@ -25,11 +25,11 @@ from generator.config import SiteConfig
 from generator.errors import DigestError, Problem
 from generator.link import Digest, LinkState, build_taxonomies, link_articles
 from generator.load import LoadState, collector_paused, freeze_for_good, load_articles
-from generator.render import (AGGREGATES, PageJob, Renderer, article_keys, export_frame, export_item, fingerprint,
-                             join_export, keep_compiled_templates, listing_page_key, page_job, PlanMemoFile,
-                             produce, rendering_code_stamp, template_references)
+from generator.render import (AGGREGATES, PageJob, PlanMemoFile, Renderer, article_keys, citation_keys_of,
+                             export_frame, export_item, fingerprint, join_export, keep_compiled_templates,
+                             listing_page_key, page_job, produce, rendering_code_stamp, template_references)
 from generator.progress import NoProgress, Progress
-from generator.exports import CITATION_FILES, citation_file, citation_keys
+from generator.exports import CITATION_FILES, citation_file
 from generator import urls
 from generator.similarity_settings import PARALLEL_ROWS
 from generator.workers import can_fork, worker_setup
@@ -426,7 +426,7 @@ class _EarlyFiles:
         if (jobs or os.cpu_count() or 1) < 2 or not can_fork():
             return None
         keys = article_keys(loaded.articles, loaded.fingerprints, key_store)  # memoised: the plan asks again for free
-        citation = citation_keys(loaded.articles, {i: k.citation for i, k in keys.items()})
+        citation = citation_keys_of(keys)  # likewise
         cites = {}
         for article in loaded.articles:
             key = fingerprint(keys[article.id].content, citation[article.id])

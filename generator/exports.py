@@ -54,25 +54,25 @@ def citation_key(article: Article) -> str:
 _BASE_KEYS: dict[int, tuple[Article, str]] = {}
 
 
-def citation_keys(articles: Iterable[Article], known_bases: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Return `article.id -> key`, unique across the articles, independent of their order.
-
-    The first article (by id) with a base key keeps it; the others get `a`, `b`, ... `aa`, ... suffixes.
-    `known_bases` may give articles' `citation_key` by id (the build keeps them in its cache folder).
-    """
+def citation_keys(articles: Iterable[Article]) -> dict[str, str]:
+    """Return `article.id -> key`, unique across the articles, independent of their order (see
+    `unique_citation_keys`)."""
     global _BASE_KEYS
-    if known_bases is not None:
-        bases = {article.id: known_bases.get(article.id) or citation_key(article) for article in articles}
-    else:
-        known, kept = _BASE_KEYS, {}
-        bases = {}
-        for article in articles:
-            entry = known.get(id(article))
-            if entry is None or entry[0] is not article:
-                entry = (article, citation_key(article))
-            kept[id(article)] = entry
-            bases[article.id] = entry[1]
-        _BASE_KEYS = kept
+    known, kept = _BASE_KEYS, {}
+    bases = {}
+    for article in articles:
+        entry = known.get(id(article))
+        if entry is None or entry[0] is not article:
+            entry = (article, citation_key(article))
+        kept[id(article)] = entry
+        bases[article.id] = entry[1]
+    _BASE_KEYS = kept
+    return unique_citation_keys(bases)
+
+
+def unique_citation_keys(bases: Mapping[str, str]) -> dict[str, str]:
+    """Return `article.id -> key` from each article's `citation_key` (`bases`): the first article
+    (by id) with a base key keeps it; the others get `a`, `b`, ... `aa`, ... suffixes."""
     ordered = sorted(bases, key=lambda article_id: (bases[article_id], article_id))
     keys: dict[str, str] = {}
     used: set[str] = set()

@@ -12,7 +12,6 @@ import json
 import marshal
 import operator
 import os
-import pickle
 import shutil
 import traceback
 import types
@@ -292,7 +291,7 @@ def template_references(config: SiteConfig) -> tuple[bool, bool]:
             uses_digest, uses_score = uses_digest or found[0], uses_score or found[1]
     if stored is not None:
         if len(_REFERENCES) != known:
-            _write_references(stored, _REFERENCES)
+            save_pickle(stored, _REFERENCES)
         _REFERENCES_FILES.add(stored)
     return uses_digest, uses_score
 
@@ -304,25 +303,8 @@ _REFERENCES_FILES: set[Path] = set()  # files read or written by this process (a
 
 
 def _read_references(path: Path) -> dict[str, tuple[bool, bool]]:
-    try:
-        with open(path, "rb") as stream:
-            found = pickle.load(stream)
-        if isinstance(found, dict) and all(isinstance(k, str) and isinstance(v, tuple) and len(v) == 2
-                                           and all(type(x) is bool for x in v) for k, v in found.items()):
-            return found
-    except Exception:  # noqa: BLE001 - a missing or broken cache file only costs parsing the theme
-        pass
-    return {}
-
-
-def _write_references(path: Path, references: dict[str, tuple[bool, bool]]) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        temporary.write_bytes(pickle.dumps(references, protocol=pickle.HIGHEST_PROTOCOL))
-        os.replace(temporary, path)
-    except OSError:
-        pass  # only costs parsing again next time
+    return {k: v for k, v in load_pickle(path).items() if isinstance(k, str) and isinstance(v, tuple)
+            and len(v) == 2 and all(type(x) is bool for x in v)}
 
 
 def theme_fingerprint(config: SiteConfig, digest: Digest, uses_digest: bool) -> str:
@@ -370,10 +352,8 @@ class Renderer:
         }
         self.record_fingerprints = record_fingerprints
         self.key_store = key_store
-        bases = None
-        if record_fingerprints is not None:
-            bases = {i: k.citation for i, k in article_keys(digest.articles, record_fingerprints, key_store).items()}
-        self.citation_keys = exports.citation_keys(digest.articles, bases)
+        self.citation_keys = (citation_keys_of(article_keys(digest.articles, record_fingerprints, key_store))
+                              if record_fingerprints is not None else exports.citation_keys(digest.articles))
         uses_digest, self.templates_show_scores = template_references(config)
         self.theme_key = theme_fingerprint(config, digest, uses_digest)
         # Listing entries and feed entries, by (fingerprint, depth): kept across builds in the cache,
@@ -632,6 +612,19 @@ def article_keys(articles: Iterable[Article], records: Any = None,
         current[id(article)] = keys
     _KEYS_BY_OBJECT = current
     return {keys.article.id: keys for keys in current.values()}
+
+
+def citation_keys_of(keys: dict[str, ArticleKeys]) -> dict[str, str]:
+    """Return `exports.citation_keys` from the articles' keys (their base keys are kept there).
+    The last answer is kept: the early writer and the renderer ask for the same."""
+    global _LAST_CITATION_KEYS
+    bases = {article_id: k.citation for article_id, k in keys.items()}
+    if _LAST_CITATION_KEYS[0] != bases:
+        _LAST_CITATION_KEYS = (bases, exports.unique_citation_keys(bases))
+    return _LAST_CITATION_KEYS[1]
+
+
+_LAST_CITATION_KEYS: tuple[dict[str, str], dict[str, str]] = ({}, {})
 
 
 _LINK_GETTERS: dict[tuple[type, bool], Any] = {}
