@@ -95,6 +95,52 @@ def remove_file(path: Path) -> None:
         pass
 
 
+class Journal:
+    """A cache file kept as a base pickle plus a journal of checksummed frames appended after it,
+    with what both users of it (`JournaledDict`, `render.PlanMemoFile`) decide by: the sizes and
+    entry counts of each part, whether the journal ends in something unreadable, when to fold it
+    into a new base."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.journal = path.with_name(f"{path.name}.journal")
+        self.base_entries = self.journal_entries = 0
+        self.base_bytes = self.journal_bytes = 0
+        self.damaged = False  # the journal ends in something unreadable: the next save folds it
+
+    def read(self) -> tuple[Any, list[Any]]:
+        """Return the base's value ({} when missing) and the journal's frames (none without a base)."""
+        base = load_pickle(self.path)
+        frames, self.damaged = read_frames(self.journal) if base else ([], False)
+        self.base_bytes, self.journal_bytes = file_size(self.path), file_size(self.journal)
+        self.base_entries = self.journal_entries = 0
+        return base, frames
+
+    def full(self, adding: int, least: int) -> bool:
+        """Whether to write a new base instead of appending `adding` entries: the journal is damaged,
+        or would hold more than a quarter as many entries as the base (and `least`), or half as
+        many bytes (`journal_is_full`)."""
+        return self.damaged or journal_is_full(self.journal_bytes, self.base_bytes) or \
+            self.journal_entries + adding > max(self.base_entries // 4, least)
+
+    def write_base(self, value: Any, entries: int) -> None:
+        """Write `value` as the new base (of `entries` entries) and drop the journal."""
+        save_pickle(self.path, value)
+        remove_file(self.journal)
+        self.base_entries, self.journal_entries, self.damaged = entries, 0, False
+        self.base_bytes, self.journal_bytes = file_size(self.path), 0
+
+    def append(self, frame: Any, entries: int) -> bool:
+        """Append a frame of `entries` entries; False (and the journal counts as damaged) on failure."""
+        written = append_frame(self.journal, frame)
+        if not written:
+            self.damaged = True
+            return False
+        self.journal_entries += entries
+        self.journal_bytes += written
+        return True
+
+
 class JournaledDict:
     """A dict whose entries never change once made (keys name their contents, as fragment keys do),
     kept as a base pickle plus an append-only journal of the entries each build added.
@@ -107,30 +153,22 @@ class JournaledDict:
     """
 
     def __init__(self, path: Path):
-        self.path = path
-        self.journal = path.with_name(f"{path.name}.journal")
+        self.files = Journal(path)
+        self.path, self.journal = path, self.files.journal
         self.known: set = set()  # keys on disk: in the base or the journal
-        self.base_entries = 0
-        self.journal_entries = 0
-        self.damaged = False  # the journal ends in something unreadable: the next save starts afresh
-        self.base_bytes = self.journal_bytes = 0
 
     def load(self) -> dict:
         """Return the base's entries and the journal's."""
-        data = load_pickle(self.path)
-        self.base_entries = len(data)
-        self.journal_entries = 0
-        self.damaged = False
-        if data:
-            frames, self.damaged = read_frames(self.journal)
-            for frame in frames:
-                if not isinstance(frame, dict):
-                    self.damaged = True
-                    break
-                data.update(frame)
-                self.journal_entries += len(frame)
+        files = self.files
+        data, frames = files.read()
+        files.base_entries = len(data)
+        for frame in frames:
+            if not isinstance(frame, dict):
+                files.damaged = True
+                break
+            data.update(frame)
+            files.journal_entries += len(frame)
         self.known = set(data)
-        self.base_bytes, self.journal_bytes = file_size(self.path), file_size(self.journal)
         return data
 
     def save(self, current: dict, compact: Callable[[], dict]) -> None:
@@ -139,16 +177,10 @@ class JournaledDict:
         added = {key: value for key, value in current.items() if key not in self.known}
         if not added:
             return
-        if not self.base_entries or self.damaged or journal_is_full(self.journal_bytes, self.base_bytes) or \
-                self.journal_entries + len(added) > max(self.base_entries // 4, 500):
+        files = self.files
+        if not files.base_entries or files.full(len(added), 500):
             kept = compact()
-            save_pickle(self.path, kept)
-            remove_file(self.journal)
-            self.known, self.base_entries, self.journal_entries, self.damaged = set(kept), len(kept), 0, False
-            self.base_bytes, self.journal_bytes = file_size(self.path), 0
-            return
-        written = append_frame(self.journal, added)
-        if written:
+            files.write_base(kept, len(kept))
+            self.known = set(kept)
+        elif files.append(added, len(added)):
             self.known.update(added)
-            self.journal_entries += len(added)
-            self.journal_bytes += written

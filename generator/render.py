@@ -30,8 +30,7 @@ import jinja2.utils
 from markupsafe import Markup, escape
 
 from generator import exports, urls
-from generator.cache_files import (append_frame, file_size, journal_is_full, load_pickle, read_frames, remove_file,
-                                   save_pickle)
+from generator.cache_files import Journal, load_pickle, save_pickle
 from generator.config import SiteConfig
 from generator.errors import DigestError, Problem
 from generator.link import Digest, article_terms
@@ -838,31 +837,30 @@ class PlanMemoFile:
     started from the same state as another (two builds at once) is not applied."""
 
     def __init__(self, path: Path):
-        self.path = path
-        self.journal = path.with_name(f"{path.name}.journal")
+        self.files = Journal(path)
         self.snapshot: tuple | None = None  # what the files hold, as `_KeyMemo.snapshot` gives it
-        self.base_entries = self.journal_entries = 0
-        self.base_bytes = self.journal_bytes = 0
-        self.damaged = False
         self.generation, self.sequence = "", 0  # the base's generation, and the frames that follow it
+
+    @property
+    def damaged(self) -> bool:
+        return self.files.damaged
 
     def load(self) -> None:
         """Start this process's plans from the files."""
-        stored = load_pickle(self.path)
-        frames, self.damaged = read_frames(self.journal) if stored else ([], False)
+        files = self.files
+        stored, frames = files.read()
         try:
-            self.base_entries = len(stored["entries"])
+            files.base_entries = len(stored["entries"])
             self.generation = stored["generation"]
             for frame in frames:
                 if frame["generation"] != self.generation or frame["sequence"] != self.sequence + 1:
-                    self.damaged = True
+                    files.damaged = True
                     break
                 _apply_changes(stored, frame)
                 self.sequence += 1
-                self.journal_entries += len(frame["entries"]) + len(frame["gone"])
+                files.journal_entries += len(frame["entries"]) + len(frame["gone"])
         except Exception:  # noqa: BLE001 - a missing, stale or corrupt cache only costs making keys
-            stored, self.damaged = {}, True  # perhaps half brought forward: not used at all
-        self.base_bytes, self.journal_bytes = file_size(self.path), file_size(self.journal)
+            stored, files.damaged = {}, True  # perhaps half brought forward: not used at all
         if stored and not _KEY_MEMO.entries and not _KEY_MEMO.owner:
             _KEY_MEMO.restore(stored)
             if _KEY_MEMO.entries:
@@ -870,26 +868,18 @@ class PlanMemoFile:
 
     def save(self) -> None:
         """Keep what the last plan made (true whether or not the build then succeeds)."""
-        memo, snapshot = _KEY_MEMO, self.snapshot
-        if snapshot is None or self.damaged or snapshot[0] != _owner_print(memo.owner) or \
-                self.journal_entries > max(self.base_entries // 4, 1000) or \
-                journal_is_full(self.journal_bytes, self.base_bytes):
+        memo, snapshot, files = _KEY_MEMO, self.snapshot, self.files
+        if snapshot is None or snapshot[0] != _owner_print(memo.owner) or files.full(0, 1000):
             stored = memo.stored()
             self.generation, self.sequence = os.urandom(8).hex(), 0
             stored["generation"] = self.generation
-            save_pickle(self.path, stored)
-            remove_file(self.journal)
-            self.base_entries, self.journal_entries, self.damaged = len(stored["entries"]), 0, False
-            self.base_bytes, self.journal_bytes = file_size(self.path), 0
+            files.write_base(stored, len(stored["entries"]))
         else:
             frame = memo.changes(snapshot)
             if frame["items"] or frame["contents"] or frame["gone_ids"] or frame["entries"] or frame["gone"]:
-                written = append_frame(self.journal, {**frame, "generation": self.generation,
-                                                      "sequence": self.sequence + 1})
                 self.sequence += 1
-                self.damaged = not written
-                self.journal_entries += len(frame["entries"]) + len(frame["gone"])
-                self.journal_bytes += written
+                files.append({**frame, "generation": self.generation, "sequence": self.sequence},
+                             len(frame["entries"]) + len(frame["gone"]))
         self.snapshot = memo.snapshot()
 
 

@@ -341,7 +341,7 @@ def test_a_new_process_makes_again_only_the_plan_entries_an_edit_touches(example
     """The plan's memo comes back from the cache folder (base file, then the journal each build
     appends to): after a title edit, a new process makes the keys of a few entries, not all.
     Large inputs are kept as their key (here also those of two articles or more)."""
-    from generator import render
+    from generator import cache_files, render
 
     monkeypatch.setattr(render, "HASHED_ABOVE", hashed_above)
     config = load_config(example_copy, {})
@@ -351,7 +351,7 @@ def test_a_new_process_makes_again_only_the_plan_entries_an_edit_touches(example
     for title, fold in (("refractory lupus", False), ("refractory SLE", True), ("refractory lupus", False)):
         record.write_text(re.sub("refractory (systemic lupus|lupus|SLE)", title, record.read_text()))
         monkeypatch.setattr(render, "_KEY_MEMO", render._KeyMemo())  # what a new process starts with
-        monkeypatch.setattr(render, "journal_is_full", lambda *sizes: fold)  # fold: a new base file
+        monkeypatch.setattr(cache_files, "journal_is_full", lambda *sizes: fold)  # fold: a new base file
         made: list = []
         monkeypatch.setattr(render._KeyMemo, "put", lambda self, *args: made.append(args[0]) or real_put(self, *args))
         build(config)
