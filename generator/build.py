@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterator, Protocol, Sequence
 from generator.cache_files import JournaledDict, load_pickle, save_pickle
 from generator.config import SiteConfig
 from generator.errors import DigestError, Problem
-from generator.link import Digest, LinkState, build_taxonomies, link_articles
+from generator.link import Digest, LinkState, SimilarLists, build_taxonomies, link_articles
 from generator.load import LoadState, collector_paused, freeze_for_good, load_articles
 from generator.render import (AGGREGATES, PageJob, PlanMemoFile, Renderer, article_keys, citation_keys_of,
                              export_frame, export_item, fingerprint, join_export, keep_compiled_templates,
@@ -484,7 +484,7 @@ def _write_early() -> tuple[int, dict[str, str], dict[str, str]]:
     if with_terms:
         terms, slugs = build_taxonomies(articles, config.taxonomies)
         nothing: dict = {}
-        renderer = Renderer(Digest(tuple(articles), MappingProxyType(by_id), MappingProxyType(nothing),
+        renderer = Renderer(Digest(tuple(articles), MappingProxyType(by_id), SimilarLists(nothing, by_id),
                                    MappingProxyType(nothing), MappingProxyType(terms), MappingProxyType(slugs)), config)
         items = {article_id: k.listing for article_id, k in keys.items()}
         for taxonomy, found in terms.items():

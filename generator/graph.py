@@ -143,12 +143,13 @@ def map_graph(digest: Digest) -> tuple[list[str], list[tuple[int, int]]]:
     """Return the articles the map draws (the best connected, by id) and the lines between them.
 
     Asked twice a build (the plan fingerprints it, the map page draws it) and again by every
-    rebuild of `digest serve`: the answer is kept while the articles and their similar-article lists
-    are the same objects (the linker hands back the same list for an article whose neighbours did
-    not change), and each article's lines while its list is."""
+    rebuild of `digest serve`: the answer is kept while the articles and their similar-list entries
+    (`link.SimilarLists`) are the same objects (the linker hands back the same entry for an article
+    whose neighbours did not change), and each article's lines while its entry is."""
     global _LAST_GRAPH, _PAIRS_BY_ARTICLE
     ids = [article.id for article in digest.articles]
-    lists = [digest.similar.get(article_id, ()) for article_id in ids]
+    entries = digest.similar.entries
+    lists = [entries.get(article_id, ()) for article_id in ids]
     last_ids, last_lists, last_result = _LAST_GRAPH
     if last_ids == ids and len(last_lists) == len(lists) and all(map(operator.is_, last_lists, lists)) \
             and set(digest.by_id) == set(ids):
@@ -158,8 +159,8 @@ def map_graph(digest: Digest) -> tuple[list[str], list[tuple[int, int]]]:
     for article_id, links in zip(ids, lists):
         entry = known.get(article_id)
         if entry is None or entry[0] is not links:
-            entry = (links, tuple(tuple(sorted((article_id, link.target_id))) for link in links
-                                  if link.target_id and link.target_id != article_id))
+            entry = (links, tuple(tuple(sorted((article_id, link[0]))) for link in links
+                                  if len(link) == 4 and link[0] != article_id))
         current[article_id] = entry
         pairs.update(entry[1])
     _PAIRS_BY_ARTICLE = current

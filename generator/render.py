@@ -10,7 +10,6 @@ import functools
 import hashlib
 import json
 import marshal
-import operator
 import os
 import shutil
 import traceback
@@ -33,7 +32,7 @@ from generator import exports, urls
 from generator.cache_files import Journal, load_pickle, save_pickle
 from generator.config import SiteConfig
 from generator.errors import DigestError, Problem
-from generator.link import Digest, article_terms
+from generator.link import Digest, article_terms, linked_fields
 from generator.graph import articles_per_year, build_map, map_graph
 from generator.markup import inline_html, markdown_notes, markdown_text, plain_text, render_notes, safe_url, summary
 from generator.metadata import page_range, scholarly_json_ld, scholarly_json_ld_text, updated_date
@@ -571,6 +570,7 @@ class ArticleKeys:
     subjects: str  # its MeSH terms and keywords (the map colours by them)
     updated: str  # the date feeds sort by
     citation: str  # its citation key before duplicates get suffixes (`exports.citation_key`)
+    linked: str  # what a similar-article link to it shows of it (`link.linked_fields`)
 
 
 _KEYS_BY_OBJECT: dict[int, ArticleKeys] = {}
@@ -602,9 +602,9 @@ def article_keys(articles: Iterable[Article], records: Any = None,
             else:
                 content = fingerprint(repr(article))
             derived = store.get(content) if store is not None and origin is not None else None
-            if derived is None or len(derived) != 4:
+            if derived is None or len(derived) != 5:
                 derived = (fingerprint(listing_fields(article)), fingerprint(article.mesh_terms, article.keywords),
-                           updated_date(article), exports.citation_key(article))
+                           updated_date(article), exports.citation_key(article), value_key(linked_fields(article)))
                 if store is not None and origin is not None:
                     store[content] = derived
             keys = ArticleKeys(article, content, *derived)
@@ -626,39 +626,30 @@ def citation_keys_of(keys: dict[str, ArticleKeys]) -> dict[str, str]:
 _LAST_CITATION_KEYS: tuple[dict[str, str], dict[str, str]] = ({}, {})
 
 
-_LINK_GETTERS: dict[tuple[type, bool], Any] = {}
+_SIMILAR_BY_ENTRY: dict[int, tuple[Any, str, str, bool]] = {}
 
 
-def _link_parts(link: Any, with_score: bool) -> tuple:
-    """Return what a similar-article link shows; its score only when a template prints scores.
+def _similar_keys(digest: Digest, with_score: bool, keys: dict[str, ArticleKeys]) -> dict[str, tuple[str, str]]:
+    """Return, per article, fingerprints of its similar-article list: with scores (what digest.json
+    shows) and as its page shows it, made from the list's entry (`link.SimilarLists`) and the
+    `linked` keys of the articles it links to, without making its link objects.
 
     Scores drift a little whenever any record changes (term weights are digest-wide), so pages that
-    do not print them must not be rewritten for it."""
-    getter = _LINK_GETTERS.get((type(link), with_score))
-    if getter is None:
-        names = [name for name in type(link).__dataclass_fields__ if with_score or name != "score"]
-        getter = _LINK_GETTERS[(type(link), with_score)] = operator.attrgetter(*names)
-    return getter(link)
-
-
-_SIMILAR_BY_OBJECT: dict[int, tuple[Any, str, str, bool]] = {}
-
-
-def _similar_keys(digest: Digest, with_score: bool) -> dict[str, tuple[str, str]]:
-    """Return, per article, fingerprints of its similar-article list: with scores (what digest.json
-    shows) and as its page shows it. Memoised by the identity of the list (the linker reuses it for
-    an article whose neighbours did not change)."""
-    global _SIMILAR_BY_OBJECT
-    known, current, found = _SIMILAR_BY_OBJECT, {}, {}
-    for article_id, links in digest.similar.items():
-        entry = known.get(id(links))
-        if entry is None or entry[0] is not links or entry[3] != with_score:
-            unscored = value_key([_link_parts(link, False) for link in links])
-            scored = value_key((unscored, [link.score for link in links]))
-            entry = (links, scored, scored if with_score else unscored, with_score)
-        current[id(links)] = entry
-        found[article_id] = (entry[1], entry[2])
-    _SIMILAR_BY_OBJECT = current
+    do not print them must not be rewritten for it. Memoised by the identity of the entry (the
+    linker keeps it while the article and the articles it links to are the same objects)."""
+    global _SIMILAR_BY_ENTRY
+    known, current, found = _SIMILAR_BY_ENTRY, {}, {}
+    for article_id, links in digest.similar.entries.items():
+        made = known.get(id(links))
+        if made is None or made[0] is not links or made[3] != with_score:
+            shown = [(keys[link[0]].linked, link[2], link[3]) if len(link) == 4 else link[:9] + link[10:]
+                     for link in links]
+            unscored = value_key(shown)
+            scored = value_key((unscored, [link[1] if len(link) == 4 else link[9] for link in links]))
+            made = (links, scored, scored if with_score else unscored, with_score)
+        current[id(links)] = made
+        found[article_id] = (made[1], made[2])
+    _SIMILAR_BY_ENTRY = current
     empty = fingerprint([])
     return {a.id: found.get(a.id, (empty, empty)) for a in digest.articles}
 
@@ -910,7 +901,7 @@ class SitePlan:
         home = [a.id for a in digest.articles]
         add(urls.output_file(urls.HOME), "home", memo.get(("home",), (home,), home) or memo.put(
             ("home",), (home,), self.listing_key("home", home)))
-        similar_keys = renderer._similar_list_keys = _similar_keys(digest, renderer.templates_show_scores)
+        similar_keys = renderer._similar_list_keys = _similar_keys(digest, renderer.templates_show_scores, self.keys)
         jobs, backlinks = self.jobs, digest.backlinks
         # An article's five jobs, and a term's page and feed, are reused as they are while what
         # their keys are made from is unchanged (see _KeyMemo): most of a rebuild's plan.
@@ -1163,15 +1154,16 @@ def digest_json(digest: Digest, config: SiteConfig, renderer: Renderer | None = 
     content_keys = renderer._article_keys if renderer is not None else {}
     similar_keys = renderer._similar_list_keys if renderer is not None else {}
     known, kept, entries = _DIGEST_ENTRIES, {}, []
+    similar_entries = digest.similar.entries
     for article in digest.articles:
-        links = digest.similar.get(article.id, ())
+        links = similar_entries.get(article.id, ())
         memo = known.get(article.id)
         if memo is None or memo[0] is not article or memo[1] is not links or memo[2] != config.base_url:
             content, similar = content_keys.get(article.id), similar_keys.get(article.id)
             key = digest_entry_key(content, similar[0], config.base_url) if content and similar else None
             text = renderer.fragments.get(key) if key is not None else None  # type: ignore[union-attr]
             if text is None:
-                text = _digest_entry(article, links, page_url)
+                text = _digest_entry(article, digest.similar.get(article.id, ()), page_url)
                 if key is not None:
                     renderer.fragments[key] = renderer.new_fragments[key] = text  # type: ignore[union-attr]
             memo = (article, links, config.base_url, text)
@@ -1182,7 +1174,7 @@ def digest_json(digest: Digest, config: SiteConfig, renderer: Renderer | None = 
     return '{"articles":[' + ",".join(entries) + "]}\n"
 
 
-_DIGEST_ENTRIES: dict[str, tuple[Any, Any, str, str]] = {}  # id -> (article, similar list, base URL, JSON)
+_DIGEST_ENTRIES: dict[str, tuple[Any, Any, str, str]] = {}  # id -> (article, similar entry, base URL, JSON)
 
 
 def digest_entry_key(content_key: str, similar_key: str, base_url: str) -> str:
