@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import multiprocessing
 import os
@@ -33,7 +34,7 @@ from generator.exports import CITATION_FILES, citation_file
 from generator import urls
 from generator.similarity_settings import PARALLEL_ROWS
 from generator.workers import can_fork, worker_setup
-from generator.write import TREE_MARKER, SiteWriter, TreeFiles, checked_path, static_files
+from generator.write import TREE_MARKER, SiteWriter, TreeFiles, checked_path, static_files, write_spliced
 
 CACHE_DIR = ".digest-cache"
 PARALLEL_THRESHOLD = 400  # below this many pages to render, forking costs more than it saves
@@ -361,7 +362,7 @@ def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, prog
                 written_count += files.put(path, data)
             aggregates = [job for job in all_jobs if job.path in pending and job.kind in AGGREGATES]
             for job in aggregates:
-                written_count += files.put(job.path, _aggregate(writer, job, digest.articles, keys))
+                written_count += _aggregate(writer, files, job, digest.articles, keys)
         except OSError as exc:
             raise DigestError(Problem(str(config.output_path), f"cannot write the site: {exc.strerror or exc}",
                                       hint="check free disk space and permissions; the previous site is untouched"))
@@ -592,49 +593,84 @@ def _current_fragments(renderer: Renderer) -> dict[str, str]:
     return keep
 
 
-def _aggregate(writer: SiteWriter, job: PageJob, articles, keys: dict[str, str]) -> bytes:
-    """Make a digest-wide export by joining the per-article files already in the new tree.
+def _aggregate(writer: SiteWriter, files: TreeFiles, job: PageJob, articles, keys: dict[str, str]) -> int:
+    """Make a digest-wide export in the new tree from the per-article files already there; return 1
+    when it has new bytes, 0 when it is the live one's (then hard-linked).
 
-    An article's entry whose file has the same key as when the live export was made is cut from the
-    live export (one read) instead of read from its own file (30,000 files at 10,000 articles):
-    `_EXPORT_INDEX` says where each entry is in the exports of given keys, and is used for the live
-    export when it has one of those keys (a build that failed after making it leaves the old one live).
+    An article's entry that is in the live export with the same key, or the same bytes, is copied
+    from there by the kernel (`write.write_spliced`; consecutive entries in one go) instead of read
+    from its own file (30,000 files at 10,000 articles) and written again: `_EXPORT_INDEX` says where
+    each entry is in the exports of given keys, and is used for the live export when it has one of
+    those keys (a build that failed after making it leaves the old one live).
     """
-    name, tree = AGGREGATES[job.kind], os.fspath(writer.spare)
+    name = AGGREGATES[job.kind]
     made = _EXPORT_INDEX.get(job.kind)
     if not isinstance(made, dict):
         made = {}  # none yet, or a cache file written by other code
     live_key = writer.live.get(job.path)
     entry = made.get(live_key) if live_key else None
-    size, stored, live = 0, {}, b""
-    if isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[1], dict):
-        size, stored = entry
+    size, stored = entry if isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[1], dict) else (0, {})
+    live_path = os.fspath(writer.output / job.path)
+    live = -1
+    if stored:
         try:
-            with open(writer.output / job.path, "rb") as stream:
-                live = stream.read()
+            live = os.open(live_path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            if os.fstat(live).st_size != size:  # not the export the index was made for (or edited by hand)
+                os.close(live)
+                live, stored = -1, {}
         except OSError:
-            pass
-    if len(live) != size:  # not the export the index was made for (or edited by hand since)
-        stored = {}
-    head, separator = export_frame(job.kind)
-    items, index, position = [], {}, len(head)
-    for article in articles:
-        key = keys[f"articles/{article.id}/{name}"]
-        found = stored.get(article.id)
-        if found is not None and found[0] == key:
-            item = live[found[1]:found[2]]
-        else:
-            with open(f"{tree}/articles/{article.id}/{name}", "rb") as stream:
-                item = export_item(job.kind, stream.read())
-        index[article.id] = (key, position, position + len(item))
-        position += len(item) + len(separator)
-        items.append(item)
-    data = join_export(job.kind, items)
-    # Kept: this export's index, and the live one's, which the spare tree holds after publishing
-    # (undoing an edit brings it back from there, without making it again).
-    _EXPORT_INDEX[job.kind] = {job.key: (len(data), index),
-                               **({live_key: (size, stored)} if stored and live_key != job.key else {})}
-    return data
+            stored = {}
+    try:
+        if not articles:
+            return files.put(job.path, join_export(job.kind, []))
+        head, separator, tail = export_frame(job.kind)
+        parts: list[bytes | tuple[int, int]] = [head]  # bytes, or (start, end) of the live export
+        index: dict[str, tuple[str, int, int]] = {}
+        position = len(head)
+        for article in articles:
+            key = keys[f"articles/{article.id}/{name}"]
+            found = stored.get(article.id)
+            if index:
+                parts.append(separator)
+                position += len(separator)
+            if found is not None and found[0] == key:
+                span: tuple[int, int] | None = (found[1], found[2])
+            else:
+                with open(f"{files.tree}/articles/{article.id}/{name}", "rb") as stream:
+                    item = export_item(job.kind, stream.read())
+                same = found is not None and found[2] - found[1] == len(item) and os.pread(live, len(item), found[1]) == item
+                span = (found[1], found[2]) if same else None  # a new key, the same entry: a notes edit
+            length = span[1] - span[0] if span else len(item)
+            index[article.id] = (key, position, position + length)
+            position += length
+            if span is None:
+                parts.append(item)
+            elif len(parts) > 2 and isinstance(parts[-2], tuple) and parts[-2][1] + len(separator) == span[0]:
+                parts.pop()  # the separator: this entry follows the last one in the live export too
+                parts[-1] = (parts[-1][0], span[1])  # type: ignore[index]
+            else:
+                parts.append(span)
+        parts.append(tail)
+        # Kept: this export's index, and the live one's, which the spare tree holds after publishing
+        # (undoing an edit brings it back from there, without making it again).
+        _EXPORT_INDEX[job.kind] = {job.key: (position + len(tail), index),
+                                   **({live_key: (size, stored)} if stored and live_key != job.key else {})}
+        if live >= 0 and len(parts) == 3 and parts[1] == (len(head), size - len(tail)):
+            files.link(live_path, f"{files.tree}/{job.path}")  # every entry where it was: the live export
+            return 0
+        write_spliced(f"{files.tree}/{checked_path(job.path)}", _joined_bytes(parts), live)
+        return 1
+    finally:
+        if live >= 0:
+            os.close(live)
+
+
+def _joined_bytes(parts: list) -> list:
+    """Return `parts` with each run of bytes joined into one (one write each)."""
+    joined: list = []
+    for is_bytes, run in itertools.groupby(parts, key=lambda part: isinstance(part, bytes)):
+        joined.extend([b"".join(run)] if is_bytes else run)
+    return joined
 
 
 # Export name -> {the export's key: (its size, article id -> (its file's key, start, end in the

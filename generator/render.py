@@ -1099,19 +1099,20 @@ def export_item(kind: str, part: bytes) -> bytes:
     return part.strip()[1:-1].strip(b"\n") if kind == "digest.csl.json" else part
 
 
-def export_frame(kind: str) -> tuple[bytes, bytes]:
-    """Return what comes before the first item of a non-empty export `kind`, and between items."""
+def export_frame(kind: str) -> tuple[bytes, bytes, bytes]:
+    """Return what comes before the first item of a non-empty export `kind`, between items, and
+    after the last."""
     if kind == "digest.csl.json":
-        return b"[\n", b",\n"
-    return b"", b"\n" if kind == "digest.bib" else b""
+        return b"[\n", b",\n", b"\n]\n"
+    return b"", b"\n" if kind == "digest.bib" else b"", b""
 
 
 def join_export(kind: str, items: list[bytes]) -> bytes:
     """Join the items of a digest-wide export (see `export_item`)."""
     if not items:
         return b"[]\n" if kind == "digest.csl.json" else b""
-    head, separator = export_frame(kind)
-    return head + separator.join(items) + (b"\n]\n" if kind == "digest.csl.json" else b"")
+    head, separator, tail = export_frame(kind)
+    return head + separator.join(items) + tail
 
 
 def render_feed(renderer: Renderer, path: str, articles: Iterable[Article], title: str, alternate: str) -> bytes:

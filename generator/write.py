@@ -14,6 +14,7 @@ the cache folder, so deleting the cache only costs one full write.
 from __future__ import annotations
 
 import ctypes
+import errno
 import hashlib
 import json
 import os
@@ -75,21 +76,68 @@ def checked_paths(paths: Collection[str]) -> None:
 def write_file(target: str, data: bytes) -> None:
     """Create one file with `data`, replacing (never modifying) what is there: it may be a hard link
     shared with the live site. The folder it goes in must exist."""
+    handle = _create(target)
+    try:
+        _write_all(handle, data)
+    finally:
+        os.close(handle)
+
+
+def write_spliced(target: str, parts: Iterable[bytes | tuple[int, int]], source: int) -> None:
+    """Create one file (as `write_file`) from `parts`: bytes, or (start, end) ranges of the open file
+    `source`, which the kernel copies without a trip through this process (`copy_file_range`): an
+    edit at 10,000 articles rewrites 95 MB of digest-wide exports, nearly all of it the live ones'."""
+    handle = _create(target)
+    try:
+        for part in parts:
+            if isinstance(part, tuple):
+                _copy_range(source, handle, *part)
+            else:
+                _write_all(handle, part)
+    finally:
+        os.close(handle)
+
+
+def _create(target: str) -> int:
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
     try:
-        handle = os.open(target, flags, 0o644)
+        return os.open(target, flags, 0o644)
     except FileExistsError:
         if os.path.isdir(target) and not os.path.islink(target):
             shutil.rmtree(target)
         else:
             os.unlink(target)
-        handle = os.open(target, flags, 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(handle, view):]
-    finally:
-        os.close(handle)
+        return os.open(target, flags, 0o644)
+
+
+def _write_all(handle: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(handle, view):]
+
+
+_KERNEL_COPY = hasattr(os, "copy_file_range")  # False once the system refused it: read and write instead
+
+
+def _copy_range(source: int, target: int, start: int, end: int) -> None:
+    """Append bytes start..end of `source` to `target`."""
+    global _KERNEL_COPY
+    while start < end:
+        copied = 0
+        if _KERNEL_COPY:
+            try:
+                copied = os.copy_file_range(source, target, end - start, start)
+            except OSError as exc:
+                if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EPERM):
+                    raise
+                _KERNEL_COPY = False
+        if not copied:
+            data = os.pread(source, min(end - start, 1 << 22), start)
+            if not data:
+                raise OSError(errno.EIO, "a file of the live site changed while it was being copied")
+            _write_all(target, data)
+            copied = len(data)
+        start += copied
 
 
 class TreeFiles:

@@ -109,3 +109,31 @@ def test_checking_a_build_s_paths_at_once_refuses_exactly_what_checking_each_ref
     except DigestError as exc:
         found = exc.problems[0].path
     assert found == expected
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data(), source=st.binary(min_size=1, max_size=3000), kernel=st.booleans())
+def test_a_spliced_file_holds_exactly_its_parts(tmp_path_factory, data, source, kernel):
+    """`write_spliced` (the digest-wide exports of an edit): bytes written and ranges of the live
+    file copied by the kernel, or read and written where the system refuses that, in order."""
+    import os
+
+    from generator import write
+
+    bound = st.integers(0, len(source))
+    parts = data.draw(st.lists(st.one_of(st.binary(max_size=50), st.tuples(bound, bound).map(lambda p: (min(p), max(p)))),
+                               max_size=12))
+    expected = b"".join(p if isinstance(p, bytes) else source[p[0]:p[1]] for p in parts)
+    folder = tmp_path_factory.mktemp("splice")
+    (folder / "live").write_bytes(source)
+    (folder / "target").write_bytes(b"an older file, replaced")
+    handle = os.open(folder / "live", os.O_RDONLY)
+    kept = write._KERNEL_COPY
+    try:
+        write._KERNEL_COPY = kernel and kept
+        write.write_spliced(str(folder / "target"), parts, handle)
+    finally:
+        write._KERNEL_COPY = kept
+        os.close(handle)
+    assert (folder / "target").read_bytes() == expected
+    assert (folder / "live").read_bytes() == source
