@@ -328,8 +328,9 @@ def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, prog
             plan_store.save()
         if session is not None:
             session.jobs = {job.path: job for job in plan_jobs}
-        statics = [(path, source) for path, source in static_files([config.static_path])
-                   if path not in {j.path for j in plan_jobs}]
+        statics = static_files([config.static_path])
+        planned = {j.path for j in plan_jobs} if statics else set()
+        statics = [(path, source) for path, source in statics if path not in planned]
         all_jobs = plan_jobs + [PageJob(path, "static", hashlib.sha256(source.read_bytes()).hexdigest(), (str(source),))
                                 for path, source in statics]
         keys = {job.path: job.key for job in all_jobs}
