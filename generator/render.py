@@ -545,6 +545,13 @@ def value_key(value: object) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
+def _hashed(start: Any, data: bytes) -> str:
+    """Return the hex digest of `start` (a blake2b hasher, left as it is) followed by `data`."""
+    hasher = start.copy()
+    hasher.update(data)
+    return hasher.hexdigest()
+
+
 @functools.lru_cache(maxsize=1 << 16)
 def fragment_key(theme_key: str, kind: str, basis: str, depth: int) -> str:
     """Return the cache key of an article's listing or feed entry (asked for again by every build
@@ -589,16 +596,16 @@ def article_keys(articles: Iterable[Article], records: Any = None,
     """
     global _KEYS_BY_OBJECT
     known, current = _KEYS_BY_OBJECT, {}
-    stamp = None
+    records_key = None
     for article in articles:
         keys = known.get(id(article))
         if keys is None or keys.article is not article:
             origin = records.get(article) if records is not None else None
             if origin is not None:
-                if stamp is None:
+                if records_key is None:
                     from generator.load import _code_stamp
-                    stamp = _code_stamp()
-                content = fingerprint("records", stamp, origin)
+                    records_key = hashlib.blake2b(f"records\x1f{_code_stamp()}\x1f".encode(), digest_size=16)
+                content = _hashed(records_key, origin)
             else:
                 content = fingerprint(repr(article))
             derived = store.get(content) if store is not None and origin is not None else None
@@ -934,17 +941,17 @@ class SitePlan:
         inputs = (renderer.citation_keys, similar_keys)
         found = memo.get(("exports",), inputs, contents=every_id)
         if found is None:
-            all_keys = fingerprint(sorted(self.article_keys.items()), sorted(renderer.citation_keys.items()))
+            all_keys = value_key((sorted(self.article_keys.items()), sorted(renderer.citation_keys.items())))
             found = memo.put(("exports",), inputs, (
-                fingerprint(self.theme_key, all_keys, sorted((i, k[0]) for i, k in similar_keys.items())),
-                fingerprint(self.theme_key, all_keys)))
+                value_key((self.theme_key, all_keys, sorted((i, k[0]) for i, k in similar_keys.items()))),
+                value_key((self.theme_key, all_keys))))
         add(urls.DIGEST_JSON, "digest_json", found[0])
         for name in ("digest.bib", "digest.ris", "digest.csl.json"):
             add(name, name, found[1])
         if config.base_url:
             html_paths = [j.path for j in self.jobs if j.path.endswith("index.html")]
             key = memo.get(("sitemap",), (html_paths,)) or memo.put(
-                ("sitemap",), (html_paths,), fingerprint(self.theme_key, sorted(html_paths)))
+                ("sitemap",), (html_paths,), value_key((self.theme_key, sorted(html_paths))))
             add(urls.SITEMAP, "sitemap", key)
         add("robots.txt", "robots", self.theme_key)
         if config.cname:
@@ -984,8 +991,8 @@ class SitePlan:
         edit to an article the map does not draw leaves it as it is."""
         digest = self.renderer.digest
         chosen, edges = map_graph(digest)
-        return fingerprint(chosen, edges, [self.item_keys[i] for i in chosen],
-                           [k.subjects for k in self.keys.values()], articles_per_year(digest))
+        return value_key((chosen, edges, [self.item_keys[i] for i in chosen],
+                          [k.subjects for k in self.keys.values()], articles_per_year(digest)))
 
 
 def article_jobs(article_id: str, page_key: str, cite_key: str) -> tuple[PageJob, ...]:
@@ -1007,7 +1014,7 @@ def term_jobs(taxonomy: str, index: int, slug: str, page_key: str, feed_key: str
 
 def listing_page_key(theme_key: str, head: tuple, ids: Sequence[str], item_keys: Any) -> str:
     """Fingerprint a page listing articles `ids` (a term page: head is its taxonomy and name)."""
-    return fingerprint(theme_key, *head, [item_keys[i] for i in ids])
+    return value_key((theme_key, head, [item_keys[i] for i in ids]))
 
 
 _PAGE_KINDS = frozenset({"home", "article", "taxonomy", "term", "map", "search", "404"})
