@@ -604,59 +604,19 @@ def _aggregate(writer: SiteWriter, files: TreeFiles, job: PageJob, articles, key
     each entry is in the exports of given keys, and is used for the live export when it has one of
     those keys (a build that failed after making it leaves the old one live).
     """
-    name = AGGREGATES[job.kind]
-    made = _EXPORT_INDEX.get(job.kind)
-    if not isinstance(made, dict):
-        made = {}  # none yet, or a cache file written by other code
-    live_key = writer.live.get(job.path)
-    entry = made.get(live_key) if live_key else None
-    size, stored = entry if isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[1], dict) else (0, {})
+    if not articles:
+        return files.put(job.path, join_export(job.kind, []))
     live_path = os.fspath(writer.output / job.path)
-    live = -1
-    if stored:
-        try:
-            live = os.open(live_path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-            if os.fstat(live).st_size != size:  # not the export the index was made for (or edited by hand)
-                os.close(live)
-                live, stored = -1, {}
-        except OSError:
-            stored = {}
+    live_key, live, size, stored = _live_export(writer, job, live_path)
     try:
-        if not articles:
-            return files.put(job.path, join_export(job.kind, []))
         head, separator, tail = export_frame(job.kind)
-        parts: list[bytes | tuple[int, int]] = [head]  # bytes, or (start, end) of the live export
-        index: dict[str, tuple[str, int, int]] = {}
-        position = len(head)
-        for article in articles:
-            key = keys[f"articles/{article.id}/{name}"]
-            found = stored.get(article.id)
-            if index:
-                parts.append(separator)
-                position += len(separator)
-            if found is not None and found[0] == key:
-                span: tuple[int, int] | None = (found[1], found[2])
-            else:
-                with open(f"{files.tree}/articles/{article.id}/{name}", "rb") as stream:
-                    item = export_item(job.kind, stream.read())
-                same = found is not None and found[2] - found[1] == len(item) and os.pread(live, len(item), found[1]) == item
-                span = (found[1], found[2]) if same else None  # a new key, the same entry: a notes edit
-            length = span[1] - span[0] if span else len(item)
-            index[article.id] = (key, position, position + length)
-            position += length
-            if span is None:
-                parts.append(item)
-            elif len(parts) > 2 and isinstance(parts[-2], tuple) and parts[-2][1] + len(separator) == span[0]:
-                parts.pop()  # the separator: this entry follows the last one in the live export too
-                parts[-1] = (parts[-1][0], span[1])  # type: ignore[index]
-            else:
-                parts.append(span)
+        parts, index = _export_parts(job, articles, keys, files.tree, head, separator, live, stored)
         parts.append(tail)
         # Kept: this export's index, and the live one's, which the spare tree holds after publishing
         # (undoing an edit brings it back from there, without making it again).
-        _EXPORT_INDEX[job.kind] = {job.key: (position + len(tail), index),
+        _EXPORT_INDEX[job.kind] = {job.key: (index[articles[-1].id][2] + len(tail), index),
                                    **({live_key: (size, stored)} if stored and live_key != job.key else {})}
-        if live >= 0 and len(parts) == 3 and parts[1] == (len(head), size - len(tail)):
+        if len(parts) == 3 and parts[1] == (len(head), size - len(tail)):
             files.link(live_path, f"{files.tree}/{job.path}")  # every entry where it was: the live export
             return 0
         write_spliced(f"{files.tree}/{checked_path(job.path)}", _joined_bytes(parts), live)
@@ -664,6 +624,59 @@ def _aggregate(writer: SiteWriter, files: TreeFiles, job: PageJob, articles, key
     finally:
         if live >= 0:
             os.close(live)
+
+
+def _live_export(writer: SiteWriter, job: PageJob, path: str) -> tuple[str | None, int, int, dict]:
+    """Return the live export's key, an open descriptor of it, its size and where each entry is in
+    it; -1 and no entries when its index is not known (or it was edited by hand since)."""
+    made = _EXPORT_INDEX.get(job.kind)
+    live_key = writer.live.get(job.path)
+    entry = made.get(live_key) if isinstance(made, dict) and live_key else None  # else: a cache of other code
+    if not (isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[1], dict) and entry[1]):
+        return live_key, -1, 0, {}
+    try:
+        live = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return live_key, -1, 0, {}
+    if os.fstat(live).st_size != entry[0]:
+        os.close(live)
+        return live_key, -1, 0, {}
+    return live_key, live, entry[0], entry[1]
+
+
+def _export_parts(job: PageJob, articles, keys: dict[str, str], tree: str, head: bytes, separator: bytes,
+                  live: int, stored: dict) -> tuple[list, dict[str, tuple[str, int, int]]]:
+    """Return an export's parts up to its last entry (bytes, or (start, end) of the live export) and
+    its index: article id -> (its file's key, start, end)."""
+    name = AGGREGATES[job.kind]
+    parts: list[bytes | tuple[int, int]] = [head]
+    index: dict[str, tuple[str, int, int]] = {}
+    position = len(head)
+    for article in articles:
+        key = keys[f"articles/{article.id}/{name}"]
+        found = stored.get(article.id)
+        if index:
+            parts.append(separator)
+            position += len(separator)
+        span: tuple[int, int] | None = None
+        if found is not None and found[0] == key:
+            span = (found[1], found[2])
+        else:
+            with open(f"{tree}/articles/{article.id}/{name}", "rb") as stream:
+                item = export_item(job.kind, stream.read())
+            if found is not None and found[2] - found[1] == len(item) and os.pread(live, len(item), found[1]) == item:
+                span = (found[1], found[2])  # a new key, the same entry: a notes edit
+        length = span[1] - span[0] if span else len(item)
+        index[article.id] = (key, position, position + length)
+        position += length
+        if span is None:
+            parts.append(item)
+        elif len(parts) > 2 and isinstance(parts[-2], tuple) and parts[-2][1] + len(separator) == span[0]:
+            parts.pop()  # the separator: this entry follows the last one in the live export too
+            parts[-1] = (parts[-1][0], span[1])  # type: ignore[index]
+        else:
+            parts.append(span)
+    return parts, index
 
 
 def _joined_bytes(parts: list) -> list:

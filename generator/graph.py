@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # numpy is imported by the functions that lay out the map
     import numpy as np
 
-from generator.link import Digest
+from generator.link import Digest, link_target
 
 MAX_NODES = 300
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2")
@@ -159,8 +159,9 @@ def map_graph(digest: Digest) -> tuple[list[str], list[tuple[int, int]]]:
     for article_id, links in zip(ids, lists):
         entry = known.get(article_id)
         if entry is None or entry[0] is not links:
-            entry = (links, tuple(tuple(sorted((article_id, link[0]))) for link in links
-                                  if len(link) == 4 and link[0] != article_id))
+            targets = [link_target(link) for link in links]
+            entry = (links, tuple(tuple(sorted((article_id, target))) for target in targets
+                                  if target and target != article_id))
         current[article_id] = entry
         pairs.update(entry[1])
     _PAIRS_BY_ARTICLE = current

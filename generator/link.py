@@ -89,10 +89,6 @@ class SimilarLists(Mapping[str, tuple[SimilarLink, ...]]):
     def __contains__(self, article_id: object) -> bool:
         return article_id in self.entries
 
-    def targets(self, article_id: str) -> tuple[str, ...]:
-        """Return the ids of the articles in the digest that an article's list links to, in order."""
-        return tuple(link[0] for link in self.entries.get(article_id, ()) if len(link) == 4)
-
 
 @dataclass(frozen=True)
 class Term:
@@ -455,9 +451,22 @@ class LinkState:
                 pass
 
 
+def link_target(link: tuple) -> str | None:
+    """Return the id of the article a link of a `SimilarLists` entry points to; None outside the digest."""
+    return link[0] if len(link) == _INTERNAL else None
+
+
+def split_score(link: tuple) -> tuple[str | None, tuple, float | None]:
+    """Return a link of a `SimilarLists` entry as (its target's id or None, what else it shows but
+    its score, its score)."""
+    if len(link) == _INTERNAL:
+        return link[0], link[2:], link[1]
+    return None, link[:_SCORE_AT] + link[_SCORE_AT + 1:], link[_SCORE_AT]
+
+
 def _expand_entry(entry: tuple, by_id: Mapping[str, Article], bases: dict[str, dict[str, Any]]) -> tuple[SimilarLink, ...]:
     """Return the SimilarLink objects of one list of `SimilarLists.entries`."""
-    return tuple(_internal_link(by_id[link[0]], *link[1:], bases) if len(link) == 4
+    return tuple(_internal_link(by_id[link[0]], *link[1:], bases) if len(link) == _INTERNAL
                  else _new_link(dict(zip(_LINK_DEFAULTS, link))) for link in entry)
 
 
@@ -513,6 +522,10 @@ def _targets(article: Article, computed, by_id, by_pmid, by_doi) -> tuple:
 
 
 _LINK_DEFAULTS = {name: getattr(SimilarLink, name, None) for name in SimilarLink.__dataclass_fields__}
+# In a `SimilarLists` entry, a link into the digest is (target id, score, origins, shared terms); one
+# outside it is its SimilarLink's field values (12, the score among them).
+_INTERNAL = 4
+_SCORE_AT = list(_LINK_DEFAULTS).index("score")
 
 
 def _new_link(values: dict[str, Any]) -> SimilarLink:
@@ -584,8 +597,9 @@ def _backlinks(articles: Sequence[Article], similar: Mapping[str, tuple]) -> dic
     backlinks: dict[str, dict[str, None]] = {}
     for article in articles:  # newest first, so backlink lists are too
         for link in similar[article.id]:
-            if len(link) == 4:
-                backlinks.setdefault(link[0], {})[article.id] = None
+            target = link_target(link)
+            if target:
+                backlinks.setdefault(target, {})[article.id] = None
     return {target: tuple(sources) for target, sources in backlinks.items()}
 
 
