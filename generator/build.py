@@ -263,6 +263,10 @@ def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, prog
            index_search: bool, session: BuildSession | None, preview: Preview | None, report: BuildReport,
            start: float, inputs: str, cleanup: contextlib.ExitStack, process_ends: bool = False) -> BuildReport:
     """The build past the no-change check: load, link, plan, render, write (see `build`)."""
+    writer = SiteWriter(config.output_path, config.root / CACHE_DIR, clean=clean)
+    if session is None:
+        cleanup.callback(writer.stop_filling)
+        writer.fill_spare()
     with _timed(report, "load"):
         load_state, link_state = _states(config, clean, session)
         loaded = load_articles(config.content_path, config.root, state=load_state, jobs=jobs)
@@ -274,7 +278,6 @@ def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, prog
     if key_store.get("") != rendering_code_stamp():  # what the keys are made by changed: made again
         key_store = {"": rendering_code_stamp()}
     known_keys = len(key_store)
-    writer = SiteWriter(config.output_path, config.root / CACHE_DIR, clean=clean)
     # The early writer (see _EarlyFiles) starts now, while linking runs on one core, unless the
     # similarity of a digest this large shares its products with the idle core: then after linking.
     early: _EarlyFiles | None = None

@@ -20,12 +20,15 @@ import json
 import os
 import re
 import shutil
+import signal
 import stat
+import threading
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Collection, Iterable
 
 from generator.errors import DigestError, Problem
+from generator.workers import can_fork, worker_setup
 
 TREE_MARKER = ".digest-tree"
 
@@ -226,6 +229,7 @@ class SiteWriter:
         self.spare_files: dict[str, str] = {} if clean else self._manifest(self.spare)
         self.new: dict[str, str] = {}
         self._spare_ready = False
+        self._filling: tuple[int, list[str]] | None = None  # (child, paths): see `fill_spare`
 
     # Manifests --------------------------------------------------------------------------------
 
@@ -299,8 +303,68 @@ class SiteWriter:
         """Record files written into the spare tree since `prepare_some`."""
         self.spare_files.update(jobs)
 
+    def fill_spare(self) -> None:
+        """Start making an empty spare tree a copy of the live one, in a forked process, while this
+        one loads and links; `ready` waits for it. Only when the spare is unknown (the first build
+        after a cold one) and the live tree's manifest known: such a build links every file it does
+        not rewrite, 82,000 links in 41,000 folders at 10,000 articles (2.5 s, nearly all of it the
+        kernel's). A process with threads (`digest serve`) links them itself, as before."""
+        if self._filling is not None or self._spare_ready or self.spare_files or not self.live \
+                or not can_fork() or threading.active_count() > 1:
+            return
+        try:
+            self.ready()
+        except DigestError:
+            return  # the build refuses this output folder where it always did
+        paths = [path for path in self.live if path != TREE_MARKER]
+        checked_paths(paths)
+        child = os.fork()
+        if child == 0:
+            code = 1
+            try:
+                worker_setup()
+                files, live = TreeFiles(self.spare), os.fspath(self.output)
+                for path in paths:
+                    files.link(f"{live}/{path}", f"{files.tree}/{path}")
+                code = 0
+            finally:
+                os._exit(code)
+        self._filling = (child, paths)
+
+    def stop_filling(self) -> None:
+        """End the process `fill_spare` started if this build never used it (it failed, or found
+        nothing to write), and remove the spare it made."""
+        if self._filling is None:
+            return
+        try:
+            os.kill(self._filling[0], signal.SIGKILL)
+        except OSError:
+            pass
+        self._filled()
+        _remove_tree(self.spare)
+        self.spare_files, self._spare_ready = {}, False
+
+    def _filled(self) -> None:
+        """Wait for the process `fill_spare` started; the spare holds the live files if it succeeded,
+        else it is made empty again."""
+        child, paths = self._filling  # type: ignore[misc]
+        self._filling = None
+        try:
+            _, status = os.waitpid(child, 0)
+            done = os.waitstatus_to_exitcode(status) == 0
+        except ChildProcessError:
+            done = False
+        if done:
+            self.spare_files = {path: self.live[path] for path in paths}
+        else:
+            _remove_tree(self.spare)
+            self.spare.mkdir(parents=True)
+            self.spare_files = {}
+
     def ready(self) -> None:
         """Make the spare tree ready to take this build's files (once per build)."""
+        if self._filling is not None:
+            self._filled()
         if self._spare_ready:
             return
         self.check_output()
@@ -372,6 +436,7 @@ class SiteWriter:
 
     def publish(self) -> WriteReport:
         """Record the spare's manifest, then make it the live site in one atomic exchange."""
+        self.ready()
         # Named by its contents: identical builds give identical bytes, marker included.
         # Plan order is deterministic, so no key sorting is needed (it costs 0.3 s at 80,000 files),
         # and the manifest is the same JSON text with the marker's entry added.

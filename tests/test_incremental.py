@@ -439,3 +439,47 @@ def test_folding_the_fragment_journal_keeps_only_the_current_map_layout(example_
     digest = link_articles(loaded.articles, config.similar, config.taxonomies)
     kept = [k for k in JournaledDict(fragments).load() if k.startswith("layout:")]
     assert len(first) == 1 and kept == [layout_key(*map_graph(digest))]
+
+
+def test_the_first_build_after_a_cold_one_fills_the_spare_tree_while_it_loads(example_copy, monkeypatch):
+    """With no spare tree (the first build after a cold one), a forked process hard-links the live
+    files into it while the build loads and links; the build then writes only what changed. A link
+    that fails leaves an empty spare, and the build links file by file as before."""
+    from generator import write
+
+    monkeypatch.setattr(write.threading, "active_count", lambda: 1)  # as in `digest build`
+    filled = []
+    fill = write.SiteWriter.fill_spare
+
+    def watched(self):
+        fill(self)
+        filled.append(self._filling is not None)
+
+    monkeypatch.setattr(write.SiteWriter, "fill_spare", watched)
+    config = load_config(example_copy, {})
+    site, spare = example_copy / "site", example_copy / ".site.spare"
+    record = example_copy / "content/autoimmunity/36109639.yaml"
+    original = record.read_text()
+    build(config)
+    assert not spare.exists() and filled == [False]  # nothing live to copy yet
+    record.write_text(original.replace("refractory systemic lupus", "refractory lupus"))
+    report = build(config)
+    assert filled == [False, True]
+    assert read_tree(site) == read_tree_of_clean_build(example_copy)  # (a clean build fills nothing)
+    assert 0 < report.written < 60
+    # The old live tree is now the spare; files the edit left alone are one file in both trees.
+    assert (site / "robots.txt").stat().st_ino == (spare / "robots.txt").stat().st_ino
+    # A live file deleted by hand: the copy fails, the build still gives the bytes of a clean build.
+    shutil.rmtree(spare)
+    (site / "robots.txt").unlink()
+    record.write_text(original)
+    build(config)
+    assert filled[-1] is True
+    assert read_tree(site) == read_tree_of_clean_build(example_copy)
+    # A build that fails while the copy runs leaves no spare behind.
+    shutil.rmtree(spare)
+    (example_copy / "content/broken.yaml").write_text("title: [unclosed\n")
+    before = read_tree(site)
+    with pytest.raises(Exception):
+        build(config)
+    assert filled[-1] is True and not spare.exists() and read_tree(site) == before
