@@ -160,8 +160,8 @@ def map_graph(digest: Digest) -> tuple[list[str], list[tuple[int, int]]]:
         entry = known.get(article_id)
         if entry is None or entry[0] is not links:
             targets = [link_target(link) for link in links]
-            entry = (links, tuple(tuple(sorted((article_id, target))) for target in targets
-                                  if target and target != article_id))
+            entry = (links, tuple((article_id, target) if article_id < target else (target, article_id)
+                                  for target in targets if target and target != article_id))
         current[article_id] = entry
         pairs.update(entry[1])
     _PAIRS_BY_ARTICLE = current
