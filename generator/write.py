@@ -312,12 +312,12 @@ class SiteWriter:
         if self._filling is not None or self._spare_ready or self.spare_files or not self.live \
                 or not can_fork() or threading.active_count() > 1:
             return
+        paths = [path for path in self.live if path != TREE_MARKER]
         try:
+            checked_paths(paths)  # a manifest edited by hand only costs the work
             self.ready()
         except DigestError:
-            return  # the build refuses this output folder where it always did
-        paths = [path for path in self.live if path != TREE_MARKER]
-        checked_paths(paths)
+            return  # or the build refuses this output folder where it always did
         child = os.fork()
         if child == 0:
             code = 1

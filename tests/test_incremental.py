@@ -476,6 +476,15 @@ def test_the_first_build_after_a_cold_one_fills_the_spare_tree_while_it_loads(ex
     build(config)
     assert filled[-1] is True
     assert read_tree(site) == read_tree_of_clean_build(example_copy)
+    # A live manifest edited to name a path outside the tree is not copied from: the build goes on.
+    shutil.rmtree(spare)
+    manifest = example_copy / ".digest-cache/trees" / f"{(site / '.digest-tree').read_text().strip()}.json"
+    manifest.write_text(manifest.read_text()[:-1] + ', "../outside.html": "x"}')
+    write._PUBLISHED.clear()  # as a new process: read from the file
+    record.write_text(original.replace("refractory systemic lupus", "refractory SLE"))
+    build(config)
+    assert filled[-1] is False and not (example_copy / "outside.html").exists()
+    assert read_tree(site) == read_tree_of_clean_build(example_copy)
     # A build that fails while the copy runs leaves no spare behind.
     shutil.rmtree(spare)
     (example_copy / "content/broken.yaml").write_text("title: [unclosed\n")
