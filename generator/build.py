@@ -343,6 +343,7 @@ def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, prog
     report.articles = len(digest.articles)
     report.pages = len(all_jobs)
     if writer.unchanged_site(keys):
+        writer.keep_spare()
         if inputs:
             _remember_inputs(config, inputs, report)
         report.seconds = time.perf_counter() - start

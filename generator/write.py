@@ -344,6 +344,16 @@ class SiteWriter:
         _remove_tree(self.spare)
         self.spare_files, self._spare_ready = {}, False
 
+    def keep_spare(self) -> None:
+        """Keep the copy `fill_spare` made (for a build with nothing to write), named as the live
+        tree so the next build starts from it: removing it would unlink 82,000 files."""
+        if self._filling is None:
+            return
+        self._filled()
+        live_id = self._tree_id(self.output)
+        if self.spare_files and live_id:
+            TreeFiles(self.spare).put(TREE_MARKER, (live_id + "\n").encode("ascii"))
+
     def _filled(self) -> None:
         """Wait for the process `fill_spare` started; the spare holds the live files if it succeeded,
         else it is made empty again."""

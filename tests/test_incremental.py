@@ -485,6 +485,15 @@ def test_the_first_build_after_a_cold_one_fills_the_spare_tree_while_it_loads(ex
     build(config)
     assert filled[-1] is False and not (example_copy / "outside.html").exists()
     assert read_tree(site) == read_tree_of_clean_build(example_copy)
+    # A build with nothing to write keeps the copy, named as the live tree: the next build starts from it.
+    shutil.rmtree(spare)
+    record.write_text(record.read_text())  # touched, the same bytes
+    assert build(config).written == 0 and filled[-1] is True
+    assert (spare / ".digest-tree").read_text() == (site / ".digest-tree").read_text()
+    record.write_text(original)
+    build(config)
+    assert filled[-1] is False  # a known spare: nothing to copy
+    assert read_tree(site) == read_tree_of_clean_build(example_copy)
     # A build that fails while the copy runs leaves no spare behind.
     shutil.rmtree(spare)
     (example_copy / "content/broken.yaml").write_text("title: [unclosed\n")
