@@ -37,6 +37,7 @@ from generator.similarity import (
     _check_unique_ids,
     _select_block,
     best_per_row,
+    entry_ranks,
     min_units,
     neighbours_by_row,
     profiles_of,
@@ -58,6 +59,7 @@ class _Computed:
     pairs: tuple[np.ndarray, np.ndarray, np.ndarray]  # row, neighbour row, units: by row then rank
     shared: list[tuple[str, ...]]  # per pair
     result: dict[str, tuple[Neighbour, ...]]
+    rank: np.ndarray | None = None  # entry_ranks(vectors.matrix), as int32
 
 
 class NeighbourIndex:
@@ -92,14 +94,17 @@ class NeighbourIndex:
         with collector_paused():
             terms = self._terms_of(ordered, [keys[i] for i in order] if keys is not None else None, config)
             vectors = self._vocabulary.vectors(terms)  # type: ignore[union-attr]
-            profiles, length = profiles_of(vectors.matrix)
             ids = [article.id for article in ordered]
-            computed = self._update(config, ids, vectors, profiles, length, min_units(config))
+            changes = self._row_changes(config, ids, vectors)
+            rank = self._entry_ranks(vectors.matrix, changes)
+            profiles, length = profiles_of(vectors.matrix, rank)
+            computed = self._update(config, ids, vectors, profiles, length, min_units(config), changes)
             if computed is None:
                 pairs = top_pairs(profiles, config.count, min_units(config))
                 shared = shared_terms(vectors, *pairs[:2])
                 computed = _Computed(config, ids, vectors, length, pairs, shared, neighbours_by_row(ids, pairs, shared))
                 self.stats = {"full": 1, "rows": len(ids), "merged": 0}
+            computed.rank = rank
             self._last = computed
             return computed.result
 
@@ -112,7 +117,8 @@ class NeighbourIndex:
         state = self.__dict__.copy()
         last = self._last
         if last is not None:  # neighbours are made again from the pairs: pickling them costs more
-            state["_last"] = _Computed(last.config, last.ids, last.vectors, last.length, last.pairs, last.shared, {})
+            state["_last"] = _Computed(last.config, last.ids, last.vectors, last.length, last.pairs, last.shared, {},
+                                       last.rank)
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -150,16 +156,44 @@ class NeighbourIndex:
 
     # The partial computation ---------------------------------------------------------------------------
 
+    def _row_changes(self, config: SimilarityConfig, ids: list[str], vectors: TermVectors
+                     ) -> tuple[np.ndarray, np.ndarray] | None:
+        """Return, against the last computation, the new column of each old one and the rows whose
+        vector changed; None when there is no last computation for the same articles and settings."""
+        last = self._last
+        if last is None or last.config != config or last.ids != ids:
+            return None
+        vectors.matrix.sort_indices()
+        moved = _column_map(last.vectors.keys, vectors.keys)
+        return moved, _changed_rows(last.vectors.matrix, vectors.matrix, moved)
+
+    def _entry_ranks(self, matrix: sp.csr_matrix, changes: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
+        """Return `entry_ranks(matrix)`, taking an unchanged row's from the last computation (its
+        entries are bit for bit the same, in the same order: so are their ranks). Ranking every
+        entry sorts a million of them at 10,000 articles (0.1 s)."""
+        last = self._last
+        if changes is None or last is None or last.rank is None or len(last.rank) != last.vectors.matrix.nnz:
+            return entry_ranks(matrix).astype(np.int32)
+        changed = changes[1]
+        if not len(changed):
+            return last.rank
+        in_changed = np.zeros(matrix.shape[0], dtype=bool)
+        in_changed[changed] = True
+        rank = np.empty(matrix.nnz, dtype=np.int32)
+        kept_new = np.repeat(~in_changed, np.diff(matrix.indptr))
+        rank[kept_new] = last.rank[np.repeat(~in_changed, np.diff(last.vectors.matrix.indptr))]
+        rank[~kept_new] = entry_ranks(matrix[changed])
+        return rank
+
     def _update(self, config: SimilarityConfig, ids: list[str], vectors: TermVectors, profiles: sp.csr_matrix,
-                length: int | None, min_units: int) -> _Computed | None:
+                length: int | None, min_units: int, changes: tuple[np.ndarray, np.ndarray] | None) -> _Computed | None:
         """Return the new computation from the last one, or None when it must be done in full."""
         last = self._last
-        if last is None or last.config != config or last.ids != ids or last.length != length:
+        if changes is None or last is None or last.length != length:
             return None
-        moved = _column_map(last.vectors.keys, vectors.keys)
+        moved, changed = changes
         if _labels_changed(last.vectors.labels, vectors.labels, moved):
             return None
-        changed = _changed_rows(last.vectors.matrix, vectors.matrix, moved)
         n, count = len(ids), config.count
         if not len(changed):
             self.stats = {"full": 0, "rows": 0, "merged": 0}

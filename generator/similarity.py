@@ -535,10 +535,11 @@ def truncate_profiles(matrix: sp.csr_matrix) -> sp.csr_matrix:
     return profiles_of(matrix)[0]
 
 
-def profiles_of(matrix: sp.csr_matrix) -> tuple[sp.csr_matrix, int | None]:
-    """Return `truncate_profiles(matrix)` and the profile length it chose (None: every term)."""
+def profiles_of(matrix: sp.csr_matrix, rank: np.ndarray | None = None) -> tuple[sp.csr_matrix, int | None]:
+    """Return `truncate_profiles(matrix)` and the profile length it chose (None: every term).
+    `rank` is `entry_ranks(matrix)`, when the caller has it."""
     budget = max(_WORK_FLOOR, _WORK_PER_ARTICLE * matrix.shape[0])
-    rank = _rank_within_rows(matrix)
+    rank = entry_ranks(matrix) if rank is None else rank
     length = _PROFILE_LENGTHS[-1]
     for candidate in _PROFILE_LENGTHS:
         kept = matrix.indices if candidate is None else matrix.indices[rank < candidate]
@@ -553,7 +554,7 @@ def profiles_of(matrix: sp.csr_matrix) -> tuple[sp.csr_matrix, int | None]:
     return _unit_rows(profiles), length
 
 
-def _rank_within_rows(matrix: sp.csr_matrix) -> np.ndarray:
+def entry_ranks(matrix: sp.csr_matrix) -> np.ndarray:
     """Return each entry's rank in its row, heaviest first.
 
     Weights are compared at 2^-40: closer ones tie and keep column order (the sort is stable and
