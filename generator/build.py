@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import itertools
 import json
 import multiprocessing
 import os
@@ -623,7 +622,7 @@ def _aggregate(writer: SiteWriter, files: TreeFiles, job: PageJob, articles, key
         if len(parts) == 3 and parts[1] == (len(head), size - len(tail)):
             files.link(live_path, f"{files.tree}/{job.path}")  # every entry where it was: the live export
             return 0
-        write_spliced(f"{files.tree}/{checked_path(job.path)}", _joined_bytes(parts), live)
+        write_spliced(f"{files.tree}/{checked_path(job.path)}", parts, live)
         return 1
     finally:
         if live >= 0:
@@ -681,14 +680,6 @@ def _export_parts(job: PageJob, articles, keys: dict[str, str], tree: str, head:
         else:
             parts.append(span)
     return parts, index
-
-
-def _joined_bytes(parts: list) -> list:
-    """Return `parts` with each run of bytes joined into one (one write each)."""
-    joined: list = []
-    for is_bytes, run in itertools.groupby(parts, key=lambda part: isinstance(part, bytes)):
-        joined.extend([b"".join(run)] if is_bytes else run)
-    return joined
 
 
 # Export name -> {the export's key: (its size, article id -> (its file's key, start, end in the

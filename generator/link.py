@@ -236,11 +236,11 @@ class LinkState:
                 self._output_key, self._output = key, output
                 self._changed.add("output")
         similar, backlinks, terms, slugs = output
-        lists = self._lists = SimilarLists(MappingProxyType(similar), by_id, self._lists)
+        self._lists = SimilarLists(MappingProxyType(similar), by_id, self._lists)
         return Digest(
             articles=tuple(articles),
             by_id=MappingProxyType(by_id),
-            similar=lists,
+            similar=self._lists,
             backlinks=MappingProxyType(backlinks),
             taxonomies=MappingProxyType(terms),
             term_slugs=MappingProxyType(slugs),

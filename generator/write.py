@@ -16,6 +16,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -91,14 +92,16 @@ def write_file(target: str, data: bytes) -> None:
 def write_spliced(target: str, parts: Iterable[bytes | tuple[int, int]], source: int) -> None:
     """Create one file (as `write_file`) from `parts`: bytes, or (start, end) ranges of the open file
     `source`, which the kernel copies without a trip through this process (`copy_file_range`): an
-    edit at 10,000 articles rewrites 95 MB of digest-wide exports, nearly all of it the live ones'."""
+    edit at 10,000 articles rewrites 95 MB of digest-wide exports, nearly all of it the live ones'.
+    Consecutive bytes parts go in one write."""
     handle = _create(target)
     try:
-        for part in parts:
-            if isinstance(part, tuple):
-                _copy_range(source, handle, *part)
+        for is_range, run in itertools.groupby(parts, key=lambda part: isinstance(part, tuple)):
+            if is_range:
+                for start, end in run:
+                    _copy_range(source, handle, start, end)
             else:
-                _write_all(handle, part)
+                _write_all(handle, b"".join(run))
     finally:
         os.close(handle)
 
@@ -332,15 +335,15 @@ class SiteWriter:
         self._filling = (child, paths)
 
     def stop_filling(self) -> None:
-        """End the process `fill_spare` started if this build never used it (it failed, or found
-        nothing to write), and remove the spare it made."""
+        """End the process `fill_spare` started if this build never used it (it failed), and remove
+        the spare it made."""
         if self._filling is None:
             return
         try:
             os.kill(self._filling[0], signal.SIGKILL)
         except OSError:
             pass
-        self._filled()
+        self._wait_for_filler()
         _remove_tree(self.spare)
         self.spare_files, self._spare_ready = {}, False
 
@@ -355,21 +358,29 @@ class SiteWriter:
             TreeFiles(self.spare).put(TREE_MARKER, (live_id + "\n").encode("ascii"))
 
     def _filled(self) -> None:
-        """Wait for the process `fill_spare` started; the spare holds the live files if it succeeded,
-        else it is made empty again."""
-        child, paths = self._filling  # type: ignore[misc]
+        """Wait for the process `fill_spare` started; the spare holds the live files if it copied
+        them all, else it starts empty."""
+        paths = self._filling[1]  # type: ignore[index]
+        if self._wait_for_filler():
+            self.spare_files = {path: self.live[path] for path in paths}
+        else:
+            self._empty_spare()
+
+    def _wait_for_filler(self) -> bool:
+        """Wait for the process `fill_spare` started; return whether it copied every file."""
+        child = self._filling[0]  # type: ignore[index]
         self._filling = None
         try:
             _, status = os.waitpid(child, 0)
-            done = os.waitstatus_to_exitcode(status) == 0
+            return os.waitstatus_to_exitcode(status) == 0
         except ChildProcessError:
-            done = False
-        if done:
-            self.spare_files = {path: self.live[path] for path in paths}
-        else:
+            return False
+
+    def _empty_spare(self) -> None:
+        if self.spare.exists() or self.spare.is_symlink():
             _remove_tree(self.spare)
-            self.spare.mkdir(parents=True)
-            self.spare_files = {}
+        self.spare.mkdir(parents=True)
+        self.spare_files = {}
 
     def ready(self) -> None:
         """Make the spare tree ready to take this build's files (once per build)."""
@@ -379,11 +390,7 @@ class SiteWriter:
             return
         self.check_output()
         if not self.spare.is_dir() or not self.spare_files:
-            # No manifest: its contents are unknown, so start from an empty spare tree.
-            if self.spare.exists() or self.spare.is_symlink():
-                _remove_tree(self.spare)
-            self.spare.mkdir(parents=True)
-            self.spare_files = {}
+            self._empty_spare()  # no manifest: its contents are unknown
         else:
             # From the first change on, the spare no longer matches its manifest. Drop its marker now,
             # so a build killed half-way leaves a spare that the next build knows nothing about and
