@@ -430,7 +430,10 @@ class _EarlyFiles:
         global _early_state
         if (jobs or os.cpu_count() or 1) < 2 or not can_fork():
             return None
+        known = len(key_store)
         keys = article_keys(loaded.articles, loaded.fingerprints, key_store)  # memoised: the plan asks again for free
+        if writer.live and (len(key_store) - known) * len(CITATION_FILES) < EARLY_FILES_MIN:
+            return None  # too few records new to the key store for the files to be worth it (an edit)
         citation = citation_keys_of(keys)  # likewise
         cites = {}
         for article in loaded.articles:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import marshal
 import re
 import shutil
 import subprocess
@@ -193,7 +194,7 @@ def test_files_written_while_linking_are_those_of_a_one_process_build(example_co
     assert started[-1] is not None  # the forked writer ran
     # It made the citation files and the term pages, each with the key the plan gave it.
     tree_id = (example_copy / "site/.digest-tree").read_text().strip()
-    manifest = json.loads((example_copy / f".digest-cache/trees/{tree_id}.json").read_text())
+    manifest = marshal.loads((example_copy / f".digest-cache/trees/{tree_id}.manifest").read_bytes())
     made = placed[-1][1]
     assert sum(path.startswith("authors/") for path in made) > 20 and sum("/cite." in path for path in made) == 39
     assert all(manifest[path] == key for path, key in made.items())
@@ -220,6 +221,12 @@ def test_files_written_while_linking_are_those_of_a_one_process_build(example_co
     record.write_text(record.read_text().replace("refractory systemic lupus", "refractory lupus"))
     build(config, jobs=2)
     assert started[-1] is None
+    assert read_tree(example_copy / "site") == read_tree_of_clean_build(example_copy)
+    # With the site deleted by hand (the cache kept), every file is new again: the writer runs.
+    for tree in (example_copy / "site", example_copy / ".site.spare"):
+        shutil.rmtree(tree)
+    build(config, jobs=2)
+    assert started[-1] is not None
     assert read_tree(example_copy / "site") == read_tree_of_clean_build(example_copy)
     # A build that fails after its citation files were written leaves the site as it was.
     shutil.rmtree(example_copy / ".digest-cache")
@@ -268,7 +275,7 @@ def test_the_map_is_rendered_again_only_for_articles_it_draws(example_copy, monk
     page = example_copy / "site/map/index.html"
     def map_key() -> str:  # the map page's fingerprint: a new one means it was rendered again
         tree_id = (example_copy / "site/.digest-tree").read_text().strip()
-        return json.loads((example_copy / f".digest-cache/trees/{tree_id}.json").read_text())["map/index.html"]
+        return marshal.loads((example_copy / f".digest-cache/trees/{tree_id}.manifest").read_bytes())["map/index.html"]
 
     for article_id, changes in ((undrawn, False), (next(i for i in editable if i in drawn), True)):
         before, key = page.read_bytes(), map_key()
@@ -441,6 +448,36 @@ def test_folding_the_fragment_journal_keeps_only_the_current_map_layout(example_
     assert len(first) == 1 and kept == [layout_key(*map_graph(digest))]
 
 
+def test_a_tree_manifest_kept_as_json_is_still_read_and_a_damaged_one_costs_a_full_render(example_copy):
+    """Tree manifests were JSON before they were marshal: a site published then is still known, so
+    the first build after the upgrade renders only what changed. A damaged manifest (or one naming
+    other things than paths and keys) leaves the tree unknown: every page is rendered again, and
+    the site is still exactly a clean build's."""
+    from generator import write
+
+    config = load_config(example_copy, {})
+    site, trees = example_copy / "site", example_copy / ".digest-cache/trees"
+    record = example_copy / "content/autoimmunity/36109639.yaml"
+    original = record.read_text()
+    build(config)
+    for manifest in trees.glob("*.manifest"):
+        manifest.with_suffix(".json").write_text(json.dumps(marshal.loads(manifest.read_bytes())))
+        manifest.unlink()
+    write._PUBLISHED.clear()  # as a new process: read from the files
+    record.write_text(original.replace("refractory systemic lupus", "refractory lupus"))
+    report = build(config)
+    assert 0 < report.rendered < 60
+    assert read_tree(site) == read_tree_of_clean_build(example_copy)
+    for damage in (b"\xff\x00 not a manifest", marshal.dumps({3: "index.html", "index.html": 3}, 0), marshal.dumps(["index.html"], 0)):
+        for manifest in trees.iterdir():
+            manifest.write_bytes(damage)
+        write._PUBLISHED.clear()
+        record.write_text(record.read_text() + "\n")
+        report = build(config)
+        assert report.rendered == report.pages
+        assert read_tree(site) == read_tree_of_clean_build(example_copy)
+
+
 def test_the_first_build_after_a_cold_one_fills_the_spare_tree_while_it_loads(example_copy, monkeypatch):
     """With no spare tree (the first build after a cold one), a forked process hard-links the live
     files into it while the build loads and links; the build then writes only what changed. A link
@@ -478,8 +515,8 @@ def test_the_first_build_after_a_cold_one_fills_the_spare_tree_while_it_loads(ex
     assert read_tree(site) == read_tree_of_clean_build(example_copy)
     # A live manifest edited to name a path outside the tree is not copied from: the build goes on.
     shutil.rmtree(spare)
-    manifest = example_copy / ".digest-cache/trees" / f"{(site / '.digest-tree').read_text().strip()}.json"
-    manifest.write_text(manifest.read_text()[:-1] + ', "../outside.html": "x"}')
+    manifest = example_copy / ".digest-cache/trees" / f"{(site / '.digest-tree').read_text().strip()}.manifest"
+    manifest.write_bytes(marshal.dumps({**marshal.loads(manifest.read_bytes()), "../outside.html": "x"}, 0))
     write._PUBLISHED.clear()  # as a new process: read from the file
     record.write_text(original.replace("refractory systemic lupus", "refractory SLE"))
     build(config)
