@@ -27,7 +27,8 @@ from generator.link import Digest, LinkState, SimilarLists, build_taxonomies, li
 from generator.load import LoadState, collector_paused, freeze_for_good, load_articles
 from generator.render import (AGGREGATES, PageJob, PlanMemoFile, Renderer, article_keys, citation_keys_of,
                              export_frame, export_item, fingerprint, join_export, keep_compiled_templates,
-                             listing_page_key, page_job, produce, rendering_code_stamp, template_references)
+                             listing_page_key, own_article_templates, page_job, produce, rendering_code_stamp,
+                             template_references)
 from generator.progress import NoProgress, Progress
 from generator.exports import CITATION_FILES, citation_file
 from generator import urls
@@ -47,6 +48,7 @@ class BuildReport:
     rendered: int = 0
     removed: int = 0
     seconds: float = 0.0
+    searched: int = 0  # article pages indexed anew for search (the others' shards were kept)
     warnings: list[Problem] = field(default_factory=list)
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
@@ -373,7 +375,7 @@ def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, prog
     report.rendered = len(pending)
     if config.search:
         with _timed(report, "search"):
-            _update_search_index(writer, keys, config, index_search and not writer.live_has_same_articles(keys))
+            report.searched = _update_search_index(writer, renderer, keys, config, index_search).indexed
     with _timed(report, "write"):
         try:
             written = writer.publish()
@@ -566,15 +568,20 @@ def _render_open_pages(preview: Preview, renderer: Renderer, last_jobs: dict[str
     return pages
 
 
-def _update_search_index(writer: SiteWriter, keys: dict[str, str], config: SiteConfig, reindex: bool) -> None:
-    """Give the new tree a search index: a fresh one, or the live site's when no article page changed."""
-    from generator.search import BUNDLE_DIR, index_site
+def _update_search_index(writer: SiteWriter, renderer: Renderer, keys: dict[str, str], config: SiteConfig,
+                         refresh: bool) -> Any:
+    """Give the new tree its search index: the shards whose article pages changed what they give
+    Pagefind are indexed again, the others hard-linked from the live site (see generator.search).
+    Without `refresh` (serve's rebuilds) the live site's shards are kept as they are."""
+    from generator.search import index_site, pagefind_identity, plan_shards
 
-    live_bundle = writer.output / BUNDLE_DIR
-    if not reindex and live_bundle.is_dir():
-        writer.copy_folder_from_live(BUNDLE_DIR)
-        return
-    index_site(writer.spare, config)
+    if own_article_templates(renderer.config):  # the page itself says what is indexed
+        search_keys = {i: keys[urls.output_file(urls.article_path(i))] for i in renderer.digest.by_id}
+    else:  # the packaged theme indexes only what the record and the theme give
+        theme = renderer.theme_key
+        search_keys = {i: fingerprint(theme, content) for i, content in renderer._article_keys.items()}
+    shards = plan_shards(search_keys, pagefind_identity())
+    return index_site(writer.spare, config, shards, live_dir=writer.output, refresh=refresh)
 
 
 def _current_fragments(renderer: Renderer) -> dict[str, str]:

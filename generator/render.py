@@ -37,6 +37,7 @@ from generator.graph import articles_per_year, build_map, map_graph
 from generator.markup import inline_html, markdown_notes, markdown_text, plain_text, render_notes, safe_url, summary
 from generator.metadata import page_range, scholarly_json_ld, scholarly_json_ld_text, updated_date
 from generator.model import Article
+from generator.search import merged_bundles
 
 THEME_DIR = Path(__file__).resolve().parent / "theme"
 if not THEME_DIR.is_dir():  # a source checkout: the theme lives in the repository's templates/
@@ -303,6 +304,21 @@ _REFERENCES_FILES: set[Path] = set()  # files read or written by this process (a
 def _read_references(path: Path) -> dict[str, tuple[bool, bool]]:
     return {k: v for k, v in load_pickle(path).items() if isinstance(k, str) and isinstance(v, tuple)
             and len(v) == 2 and all(type(x) is bool for x in v)}
+
+
+def own_article_templates(config: SiteConfig) -> bool:
+    """Return True when the digest's templates folder holds a template of its own (one the packaged
+    theme lacks, or whose text differs): what its article pages give the search index may then
+    depend on more than the article (see build._update_search_index)."""
+    folders = theme_dirs(config)
+    if len(folders) < 2:
+        return False
+    for path in folders[0].rglob("*"):
+        if path.is_file() and path.suffix in TEMPLATE_SUFFIXES:
+            packaged = THEME_DIR / path.relative_to(folders[0])
+            if not packaged.is_file() or packaged.read_bytes() != path.read_bytes():
+                return True
+    return False
 
 
 def theme_fingerprint(config: SiteConfig, digest: Digest, uses_digest: bool) -> str:
@@ -932,7 +948,8 @@ class SitePlan:
                                               self._term_jobs(taxonomy, index, term, feeds)))
         add(urls.output_file(urls.MAP), "map", fingerprint(self.theme_key, self.map_inputs()))
         if config.search:
-            add(urls.output_file(urls.SEARCH), "search", self.theme_key)
+            merged = tuple(merged_bundles(self.article_keys))  # the search index's other shards
+            add(urls.output_file(urls.SEARCH), "search", fingerprint(self.theme_key, merged), merged)
         add(urls.NOT_FOUND, "404", self.theme_key)
         add(urls.FEED, "feed", memo.get(("feed",), (home,), contents=home) or memo.put(
             ("feed",), (home,), self.feed_key("", home)))
@@ -1074,7 +1091,7 @@ def produce(renderer: "Renderer", job: PageJob) -> bytes:
         renderer.new_fragments.update({k: renderer.fragments[k] for k in set(renderer.fragments) - before})
         return renderer.render("map.html", urls.MAP, digest_map=digest_map).content
     if kind == "search":
-        return renderer.render("search.html", urls.SEARCH).content
+        return renderer.render("search.html", urls.SEARCH, merged_bundles=list(job.args)).content
     if kind == "404":
         return renderer.render("404.html", urls.NOT_FOUND).content
     if kind == "digest_json":

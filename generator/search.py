@@ -5,11 +5,18 @@ marks `data-pagefind-body` (title, authors, notes, abstract, MeSH, keywords, sub
 (topics, authors, years...) repeat article titles by the thousand on a big digest: skipping them is
 what keeps indexing fast and small. The bundle goes to `<site>/pagefind/`, which the search page loads
 with relative URLs, so the site works at `/` and under a sub-path like `/repo/`.
+
+Pagefind has no incremental mode: it indexes about 400 article pages a second here, so one edit to
+a digest of 10,000 would cost 25 s. Above `SHARD_ARTICLES` articles the index is therefore split into
+shards by a hash of the article id: `pagefind/` holds the first (and Pagefind's UI), `pagefind/shards/N/`
+the others, which the search page merges (Pagefind's `mergeIndex`: one result list, filter counts
+added up). Each shard carries a key of what it was made from; a build indexes only the shards whose
+key changed and hard-links the others from the live site.
 """
 
 from __future__ import annotations
 
-import json
+import hashlib
 import os
 import re
 import shutil
@@ -18,24 +25,101 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable, Mapping, Sequence
 
 from generator.config import SiteConfig
 from generator.errors import DigestError, Problem
 
 BUNDLE_DIR = "pagefind"
+SHARDS_DIR = "shards"  # pagefind/shards/N/: the shards after the first
+KEY_FILE = ".digest-search-key"  # in each shard's folder: the key of what it was made from
 ARTICLE_GLOB = "articles/*/index.html"
+SHARD_ARTICLES = 1500  # at most this many articles per shard (about 3.5 s of Pagefind here)...
+MAX_SHARDS = 16  # ...unless that needs more shards: each is a few more requests per search
 INSTALL_HINT = "install it with: pip install 'pagefind[bin]' (or set 'search: false' in digest.yaml)"
 
 
 @dataclass(frozen=True)
 class SearchReport:
-    """What indexing did: how many pages went into the index, and how long it took."""
+    """What indexing did: how many pages the index holds, how many were indexed anew, how long it took."""
 
     pages: int = 0
     seconds: float = 0.0
+    indexed: int = 0
 
     def summary(self) -> str:
-        return f"Indexed {self.pages} page{'s' * (self.pages != 1)} for search in {self.seconds:.2f} s"
+        return (f"Indexed {self.indexed} of {self.pages} page{'s' * (self.pages != 1)} for search "
+                f"in {self.seconds:.2f} s")
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One Pagefind index of the search: its number, the articles it holds, and a key of everything
+    its index is made from ("": unknown, so never taken from the live site)."""
+
+    number: int
+    article_ids: tuple[str, ...]
+    key: str = ""
+
+    @property
+    def folder(self) -> str:
+        return bundle_folder(self.number)
+
+
+def shard_count(articles: int) -> int:
+    """Return how many shards the index of `articles` articles is split into: a power of two, so
+    that no shard holds more than SHARD_ARTICLES (1 up to 1,500 articles, 8 at 10,000), at most MAX_SHARDS."""
+    count = 1
+    while count < MAX_SHARDS and articles > count * SHARD_ARTICLES:
+        count *= 2
+    return count
+
+
+def assign_shards(article_ids: Iterable[str]) -> dict[int, list[str]]:
+    """Return the articles of each shard by number, in the order given; every shard is non-empty.
+
+    An article stays in its shard while the digest keeps its size class (a hash of its id), so an
+    edit changes one shard. Should the first shard be empty (possible only in theory: above 1,500
+    articles), everything goes into one."""
+    article_ids = list(article_ids)
+    count = shard_count(len(article_ids))
+    shards: dict[int, list[str]] = {}
+    for article_id in article_ids:
+        number = int.from_bytes(hashlib.blake2b(article_id.encode("utf-8", "surrogatepass"),
+                                                digest_size=8).digest(), "big") % count if count > 1 else 0
+        shards.setdefault(number, []).append(article_id)
+    if count > 1 and 0 not in shards:
+        return {0: article_ids} if article_ids else {}
+    return dict(sorted(shards.items()))
+
+
+def bundle_folder(number: int) -> str:
+    """Return where shard `number` lives in the site: the first is the bundle Pagefind's UI comes from."""
+    return BUNDLE_DIR if number == 0 else f"{BUNDLE_DIR}/{SHARDS_DIR}/{number}"
+
+
+def merged_bundles(article_ids: Iterable[str]) -> list[str]:
+    """Return the site paths of the shards the search page merges into the first one's results."""
+    return [f"{bundle_folder(number)}/" for number in assign_shards(article_ids) if number]
+
+
+def plan_shards(search_keys: Mapping[str, str], common: str) -> list[Shard]:
+    """Return the shards of a digest whose article pages' indexed parts have `search_keys` (by article
+    id); `common` fingerprints what every shard also depends on (Pagefind, the options)."""
+    shards = []
+    for number, ids in assign_shards(search_keys).items():
+        hasher = hashlib.blake2b(f"{common}\x1f{number}".encode(), digest_size=16)
+        for article_id in sorted(ids):
+            hasher.update(f"\x1e{article_id}\x1f{search_keys[article_id]}".encode("utf-8", "surrogatepass"))
+        shards.append(Shard(number, tuple(ids), hasher.hexdigest()))
+    return shards
+
+
+def pagefind_identity() -> str:
+    """Return what tells one Pagefind binary from another (a new version makes new indexes)."""
+    binary = pagefind_command()[0]
+    info = os.stat(binary)
+    return f"{binary}:{info.st_size}:{info.st_mtime_ns}"
 
 
 def pagefind_command() -> list[str]:
@@ -71,46 +155,41 @@ def pagefind_arguments(site_dir: Path, config: SiteConfig, output: Path | None =
     return arguments
 
 
-def index_site(site_dir: Path, config: SiteConfig) -> SearchReport:
+def index_site(site_dir: Path, config: SiteConfig, shards: Sequence[Shard] | None = None,
+               live_dir: Path | None = None, refresh: bool = True) -> SearchReport:
     """Index the article pages of a written site into `<site_dir>/pagefind/`; return what was indexed.
 
+    `shards` (default: those of the article pages found, with no keys) say how the index is split.
+    A shard whose key the live site's copy (`live_dir`) carries is hard-linked from it, not indexed;
+    with `refresh` False (`digest serve`), so is any shard the live site has, up to date or not.
     Raise DigestError when Pagefind is missing or fails; the site itself is left as it was written.
     """
     site_dir = Path(site_dir).resolve()
     if not site_dir.is_dir():
         raise DigestError(Problem(str(site_dir), "cannot index for search: the site folder does not exist"))
     bundle, fresh, stale = site_dir / BUNDLE_DIR, site_dir / f".{BUNDLE_DIR}.new", site_dir / f".{BUNDLE_DIR}.old"
-    for leftover in (fresh, stale):
+    stage = site_dir.with_name(f".{site_dir.name}.search-stage")
+    for leftover in (fresh, stale, stage):
         shutil.rmtree(leftover, ignore_errors=True)
     start = time.perf_counter()
-    if not any(site_dir.glob(ARTICLE_GLOB)):
+    if shards is None:
+        found = sorted(page.parent.name for page in site_dir.glob(ARTICLE_GLOB))
+        shards = [Shard(number, tuple(ids)) for number, ids in assign_shards(found).items()]
+    if not shards:
         # An empty digest: nothing to search. Pagefind would fail; drop any stale bundle instead.
         shutil.rmtree(bundle, ignore_errors=True)
         return SearchReport(pages=0, seconds=time.perf_counter() - start)
-    # Pagefind never deletes files of an older bundle: write a fresh one beside the site, then swap it in.
-    command = pagefind_command() + pagefind_arguments(site_dir, config, output=fresh)
-    # Environment variables PAGEFIND_* and a pagefind.yml in the working directory would change the
-    # options: run in the site folder's parent with only the options above.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PAGEFIND_") or k == "PAGEFIND_BINARY_PATH"}
+    to_index = []
     try:
-        result = subprocess.run(command, cwd=site_dir.parent, env=env, capture_output=True, text=True,
-                                errors="replace", timeout=3600)
-    except OSError as exc:
-        raise DigestError(Problem(command[0], f"cannot run Pagefind: {exc.strerror or exc}", hint=INSTALL_HINT))
-    except subprocess.TimeoutExpired:
-        raise DigestError(Problem(str(site_dir), "Pagefind did not finish indexing within an hour"))
-    output = (result.stdout + "\n" + result.stderr).strip()
-    if result.returncode != 0:
+        for shard in shards:
+            if not _reuse(shard, fresh, live_dir, refresh):
+                to_index.append(shard)
+        _index_shards(site_dir, fresh, stage, to_index, config)
+    except BaseException:
         shutil.rmtree(fresh, ignore_errors=True)
-        last = list(dict.fromkeys(line.strip() for line in output.splitlines() if line.strip()))[-4:]
-        raise DigestError(Problem(str(site_dir), f"Pagefind failed (exit {result.returncode}): " + " / ".join(last),
-                                  hint="run 'python -m pagefind --site SITE --verbose' to see why"))
-    entry = fresh / "pagefind-entry.json"
-    if not entry.is_file():
-        shutil.rmtree(fresh, ignore_errors=True)
-        raise DigestError(Problem(str(site_dir), "Pagefind wrote no search index",
-                                  hint=f"are there article pages under {site_dir / 'articles'}?"))
-    pages = _count_pages(entry)
+        raise
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
     try:
         if bundle.exists():
             bundle.rename(stale)
@@ -118,16 +197,97 @@ def index_site(site_dir: Path, config: SiteConfig) -> SearchReport:
     except OSError as exc:
         raise DigestError(Problem(str(bundle), f"cannot put the search index in place: {exc.strerror or exc}"))
     shutil.rmtree(stale, ignore_errors=True)
-    return SearchReport(pages=pages, seconds=time.perf_counter() - start)
+    return SearchReport(pages=sum(len(s.article_ids) for s in shards), seconds=time.perf_counter() - start,
+                        indexed=sum(len(s.article_ids) for s in to_index))
 
 
-def _count_pages(entry: Path) -> int:
-    """Return the number of pages in the index, read from Pagefind's `pagefind-entry.json`."""
+def _reuse(shard: Shard, fresh: Path, live_dir: Path | None, refresh: bool) -> bool:
+    """Hard-link a shard from the live site into the new bundle when its key is the same there (or
+    `refresh` is off and the live site has it at all); return whether it was."""
+    if live_dir is None:
+        return False
+    source = Path(live_dir) / shard.folder
     try:
-        languages = json.loads(entry.read_text(encoding="utf-8")).get("languages", {})
-        return sum(int(lang.get("page_count", 0)) for lang in languages.values())
-    except (OSError, ValueError, AttributeError):
-        return 0
+        known = (source / KEY_FILE).read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        known = None
+    if known is None and (refresh or not (source / "pagefind-entry.json").is_file()):
+        return False
+    if refresh and (not shard.key or known != shard.key):
+        return False
+    target = fresh / shard.folder[len(BUNDLE_DIR) + 1:] if shard.number else fresh
+    ignore = shutil.ignore_patterns(SHARDS_DIR) if shard.number == 0 else None
+    shutil.copytree(source, target, copy_function=os.link, ignore=ignore, symlinks=True, dirs_exist_ok=True)
+    return True
+
+
+def _index_shards(site_dir: Path, fresh: Path, stage: Path, shards: Sequence[Shard], config: SiteConfig) -> None:
+    """Index each shard's article pages with Pagefind into its folder of the new bundle, as many at
+    once as there are idle cores (Pagefind itself is about 1.4 cores busy)."""
+    from generator.workers import idle_cores
+
+    if not shards:
+        return
+    # Environment variables PAGEFIND_* and a pagefind.yml in the working directory would change the
+    # options: run in the stage's folder with only the options given.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PAGEFIND_") or k == "PAGEFIND_BINARY_PATH"}
+    command = pagefind_command()
+    waiting, running = list(shards), []
+    slots = max(1, min(len(shards), idle_cores(None)))
+    try:
+        while waiting or running:
+            while waiting and len(running) < slots:
+                shard = waiting.pop(0)
+                pages = _stage(site_dir, stage / str(shard.number), shard)
+                output = fresh / shard.folder[len(BUNDLE_DIR) + 1:] if shard.number else fresh
+                output.parent.mkdir(parents=True, exist_ok=True)
+                arguments = pagefind_arguments(pages, config, output=output)
+                try:
+                    process = subprocess.Popen(command + arguments, cwd=stage, env=env, stdout=subprocess.PIPE,
+                                               stderr=subprocess.STDOUT, text=True, errors="replace")
+                except OSError as exc:
+                    raise DigestError(Problem(command[0], f"cannot run Pagefind: {exc.strerror or exc}",
+                                              hint=INSTALL_HINT))
+                running.append((shard, process, output))
+            shard, process, output = running.pop(0)
+            try:
+                printed, _ = process.communicate(timeout=3600)
+            except subprocess.TimeoutExpired:
+                raise DigestError(Problem(str(site_dir), "Pagefind did not finish indexing within an hour"))
+            _check_indexed(site_dir, process.returncode, printed or "", output)
+            (output / KEY_FILE).write_text(shard.key + "\n", encoding="ascii")
+    finally:
+        for _, process, _ in running:
+            process.kill()
+            process.wait()
+
+
+def _stage(site_dir: Path, stage: Path, shard: Shard) -> Path:
+    """Return a folder holding (hard links to) the shard's article pages where the site has them,
+    so Pagefind sees the same paths, and gives the same URLs, as in the site."""
+    for article_id in shard.article_ids:
+        relative = f"articles/{article_id}/index.html"
+        source, target = site_dir / relative, stage / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(source, target)
+        except FileNotFoundError:
+            continue
+        except OSError:  # another file system, or no hard links here
+            shutil.copyfile(source, target)
+    return stage
+
+
+def _check_indexed(site_dir: Path, code: int, printed: str, output: Path) -> None:
+    """Raise DigestError unless Pagefind succeeded and wrote a bundle into `output`."""
+    output_text = printed.strip()
+    if code != 0:
+        last = list(dict.fromkeys(line.strip() for line in output_text.splitlines() if line.strip()))[-4:]
+        raise DigestError(Problem(str(site_dir), f"Pagefind failed (exit {code}): " + " / ".join(last),
+                                  hint="run 'python -m pagefind --site SITE --verbose' to see why"))
+    if not (output / "pagefind-entry.json").is_file():
+        raise DigestError(Problem(str(site_dir), "Pagefind wrote no search index",
+                                  hint=f"are there article pages under {site_dir / 'articles'}?"))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -450,17 +450,6 @@ class SiteWriter:
                     break
                 parent = parent.parent
 
-    def live_has_same_articles(self, jobs: dict[str, str]) -> bool:
-        """Return True when the live site's article pages have exactly these fingerprints."""
-        return bool(self.live) and _article_pages(self.live) == _article_pages(jobs)
-
-    def copy_folder_from_live(self, folder: str) -> None:
-        """Replace a folder of the spare tree (e.g. the search index) by hard links to the live one."""
-        source, target = self.output / folder, self.spare / checked_path(folder)
-        if target.exists():
-            shutil.rmtree(target)
-        shutil.copytree(source, target, copy_function=os.link)
-
     # Publishing -------------------------------------------------------------------------------
 
     def publish(self) -> WriteReport:
@@ -539,7 +528,3 @@ def static_files(static_dirs: Iterable[Path]) -> list[tuple[str, Path]]:
             if not any(part.startswith(".") for part in PurePosixPath(relative).parts):
                 found.append((relative, path))
     return found
-
-
-def _article_pages(manifest: dict[str, str]) -> dict[str, str]:
-    return {p: k for p, k in manifest.items() if p.startswith("articles/") and p.endswith("/index.html")}

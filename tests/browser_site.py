@@ -7,6 +7,7 @@ import fcntl
 import shutil
 import subprocess
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -64,19 +65,40 @@ def build_example(folder: Path, search: bool = True):
     return config
 
 
+@contextmanager
+def serving(folder: Path) -> Iterator[str]:
+    """Serve a built site over HTTP on 127.0.0.1 under SUB_PATH; yield its address."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(SubPathHandler, directory=str(folder)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}{SUB_PATH}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 @pytest.fixture(scope="module")
 def served_example(tmp_path_factory) -> Iterator[ServedSite]:
     """The example digest, built, indexed and served over HTTP on 127.0.0.1 under /review-digest/."""
     folder = tmp_path_factory.mktemp("example") / "site"
     config = build_example(folder)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(SubPathHandler, directory=str(folder)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield ServedSite(folder, f"http://127.0.0.1:{server.server_port}{SUB_PATH}", config)
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(folder) as url:
+        yield ServedSite(folder, url, config)
+
+
+@pytest.fixture(scope="module")
+def served_example_in_shards(tmp_path_factory) -> Iterator[ServedSite]:
+    """The example digest with its search index split as a digest of 3,000 to 6,000 articles has it
+    (four shards of about 1,500 each; here of 4 articles or fewer), served like `served_example`."""
+    from generator import search
+
+    folder = tmp_path_factory.mktemp("example-in-shards") / "site"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(search, "SHARD_ARTICLES", 4)
+        config = build_example(folder)
+    with serving(folder) as url:
+        yield ServedSite(folder, url, config)
 
 
 @pytest.fixture(scope="module")

@@ -538,3 +538,78 @@ def test_the_first_build_after_a_cold_one_fills_the_spare_tree_while_it_loads(ex
     with pytest.raises(Exception):
         build(config)
     assert filled[-1] is True and not spare.exists() and read_tree(site) == before
+
+
+def search_fragments(site: Path) -> dict[str, list[str]]:
+    """Return the fragment files of each shard of a site's search index (Pagefind names each by a
+    hash of what it holds for one page; its filter and metadata files differ from run to run)."""
+    return {folder.parent.relative_to(site).as_posix(): sorted(p.name for p in folder.iterdir())
+            for folder in sorted(site.glob("pagefind/**/fragment"))}
+
+
+def test_an_edit_indexes_again_only_the_search_shard_of_the_edited_article(example_copy, monkeypatch):
+    """Above 1,500 articles the search index is in shards, one per hash class of article ids. A title
+    edit changes the pages of the articles listing it as similar too, but what those pages give
+    Pagefind does not change: only the edited article's shard is indexed again, and every shard
+    then holds exactly what a clean build's does."""
+    from generator import search
+
+    monkeypatch.setattr(search, "SHARD_ARTICLES", 4)  # the example's 13 articles: four shards
+    config = load_config(example_copy, {})
+    site = example_copy / "site"
+    build(config)
+    indexed = []
+    real_index = search._index_shards
+    monkeypatch.setattr(search, "_index_shards", lambda site_dir, fresh, stage, shards, options: (
+        indexed.append(sorted(s.number for s in shards)), real_index(site_dir, fresh, stage, shards, options))[1])
+    record = example_copy / "content/autoimmunity/36109639.yaml"
+    before = read_tree(site)
+    record.write_text(record.read_text().replace("refractory systemic lupus", "refractory lupus"))
+    report = build(config)
+    shards = search.assign_shards(a.name for a in (site / "articles").iterdir())
+    mine = next(number for number, ids in shards.items() if "36109639" in ids)
+    changed = [path.split("/")[1] for path, data in read_tree(site).items()
+               if path.endswith("/index.html") and path.startswith("articles/") and before.get(path) != data]
+    assert {next(n for n, ids in shards.items() if i in ids) for i in changed} - {mine}  # pages of other shards
+    assert indexed == [[mine]] and report.searched == len(shards[mine])
+    clean = example_copy.parent / "clean-site"
+    clean_build(example_copy, clean)
+    assert search_fragments(site) == search_fragments(clean)
+    assert len(search_fragments(site)) == len(shards) > 1
+    # The search page merges the other shards into the first one's results.
+    page = (site / "search/index.html").read_text(encoding="utf-8")
+    merged = re.search(r'data-merge="([^"]*)"', page).group(1).split()
+    assert merged == [f"../pagefind/shards/{n}/" for n in shards if n]
+    # A build with no change indexes nothing; a change to the templates indexes every shard again.
+    indexed.clear()
+    assert build(config).searched == 0 and indexed == []
+    templates = example_copy / "templates"
+    templates.mkdir()
+    (templates / "article.html").write_text((search.Path(REPO) / "templates/article.html").read_text()
+                                            .replace('<section class="similar"', '<section data-pagefind-body class="similar"'))
+    build(config)
+    assert indexed == [sorted(shards)]
+    # With templates of its own, what a page gives Pagefind may show other articles (here: their
+    # titles in its similar list): the shards of every page the edit changed are indexed again.
+    indexed.clear()
+    before = read_tree(site)
+    record.write_text(record.read_text().replace("refractory lupus", "refractory SLE"))
+    build(config)
+    changed = {next(n for n, ids in shards.items() if path.split("/")[1] in ids)
+               for path, data in read_tree(site).items()
+               if path.endswith("/index.html") and path.startswith("articles/") and before.get(path) != data}
+    assert indexed == [sorted(changed)] and len(changed) > 1
+    clean_build(example_copy, clean)
+    assert search_fragments(site) == search_fragments(clean)
+
+
+def test_digest_templates_count_as_its_own_only_when_they_differ_from_the_packaged_ones(example_copy):
+    from generator.render import THEME_DIR, own_article_templates
+
+    config = load_config(example_copy, {})
+    assert not own_article_templates(config)
+    (example_copy / "templates").mkdir()
+    shutil.copy(THEME_DIR / "article.html", example_copy / "templates/article.html")
+    assert not own_article_templates(config)
+    (example_copy / "templates/_extra.html").write_text("<p>mine</p>")
+    assert own_article_templates(config)

@@ -8,7 +8,8 @@ from collections import Counter
 
 import pytest
 
-from tests.browser_site import CHROMIUM, SUB_PATH, browser, pagefind_available, served_example  # noqa: F401
+from tests.browser_site import (CHROMIUM, SUB_PATH, browser, pagefind_available, served_example,  # noqa: F401
+                                served_example_in_shards)
 from tests.conftest import REPO
 
 pytestmark = [
@@ -113,6 +114,42 @@ def test_a_filter_narrows_the_results(page, served_example):
     reviews = result_count(page)
     assert 0 < reviews < before
     assert page.problems == []
+
+
+def test_an_index_in_shards_finds_and_filters_exactly_what_one_index_does(browser, served_example,  # noqa: F811
+                                                                         served_example_in_shards):  # noqa: F811
+    """Above 1,500 articles the index is split into shards that the search page merges: a reader
+    must not be able to tell. The same query and the same filter give the same articles, and the
+    filter lists the same values with the same counts."""
+    shards = served_example_in_shards.folder / "pagefind/shards"
+    assert len(list(shards.iterdir())) >= 2 and not (served_example.folder / "pagefind/shards").exists()
+    found = []
+    for site in (served_example, served_example_in_shards):
+        context = browser.new_context(viewport={"width": 1200, "height": 900})
+        page = context.new_page()
+        failed = []
+        page.on("response", lambda r: failed.append(r.url) if r.status >= 400 else None)
+        page.on("pageerror", lambda error: failed.append(str(error)))
+        page.goto(site.url + "search/?q=car")
+        count = result_count(page)
+        page.locator(RESULT_LINKS).first.wait_for()
+        for _ in range(50):  # results load as they scroll into view
+            if page.locator(RESULT_LINKS).count() >= count:
+                break
+            page.locator(RESULT_LINKS).last.scroll_into_view_if_needed()
+            page.wait_for_timeout(100)
+        expect(page.locator(RESULT_LINKS)).to_have_count(count)
+        links = sorted(page.locator(RESULT_LINKS).evaluate_all("links => links.map(a => a.getAttribute('href'))"))
+        page.locator('pagefind-filter-dropdown[filter="year"] button.pf-dropdown-trigger').click()
+        options = page.locator('pagefind-filter-dropdown[filter="year"] [role=option]')
+        options.first.wait_for()
+        years = sorted(options.all_inner_texts())
+        page.locator('pagefind-filter-dropdown[filter="year"] [role=option][data-value="2024"]').click()
+        expect(page.locator("pagefind-summary")).not_to_have_text(f"{count} results for car")
+        found.append((count, links, years, result_count(page), failed))
+        context.close()
+    assert found[0][0] >= 5 and found[0][1] and found[0][4] == []
+    assert found[1] == found[0]
 
 
 def test_search_works_with_the_keyboard_and_degrades_without_javascript(browser, served_example):  # noqa: F811

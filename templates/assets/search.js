@@ -18,12 +18,19 @@
       if (known.indexOf(key) >= 0 && value) (filters[key] = filters[key] || []).push(value);
     });
     bundle = new URL(bundle, document.baseURI).pathname;
+    // A large digest's index is in shards (data-merge): Pagefind merges them into one result list.
+    var merged = (box.getAttribute("data-merge") || "").split(" ").filter(Boolean).map(function (path) {
+      return { bundlePath: new URL(path, document.baseURI).pathname };
+    });
     var script = document.createElement("script");
     script.src = bundle + "pagefind-component-ui.js";
     script.onerror = function () {
       if (status) status.textContent = "The search index is missing: rebuild the site with search turned on.";
     };
     script.onload = function () {
+      if (merged.length) {
+        window.PagefindComponents.configureInstance("default", { bundlePath: bundle, mergeIndex: merged });
+      }
       var parts = components.content.cloneNode(true);
       parts.querySelector("pagefind-config").setAttribute("bundle-path", bundle);
       var fallback = box.querySelector(".search-fallback");
