@@ -25,7 +25,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 from generator.config import SiteConfig
 from generator.errors import DigestError, Problem
@@ -179,12 +179,16 @@ def index_site(site_dir: Path, config: SiteConfig, shards: Sequence[Shard] | Non
         # An empty digest: nothing to search. Pagefind would fail; drop any stale bundle instead.
         shutil.rmtree(bundle, ignore_errors=True)
         return SearchReport(pages=0, seconds=time.perf_counter() - start)
-    to_index = []
-    try:
+    sources = {shard.number: _reusable(shard, live_dir, refresh) for shard in shards}
+    to_index = [shard for shard in shards if sources[shard.number] is None]
+
+    def link_the_others() -> None:  # while Pagefind runs: it keeps about 1.4 cores busy
         for shard in shards:
-            if not _reuse(shard, fresh, live_dir, refresh):
-                to_index.append(shard)
-        _index_shards(site_dir, fresh, stage, to_index, config)
+            if sources[shard.number] is not None:
+                _link_shard(shard, sources[shard.number], fresh)
+
+    try:
+        _index_shards(site_dir, fresh, stage, to_index, config, meanwhile=link_the_others)
     except BaseException:
         shutil.rmtree(fresh, ignore_errors=True)
         raise
@@ -201,32 +205,38 @@ def index_site(site_dir: Path, config: SiteConfig, shards: Sequence[Shard] | Non
                         indexed=sum(len(s.article_ids) for s in to_index))
 
 
-def _reuse(shard: Shard, fresh: Path, live_dir: Path | None, refresh: bool) -> bool:
-    """Hard-link a shard from the live site into the new bundle when its key is the same there (or
-    `refresh` is off and the live site has it at all); return whether it was."""
+def _reusable(shard: Shard, live_dir: Path | None, refresh: bool) -> Path | None:
+    """Return the live site's copy of a shard when it carries the shard's key (or `refresh` is off
+    and the live site has the shard at all), else None."""
     if live_dir is None:
-        return False
+        return None
     source = Path(live_dir) / shard.folder
     try:
         known = (source / KEY_FILE).read_text(encoding="ascii").strip()
     except (OSError, UnicodeDecodeError):
         known = None
-    if known is None and (refresh or not (source / "pagefind-entry.json").is_file()):
-        return False
-    if refresh and (not shard.key or known != shard.key):
-        return False
+    if refresh:
+        return source if shard.key and known == shard.key else None
+    return source if known is not None or (source / "pagefind-entry.json").is_file() else None
+
+
+def _link_shard(shard: Shard, source: Path, fresh: Path) -> None:
+    """Hard-link a shard's files from the live site into its folder of the new bundle."""
     target = fresh / shard.folder[len(BUNDLE_DIR) + 1:] if shard.number else fresh
     ignore = shutil.ignore_patterns(SHARDS_DIR) if shard.number == 0 else None
     shutil.copytree(source, target, copy_function=os.link, ignore=ignore, symlinks=True, dirs_exist_ok=True)
-    return True
 
 
-def _index_shards(site_dir: Path, fresh: Path, stage: Path, shards: Sequence[Shard], config: SiteConfig) -> None:
+def _index_shards(site_dir: Path, fresh: Path, stage: Path, shards: Sequence[Shard], config: SiteConfig,
+                  meanwhile: Callable[[], None] | None = None) -> None:
     """Index each shard's article pages with Pagefind into its folder of the new bundle, as many at
-    once as there are idle cores (Pagefind itself is about 1.4 cores busy)."""
+    once as there are idle cores (Pagefind itself is about 1.4 cores busy); run `meanwhile` once
+    the first of them have started."""
     from generator.workers import idle_cores
 
     if not shards:
+        if meanwhile is not None:
+            meanwhile()
         return
     # Environment variables PAGEFIND_* and a pagefind.yml in the working directory would change the
     # options: run in the stage's folder with only the options given.
@@ -249,6 +259,9 @@ def _index_shards(site_dir: Path, fresh: Path, stage: Path, shards: Sequence[Sha
                     raise DigestError(Problem(command[0], f"cannot run Pagefind: {exc.strerror or exc}",
                                               hint=INSTALL_HINT))
                 running.append((shard, process, output))
+            if meanwhile is not None:
+                meanwhile()
+                meanwhile = None
             shard, process, output = running.pop(0)
             try:
                 printed, _ = process.communicate(timeout=3600)

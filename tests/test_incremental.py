@@ -560,8 +560,8 @@ def test_an_edit_indexes_again_only_the_search_shard_of_the_edited_article(examp
     build(config)
     indexed = []
     real_index = search._index_shards
-    monkeypatch.setattr(search, "_index_shards", lambda site_dir, fresh, stage, shards, options: (
-        indexed.append(sorted(s.number for s in shards)), real_index(site_dir, fresh, stage, shards, options))[1])
+    monkeypatch.setattr(search, "_index_shards", lambda site_dir, fresh, stage, shards, *rest, **named: (
+        indexed.append(sorted(s.number for s in shards)), real_index(site_dir, fresh, stage, shards, *rest, **named))[1])
     record = example_copy / "content/autoimmunity/36109639.yaml"
     before = read_tree(site)
     record.write_text(record.read_text().replace("refractory systemic lupus", "refractory lupus"))
