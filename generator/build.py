@@ -375,7 +375,7 @@ def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, prog
     report.rendered = len(pending)
     if config.search:
         with _timed(report, "search"):
-            report.searched = _update_search_index(writer, renderer, keys, config, index_search).indexed
+            report.searched = _update_search_index(writer, renderer, keys, config, index_search, clean).indexed
     with _timed(report, "write"):
         try:
             written = writer.publish()
@@ -569,10 +569,11 @@ def _render_open_pages(preview: Preview, renderer: Renderer, last_jobs: dict[str
 
 
 def _update_search_index(writer: SiteWriter, renderer: Renderer, keys: dict[str, str], config: SiteConfig,
-                         refresh: bool) -> Any:
+                         refresh: bool, clean: bool) -> Any:
     """Give the new tree its search index: the shards whose article pages changed what they give
     Pagefind are indexed again, the others hard-linked from the live site (see generator.search).
-    Without `refresh` (serve's rebuilds) the live site's shards are kept as they are."""
+    Without `refresh` (serve's rebuilds) the live site's shards are kept as they are; with `clean`
+    none is."""
     from generator.search import index_site, pagefind_identity, plan_shards
 
     if own_article_templates(renderer.config):  # the page itself says what is indexed
@@ -581,7 +582,7 @@ def _update_search_index(writer: SiteWriter, renderer: Renderer, keys: dict[str,
         theme = renderer.theme_key
         search_keys = {i: fingerprint(theme, content) for i, content in renderer._article_keys.items()}
     shards = plan_shards(search_keys, pagefind_identity())
-    return index_site(writer.spare, config, shards, live_dir=writer.output, refresh=refresh)
+    return index_site(writer.spare, config, shards, live_dir=None if clean else writer.output, refresh=refresh)
 
 
 def _current_fragments(renderer: Renderer) -> dict[str, str]:

@@ -32,7 +32,7 @@ from generator.errors import DigestError, Problem
 
 BUNDLE_DIR = "pagefind"
 SHARDS_DIR = "shards"  # pagefind/shards/N/: the shards after the first
-KEY_FILE = ".digest-search-key"  # in each shard's folder: the key of what it was made from
+KEY_FILE = ".digest-search-key"  # in each shard's folder: the key of what it was made from, and of its articles
 ARTICLE_GLOB = "articles/*/index.html"
 SHARD_ARTICLES = 1500  # at most this many articles per shard (about 3.5 s of Pagefind here)...
 MAX_SHARDS = 16  # ...unless that needs more shards: each is a few more requests per search
@@ -64,6 +64,12 @@ class Shard:
     @property
     def folder(self) -> str:
         return bundle_folder(self.number)
+
+    @property
+    def members(self) -> str:
+        """A key of which articles the shard holds (what a stale copy must still match)."""
+        joined = "\x1f".join(sorted(self.article_ids)).encode("utf-8", "surrogatepass")
+        return hashlib.blake2b(joined, digest_size=16).hexdigest()
 
 
 def shard_count(articles: int) -> int:
@@ -161,7 +167,8 @@ def index_site(site_dir: Path, config: SiteConfig, shards: Sequence[Shard] | Non
 
     `shards` (default: those of the article pages found, with no keys) say how the index is split.
     A shard whose key the live site's copy (`live_dir`) carries is hard-linked from it, not indexed;
-    with `refresh` False (`digest serve`), so is any shard the live site has, up to date or not.
+    with `refresh` False (`digest serve`), so is any shard whose live copy holds the same articles,
+    up to date or not.
     Raise DigestError when Pagefind is missing or fails; the site itself is left as it was written.
     """
     site_dir = Path(site_dir).resolve()
@@ -206,18 +213,18 @@ def index_site(site_dir: Path, config: SiteConfig, shards: Sequence[Shard] | Non
 
 
 def _reusable(shard: Shard, live_dir: Path | None, refresh: bool) -> Path | None:
-    """Return the live site's copy of a shard when it carries the shard's key (or `refresh` is off
-    and the live site has the shard at all), else None."""
+    """Return the live site's copy of a shard when it carries the shard's key (or, with `refresh`
+    off, holds the same articles, up to date or not), else None."""
     if live_dir is None:
         return None
     source = Path(live_dir) / shard.folder
     try:
-        known = (source / KEY_FILE).read_text(encoding="ascii").strip()
+        known = (source / KEY_FILE).read_text(encoding="ascii").split()
     except (OSError, UnicodeDecodeError):
-        known = None
+        return None
     if refresh:
-        return source if shard.key and known == shard.key else None
-    return source if known is not None or (source / "pagefind-entry.json").is_file() else None
+        return source if shard.key and known[:1] == [shard.key] else None
+    return source if known[1:2] == [shard.members] else None
 
 
 def _link_shard(shard: Shard, source: Path, fresh: Path) -> None:
@@ -268,7 +275,7 @@ def _index_shards(site_dir: Path, fresh: Path, stage: Path, shards: Sequence[Sha
             except subprocess.TimeoutExpired:
                 raise DigestError(Problem(str(site_dir), "Pagefind did not finish indexing within an hour"))
             _check_indexed(site_dir, process.returncode, printed or "", output)
-            (output / KEY_FILE).write_text(shard.key + "\n", encoding="ascii")
+            (output / KEY_FILE).write_text(f"{shard.key or '-'}\n{shard.members}\n", encoding="ascii")
     finally:
         for _, process, _ in running:
             process.kill()

@@ -580,12 +580,24 @@ def test_an_edit_indexes_again_only_the_search_shard_of_the_edited_article(examp
     page = (site / "search/index.html").read_text(encoding="utf-8")
     merged = re.search(r'data-merge="([^"]*)"', page).group(1).split()
     assert merged == [f"../pagefind/shards/{n}/" for n in shards if n]
-    # A build with no change indexes nothing; a change to the templates indexes every shard again.
+    # A build with no change indexes nothing; --clean, or a change to the templates, every shard.
     indexed.clear()
     assert build(config).searched == 0 and indexed == []
+    assert build(config, clean=True).searched == 13 and indexed == [sorted(shards)]
+    indexed.clear()
+    # `digest serve` keeps the live shards, up to date or not, while they hold the same articles.
+    record.write_text(record.read_text().replace("refractory lupus", "refractory SLE"))
+    assert build(config, index_search=False).searched == 0 and indexed == [[]]
+    monkeypatch.setattr(search, "SHARD_ARTICLES", 2)  # eight shards: other articles in each
+    record.write_text(record.read_text().replace("refractory SLE", "refractory lupus"))
+    build(config, index_search=False)
+    assert indexed[-1] == sorted(search.assign_shards(a.name for a in (site / "articles").iterdir()))
+    monkeypatch.setattr(search, "SHARD_ARTICLES", 4)
+    build(config, clean=True)  # (the inputs are those of the last build: only --clean builds)
+    indexed.clear()
     templates = example_copy / "templates"
     templates.mkdir()
-    (templates / "article.html").write_text((search.Path(REPO) / "templates/article.html").read_text()
+    (templates / "article.html").write_text((REPO / "templates/article.html").read_text()
                                             .replace('<section class="similar"', '<section data-pagefind-body class="similar"'))
     build(config)
     assert indexed == [sorted(shards)]
