@@ -360,10 +360,23 @@ def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, prog
                 preview.planned(lambda path: path in keys and live.get(path) == keys[path])
             first = {path: data for path, data in first.items() if path in pending}  # else: linked from live
             to_render = [j for j in to_render if j.path not in first]
-            written_count = render_into(writer.spare, renderer, to_render, jobs, progress, live=writer.output)
+            files = TreeFiles(writer.spare, writer.output)
+            written_count = 0
+            search = _search_indexing(writer, renderer, keys, config, index_search, clean) if config.search else None
+            if search is not None:
+                cleanup.callback(search.stop)
+                needed = search.pages_first
+                if len(needed & pending) <= SEARCH_FIRST_MAX:
+                    # An edit: the pages Pagefind reads first, then Pagefind runs while the rest renders.
+                    written_count += render_into(writer.spare, renderer, [j for j in to_render if j.path in needed],
+                                                 jobs, progress, live=writer.output)
+                    for path in needed & first.keys():
+                        written_count += files.put(path, first.pop(path))
+                    to_render = [j for j in to_render if j.path not in needed]
+                    search.start()
+            written_count += render_into(writer.spare, renderer, to_render, jobs, progress, live=writer.output)
             if early is not None:
                 written_count += _finish_early(early, writer, renderer, all_jobs, keys, pending, jobs, progress)
-            files = TreeFiles(writer.spare, writer.output)
             for path, data in first.items():
                 written_count += files.put(path, data)
             aggregates = [job for job in all_jobs if job.path in pending and job.kind in AGGREGATES]
@@ -373,9 +386,9 @@ def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, prog
             raise DigestError(Problem(str(config.output_path), f"cannot write the site: {exc.strerror or exc}",
                                       hint="check free disk space and permissions; the previous site is untouched"))
     report.rendered = len(pending)
-    if config.search:
-        with _timed(report, "search"):
-            report.searched = _update_search_index(writer, renderer, keys, config, index_search, clean).indexed
+    if search is not None:
+        with _timed(report, "search"):  # what is left of it once everything else is written
+            report.searched = search.finish().indexed
     with _timed(report, "write"):
         try:
             written = writer.publish()
@@ -568,13 +581,16 @@ def _render_open_pages(preview: Preview, renderer: Renderer, last_jobs: dict[str
     return pages
 
 
-def _update_search_index(writer: SiteWriter, renderer: Renderer, keys: dict[str, str], config: SiteConfig,
-                         refresh: bool, clean: bool) -> Any:
-    """Give the new tree its search index: the shards whose article pages changed what they give
-    Pagefind are indexed again, the others hard-linked from the live site (see generator.search).
-    Without `refresh` (serve's rebuilds) the live site's shards are kept as they are; with `clean`
-    none is."""
-    from generator.search import index_site, pagefind_identity, plan_shards
+SEARCH_FIRST_MAX = 500  # at most this many article pages to render before Pagefind starts (else: after all)
+
+
+def _search_indexing(writer: SiteWriter, renderer: Renderer, keys: dict[str, str], config: SiteConfig,
+                     refresh: bool, clean: bool) -> Any:
+    """Return the new tree's search index, to be made: the shards whose article pages changed what
+    they give Pagefind are indexed again, the others hard-linked from the live site (see
+    generator.search). Without `refresh` (serve's rebuilds) the live site's shards are kept as they
+    are; with `clean` none is."""
+    from generator.search import SearchIndexing, pagefind_identity, plan_shards
 
     if own_article_templates(renderer.config):  # the page itself says what is indexed
         search_keys = {i: keys[urls.output_file(urls.article_path(i))] for i in renderer.digest.by_id}
@@ -582,7 +598,7 @@ def _update_search_index(writer: SiteWriter, renderer: Renderer, keys: dict[str,
         theme = renderer.theme_key
         search_keys = {i: fingerprint(theme, content) for i, content in renderer._article_keys.items()}
     shards = plan_shards(search_keys, pagefind_identity())
-    return index_site(writer.spare, config, shards, live_dir=None if clean else writer.output, refresh=refresh)
+    return SearchIndexing(writer.spare, config, shards, live_dir=None if clean else writer.output, refresh=refresh)
 
 
 def _current_fragments(renderer: Renderer) -> dict[str, str]:
@@ -743,6 +759,7 @@ def render_into(tree, renderer: Renderer, jobs_to_render: list[PageJob], workers
     workers = workers or os.cpu_count() or 1
     _worker_state = (renderer, TreeFiles(Path(tree), Path(live) if live else None))
     written = 0
+    earlier = renderer.new_fragments  # a build may render in more than one call
     try:
         made: dict[str, str] = {}
         if workers <= 1 or len(jobs_to_render) < PARALLEL_THRESHOLD or "fork" not in multiprocessing.get_all_start_methods():
@@ -764,7 +781,7 @@ def render_into(tree, renderer: Renderer, jobs_to_render: list[PageJob], workers
                     progress.update("render", done, len(jobs_to_render))
             progress.finish()
         renderer.fragments.update(made)
-        renderer.new_fragments = made
+        renderer.new_fragments = {**earlier, **made}
         return written
     finally:
         _worker_state = None

@@ -25,7 +25,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 from generator.config import SiteConfig
 from generator.errors import DigestError, Problem
@@ -171,45 +171,114 @@ def index_site(site_dir: Path, config: SiteConfig, shards: Sequence[Shard] | Non
     up to date or not.
     Raise DigestError when Pagefind is missing or fails; the site itself is left as it was written.
     """
-    site_dir = Path(site_dir).resolve()
-    if not site_dir.is_dir():
-        raise DigestError(Problem(str(site_dir), "cannot index for search: the site folder does not exist"))
-    bundle, fresh, stale = site_dir / BUNDLE_DIR, site_dir / f".{BUNDLE_DIR}.new", site_dir / f".{BUNDLE_DIR}.old"
-    stage = site_dir.with_name(f".{site_dir.name}.search-stage")
-    for leftover in (fresh, stale, stage):
-        shutil.rmtree(leftover, ignore_errors=True)
-    start = time.perf_counter()
-    if shards is None:
-        found = sorted(page.parent.name for page in site_dir.glob(ARTICLE_GLOB))
-        shards = [Shard(number, tuple(ids)) for number, ids in assign_shards(found).items()]
-    if not shards:
-        # An empty digest: nothing to search. Pagefind would fail; drop any stale bundle instead.
-        shutil.rmtree(bundle, ignore_errors=True)
-        return SearchReport(pages=0, seconds=time.perf_counter() - start)
-    sources = {shard.number: _reusable(shard, live_dir, refresh) for shard in shards}
-    to_index = [shard for shard in shards if sources[shard.number] is None]
-
-    def link_the_others() -> None:  # while Pagefind runs: it keeps about 1.4 cores busy
-        for shard in shards:
-            if sources[shard.number] is not None:
-                _link_shard(shard, sources[shard.number], fresh)
-
+    indexing = SearchIndexing(site_dir, config, shards, live_dir, refresh)
     try:
-        _index_shards(site_dir, fresh, stage, to_index, config, meanwhile=link_the_others)
-    except BaseException:
-        shutil.rmtree(fresh, ignore_errors=True)
-        raise
+        indexing.start()
+        return indexing.finish()
     finally:
-        shutil.rmtree(stage, ignore_errors=True)
-    try:
-        if bundle.exists():
-            bundle.rename(stale)
-        fresh.rename(bundle)
-    except OSError as exc:
-        raise DigestError(Problem(str(bundle), f"cannot put the search index in place: {exc.strerror or exc}"))
-    shutil.rmtree(stale, ignore_errors=True)
-    return SearchReport(pages=sum(len(s.article_ids) for s in shards), seconds=time.perf_counter() - start,
-                        indexed=sum(len(s.article_ids) for s in to_index))
+        indexing.stop()
+
+
+class SearchIndexing:
+    """A search index being made for a written tree (see `index_site`), in two steps, so a build can
+    go on rendering while Pagefind runs: `start` once the article pages of the shards to index
+    (`pages_first`) are written, `finish` once everything else is; `stop` ends it, done or not."""
+
+    def __init__(self, site_dir: Path, config: SiteConfig, shards: Sequence[Shard] | None = None,
+                 live_dir: Path | None = None, refresh: bool = True):
+        site_dir = Path(site_dir).resolve()
+        if not site_dir.is_dir():
+            raise DigestError(Problem(str(site_dir), "cannot index for search: the site folder does not exist"))
+        self.site_dir, self.config, self.started_at = site_dir, config, time.perf_counter()
+        self.bundle, self.fresh = site_dir / BUNDLE_DIR, site_dir / f".{BUNDLE_DIR}.new"
+        self.stale, self.stage = site_dir / f".{BUNDLE_DIR}.old", site_dir.with_name(f".{site_dir.name}.search-stage")
+        for leftover in (self.fresh, self.stale, self.stage):
+            shutil.rmtree(leftover, ignore_errors=True)
+        if shards is None:
+            found = sorted(page.parent.name for page in site_dir.glob(ARTICLE_GLOB))
+            shards = [Shard(number, tuple(ids)) for number, ids in assign_shards(found).items()]
+        self.shards = list(shards)
+        self.sources = {shard.number: _reusable(shard, live_dir, refresh) for shard in self.shards}
+        self.waiting = [shard for shard in self.shards if self.sources[shard.number] is None]
+        self.to_index = list(self.waiting)
+        self.running: list[tuple[Shard, subprocess.Popen, Path]] = []
+        self.started = False
+
+    @property
+    def pages_first(self) -> set[str]:
+        """The site paths of the article pages Pagefind will read."""
+        return {f"articles/{article_id}/index.html" for shard in self.to_index for article_id in shard.article_ids}
+
+    def start(self) -> None:
+        """Start Pagefind on as many shards as there are idle cores, then hard-link the shards kept
+        from the live site while it runs (it keeps about 1.4 cores busy)."""
+        from generator.workers import idle_cores
+
+        if self.started or not self.shards:
+            return
+        self.started = True
+        self.slots = max(1, min(len(self.waiting), idle_cores(None)))
+        self._launch()
+        for shard in self.shards:
+            source = self.sources[shard.number]
+            if source is not None:
+                _link_shard(shard, source, self.fresh)
+
+    def finish(self) -> SearchReport:
+        """Wait for Pagefind, put the new bundle in place of the old one and say what was indexed."""
+        if not self.shards:
+            # An empty digest: nothing to search. Pagefind would fail; drop any stale bundle instead.
+            shutil.rmtree(self.bundle, ignore_errors=True)
+            return SearchReport(pages=0, seconds=time.perf_counter() - self.started_at)
+        self.start()
+        while self.running:
+            shard, process, output = self.running.pop(0)
+            try:
+                printed, _ = process.communicate(timeout=3600)
+            except subprocess.TimeoutExpired:
+                raise DigestError(Problem(str(self.site_dir), "Pagefind did not finish indexing within an hour"))
+            _check_indexed(self.site_dir, process.returncode, printed or "", output)
+            (output / KEY_FILE).write_text(f"{shard.key or '-'}\n{shard.members}\n", encoding="ascii")
+            self._launch()
+        shutil.rmtree(self.stage, ignore_errors=True)
+        try:
+            if self.bundle.exists():
+                self.bundle.rename(self.stale)
+            self.fresh.rename(self.bundle)
+        except OSError as exc:
+            raise DigestError(Problem(str(self.bundle), f"cannot put the search index in place: {exc.strerror or exc}"))
+        shutil.rmtree(self.stale, ignore_errors=True)
+        return SearchReport(pages=sum(len(s.article_ids) for s in self.shards),
+                            seconds=time.perf_counter() - self.started_at,
+                            indexed=sum(len(s.article_ids) for s in self.to_index))
+
+    def stop(self) -> None:
+        """End any Pagefind still running and remove what was not put in place."""
+        for _, process, _ in self.running:
+            process.kill()
+            process.wait()
+        self.running = []
+        for leftover in (self.fresh, self.stage):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+    def _launch(self) -> None:
+        """Start Pagefind on waiting shards while there are free slots, each on a folder of its pages."""
+        # Environment variables PAGEFIND_* and a pagefind.yml in the working directory would change
+        # the options: run in the stage's folder with only the options given.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PAGEFIND_") or k == "PAGEFIND_BINARY_PATH"}
+        while self.waiting and len(self.running) < self.slots:
+            command = pagefind_command()
+            shard = self.waiting.pop(0)
+            pages = _stage(self.site_dir, self.stage / str(shard.number), shard)
+            output = self.fresh / shard.folder[len(BUNDLE_DIR) + 1:] if shard.number else self.fresh
+            output.parent.mkdir(parents=True, exist_ok=True)
+            arguments = pagefind_arguments(pages, self.config, output=output)
+            try:
+                process = subprocess.Popen(command + arguments, cwd=self.stage, env=env, stdout=subprocess.PIPE,
+                                           stderr=subprocess.STDOUT, text=True, errors="replace")
+            except OSError as exc:
+                raise DigestError(Problem(command[0], f"cannot run Pagefind: {exc.strerror or exc}", hint=INSTALL_HINT))
+            self.running.append((shard, process, output))
 
 
 def _reusable(shard: Shard, live_dir: Path | None, refresh: bool) -> Path | None:
@@ -232,54 +301,6 @@ def _link_shard(shard: Shard, source: Path, fresh: Path) -> None:
     target = fresh / shard.folder[len(BUNDLE_DIR) + 1:] if shard.number else fresh
     ignore = shutil.ignore_patterns(SHARDS_DIR) if shard.number == 0 else None
     shutil.copytree(source, target, copy_function=os.link, ignore=ignore, symlinks=True, dirs_exist_ok=True)
-
-
-def _index_shards(site_dir: Path, fresh: Path, stage: Path, shards: Sequence[Shard], config: SiteConfig,
-                  meanwhile: Callable[[], None] | None = None) -> None:
-    """Index each shard's article pages with Pagefind into its folder of the new bundle, as many at
-    once as there are idle cores (Pagefind itself is about 1.4 cores busy); run `meanwhile` once
-    the first of them have started."""
-    from generator.workers import idle_cores
-
-    if not shards:
-        if meanwhile is not None:
-            meanwhile()
-        return
-    # Environment variables PAGEFIND_* and a pagefind.yml in the working directory would change the
-    # options: run in the stage's folder with only the options given.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PAGEFIND_") or k == "PAGEFIND_BINARY_PATH"}
-    command = pagefind_command()
-    waiting, running = list(shards), []
-    slots = max(1, min(len(shards), idle_cores(None)))
-    try:
-        while waiting or running:
-            while waiting and len(running) < slots:
-                shard = waiting.pop(0)
-                pages = _stage(site_dir, stage / str(shard.number), shard)
-                output = fresh / shard.folder[len(BUNDLE_DIR) + 1:] if shard.number else fresh
-                output.parent.mkdir(parents=True, exist_ok=True)
-                arguments = pagefind_arguments(pages, config, output=output)
-                try:
-                    process = subprocess.Popen(command + arguments, cwd=stage, env=env, stdout=subprocess.PIPE,
-                                               stderr=subprocess.STDOUT, text=True, errors="replace")
-                except OSError as exc:
-                    raise DigestError(Problem(command[0], f"cannot run Pagefind: {exc.strerror or exc}",
-                                              hint=INSTALL_HINT))
-                running.append((shard, process, output))
-            if meanwhile is not None:
-                meanwhile()
-                meanwhile = None
-            shard, process, output = running.pop(0)
-            try:
-                printed, _ = process.communicate(timeout=3600)
-            except subprocess.TimeoutExpired:
-                raise DigestError(Problem(str(site_dir), "Pagefind did not finish indexing within an hour"))
-            _check_indexed(site_dir, process.returncode, printed or "", output)
-            (output / KEY_FILE).write_text(f"{shard.key or '-'}\n{shard.members}\n", encoding="ascii")
-    finally:
-        for _, process, _ in running:
-            process.kill()
-            process.wait()
 
 
 def _stage(site_dir: Path, stage: Path, shard: Shard) -> Path:

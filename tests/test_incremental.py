@@ -559,9 +559,13 @@ def test_an_edit_indexes_again_only_the_search_shard_of_the_edited_article(examp
     site = example_copy / "site"
     build(config)
     indexed = []
-    real_index = search._index_shards
-    monkeypatch.setattr(search, "_index_shards", lambda site_dir, fresh, stage, shards, *rest, **named: (
-        indexed.append(sorted(s.number for s in shards)), real_index(site_dir, fresh, stage, shards, *rest, **named))[1])
+    real_init = search.SearchIndexing.__init__
+
+    def watched(self, *args, **named):  # the shards each build indexes
+        real_init(self, *args, **named)
+        indexed.append(sorted(shard.number for shard in self.to_index))
+
+    monkeypatch.setattr(search.SearchIndexing, "__init__", watched)
     record = example_copy / "content/autoimmunity/36109639.yaml"
     before = read_tree(site)
     record.write_text(record.read_text().replace("refractory systemic lupus", "refractory lupus"))
