@@ -66,6 +66,11 @@ class Shard:
         return bundle_folder(self.number)
 
     @property
+    def in_bundle(self) -> str:
+        """Its folder within the first shard's ("" for the first)."""
+        return f"{SHARDS_DIR}/{self.number}" if self.number else ""
+
+    @property
     def members(self) -> str:
         """A key of which articles the shard holds (what a stale copy must still match)."""
         joined = "\x1f".join(sorted(self.article_ids)).encode("utf-8", "surrogatepass")
@@ -182,7 +187,8 @@ def index_site(site_dir: Path, config: SiteConfig, shards: Sequence[Shard] | Non
 class SearchIndexing:
     """A search index being made for a written tree (see `index_site`), in two steps, so a build can
     go on rendering while Pagefind runs: `start` once the article pages of the shards to index
-    (`pages_first`) are written, `finish` once everything else is; `stop` ends it, done or not."""
+    (`pages_first`) are written, `finish` once everything else is; `stop` ends it, done or not.
+    Pagefind never deletes files of an older bundle: the new one is made beside it, then swapped in."""
 
     def __init__(self, site_dir: Path, config: SiteConfig, shards: Sequence[Shard] | None = None,
                  live_dir: Path | None = None, refresh: bool = True):
@@ -217,6 +223,7 @@ class SearchIndexing:
         if self.started or not self.shards:
             return
         self.started = True
+        self.command = pagefind_command()
         self.slots = max(1, min(len(self.waiting), idle_cores(None)))
         self._launch()
         for shard in self.shards:
@@ -267,14 +274,13 @@ class SearchIndexing:
         # the options: run in the stage's folder with only the options given.
         env = {k: v for k, v in os.environ.items() if not k.startswith("PAGEFIND_") or k == "PAGEFIND_BINARY_PATH"}
         while self.waiting and len(self.running) < self.slots:
-            command = pagefind_command()
             shard = self.waiting.pop(0)
             pages = _stage(self.site_dir, self.stage / str(shard.number), shard)
-            output = self.fresh / shard.folder[len(BUNDLE_DIR) + 1:] if shard.number else self.fresh
+            output = self.fresh / shard.in_bundle
             output.parent.mkdir(parents=True, exist_ok=True)
-            arguments = pagefind_arguments(pages, self.config, output=output)
+            command = self.command + pagefind_arguments(pages, self.config, output=output)
             try:
-                process = subprocess.Popen(command + arguments, cwd=self.stage, env=env, stdout=subprocess.PIPE,
+                process = subprocess.Popen(command, cwd=self.stage, env=env, stdout=subprocess.PIPE,
                                            stderr=subprocess.STDOUT, text=True, errors="replace")
             except OSError as exc:
                 raise DigestError(Problem(command[0], f"cannot run Pagefind: {exc.strerror or exc}", hint=INSTALL_HINT))
@@ -298,9 +304,9 @@ def _reusable(shard: Shard, live_dir: Path | None, refresh: bool) -> Path | None
 
 def _link_shard(shard: Shard, source: Path, fresh: Path) -> None:
     """Hard-link a shard's files from the live site into its folder of the new bundle."""
-    target = fresh / shard.folder[len(BUNDLE_DIR) + 1:] if shard.number else fresh
     ignore = shutil.ignore_patterns(SHARDS_DIR) if shard.number == 0 else None
-    shutil.copytree(source, target, copy_function=os.link, ignore=ignore, symlinks=True, dirs_exist_ok=True)
+    shutil.copytree(source, fresh / shard.in_bundle, copy_function=os.link, ignore=ignore, symlinks=True,
+                    dirs_exist_ok=True)
 
 
 def _stage(site_dir: Path, stage: Path, shard: Shard) -> Path:
