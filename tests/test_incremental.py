@@ -576,6 +576,7 @@ def test_an_edit_indexes_again_only_the_search_shard_of_the_edited_article(examp
                if path.endswith("/index.html") and path.startswith("articles/") and before.get(path) != data]
     assert {next(n for n, ids in shards.items() if i in ids) for i in changed} - {mine}  # pages of other shards
     assert indexed == [[mine]] and report.searched == len(shards[mine])
+    assert f"written; {len(shards[mine])} indexed for search) in " in report.summary()
     clean = example_copy.parent / "clean-site"
     clean_build(example_copy, clean)
     assert search_fragments(site) == search_fragments(clean)
