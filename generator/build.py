@@ -363,7 +363,7 @@ def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, prog
             to_render = [j for j in to_render if j.path not in first]
             files = TreeFiles(writer.spare, writer.output)
             written_count = 0
-            search = _search_indexing(writer, renderer, keys, config, index_search, clean) if config.search else None
+            search = _search_indexing(writer, plan, keys, config, index_search, clean) if config.search else None
             if search is not None:
                 cleanup.callback(search.stop)
                 needed = search.pages_first
@@ -585,7 +585,7 @@ def _render_open_pages(preview: Preview, renderer: Renderer, last_jobs: dict[str
 SEARCH_FIRST_MAX = 500  # at most this many article pages to render before Pagefind starts (else: after all)
 
 
-def _search_indexing(writer: SiteWriter, renderer: Renderer, keys: dict[str, str], config: SiteConfig,
+def _search_indexing(writer: SiteWriter, plan: Any, keys: dict[str, str], config: SiteConfig,
                      refresh: bool, clean: bool) -> Any:
     """Return the new tree's search index, to be made: the shards whose article pages changed what
     they give Pagefind are indexed again, the others hard-linked from the live site (see
@@ -593,11 +593,10 @@ def _search_indexing(writer: SiteWriter, renderer: Renderer, keys: dict[str, str
     are; with `clean` none is."""
     from generator.search import SearchIndexing, pagefind_identity, plan_shards
 
-    if own_article_templates(renderer.config):  # the page itself says what is indexed
-        search_keys = {i: keys[urls.output_file(urls.article_path(i))] for i in renderer.digest.by_id}
+    if own_article_templates(config):  # the page itself says what is indexed
+        search_keys = {i: keys[urls.output_file(urls.article_path(i))] for i in plan.article_keys}
     else:  # the packaged theme indexes only what the record and the theme give
-        theme = renderer.theme_key
-        search_keys = {i: fingerprint(theme, content) for i, content in renderer._article_keys.items()}
+        search_keys = {i: fingerprint(plan.theme_key, content) for i, content in plan.article_keys.items()}
     shards = plan_shards(search_keys, pagefind_identity())
     return SearchIndexing(writer.spare, config, shards, live_dir=None if clean else writer.output, refresh=refresh)
 

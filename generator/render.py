@@ -309,7 +309,7 @@ def _read_references(path: Path) -> dict[str, tuple[bool, bool]]:
 def own_article_templates(config: SiteConfig) -> bool:
     """Return True when the digest's templates folder holds a template of its own (one the packaged
     theme lacks, or whose text differs): what its article pages give the search index may then
-    depend on more than the article (see build._update_search_index)."""
+    depend on more than the article (see build._search_indexing)."""
     folders = theme_dirs(config)
     if len(folders) < 2:
         return False
