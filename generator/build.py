@@ -390,6 +390,7 @@ def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, prog
     if search is not None:
         with _timed(report, "search"):  # what is left of it once everything else is written
             report.searched = search.finish().indexed
+        report.warnings = [*report.warnings, *_unmerged_shards(writer, all_jobs)]
     with _timed(report, "write"):
         try:
             written = writer.publish()
@@ -580,6 +581,23 @@ def _render_open_pages(preview: Preview, renderer: Renderer, last_jobs: dict[str
     if pages:
         preview.show({**{path: data for path, data in renderer.assets.values()}, **pages})
     return pages
+
+
+def _unmerged_shards(writer: SiteWriter, all_jobs: list[PageJob]) -> list[Problem]:
+    """A search page of the digest's own that does not list the index's other shards would search
+    only the first: say so (the packaged one puts `merged_bundles` in its data-merge attribute)."""
+    job = next((j for j in all_jobs if j.kind == "search"), None)
+    if job is None or not job.args:
+        return []
+    try:
+        shown = (writer.spare / job.path).read_bytes()
+    except OSError:
+        return []
+    if all(bundle.encode() in shown for bundle in job.args):
+        return []
+    return [Problem("templates/search.html", f"the search index is in {len(job.args) + 1} shards but the search "
+                    "page does not list them all: it finds only some of the articles", severity="warning",
+                    hint="give search.js the shards as the packaged search.html does (data-merge from merged_bundles)")]
 
 
 SEARCH_FIRST_MAX = 500  # at most this many article pages to render before Pagefind starts (else: after all)

@@ -630,3 +630,18 @@ def test_digest_templates_count_as_its_own_only_when_they_differ_from_the_packag
     assert not own_article_templates(config)
     (example_copy / "templates/_extra.html").write_text("<p>mine</p>")
     assert own_article_templates(config)
+
+
+def test_a_search_page_of_the_digests_own_that_leaves_shards_out_is_a_warning(example_copy, monkeypatch):
+    """A search.html copied from an older version does not list the index's other shards: the
+    search would find only some articles. The build says so, naming the template."""
+    from generator import search
+
+    monkeypatch.setattr(search, "SHARD_ARTICLES", 4)
+    config = load_config(example_copy, {})
+    assert build(config).warnings == []
+    (example_copy / "templates").mkdir()
+    page = (REPO / "templates/search.html").read_text(encoding="utf-8")
+    (example_copy / "templates/search.html").write_text(re.sub(r"\{% if merged_bundles %\}.*?\{% endif %\}", "", page))
+    warnings = build(config).warnings
+    assert [w.path for w in warnings] == ["templates/search.html"] and "shards" in warnings[0].message
