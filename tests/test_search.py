@@ -87,3 +87,19 @@ def test_options_index_only_articles_in_the_digest_language(tmp_path):
     arguments = pagefind_arguments(tmp_path, SiteConfig(root=tmp_path, language="pt-BR"))
     assert arguments[arguments.index("--glob") + 1] == "articles/*/index.html"
     assert arguments[arguments.index("--force-language") + 1] == "pt"
+
+
+def test_shards_split_large_digests_and_keep_each_article_where_it_was():
+    from generator.search import assign_shards, merged_bundles, shard_count
+
+    assert [shard_count(n) for n in (0, 13, 1500, 1501, 3000, 3001, 10_000, 100_000, 10**7)] == \
+        [1, 1, 1, 2, 2, 4, 8, 16, 16]
+    ids = [str(30_000_000 + i) for i in range(10_000)]
+    shards = assign_shards(ids)
+    assert sorted(shards) == list(range(8)) and sorted(i for part in shards.values() for i in part) == sorted(ids)
+    assert max(map(len, shards.values())) < 1.2 * 10_000 / 8  # a hash spreads them evenly
+    # Adding records moves none of the others while the digest keeps its number of shards.
+    grown = assign_shards(ids + [str(40_000_000 + i) for i in range(500)])
+    assert all(set(part) <= set(grown[number]) for number, part in shards.items())
+    assert merged_bundles(ids) == [f"pagefind/shards/{n}/" for n in range(1, 8)]
+    assert merged_bundles(ids[:1500]) == [] and assign_shards([]) == {}
