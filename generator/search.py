@@ -16,6 +16,7 @@ key changed and hard-links the others from the live site.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -62,10 +63,6 @@ class Shard:
     key: str = ""
 
     @property
-    def folder(self) -> str:
-        return bundle_folder(self.number)
-
-    @property
     def in_bundle(self) -> str:
         """Its folder within the first shard's ("" for the first)."""
         return f"{SHARDS_DIR}/{self.number}" if self.number else ""
@@ -91,16 +88,21 @@ def assign_shards(article_ids: Iterable[str]) -> dict[int, list[str]]:
 
     An article stays in its shard while the digest keeps its size class (a hash of its id), so an
     edit changes one shard. Should the first shard be empty (possible only in theory: above 1,500
-    articles), everything goes into one."""
-    article_ids = list(article_ids)
-    count = shard_count(len(article_ids))
+    articles), everything goes into one. The last answer is kept, and shared: the plan (for the
+    search page) and the search stage ask for the same digest's."""
+    article_ids = tuple(article_ids)
+    return _assigned(article_ids, shard_count(len(article_ids)))
+
+
+@functools.lru_cache(maxsize=1)
+def _assigned(article_ids: tuple[str, ...], count: int) -> dict[int, list[str]]:
     shards: dict[int, list[str]] = {}
     for article_id in article_ids:
         number = int.from_bytes(hashlib.blake2b(article_id.encode("utf-8", "surrogatepass"),
                                                 digest_size=8).digest(), "big") % count if count > 1 else 0
         shards.setdefault(number, []).append(article_id)
     if count > 1 and 0 not in shards:
-        return {0: article_ids} if article_ids else {}
+        return {0: list(article_ids)} if article_ids else {}
     return dict(sorted(shards.items()))
 
 
@@ -292,7 +294,7 @@ def _reusable(shard: Shard, live_dir: Path | None, refresh: bool) -> Path | None
     off, holds the same articles, up to date or not), else None."""
     if live_dir is None:
         return None
-    source = Path(live_dir) / shard.folder
+    source = Path(live_dir) / bundle_folder(shard.number)
     try:
         known = (source / KEY_FILE).read_text(encoding="ascii").split()
     except (OSError, UnicodeDecodeError):
