@@ -957,10 +957,10 @@ class SitePlan:
         inputs = (renderer.citation_keys, similar_keys)
         found = memo.get(("exports",), inputs, contents=every_id)
         if found is None:
-            all_keys = value_key((sorted(self.article_keys.items()), sorted(renderer.citation_keys.items())))
+            records = records_key(self.article_keys, renderer.citation_keys)
             found = memo.put(("exports",), inputs, (
-                value_key((self.theme_key, all_keys, sorted((i, k[0]) for i, k in similar_keys.items()))),
-                value_key((self.theme_key, all_keys))))
+                value_key((self.theme_key, records, sorted((i, k[0]) for i, k in similar_keys.items()))),
+                exports_key(self.theme_key, records)))
         add(urls.DIGEST_JSON, "digest_json", found[0])
         for name in ("digest.bib", "digest.ris", "digest.csl.json"):
             add(name, name, found[1])
@@ -1009,6 +1009,16 @@ class SitePlan:
         chosen, edges = map_graph(digest)
         return value_key((chosen, edges, [self.item_keys[i] for i in chosen],
                           [k.subjects for k in self.keys.values()], articles_per_year(digest)))
+
+
+def records_key(content_keys: dict[str, str], citation_keys: dict[str, str]) -> str:
+    """Fingerprint every article's content and citation key (what the digest-wide exports show)."""
+    return value_key((sorted(content_keys.items()), sorted(citation_keys.items())))
+
+
+def exports_key(theme_key: str, records: str) -> str:
+    """Return the key of `digest.bib`, `digest.ris` and `digest.csl.json` (`records`: `records_key`)."""
+    return value_key((theme_key, records))
 
 
 def article_jobs(article_id: str, page_key: str, cite_key: str) -> tuple[PageJob, ...]:

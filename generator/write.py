@@ -86,9 +86,9 @@ def checked_paths(paths: Collection[str]) -> None:
 def write_file(target: str, data: bytes) -> None:
     """Create one file with `data`, replacing (never modifying) what is there: it may be a hard link
     shared with the live site. The folder it goes in must exist."""
-    handle = _create(target)
+    handle = create_file(target)
     try:
-        _write_all(handle, data)
+        write_all(handle, data)
     finally:
         os.close(handle)
 
@@ -98,19 +98,21 @@ def write_spliced(target: str, parts: Iterable[bytes | tuple[int, int]], source:
     `source`, which the kernel copies without a trip through this process (`copy_file_range`): an
     edit at 10,000 articles rewrites 95 MB of digest-wide exports, nearly all of it the live ones'.
     Consecutive bytes parts go in one write."""
-    handle = _create(target)
+    handle = create_file(target)
     try:
         for is_range, run in itertools.groupby(parts, key=lambda part: isinstance(part, tuple)):
             if is_range:
                 for start, end in run:
                     _copy_range(source, handle, start, end)
             else:
-                _write_all(handle, b"".join(run))
+                write_all(handle, b"".join(run))
     finally:
         os.close(handle)
 
 
-def _create(target: str) -> int:
+def create_file(target: str) -> int:
+    """Return a descriptor of a new, empty file at `target`, open for writing: what is there is
+    replaced, never modified (it may be a hard link shared with the live site)."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
     try:
         return os.open(target, flags, 0o644)
@@ -122,7 +124,8 @@ def _create(target: str) -> int:
         return os.open(target, flags, 0o644)
 
 
-def _write_all(handle: int, data: bytes) -> None:
+def write_all(handle: int, data: bytes) -> None:
+    """Write all of `data` to the open file `handle`."""
     view = memoryview(data)
     while view:
         view = view[os.write(handle, view):]
@@ -147,7 +150,7 @@ def _copy_range(source: int, target: int, start: int, end: int) -> None:
             data = os.pread(source, min(end - start, 1 << 22), start)
             if not data:
                 raise OSError(errno.EIO, "a file of the live site changed while it was being copied")
-            _write_all(target, data)
+            write_all(target, data)
             copied = len(data)
         start += copied
 

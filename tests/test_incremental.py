@@ -198,6 +198,18 @@ def test_files_written_while_linking_are_those_of_a_one_process_build(example_co
     made = placed[-1][1]
     assert sum(path.startswith("authors/") for path in made) > 20 and sum("/cite." in path for path in made) == 39
     assert all(manifest[path] == key for path, key in made.items())
+    # It made the digest-wide exports too, from the citation files as it wrote them, and said where
+    # each entry is: the next edit copies the others from them.
+    assert {"digest.bib", "digest.ris", "digest.csl.json"} <= made.keys()
+    import generator.cache_files as cache_module
+    from generator.render import export_item
+
+    index = cache_module.load_pickle(example_copy / ".digest-cache/exports.pickle")
+    bib = (example_copy / "site/digest.bib").read_bytes()
+    ((size, entries),) = index["digest.bib"].values()
+    assert size == len(bib) and len(entries) == 13
+    for article_id, (_, start, end) in entries.items():
+        assert bib[start:end] == export_item("digest.bib", (example_copy / f"site/articles/{article_id}/cite.bib").read_bytes())
     # The listing entries it rendered for the term pages are kept for the next build's listings.
     from generator.cache_files import JournaledDict
 
