@@ -354,8 +354,8 @@ def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, prog
         return report
     with _timed(report, "render"):
         try:
-            early_paths = {j.path for j in all_jobs if j.kind in early.kinds} if early is not None else set()
-            pending = set(writer.prepare(keys, leave=early_paths))
+            written_count = _take_early(early, writer, renderer, keys) if early is not None else 0
+            pending = set(writer.prepare(keys))
             to_render = [j for j in all_jobs if j.path in pending and j.kind not in AGGREGATES]
             if preview is not None:
                 live = writer.live
@@ -363,7 +363,6 @@ def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, prog
             first = {path: data for path, data in first.items() if path in pending}  # else: linked from live
             to_render = [j for j in to_render if j.path not in first]
             files = TreeFiles(writer.spare, writer.output)
-            written_count = 0
             search = _search_indexing(writer, plan, keys, config, index_search, clean) if config.search else None
             if search is not None:
                 cleanup.callback(search.stop)
@@ -377,8 +376,6 @@ def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, prog
                     to_render = [j for j in to_render if j.path not in needed]
                     search.start()
             written_count += render_into(writer.spare, renderer, to_render, jobs, progress, live=writer.output)
-            if early is not None:
-                written_count += _finish_early(early, writer, renderer, all_jobs, keys, pending, jobs, progress)
             for path, data in first.items():
                 written_count += files.put(path, data)
             aggregates = [job for job in all_jobs if job.path in pending and job.kind in AGGREGATES]
@@ -428,16 +425,18 @@ class _EarlyFiles:
     on the taxonomies and its articles' listing entries (unless a template reads `digest`: then
     term pages are left to the render stage). So they can be made as soon as the records are
     loaded. In a cold build of 10,000 articles they are 61,000 of the 82,000 files, and making them
-    keeps a core busy that would otherwise sit idle while linking and planning run on the other;
-    the writer goes on while the render stage renders the rest. It works out the taxonomies and
-    keys with the functions the link stage and the plan use, and says which key each file got;
-    any file whose key is not the plan's is rendered again by the render stage, after the writer
-    is done (as are all of them, should it fail). Only cold builds use it: an edit leaves too few
-    new citation files to pay for a process.
+    keeps a core busy that would otherwise sit idle while linking and planning run on the other.
+    When the render stage starts, the writer stops after the file it is writing: what it has not
+    made is rendered with the rest, by workers on every core. (Left to go on, it was a third
+    process on two cores, and on a slow file system the one the build waited for at the end.) It
+    works out the taxonomies and keys with the functions the link stage and the plan use, and says
+    which key each file got; any file whose key is not the plan's is rendered by the render stage
+    (as are all of them, should it fail). Only cold builds use it: an edit leaves too few new
+    citation files to pay for a process.
     """
 
-    def __init__(self, writer: SiteWriter, kinds: frozenset[str], pool: Any, result: Any):
-        self.writer, self.kinds, self.pool, self.result = writer, kinds, pool, result
+    def __init__(self, writer: SiteWriter, pool: Any, result: Any, stop_flag: Any):
+        self.writer, self.pool, self.result, self.stop_flag = writer, pool, result, stop_flag
         self.made_exports = False  # whether the digest-wide exports it made were taken
 
     @classmethod
@@ -463,19 +462,25 @@ class _EarlyFiles:
         pending = writer.pending(cites)
         if pending < EARLY_FILES_MIN:
             return None
-        kinds = frozenset(CITATION_FILES) | (frozenset() if template_references(config)[0] else {"term"})
+        with_terms = not template_references(config)[0]
         # Every citation file new (a cold build) and the theme's key known without the digest: the
         # writer makes the exports from them as it goes, where the render stage would read them back.
-        with_exports = pending == len(cites) and "term" in kinds
-        kinds |= frozenset(AGGREGATES) if with_exports else frozenset()
+        with_exports = pending == len(cites) and with_terms
         writer.ready()
-        _early_state = (loaded.articles, citation, keys, cites, "term" in kinds, with_exports, config, writer, load_state)
+        context = multiprocessing.get_context("fork")
+        stop_flag = context.RawValue("b", 0)  # shared memory: set by `stop`, read by the writer per file
+        _early_state = (loaded.articles, citation, keys, cites, with_terms, with_exports, config, writer, load_state,
+                        stop_flag)
         try:
-            pool = multiprocessing.get_context("fork").Pool(1, initializer=worker_setup)
+            pool = context.Pool(1, initializer=worker_setup)
         finally:
             _early_state = None
         cleanup.callback(pool.terminate)
-        return cls(writer, kinds, pool, pool.apply_async(_write_early))
+        return cls(writer, pool, pool.apply_async(_write_early), stop_flag)
+
+    def stop(self) -> None:
+        """Ask the writer to stop after the file it is writing (see `finish`)."""
+        self.stop_flag.value = 1
 
     def finish(self) -> tuple[int, dict[str, str], dict[str, str], dict[str, tuple[int, dict]]] | None:
         """Wait for the writer; return how many files got new bytes, the key of every file it
@@ -492,9 +497,10 @@ class _EarlyFiles:
             self.pool.terminate()
 
 
-def _finish_early(early: _EarlyFiles, writer: SiteWriter, renderer: Renderer, all_jobs: list[PageJob],
-                  keys: dict[str, str], pending: set[str], jobs: int | None, progress: Progress) -> int:
-    """Take the early writer's files; render here those it did not make with the plan's key."""
+def _take_early(early: _EarlyFiles, writer: SiteWriter, renderer: Renderer, keys: dict[str, str]) -> int:
+    """Stop the early writer and take the files it made with the plan's key; return how many got
+    new bytes. The render stage makes the others (`SiteWriter.prepare` finds them missing)."""
+    early.stop()
     found = early.finish()
     written, placed, fragments, exports = found if found is not None else (0, {}, {}, {})
     renderer.fragments.update(fragments)  # kept in the cache folder: the first edit's term pages need them
@@ -504,18 +510,15 @@ def _finish_early(early: _EarlyFiles, writer: SiteWriter, renderer: Renderer, al
         if placed.get(kind) == keys[kind]:
             _EXPORT_INDEX[kind] = {keys[kind]: made}  # where each entry is, for the next edit
             early.made_exports = True
-    redo = [j for j in all_jobs if j.kind in early.kinds and placed.get(j.path) != j.key]
-    pending.update(j.path for j in redo)  # an export among them is made by the render stage's `_aggregate`
-    redo = [j for j in redo if j.kind not in AGGREGATES]
-    if redo:
-        written += render_into(writer.spare, renderer, redo, jobs, progress, live=writer.output)
     return written
 
 
 def _write_early() -> tuple[int, dict[str, str], dict[str, str], dict[str, tuple[int, dict]]]:
     """In the forked writer: make the early files (see _EarlyFiles)."""
-    (articles, citation, keys, files, with_terms, with_exports, config, writer,
-     load_state) = _early_state  # type: ignore[misc]
+    (articles, citation, keys, files, with_terms, with_exports, config, writer, load_state,
+     stop_flag) = _early_state  # type: ignore[misc]
+    if load_state is not None:
+        load_state.save()  # first: the render stage stops this writer (never raises: see LoadState)
     files = dict(files)
     pages: dict[str, PageJob] = {}
     renderer = None
@@ -534,8 +537,13 @@ def _write_early() -> tuple[int, dict[str, str], dict[str, str], dict[str, tuple
     tree = TreeFiles(writer.spare, writer.output)
     streams = _ExportStreams(tree.tree, [a.id for a in articles]) if with_exports and renderer is not None else None
     written = 0
+    to_make = writer.prepare_some(files)
+    made = 0
     try:
-        for path in writer.prepare_some(files):
+        for path in to_make:
+            if stop_flag.value:
+                break
+            made += 1
             job = pages.get(path)
             if job is not None:
                 data = produce(renderer, job)
@@ -545,17 +553,17 @@ def _write_early() -> tuple[int, dict[str, str], dict[str, str], dict[str, tuple
                 if streams is not None:
                     streams.add(article_id, name, data, files[path])
             written += tree.put(path, data)
-        exports = streams.finish() if streams is not None else {}
+        exports = streams.finish() if streams is not None else {}  # none unless every article is in
     finally:
         if streams is not None:
             streams.close()
+    unmade = set(to_make[made:])
+    placed = {path: key for path, key in files.items() if path not in unmade}
     if exports:
         key = exports_key(renderer.theme_key, records_key({i: k.content for i, k in keys.items()}, citation))  # type: ignore[union-attr]
-        files.update(dict.fromkeys(exports, key))
+        placed.update(dict.fromkeys(exports, key))
         written += len(exports)
-    if load_state is not None:
-        load_state.save()  # never raises: a cache it cannot write costs the next build the reading
-    return written, files, renderer.new_fragments if renderer is not None else {}, exports
+    return written, placed, renderer.new_fragments if renderer is not None else {}, exports
 
 
 class _ExportStreams:

@@ -189,6 +189,10 @@ def test_files_written_while_linking_are_those_of_a_one_process_build(example_co
     placed = []
     real_finish = build_module._EarlyFiles.finish
     monkeypatch.setattr(build_module._EarlyFiles, "finish", lambda self: placed.append(real_finish(self)) or placed[-1])
+    # The render stage stops the writer; here it waits for it to finish first (on this small
+    # digest the writer could be stopped at any file), stopped early further down.
+    real_stop = build_module._EarlyFiles.stop
+    monkeypatch.setattr(build_module._EarlyFiles, "stop", lambda self: self.result.wait() or real_stop(self))
     config = load_config(example_copy, {})
     build(config, jobs=2)
     assert started[-1] is not None  # the forked writer ran
@@ -239,6 +243,20 @@ def test_files_written_while_linking_are_those_of_a_one_process_build(example_co
         shutil.rmtree(tree)
     build(config, jobs=2)
     assert started[-1] is not None
+    assert read_tree(example_copy / "site") == read_tree_of_clean_build(example_copy)
+    # Stopped before its first file (the render stage started at once), it leaves them all to the
+    # render stage: the same site.
+    shutil.rmtree(example_copy / "site")
+    with monkeypatch.context() as patch:
+        real_prepare_some = build_module.SiteWriter.prepare_some
+
+        def stopped_at_once(writer, files):  # in the writer, before its first file
+            build_module._early_state[-1].value = 1
+            return real_prepare_some(writer, files)
+
+        patch.setattr(build_module.SiteWriter, "prepare_some", stopped_at_once)
+        build(config, jobs=2)
+    assert started[-1] is not None and placed[-1][0] == 0 and not any("/cite." in path for path in placed[-1][1])
     assert read_tree(example_copy / "site") == read_tree_of_clean_build(example_copy)
     # A build that fails after its citation files were written leaves the site as it was.
     shutil.rmtree(example_copy / ".digest-cache")
