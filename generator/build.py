@@ -407,6 +407,8 @@ def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, prog
                 {key: fragments[key] for key in fragment_store.known if key in fragments}
     if (aggregates or (early is not None and early.made_exports)) and session is None:
         save_pickle(exports_file, _EXPORT_INDEX)  # where each entry is in the exports now live
+    if early is not None:
+        early.done()  # the load state it saves for the next build
     if inputs:
         _remember_inputs(config, inputs, report)
     report.seconds = time.perf_counter() - start
@@ -437,6 +439,7 @@ class _EarlyFiles:
 
     def __init__(self, writer: SiteWriter, pool: Any, result: Any, stop_flag: Any):
         self.writer, self.pool, self.result, self.stop_flag = writer, pool, result, stop_flag
+        self.saved: Any = None  # the load state's saving, when the writer does it (see `start`)
         self.made_exports = False  # whether the digest-wide exports it made were taken
 
     @classmethod
@@ -476,7 +479,10 @@ class _EarlyFiles:
         finally:
             _early_state = None
         cleanup.callback(pool.terminate)
-        return cls(writer, pool, pool.apply_async(_write_early), stop_flag)
+        early = cls(writer, pool, pool.apply_async(_write_early), stop_flag)
+        # Once the files are handed over: the render stage does not wait for this one (`done` does).
+        early.saved = pool.apply_async(_save_load_state) if load_state is not None else None
+        return early
 
     def stop(self) -> None:
         """Ask the writer to stop after the file it is writing (see `finish`)."""
@@ -487,12 +493,17 @@ class _EarlyFiles:
         placed, the listing entries it rendered and the index of each export it made (see
         `_EXPORT_INDEX`); None if it failed."""
         try:
-            found = self.result.get()
-            self.pool.close()
-            self.pool.join()
-            return found
+            return self.result.get()
         except Exception:  # noqa: BLE001 - the render stage renders them instead
             return None
+
+    def done(self) -> None:
+        """Wait for the writer to save the load state, and end it."""
+        try:
+            if self.saved is not None:
+                self.saved.wait()
+            self.pool.close()
+            self.pool.join()
         finally:
             self.pool.terminate()
 
@@ -515,10 +526,7 @@ def _take_early(early: _EarlyFiles, writer: SiteWriter, renderer: Renderer, keys
 
 def _write_early() -> tuple[int, dict[str, str], dict[str, str], dict[str, tuple[int, dict]]]:
     """In the forked writer: make the early files (see _EarlyFiles)."""
-    (articles, citation, keys, files, with_terms, with_exports, config, writer, load_state,
-     stop_flag) = _early_state  # type: ignore[misc]
-    if load_state is not None:
-        load_state.save()  # first: the render stage stops this writer (never raises: see LoadState)
+    articles, citation, keys, files, with_terms, with_exports, config, writer, _, stop_flag = _early_state  # type: ignore[misc]
     files = dict(files)
     pages: dict[str, PageJob] = {}
     renderer = None
@@ -564,6 +572,12 @@ def _write_early() -> tuple[int, dict[str, str], dict[str, str], dict[str, tuple
         placed.update(dict.fromkeys(exports, key))
         written += len(exports)
     return written, placed, renderer.new_fragments if renderer is not None else {}, exports
+
+
+def _save_load_state() -> None:
+    """In the forked writer, once its files are handed over: save the load state (never raises: a
+    cache it cannot write costs the next build the reading)."""
+    _early_state[8].save()  # type: ignore[index]
 
 
 class _ExportStreams:
