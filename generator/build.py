@@ -380,7 +380,8 @@ def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, prog
                 written_count += files.put(path, data)
             aggregates = [job for job in all_jobs if job.path in pending and job.kind in AGGREGATES]
             for job in aggregates:
-                written_count += _aggregate(writer, files, job, digest.articles, keys)
+                partial = early.partial_exports.get(job.kind) if early is not None else None
+                written_count += _aggregate(writer, files, job, digest.articles, keys, partial)
         except OSError as exc:
             raise DigestError(Problem(str(config.output_path), f"cannot write the site: {exc.strerror or exc}",
                                       hint="check free disk space and permissions; the previous site is untouched"))
@@ -441,6 +442,7 @@ class _EarlyFiles:
         self.writer, self.pool, self.result, self.stop_flag = writer, pool, result, stop_flag
         self.saved: Any = None  # the load state's saving, when the writer does it (see `start`)
         self.made_exports = False  # whether the digest-wide exports it made were taken
+        self.partial_exports: dict[str, tuple[int, dict]] = {}  # those it was stopped in (see `_aggregate`)
 
     @classmethod
     def start(cls, loaded: Any, key_store: dict, writer: SiteWriter, jobs: int | None, config: SiteConfig,
@@ -517,9 +519,11 @@ def _take_early(early: _EarlyFiles, writer: SiteWriter, renderer: Renderer, keys
     renderer.fragments.update(fragments)  # kept in the cache folder: the first edit's term pages need them
     writer.remove(placed.keys() - keys.keys())
     writer.written({path: key for path, key in placed.items() if keys.get(path) == key})
-    for kind, made in exports.items():
-        if placed.get(kind) == keys[kind]:
-            _EXPORT_INDEX[kind] = {keys[kind]: made}  # where each entry is, for the next edit
+    for kind, (size, index, complete) in exports.items():
+        if not complete:
+            early.partial_exports[kind] = (size, index)
+        elif placed.get(kind) == keys[kind]:
+            _EXPORT_INDEX[kind] = {keys[kind]: (size, index)}  # where each entry is, for the next edit
             early.made_exports = True
     return written
 
@@ -561,16 +565,17 @@ def _write_early() -> tuple[int, dict[str, str], dict[str, str], dict[str, tuple
                 if streams is not None:
                     streams.add(article_id, name, data, files[path])
             written += tree.put(path, data)
-        exports = streams.finish() if streams is not None else {}  # none unless every article is in
+        exports = streams.finish() if streams is not None else {}
     finally:
         if streams is not None:
             streams.close()
     unmade = set(to_make[made:])
     placed = {path: key for path, key in files.items() if path not in unmade}
-    if exports:
+    complete = [kind for kind, (_, _, whole) in exports.items() if whole]
+    if complete:
         key = exports_key(renderer.theme_key, records_key({i: k.content for i, k in keys.items()}, citation))  # type: ignore[union-attr]
-        placed.update(dict.fromkeys(exports, key))
-        written += len(exports)
+        placed.update(dict.fromkeys(complete, key))
+        written += len(complete)
     return written, placed, renderer.new_fragments if renderer is not None else {}, exports
 
 
@@ -621,20 +626,22 @@ class _ExportStreams:
             held = 0
         state[0], state[1], state[4] = count + 1, position + len(item), held
 
-    def finish(self) -> dict[str, tuple[int, dict]]:
-        """Complete the exports; return each one's size and index, or nothing (and remove them) when
-        one lacks an article."""
-        if self.broken or any(state[0] != len(self.order) for state in self.state.values()) or not self.order:
+    def finish(self) -> dict[str, tuple[int, dict, bool]]:
+        """Close the exports; return each one's size, index and whether it is complete. One the
+        writer was stopped in is left as it is, its first entries for the render stage to copy
+        (see `_aggregate`); none when an entry came out of order (then removed)."""
+        if self.broken or not self.order:
             self.close()
             for kind in AGGREGATES:
                 with contextlib.suppress(OSError):
                     os.unlink(f"{self.tree}/{kind}")
             return {}
         made = {}
-        for kind, (_, position, index, parts, _) in self.state.items():
-            tail = export_frame(kind)[2]
+        for kind, (count, position, index, parts, _) in self.state.items():
+            complete = count == len(self.order)
+            tail = export_frame(kind)[2] if complete else b""
             _write_parts(self.handles[kind], [*parts, tail])
-            made[kind] = (position + len(tail), index)
+            made[kind] = (position + len(tail), index, complete)
         self.close()
         return made
 
@@ -760,7 +767,8 @@ def _current_fragments(renderer: Renderer) -> dict[str, str]:
     return keep
 
 
-def _aggregate(writer: SiteWriter, files: TreeFiles, job: PageJob, articles, keys: dict[str, str]) -> int:
+def _aggregate(writer: SiteWriter, files: TreeFiles, job: PageJob, articles, keys: dict[str, str],
+               partial: tuple[int, dict] | None = None) -> int:
     """Make a digest-wide export in the new tree from the per-article files already there; return 1
     when it has new bytes, 0 when it is the live one's (then hard-linked).
 
@@ -768,12 +776,18 @@ def _aggregate(writer: SiteWriter, files: TreeFiles, job: PageJob, articles, key
     from there by the kernel (`write.write_spliced`; consecutive entries in one go) instead of read
     from its own file (30,000 files at 10,000 articles) and written again: `_EXPORT_INDEX` says where
     each entry is in the exports of given keys, and is used for the live export when it has one of
-    those keys (a build that failed after making it leaves the old one live).
+    those keys (a build that failed after making it leaves the old one live). Without one, the
+    first entries the early writer made (`partial`: its size and index; see `_ExportStreams`) are
+    copied from its unfinished export in the new tree (read through a descriptor opened before the
+    new file replaces it).
     """
     if not articles:
         return files.put(job.path, join_export(job.kind, []))
     live_path = os.fspath(writer.output / job.path)
     live_key, live, size, stored = _live_export(writer, job, live_path)
+    from_live = live >= 0
+    if not from_live and partial is not None:
+        live, size, stored = _opened(f"{files.tree}/{job.path}", *partial)
     try:
         head, separator, tail = export_frame(job.kind)
         parts, index = _export_parts(job, articles, keys, files.tree, head, separator, live, stored)
@@ -781,8 +795,8 @@ def _aggregate(writer: SiteWriter, files: TreeFiles, job: PageJob, articles, key
         # Kept: this export's index, and the live one's, which the spare tree holds after publishing
         # (undoing an edit brings it back from there, without making it again).
         _EXPORT_INDEX[job.kind] = {job.key: (index[articles[-1].id][2] + len(tail), index),
-                                   **({live_key: (size, stored)} if stored and live_key != job.key else {})}
-        if len(parts) == 3 and parts[1] == (len(head), size - len(tail)):
+                                   **({live_key: (size, stored)} if from_live and live_key != job.key else {})}
+        if from_live and len(parts) == 3 and parts[1] == (len(head), size - len(tail)):
             files.link(live_path, f"{files.tree}/{job.path}")  # every entry where it was: the live export
             return 0
         write_spliced(f"{files.tree}/{checked_path(job.path)}", parts, live)
@@ -790,6 +804,19 @@ def _aggregate(writer: SiteWriter, files: TreeFiles, job: PageJob, articles, key
     finally:
         if live >= 0:
             os.close(live)
+
+
+def _opened(path: str, size: int, index: dict) -> tuple[int, int, dict]:
+    """Return a descriptor of the file at `path`, its size and `index`, when it has `size` bytes;
+    else -1 and no entries."""
+    try:
+        handle = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return -1, 0, {}
+    if os.fstat(handle).st_size != size:
+        os.close(handle)
+        return -1, 0, {}
+    return handle, size, index
 
 
 def _live_export(writer: SiteWriter, job: PageJob, path: str) -> tuple[str | None, int, int, dict]:
@@ -800,14 +827,7 @@ def _live_export(writer: SiteWriter, job: PageJob, path: str) -> tuple[str | Non
     entry = made.get(live_key) if isinstance(made, dict) and live_key else None  # else: a cache of other code
     if not (isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[1], dict) and entry[1]):
         return live_key, -1, 0, {}
-    try:
-        live = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    except OSError:
-        return live_key, -1, 0, {}
-    if os.fstat(live).st_size != entry[0]:
-        os.close(live)
-        return live_key, -1, 0, {}
-    return live_key, live, entry[0], entry[1]
+    return (live_key, *_opened(path, entry[0], entry[1]))
 
 
 def _export_parts(job: PageJob, articles, keys: dict[str, str], tree: str, head: bytes, separator: bytes,

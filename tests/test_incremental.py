@@ -258,6 +258,24 @@ def test_files_written_while_linking_are_those_of_a_one_process_build(example_co
         build(config, jobs=2)
     assert started[-1] is not None and placed[-1][0] == 0 and not any("/cite." in path for path in placed[-1][1])
     assert read_tree(example_copy / "site") == read_tree_of_clean_build(example_copy)
+    # Stopped half-way through the citation files, its exports are unfinished: the render stage
+    # copies the entries they have and reads the other articles' files.
+    shutil.rmtree(example_copy / "site")
+    with monkeypatch.context() as patch:
+        real_add = build_module._ExportStreams.add
+
+        def stopped_half_way(streams, article_id, name, data, key):
+            real_add(streams, article_id, name, data, key)
+            if sum(len(state[2]) for state in streams.state.values()) == 20:
+                build_module._early_state[-1].value = 1
+
+        patch.setattr(build_module._ExportStreams, "add", stopped_half_way)
+        copied = []
+        real_export_parts = build_module._export_parts
+        patch.setattr(build_module, "_export_parts", lambda *a: copied.append(len(a[-1])) or real_export_parts(*a))
+        build(config, jobs=2)
+    assert placed[-1][0] == 20 and sorted(copied) == [6, 7, 7]
+    assert read_tree(example_copy / "site") == read_tree_of_clean_build(example_copy)
     # A build that fails after its citation files were written leaves the site as it was.
     shutil.rmtree(example_copy / ".digest-cache")
     before = read_tree(example_copy / "site")
