@@ -490,10 +490,10 @@ class _EarlyFiles:
         """Ask the writer to stop after the file it is writing (see `finish`)."""
         self.stop_flag.value = 1
 
-    def finish(self) -> tuple[int, dict[str, str], dict[str, str], dict[str, tuple[int, dict]]] | None:
+    def finish(self) -> tuple[int, dict[str, str], dict[str, str], dict[str, tuple[int, dict, bool]]] | None:
         """Wait for the writer; return how many files got new bytes, the key of every file it
-        placed, the listing entries it rendered and the index of each export it made (see
-        `_EXPORT_INDEX`); None if it failed."""
+        placed, the listing entries it rendered and each export's size, index (see
+        `_EXPORT_INDEX`) and whether it is complete (see `_ExportStreams`); None if it failed."""
         try:
             return self.result.get()
         except Exception:  # noqa: BLE001 - the render stage renders them instead
@@ -528,7 +528,7 @@ def _take_early(early: _EarlyFiles, writer: SiteWriter, renderer: Renderer, keys
     return written
 
 
-def _write_early() -> tuple[int, dict[str, str], dict[str, str], dict[str, tuple[int, dict]]]:
+def _write_early() -> tuple[int, dict[str, str], dict[str, str], dict[str, tuple[int, dict, bool]]]:
     """In the forked writer: make the early files (see _EarlyFiles)."""
     articles, citation, keys, files, with_terms, with_exports, config, writer, _, stop_flag = _early_state  # type: ignore[misc]
     files = dict(files)
@@ -585,51 +585,60 @@ def _save_load_state() -> None:
     _early_state[8].save()  # type: ignore[index]
 
 
+@dataclass
+class _Export:
+    """One export as the early writer makes it: a file open for writing and what is in it so far."""
+
+    handle: int
+    head: bytes
+    separator: bytes
+    tail: bytes
+    count: int = 0  # articles in it (the first `count` of the digest's order)
+    size: int = 0  # bytes in it, written or held
+    index: dict = field(default_factory=dict)  # article id -> (its file's key, start, end)
+    held: list = field(default_factory=list)  # bytes not written yet
+    held_size: int = 0
+
+
 class _ExportStreams:
     """The digest-wide exports (`digest.bib`, `.ris`, `.csl.json`), made by the early writer as it
     writes each article's citation files, in the digest's order: at 10,000 articles the render
     stage would read the 30,000 files back, 0.75 s at the end of a cold build with a core idle.
-    Should a file come out of order, none is kept and the render stage makes them as before."""
+    A writer stopped before the last article leaves them unfinished, and the render stage copies
+    the entries they have (see `_aggregate`); should a file come out of order, none is kept."""
 
     FLUSH = 1 << 20  # bytes held before they are written
 
     def __init__(self, tree: str, order: list[str]):
         self.tree, self.order, self.broken = tree, order, False
-        self.handles: dict[str, int] = {}
-        # Per export: how many articles it has, where the next entry starts, the index, pending bytes.
-        self.state: dict[str, list] = {}
+        self.exports: dict[str, _Export] = {}
         for kind in AGGREGATES:
-            head = export_frame(kind)[0]
-            self.handles[kind] = create_file(f"{tree}/{kind}")
-            self.state[kind] = [0, len(head), {}, [head], len(head)]
-        self.kind_of = {name: kind for kind, name in AGGREGATES.items()}
+            head, separator, tail = export_frame(kind)
+            self.exports[kind] = _Export(create_file(f"{tree}/{kind}"), head, separator, tail, size=len(head),
+                                         held=[head], held_size=len(head))
 
     def add(self, article_id: str, name: str, data: bytes, key: str) -> None:
         """Append an article's citation file `name` (its bytes, its key) to its export."""
-        kind = self.kind_of[name]
-        state = self.state[kind]
-        count, position, index, parts, held = state
-        if self.broken or count >= len(self.order) or self.order[count] != article_id:
+        export = self.exports[_EXPORT_OF[name]]
+        if self.broken or export.count >= len(self.order) or self.order[export.count] != article_id:
             self.broken = True
             return
-        item = export_item(kind, data)
-        if count:
-            separator = export_frame(kind)[1]
-            parts.append(separator)
-            position += len(separator)
-            held += len(separator)
-        parts.append(item)
-        index[article_id] = (key, position, position + len(item))
-        held += len(item)
-        if held >= self.FLUSH:
-            _write_parts(self.handles[kind], parts)
-            held = 0
-        state[0], state[1], state[4] = count + 1, position + len(item), held
+        item = export_item(_EXPORT_OF[name], data)
+        if export.count:
+            export.held.append(export.separator)
+            export.size += len(export.separator)
+            export.held_size += len(export.separator)
+        export.held.append(item)
+        export.index[article_id] = (key, export.size, export.size + len(item))
+        export.size += len(item)
+        export.held_size += len(item)
+        export.count += 1
+        if export.held_size >= self.FLUSH:
+            self._write(export)
 
     def finish(self) -> dict[str, tuple[int, dict, bool]]:
-        """Close the exports; return each one's size, index and whether it is complete. One the
-        writer was stopped in is left as it is, its first entries for the render stage to copy
-        (see `_aggregate`); none when an entry came out of order (then removed)."""
+        """Close the exports; return each one's size, index and whether it is complete (see the
+        class); nothing when an entry came out of order (they are removed)."""
         if self.broken or not self.order:
             self.close()
             for kind in AGGREGATES:
@@ -637,24 +646,31 @@ class _ExportStreams:
                     os.unlink(f"{self.tree}/{kind}")
             return {}
         made = {}
-        for kind, (count, position, index, parts, _) in self.state.items():
-            complete = count == len(self.order)
-            tail = export_frame(kind)[2] if complete else b""
-            _write_parts(self.handles[kind], [*parts, tail])
-            made[kind] = (position + len(tail), index, complete)
+        for kind, export in self.exports.items():
+            complete = export.count == len(self.order)
+            if complete:
+                export.held.append(export.tail)
+                export.size += len(export.tail)
+            self._write(export)
+            made[kind] = (export.size, export.index, complete)
         self.close()
         return made
 
     def close(self) -> None:
-        for handle in self.handles.values():
-            with contextlib.suppress(OSError):
-                os.close(handle)
-        self.handles.clear()
+        for export in self.exports.values():
+            if export.handle >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(export.handle)
+                export.handle = -1
+
+    @staticmethod
+    def _write(export: _Export) -> None:
+        write_all(export.handle, b"".join(export.held))
+        export.held.clear()
+        export.held_size = 0
 
 
-def _write_parts(handle: int, parts: list[bytes]) -> None:
-    write_all(handle, b"".join(parts))
-    parts.clear()
+_EXPORT_OF = {name: kind for kind, name in AGGREGATES.items()}  # citation file -> its digest-wide export
 
 
 def _save_states(states: tuple[LoadState, LinkState], may_fork: bool, cleanup: contextlib.ExitStack) -> None:

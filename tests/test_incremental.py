@@ -182,6 +182,7 @@ def test_files_written_while_linking_are_those_of_a_one_process_build(example_co
 
     # The example has 39 citation files; an edit changes 3.
     monkeypatch.setattr(build_module, "EARLY_FILES_MIN", 20)
+    monkeypatch.setattr(build_module._ExportStreams, "FLUSH", 100)  # exports written in many pieces
     started = []
     real_start = build_module._EarlyFiles.start.__func__
     monkeypatch.setattr(build_module._EarlyFiles, "start",
@@ -266,7 +267,7 @@ def test_files_written_while_linking_are_those_of_a_one_process_build(example_co
 
         def stopped_half_way(streams, article_id, name, data, key):
             real_add(streams, article_id, name, data, key)
-            if sum(len(state[2]) for state in streams.state.values()) == 20:
+            if sum(len(export.index) for export in streams.exports.values()) == 20:
                 build_module._early_state[-1].value = 1
 
         patch.setattr(build_module._ExportStreams, "add", stopped_half_way)
