@@ -354,8 +354,8 @@ def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, prog
         return report
     with _timed(report, "render"):
         try:
-            written_count = _take_early(early, writer, renderer, keys) if early is not None else 0
-            pending = set(writer.prepare(keys))
+            early_paths = {j.path for j in all_jobs if j.kind in early.kinds} if early is not None else set()
+            pending = set(writer.prepare(keys, leave=early_paths))
             to_render = [j for j in all_jobs if j.path in pending and j.kind not in AGGREGATES]
             if preview is not None:
                 live = writer.live
@@ -363,6 +363,7 @@ def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, prog
             first = {path: data for path, data in first.items() if path in pending}  # else: linked from live
             to_render = [j for j in to_render if j.path not in first]
             files = TreeFiles(writer.spare, writer.output)
+            written_count = 0
             search = _search_indexing(writer, plan, keys, config, index_search, clean) if config.search else None
             if search is not None:
                 cleanup.callback(search.stop)
@@ -376,6 +377,8 @@ def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, prog
                     to_render = [j for j in to_render if j.path not in needed]
                     search.start()
             written_count += render_into(writer.spare, renderer, to_render, jobs, progress, live=writer.output)
+            if early is not None:
+                written_count += _finish_early(early, writer, renderer, all_jobs, keys, pending, jobs, progress)
             for path, data in first.items():
                 written_count += files.put(path, data)
             aggregates = [job for job in all_jobs if job.path in pending and job.kind in AGGREGATES]
@@ -428,18 +431,18 @@ class _EarlyFiles:
     on the taxonomies and its articles' listing entries (unless a template reads `digest`: then
     term pages are left to the render stage). So they can be made as soon as the records are
     loaded. In a cold build of 10,000 articles they are 61,000 of the 82,000 files, and making them
-    keeps a core busy that would otherwise sit idle while linking and planning run on the other.
-    When the render stage starts, the writer stops after the file it is writing: what it has not
-    made is rendered with the rest, by workers on every core. (Left to go on, it was a third
-    process on two cores, and on a slow file system the one the build waited for at the end.) It
-    works out the taxonomies and keys with the functions the link stage and the plan use, and says
-    which key each file got; any file whose key is not the plan's is rendered by the render stage
-    (as are all of them, should it fail). Only cold builds use it: an edit leaves too few new
-    citation files to pay for a process.
+    keeps a core busy that would otherwise sit idle while linking and planning run on the other;
+    the writer goes on while the render stage renders the rest. Once the render workers are done,
+    it stops after the file it is writing, and they make what it has not (on a slow file system it
+    was the process the build waited for at the end, 5 s in one run, with a core idle). It works
+    out the taxonomies and keys with the functions the link stage and the plan use, and says which
+    key each file got; any file whose key is not the plan's is rendered by the render stage (as are
+    all of them, should it fail). Only cold builds use it: an edit leaves too few new citation
+    files to pay for a process.
     """
 
-    def __init__(self, writer: SiteWriter, pool: Any, result: Any, stop_flag: Any):
-        self.writer, self.pool, self.result, self.stop_flag = writer, pool, result, stop_flag
+    def __init__(self, writer: SiteWriter, kinds: frozenset[str], pool: Any, result: Any, stop_flag: Any):
+        self.writer, self.kinds, self.pool, self.result, self.stop_flag = writer, kinds, pool, result, stop_flag
         self.saved: Any = None  # the load state's saving, when the writer does it (see `start`)
         self.made_exports = False  # whether the digest-wide exports it made were taken
         self.partial_exports: dict[str, tuple[int, dict]] = {}  # those it was stopped in (see `_aggregate`)
@@ -471,6 +474,8 @@ class _EarlyFiles:
         # Every citation file new (a cold build) and the theme's key known without the digest: the
         # writer makes the exports from them as it goes, where the render stage would read them back.
         with_exports = pending == len(cites) and with_terms
+        kinds = frozenset(CITATION_FILES) | ({"term"} if with_terms else frozenset()) | \
+            (frozenset(AGGREGATES) if with_exports else frozenset())
         writer.ready()
         context = multiprocessing.get_context("fork")
         stop_flag = context.RawValue("b", 0)  # shared memory: set by `stop`, read by the writer per file
@@ -481,7 +486,7 @@ class _EarlyFiles:
         finally:
             _early_state = None
         cleanup.callback(pool.terminate)
-        early = cls(writer, pool, pool.apply_async(_write_early), stop_flag)
+        early = cls(writer, kinds, pool, pool.apply_async(_write_early), stop_flag)
         # Once the files are handed over: the render stage does not wait for this one (`done` does).
         early.saved = pool.apply_async(_save_load_state) if load_state is not None else None
         return early
@@ -510,9 +515,10 @@ class _EarlyFiles:
             self.pool.terminate()
 
 
-def _take_early(early: _EarlyFiles, writer: SiteWriter, renderer: Renderer, keys: dict[str, str]) -> int:
-    """Stop the early writer and take the files it made with the plan's key; return how many got
-    new bytes. The render stage makes the others (`SiteWriter.prepare` finds them missing)."""
+def _finish_early(early: _EarlyFiles, writer: SiteWriter, renderer: Renderer, all_jobs: list[PageJob],
+                  keys: dict[str, str], pending: set[str], jobs: int | None, progress: Progress) -> int:
+    """Stop the early writer, take the files it made with the plan's key, render those it did not
+    (an export among them is left to `_aggregate`); return how many files got new bytes."""
     early.stop()
     found = early.finish()
     written, placed, fragments, exports = found if found is not None else (0, {}, {}, {})
@@ -525,6 +531,11 @@ def _take_early(early: _EarlyFiles, writer: SiteWriter, renderer: Renderer, keys
         elif placed.get(kind) == keys[kind]:
             _EXPORT_INDEX[kind] = {keys[kind]: (size, index)}  # where each entry is, for the next edit
             early.made_exports = True
+    redo = [j for j in all_jobs if j.kind in early.kinds and placed.get(j.path) != j.key]
+    pending.update(j.path for j in redo)
+    redo = [j for j in redo if j.kind not in AGGREGATES]
+    if redo:
+        written += render_into(writer.spare, renderer, redo, jobs, progress, live=writer.output)
     return written
 
 

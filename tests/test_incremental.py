@@ -190,8 +190,8 @@ def test_files_written_while_linking_are_those_of_a_one_process_build(example_co
     placed = []
     real_finish = build_module._EarlyFiles.finish
     monkeypatch.setattr(build_module._EarlyFiles, "finish", lambda self: placed.append(real_finish(self)) or placed[-1])
-    # The render stage stops the writer; here it waits for it to finish first (on this small
-    # digest the writer could be stopped at any file), stopped early further down.
+    # The render stage stops the writer once its workers are done; here it waits for the writer to
+    # finish first (on this small digest it could be stopped at any file), stopped early further down.
     real_stop = build_module._EarlyFiles.stop
     monkeypatch.setattr(build_module._EarlyFiles, "stop", lambda self: self.result.wait() or real_stop(self))
     config = load_config(example_copy, {})
@@ -245,8 +245,7 @@ def test_files_written_while_linking_are_those_of_a_one_process_build(example_co
     build(config, jobs=2)
     assert started[-1] is not None
     assert read_tree(example_copy / "site") == read_tree_of_clean_build(example_copy)
-    # Stopped before its first file (the render stage started at once), it leaves them all to the
-    # render stage: the same site.
+    # Stopped before its first file, it leaves them all to the render stage: the same site.
     shutil.rmtree(example_copy / "site")
     with monkeypatch.context() as patch:
         real_prepare_some = build_module.SiteWriter.prepare_some
