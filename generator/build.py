@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Callable, Iterator, Protocol, Sequence
+from typing import Any, Callable, Iterator, NamedTuple, Protocol, Sequence
 
 from generator.cache_files import JournaledDict, load_pickle, save_pickle
 from generator.config import SiteConfig
@@ -420,7 +420,24 @@ def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, prog
 
 
 EARLY_FILES_MIN = 3000  # citation files worth a process of their own (below: the render stage writes them)
-_early_state: tuple | None = None  # what the forked writer of _EarlyFiles works from (set before forking)
+
+
+class _EarlyState(NamedTuple):
+    """What the forked writer of _EarlyFiles works from (set before forking)."""
+
+    articles: Sequence
+    citation: dict[str, str]  # citation key by article id
+    keys: dict  # ArticleKeys by article id
+    cites: dict[str, str]  # every citation file's path -> key
+    with_terms: bool  # term pages too (no template reads `digest`)
+    with_exports: bool  # the digest-wide exports too (see _ExportStreams)
+    config: SiteConfig
+    writer: SiteWriter
+    load_state: LoadState | None  # saved once the files are handed over
+    stop_flag: Any  # set by `_EarlyFiles.stop` (last: tests set it)
+
+
+_early_state: _EarlyState | None = None
 
 
 class _EarlyFiles:
@@ -479,8 +496,8 @@ class _EarlyFiles:
         writer.ready()
         context = multiprocessing.get_context("fork")
         stop_flag = context.RawValue("b", 0)  # shared memory: set by `stop`, read by the writer per file
-        _early_state = (loaded.articles, citation, keys, cites, with_terms, with_exports, config, writer, load_state,
-                        stop_flag)
+        _early_state = _EarlyState(loaded.articles, citation, keys, cites, with_terms, with_exports, config, writer,
+                                   load_state, stop_flag)
         try:
             pool = context.Pool(1, initializer=worker_setup)
         finally:
@@ -541,8 +558,10 @@ def _finish_early(early: _EarlyFiles, writer: SiteWriter, renderer: Renderer, al
 
 def _write_early() -> tuple[int, dict[str, str], dict[str, str], dict[str, tuple[int, dict, bool]]]:
     """In the forked writer: make the early files (see _EarlyFiles)."""
-    articles, citation, keys, files, with_terms, with_exports, config, writer, _, stop_flag = _early_state  # type: ignore[misc]
-    files = dict(files)
+    state: _EarlyState = _early_state  # type: ignore[assignment]
+    articles, citation, keys, config, writer = state.articles, state.citation, state.keys, state.config, state.writer
+    with_terms, with_exports, stop_flag = state.with_terms, state.with_exports, state.stop_flag
+    files = dict(state.cites)
     pages: dict[str, PageJob] = {}
     renderer = None
     by_id = {a.id: a for a in articles}
@@ -593,7 +612,7 @@ def _write_early() -> tuple[int, dict[str, str], dict[str, str], dict[str, tuple
 def _save_load_state() -> None:
     """In the forked writer, once its files are handed over: save the load state (never raises: a
     cache it cannot write costs the next build the reading)."""
-    _early_state[8].save()  # type: ignore[index]
+    _early_state.load_state.save()  # type: ignore[union-attr]
 
 
 @dataclass
@@ -630,11 +649,12 @@ class _ExportStreams:
 
     def add(self, article_id: str, name: str, data: bytes, key: str) -> None:
         """Append an article's citation file `name` (its bytes, its key) to its export."""
-        export = self.exports[_EXPORT_OF[name]]
+        kind = _EXPORT_OF[name]
+        export = self.exports[kind]
         if self.broken or export.count >= len(self.order) or self.order[export.count] != article_id:
             self.broken = True
             return
-        item = export_item(_EXPORT_OF[name], data)
+        item = export_item(kind, data)
         if export.count:
             export.held.append(export.separator)
             export.size += len(export.separator)
@@ -953,8 +973,7 @@ def render_into(tree, renderer: Renderer, jobs_to_render: list[PageJob], workers
             if problems:
                 raise DigestError(problems)
         else:
-            # The slow pages first, then chunks
-            # small enough that no worker waits long for the last one to finish.
+            # The slow pages first, then chunks small enough that no worker waits long for the other.
             ordered = sorted(jobs_to_render, key=lambda job: job.kind not in _SLOW_PAGES)
             size = max(25, len(ordered) // (workers * 32))
             chunks = [ordered[i: i + size] for i in range(0, len(ordered), size)]
