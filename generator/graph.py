@@ -7,6 +7,7 @@ at 10,000 articles; the page says how many are shown.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import operator
 from collections import Counter
@@ -165,11 +166,12 @@ def map_graph(digest: Digest) -> tuple[list[str], list[tuple[int, int]]]:
         current[article_id] = entry
         pairs.update(entry[1])
     _PAIRS_BY_ARTICLE = current
-    degree: Counter[str] = Counter()
-    for a, b in pairs:
-        degree[a] += 1
-        degree[b] += 1
-    chosen = sorted(digest.by_id, key=lambda i: (-degree[i], i))[:MAX_NODES]
+    degree = dict.fromkeys(digest.by_id, 0)
+    for article_id, lines in Counter(itertools.chain.from_iterable(pairs)).items():
+        if article_id in degree:
+            degree[article_id] = lines
+    # Most lines first, then by id (a stable sort keeps the id order among equal degrees).
+    chosen = sorted(sorted(degree), key=degree.__getitem__, reverse=True)[:MAX_NODES]
     chosen.sort()
     index = {article_id: n for n, article_id in enumerate(chosen)}
     edges = sorted((index[a], index[b]) for a, b in pairs if a in index and b in index)
@@ -182,7 +184,7 @@ _PAIRS_BY_ARTICLE: dict[str, tuple] = {}  # article id -> (its similar list, the
 
 
 def articles_per_year(digest: Digest) -> tuple[tuple[str, int], ...]:
-    return tuple(sorted(Counter(str(a.year) for a in digest.articles if a.year).items()))
+    return tuple(sorted((str(year), count) for year, count in Counter(a.year for a in digest.articles).items() if year))
 
 
 def build_map(digest: Digest, layout_cache: dict[str, str] | None = None) -> DigestMap:

@@ -10,7 +10,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Protocol, Sequence
 
 from generator.load import collector_paused, slugify
 from generator.model import Article
@@ -456,12 +456,20 @@ def link_target(link: tuple) -> str | None:
     return link[0] if len(link) == _INTERNAL else None
 
 
-def split_score(link: tuple) -> tuple[str | None, tuple, float | None]:
-    """Return a link of a `SimilarLists` entry as (its target's id or None, what else it shows but
-    its score, its score)."""
-    if len(link) == _INTERNAL:
-        return link[0], link[2:], link[1]
-    return None, link[:_SCORE_AT] + link[_SCORE_AT + 1:], link[_SCORE_AT]
+def split_scores(links: tuple, linked: Callable[[str], str]) -> tuple[list[tuple[str, tuple]], list[float | None]]:
+    """Return what each link of a `SimilarLists` entry shows but its score, as (`linked(its target's
+    id)`, or '' outside the digest, and its other fields), and the links' scores. One pass over the
+    links: the plan asks this of every entry (50,000 links at 10,000 articles)."""
+    shown: list[tuple[str, tuple]] = []
+    scores: list[float | None] = []
+    for link in links:
+        if len(link) == _INTERNAL:
+            shown.append((linked(link[0]), link[2:]))
+            scores.append(link[1])
+        else:
+            shown.append(("", link[:_SCORE_AT] + link[_SCORE_AT + 1:]))
+            scores.append(link[_SCORE_AT])
+    return shown, scores
 
 
 def _expand_entry(entry: tuple, by_id: Mapping[str, Article], bases: dict[str, dict[str, Any]]) -> tuple[SimilarLink, ...]:

@@ -32,7 +32,7 @@ from generator import exports, urls
 from generator.cache_files import Journal, load_pickle, save_pickle
 from generator.config import SiteConfig
 from generator.errors import DigestError, Problem
-from generator.link import Digest, article_terms, linked_fields, split_score
+from generator.link import Digest, article_terms, linked_fields, split_scores
 from generator.graph import articles_per_year, build_map, map_graph
 from generator.markup import inline_html, markdown_notes, markdown_text, plain_text, render_notes, safe_url, summary
 from generator.metadata import page_range, scholarly_json_ld, scholarly_json_ld_text, updated_date
@@ -662,12 +662,15 @@ def _similar_keys(digest: Digest, with_score: bool, keys: dict[str, ArticleKeys]
     linker keeps it while the article and the articles it links to are the same objects)."""
     global _SIMILAR_BY_ENTRY
     known, current, found = _SIMILAR_BY_ENTRY, {}, {}
+    def linked(target: str) -> str:
+        return keys[target].linked
+
     for article_id, links in digest.similar.entries.items():
         made = known.get(id(links))
         if made is None or made[0] is not links or made[3] != with_score:
-            parts = [split_score(link) for link in links]
-            unscored = value_key([(keys[target].linked if target else "", shown) for target, shown, _ in parts])
-            scored = value_key((unscored, [score for _, _, score in parts]))
+            shown, scores = split_scores(links, linked)
+            unscored = value_key(shown)
+            scored = value_key((unscored, scores))
             made = (links, scored, scored if with_score else unscored, with_score)
         current[id(links)] = made
         found[article_id] = (made[1], made[2])
