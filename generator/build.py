@@ -12,6 +12,8 @@ import hashlib
 import json
 import multiprocessing
 import os
+import pickle
+import signal
 import threading
 import time
 from contextlib import contextmanager
@@ -27,7 +29,8 @@ from generator.link import Digest, LinkState, SimilarLists, build_taxonomies, li
 from generator.load import LoadState, collector_paused, freeze_for_good, load_articles
 from generator.render import (AGGREGATES, PageJob, PlanMemoFile, Renderer, article_keys, citation_keys_of,
                              export_frame, export_item, exports_key, fingerprint, join_export,
-                             keep_compiled_templates, listing_page_key, own_article_templates, page_job, produce,
+                             feed_key, keep_compiled_templates, listing_page_key, own_article_templates, page_job,
+                             produce,
                              records_key, rendering_code_stamp, template_references)
 from generator.progress import NoProgress, Progress
 from generator.exports import CITATION_FILES, citation_file
@@ -287,7 +290,7 @@ def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, prog
     early_after_link = len(loaded.articles) >= PARALLEL_ROWS
     if session is None and not early_after_link:
         with _timed(report, "early files"):
-            early = _EarlyFiles.start(loaded, key_store, writer, jobs, config, cleanup, load_state)
+            early = _EarlyFiles.start(loaded, key_store, writer, jobs, config, cleanup, load_state, link_state)
     with _timed(report, "link"):
         digest = link_articles(loaded.articles, config.similar, config.taxonomies, state=link_state,
                                fingerprints=loaded.fingerprints)
@@ -300,7 +303,7 @@ def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, prog
         if load_state is not None and link_state is not None:
             # Not above PARALLEL_ROWS articles: a child holding 370 MB of states (at 100,000) while
             # this process renders would raise the machine's peak memory by as much.
-            may_fork = early is None and not early_after_link and (jobs or os.cpu_count() or 1) > 1
+            may_fork = not early_after_link and (jobs or os.cpu_count() or 1) > 1
             # The early writer, when there is one, saves the load state (see _write_early).
             _save_states((link_state,) if early is not None else (load_state, link_state), may_fork, cleanup)
         load_state = link_state = None  # their pickled caches (370 MB at 100,000 articles) can go
@@ -428,127 +431,216 @@ class _EarlyState(NamedTuple):
     articles: Sequence
     citation: dict[str, str]  # citation key by article id
     keys: dict  # ArticleKeys by article id
-    cites: dict[str, str]  # every citation file's path -> key
+    cites: dict[str, str] | None  # every citation file's path -> key (an edit: worked out by the writer)
     with_terms: bool  # term pages too (no template reads `digest`)
-    with_exports: bool  # the digest-wide exports too (see _ExportStreams)
+    with_exports: bool  # the digest-wide exports too, streamed (a cold build: see _ExportStreams)
+    edit: bool  # an edit: the home page, the feed and the exports (spliced) too, taxonomies from the cache
     config: SiteConfig
     writer: SiteWriter
     load_state: LoadState | None  # saved once the files are handed over
+    link_state: LinkState | None  # an edit: where the taxonomies are kept (`LinkState.taxonomies`)
+    fingerprints: Any  # the loader's (`load.Fingerprints`)
+    result_path: Path  # where the writer leaves what it made (see `_EarlyFiles.finish`)
     stop_flag: Any  # set by `_EarlyFiles.stop` (last: tests set it)
 
 
 _early_state: _EarlyState | None = None
 
+EARLY_EDIT_MIN = 2000  # articles from which an edit's term pages, home page and exports get the writer
+_EARLY_KINDS = frozenset(CITATION_FILES)
+_EARLY_EDIT_KINDS = _EARLY_KINDS | {"term", "home", "feed"} | frozenset(AGGREGATES)
+
 
 class _EarlyFiles:
-    """Files a forked process writes while this one links and plans: every article's citation
-    files and every term page (topics, authors, journals, years, types).
+    """Files a forked process writes while this one links and plans.
 
-    Neither depends on the similarity: a citation file on its article and citation key, a term page
-    on the taxonomies and its articles' listing entries (unless a template reads `digest`: then
-    term pages are left to the render stage). So they can be made as soon as the records are
-    loaded. In a cold build of 10,000 articles they are 61,000 of the 82,000 files, and making them
-    keeps a core busy that would otherwise sit idle while linking and planning run on the other;
-    the writer goes on while the render stage renders the rest. Once the render workers are done,
-    it stops after the file it is writing, and they make what it has not (on a slow file system it
-    was the process the build waited for at the end, 5 s in one run, with a core idle). It works
-    out the taxonomies and keys with the functions the link stage and the plan use, and says which
-    key each file got; any file whose key is not the plan's is rendered by the render stage (as are
-    all of them, should it fail). Only cold builds use it: an edit leaves too few new citation
-    files to pay for a process.
+    A cold build: every article's citation files and every term page (topics, authors, journals,
+    years, types). Neither depends on the similarity: a citation file on its article and citation
+    key, a term page on the taxonomies and its articles' listing entries (unless a template reads
+    `digest`: then term pages are left to the render stage). So they can be made as soon as the
+    records are loaded. In a cold build of 10,000 articles they are 61,000 of the 82,000 files, and
+    making them keeps a core busy that would otherwise sit idle while linking and planning run on
+    the other; the writer goes on while the render stage renders the rest. Once the render workers
+    are done, it stops after the file it is writing, and they make what it has not (on a slow file
+    system it was the process the build waited for at the end, 5 s in one run, with a core idle).
+
+    An edit of a digest of `EARLY_EDIT_MIN` articles or more: the same files plus the home page, the
+    feed and the digest-wide exports (copying unchanged entries from the live ones, `_aggregate`),
+    which depend on no similarity either; at 10,000 articles the term pages, home page and exports
+    an edit changes take 0.4 s that the render stage no longer spends. It takes the taxonomies from
+    the link state's cache file, as the link stage does.
+
+    It works out the taxonomies and keys with the functions the link stage and the plan use, and
+    says which key each file got; any file whose key is not the plan's is rendered by the render
+    stage (as are all of them, should it fail). It is a plain forked process, not a pool: this one
+    keeps no threads, so the link and load states can still be saved by a forked child (see
+    `_save_states`). It leaves its answer in a file of the cache folder and says so on a pipe, then
+    saves the load state (0.8 s at 10,000 articles, off this process's critical path).
     """
 
-    def __init__(self, writer: SiteWriter, kinds: frozenset[str], pool: Any, result: Any, stop_flag: Any):
-        self.writer, self.kinds, self.pool, self.result, self.stop_flag = writer, kinds, pool, result, stop_flag
-        self.saved: Any = None  # the load state's saving, when the writer does it (see `start`)
-        self.made_exports = False  # whether the digest-wide exports it made were taken
+    def __init__(self, writer: SiteWriter, kinds: frozenset[str], child: int, ready: int, result_path: Path,
+                 stop_flag: Any):
+        self.writer, self.kinds, self.child, self.ready, self.result_path = writer, kinds, child, ready, result_path
+        self.stop_flag = stop_flag
+        self.succeeded: bool | None = None  # once `wait` has read the writer's word
+        self.made_exports = False  # whether the digest-wide exports it streamed were taken
         self.partial_exports: dict[str, tuple[int, dict]] = {}  # those it was stopped in (see `_aggregate`)
 
     @classmethod
     def start(cls, loaded: Any, key_store: dict, writer: SiteWriter, jobs: int | None, config: SiteConfig,
-              cleanup: contextlib.ExitStack, load_state: LoadState | None = None) -> _EarlyFiles | None:
-        """Start the writer when enough citation files are new; `cleanup` ends it, finished or not.
-        With a `load_state`, the writer also saves it to its cache file once its files are written
-        (0.8 s at 10,000 articles that the build would otherwise spend on its own critical path)."""
+              cleanup: contextlib.ExitStack, load_state: LoadState | None = None,
+              link_state: LinkState | None = None) -> _EarlyFiles | None:
+        """Start the writer when enough citation files are new, or for an edit of a large digest
+        (with the `link_state`, before linking); `cleanup` ends it, finished or not. With a
+        `load_state`, the writer also saves it to its cache file once its files are written."""
         global _early_state
         if (jobs or os.cpu_count() or 1) < 2 or not can_fork():
             return None
         known = len(key_store)
         keys = article_keys(loaded.articles, loaded.fingerprints, key_store)  # memoised: the plan asks again for free
-        if writer.live and (len(key_store) - known) * len(CITATION_FILES) < EARLY_FILES_MIN:
-            return None  # too few records new to the key store for the files to be worth it (an edit)
-        citation = citation_keys_of(keys)  # likewise
-        cites = {}
-        for article in loaded.articles:
-            key = fingerprint(keys[article.id].content, citation[article.id])
-            base = urls.article_path(article.id)
-            for name in CITATION_FILES:
-                cites[base + name] = key
-        pending = writer.pending(cites)
-        if pending < EARLY_FILES_MIN:
-            return None
+        edit = bool(writer.live) and (len(key_store) - known) * len(CITATION_FILES) < EARLY_FILES_MIN
+        if edit and (link_state is None or len(loaded.articles) < EARLY_EDIT_MIN or writer.filling):
+            return None  # a small digest's edit (too little to fork for), or the spare is being filled
+        keep_compiled_templates(config.root / CACHE_DIR / "jinja")  # what the templates refer to is kept there
         with_terms = not template_references(config)[0]
+        if edit and not with_terms:
+            return None  # a template reads `digest`: every page the writer could make depends on the link
+        citation = citation_keys_of(keys)  # likewise
+        cites = None if edit else _citation_files(loaded.articles, keys, citation)  # an edit's: the writer's work
+        pending = writer.pending(cites) if cites is not None else 0
+        if not edit and pending < EARLY_FILES_MIN:
+            return None
         # Every citation file new (a cold build) and the theme's key known without the digest: the
         # writer makes the exports from them as it goes, where the render stage would read them back.
-        with_exports = pending == len(cites) and with_terms
-        kinds = frozenset(CITATION_FILES) | ({"term"} if with_terms else frozenset()) | \
+        with_exports = cites is not None and pending == len(cites) and with_terms
+        kinds = _EARLY_EDIT_KINDS if edit else _EARLY_KINDS | ({"term"} if with_terms else frozenset()) | \
             (frozenset(AGGREGATES) if with_exports else frozenset())
         writer.ready()
-        context = multiprocessing.get_context("fork")
-        stop_flag = context.RawValue("b", 0)  # shared memory: set by `stop`, read by the writer per file
-        _early_state = _EarlyState(loaded.articles, citation, keys, cites, with_terms, with_exports, config, writer,
-                                   load_state, stop_flag)
+        stop_flag = multiprocessing.get_context("fork").RawValue("b", 0)  # shared memory: read per file
+        result_path = config.root / CACHE_DIR / f"early.{os.getpid()}.pickle"
+        _early_state = _EarlyState(loaded.articles, citation, keys, cites, with_terms, with_exports, edit, config,
+                                   writer, load_state, link_state if edit else None, loaded.fingerprints,
+                                   result_path, stop_flag)
+        ready, told = os.pipe()
         try:
-            pool = context.Pool(1, initializer=worker_setup)
-        finally:
-            _early_state = None
-        cleanup.callback(pool.terminate)
-        early = cls(writer, kinds, pool, pool.apply_async(_write_early), stop_flag)
-        # Once the files are handed over: the render stage does not wait for this one (`done` does).
-        early.saved = pool.apply_async(_save_load_state) if load_state is not None else None
+            child = os.fork()
+        except OSError:
+            child = -1
+        if child == 0:
+            _run_early_writer(told)  # never returns
+        _early_state = None
+        os.close(told)
+        if child < 0:
+            os.close(ready)
+            return None
+        early = cls(writer, kinds, child, ready, result_path, stop_flag)
+        cleanup.callback(early.end)
         return early
 
     def stop(self) -> None:
         """Ask the writer to stop after the file it is writing (see `finish`)."""
         self.stop_flag.value = 1
 
+    def wait(self) -> bool:
+        """Wait until the writer has handed its files over; return whether it succeeded."""
+        if self.succeeded is None:
+            try:
+                word = os.read(self.ready, 1)
+            except OSError:
+                word = b""
+            self.succeeded = word == b"1"  # nothing: it died
+        return self.succeeded
+
     def finish(self) -> tuple[int, dict[str, str], dict[str, str], dict[str, tuple[int, dict, bool]]] | None:
         """Wait for the writer; return how many files got new bytes, the key of every file it
         placed, the listing entries it rendered and each export's size, index (see
         `_EXPORT_INDEX`) and whether it is complete (see `_ExportStreams`); None if it failed."""
-        try:
-            return self.result.get()
-        except Exception:  # noqa: BLE001 - the render stage renders them instead
+        if not self.wait():
             return None
+        try:
+            with open(self.result_path, "rb") as stream:
+                found = pickle.load(stream)
+        except Exception:  # noqa: BLE001 - the render stage renders them instead
+            found = None
+        with contextlib.suppress(OSError):
+            self.result_path.unlink()
+        return found if isinstance(found, tuple) and len(found) == 4 else None
 
     def done(self) -> None:
         """Wait for the writer to save the load state, and end it."""
+        self.end(kill=False)
+
+    def end(self, kill: bool = True) -> None:
+        """End the writer (killed, unless it is asked to finish) and what it leaves behind."""
+        if self.child:
+            if kill:
+                with contextlib.suppress(OSError):
+                    os.kill(self.child, signal.SIGKILL)
+            _wait_for(self.child)
+            self.child = 0
+            os.close(self.ready)
+            with contextlib.suppress(OSError):
+                self.result_path.unlink()
+
+
+def _citation_files(articles: Sequence, keys: dict, citation: dict[str, str]) -> dict[str, str]:
+    """Return every citation file's path and key (what the plan's `article_jobs` give them)."""
+    cites = {}
+    for article in articles:
+        key = fingerprint(keys[article.id].content, citation[article.id])
+        base = urls.article_path(article.id)
+        for name in CITATION_FILES:
+            cites[base + name] = key
+    return cites
+
+
+def _run_early_writer(told: int) -> None:
+    """In the forked writer: make the early files, leave the answer and say so on `told`, save the
+    load state, exit (never returns)."""
+    state: _EarlyState = _early_state  # type: ignore[assignment]
+    try:
+        worker_setup()
+        word = b"0"
         try:
-            if self.saved is not None:
-                self.saved.wait()
-            self.pool.close()
-            self.pool.join()
+            result = _write_early()
+            with open(state.result_path, "wb") as stream:
+                pickle.dump(result, stream, protocol=pickle.HIGHEST_PROTOCOL)
+            word = b"1"
         finally:
-            self.pool.terminate()
+            os.write(told, word)
+            os.close(told)
+        if state.load_state is not None:
+            state.load_state.save()  # never raises: a cache it cannot write costs the next build the reading
+    finally:
+        os._exit(0)
 
 
 def _finish_early(early: _EarlyFiles, writer: SiteWriter, renderer: Renderer, all_jobs: list[PageJob],
                   keys: dict[str, str], pending: set[str], jobs: int | None, progress: Progress) -> int:
-    """Stop the early writer, take the files it made with the plan's key, render those it did not
-    (an export among them is left to `_aggregate`); return how many files got new bytes."""
+    """Stop the early writer and take the files it placed (made, or linked from the live tree)
+    with the plan's key. The others of its kinds are sorted as the render stage sorts its own:
+    linked from the live tree when it has them, else rendered (an export among them is left to
+    `_aggregate`). Return how many files got new bytes."""
     early.stop()
     found = early.finish()
-    written, placed, fragments, exports = found if found is not None else (0, {}, {}, {})
+    early_jobs = [j for j in all_jobs if j.kind in early.kinds]
+    if found is None:  # it failed: what it wrote is unknown
+        found = (0, {}, {}, {})
+        writer.written(dict.fromkeys((j.path for j in early_jobs), ""))
+    written, placed, fragments, exports = found
     renderer.fragments.update(fragments)  # kept in the cache folder: the first edit's term pages need them
+    writer.written(placed)  # what the spare holds now, with the writer's keys
     writer.remove(placed.keys() - keys.keys())
-    writer.written({path: key for path, key in placed.items() if keys.get(path) == key})
     for kind, (size, index, complete) in exports.items():
         if not complete:
             early.partial_exports[kind] = (size, index)
         elif placed.get(kind) == keys[kind]:
             _EXPORT_INDEX[kind] = {keys[kind]: (size, index)}  # where each entry is, for the next edit
             early.made_exports = True
-    redo = [j for j in all_jobs if j.kind in early.kinds and placed.get(j.path) != j.key]
+    spare = writer.spare_files
+    left = [j for j in early_jobs if spare.get(j.path) != j.key]
+    to_render = set(writer.prepare_more({j.path: j.key for j in left})) if left else set()
+    redo = [j for j in left if j.path in to_render]
     pending.update(j.path for j in redo)
     redo = [j for j in redo if j.kind not in AGGREGATES]
     if redo:
@@ -561,25 +653,42 @@ def _write_early() -> tuple[int, dict[str, str], dict[str, str], dict[str, tuple
     state: _EarlyState = _early_state  # type: ignore[assignment]
     articles, citation, keys, config, writer = state.articles, state.citation, state.keys, state.config, state.writer
     with_terms, with_exports, stop_flag = state.with_terms, state.with_exports, state.stop_flag
-    files = dict(state.cites)
+    files = dict(state.cites) if state.cites is not None else _citation_files(articles, keys, citation)
     pages: dict[str, PageJob] = {}
     renderer = None
     by_id = {a.id: a for a in articles}
     if with_terms:
-        terms, slugs = build_taxonomies(articles, config.taxonomies)
+        if state.link_state is not None:  # an edit: as the link stage will, from its cache file
+            terms, slugs = state.link_state.taxonomies(articles, config.taxonomies, state.fingerprints)
+        else:
+            terms, slugs = build_taxonomies(articles, config.taxonomies)
         nothing: dict = {}
         renderer = Renderer(Digest(tuple(articles), MappingProxyType(by_id), SimilarLists(nothing, by_id),
-                                   MappingProxyType(nothing), MappingProxyType(terms), MappingProxyType(slugs)), config)
+                                   MappingProxyType(nothing), MappingProxyType(terms), MappingProxyType(slugs)), config,
+                            state.fingerprints if state.edit else None)
+        if state.edit:  # the listing and feed entries the last builds rendered
+            renderer.fragments = JournaledDict(config.root / CACHE_DIR / "fragments.pickle").load()
         items = {article_id: k.listing for article_id, k in keys.items()}
         for taxonomy, found in terms.items():
             for index, term in enumerate(found):
                 path = urls.output_file(urls.term_path(taxonomy, term.slug))
                 files[path] = listing_page_key(renderer.theme_key, (taxonomy, term.name), term.article_ids, items)
                 pages[path] = PageJob(path, "term", files[path], (taxonomy, index))
+        if state.edit:  # the keys the plan gives them (SitePlan._add_jobs)
+            ids = [a.id for a in articles]
+            home = urls.output_file(urls.HOME)
+            pages[home] = PageJob(home, "home", listing_page_key(renderer.theme_key, ("home",), ids, items))
+            pages[urls.FEED] = PageJob(urls.FEED, "feed", feed_key(renderer, keys, "", ids))
+            files.update((path, job.key) for path, job in pages.items() if job.kind != "term")
+            key = exports_key(renderer.theme_key, records_key({i: k.content for i, k in keys.items()}, citation))
+            files.update(dict.fromkeys(AGGREGATES, key))
     tree = TreeFiles(writer.spare, writer.output)
     streams = _ExportStreams(tree.tree, [a.id for a in articles]) if with_exports and renderer is not None else None
     written = 0
-    to_make = writer.prepare_some(files)
+    linked: list[str] = []
+    to_make = writer.prepare_some(files, linked)
+    spliced = [path for path in to_make if path in AGGREGATES]  # an edit's exports: once their entries are made
+    to_make = [path for path in to_make if path not in AGGREGATES] if spliced else to_make
     made = 0
     try:
         for path in to_make:
@@ -599,8 +708,9 @@ def _write_early() -> tuple[int, dict[str, str], dict[str, str], dict[str, tuple
     finally:
         if streams is not None:
             streams.close()
-    unmade = set(to_make[made:])
-    placed = {path: key for path, key in files.items() if path not in unmade}
+    placed = {path: files[path] for path in (*linked, *to_make[:made])}  # what it changed in the spare tree
+    if spliced and made == len(to_make):
+        written += _splice_exports(spliced, writer, tree, articles, files, placed, stop_flag, config)
     complete = [kind for kind, (_, _, whole) in exports.items() if whole]
     if complete:
         key = exports_key(renderer.theme_key, records_key({i: k.content for i, k in keys.items()}, citation))  # type: ignore[union-attr]
@@ -609,10 +719,22 @@ def _write_early() -> tuple[int, dict[str, str], dict[str, str], dict[str, tuple
     return written, placed, renderer.new_fragments if renderer is not None else {}, exports
 
 
-def _save_load_state() -> None:
-    """In the forked writer, once its files are handed over: save the load state (never raises: a
-    cache it cannot write costs the next build the reading)."""
-    _early_state.load_state.save()  # type: ignore[union-attr]
+def _splice_exports(paths: list[str], writer: SiteWriter, tree: TreeFiles, articles: Sequence, keys: dict[str, str],
+                    placed: dict[str, str], stop_flag: Any, config: SiteConfig) -> int:
+    """In the forked writer, for an edit, once every citation file is in the spare tree: make the
+    digest-wide exports as the render stage would (`_aggregate`), until stopped, adding them to
+    `placed`; keep where each entry now is for the next build. Return how many got new bytes."""
+    exports_file = config.root / CACHE_DIR / "exports.pickle"
+    _EXPORT_INDEX.clear()
+    _EXPORT_INDEX.update(load_pickle(exports_file))
+    written = 0
+    for path in paths:
+        if stop_flag.value:
+            break
+        written += _aggregate(writer, tree, PageJob(path, path, keys[path]), articles, keys)
+        placed[path] = keys[path]
+    save_pickle(exports_file, _EXPORT_INDEX)
+    return written
 
 
 @dataclass
@@ -706,8 +828,8 @@ _EXPORT_OF = {name: kind for kind, name in AGGREGATES.items()}  # citation file 
 
 def _save_states(states: tuple[LoadState, LinkState], may_fork: bool, cleanup: contextlib.ExitStack) -> None:
     """Write the load and link caches for the next build: in a forked child while this process
-    renders, when it may (`--jobs` above 1, no early writer, not a very large digest) and is alone
-    (no threads: forking is then safe), else now.
+    renders, when it may (`--jobs` above 1, not a very large digest) and is alone (no threads:
+    forking is then safe; the early writer is a plain forked process for that reason), else now.
 
     Pickling and writing them takes 0.3 to 0.5 s after an edit at 10,000 articles; the child works
     from its copy of the states as they are now, and the build waits for it before it returns.

@@ -310,11 +310,17 @@ class SiteWriter:
         spare, live = self.spare_files, self.live
         return sum(1 for path, key in jobs.items() if spare.get(path) != key and live.get(path) != key)
 
-    def prepare_some(self, jobs: dict[str, str]) -> list[str]:
+    def prepare_some(self, jobs: dict[str, str], linked: list[str] | None = None) -> list[str]:
         """Ready the spare tree for some of a build's files before the others are known (in a
-        forked writer: see build._EarlyFiles); return those that must be rendered. `prepare`
-        leaves them alone, and `written` then records them."""
+        forked writer: see build._EarlyFiles); return those that must be rendered, and add to
+        `linked` those linked from the live tree. `prepare` leaves them alone, and `written` then
+        records them."""
         self.ready()
+        return self._sort(jobs, linked)
+
+    def prepare_more(self, jobs: dict[str, str]) -> list[str]:
+        """After `prepare`: ready the spare tree for these files too (those it left to someone
+        else who did not place them); return those that must be rendered."""
         return self._sort(jobs)
 
     def written(self, jobs: dict[str, str]) -> None:
@@ -348,6 +354,11 @@ class SiteWriter:
             finally:
                 os._exit(code)
         self._filling = (child, paths)
+
+    @property
+    def filling(self) -> bool:
+        """Whether a forked process is still making the spare a copy of the live tree (`fill_spare`)."""
+        return self._filling is not None
 
     def stop_filling(self) -> None:
         """End the process `fill_spare` started if this build never used it (it failed), and remove
@@ -414,8 +425,9 @@ class SiteWriter:
             (self.spare / TREE_MARKER).unlink(missing_ok=True)
         self._spare_ready = True
 
-    def _sort(self, jobs: dict[str, str]) -> list[str]:
-        """Link the files the live site holds as they are; return those to render."""
+    def _sort(self, jobs: dict[str, str], linked: list[str] | None = None) -> list[str]:
+        """Link the files the live site holds as they are (adding them to `linked`); return those to
+        render."""
         to_render: list[str] = []
         files = TreeFiles(self.spare)
         live, spare_files, live_files = os.fspath(self.output), self.spare_files, self.live
@@ -427,6 +439,8 @@ class SiteWriter:
                 try:
                     files.link(f"{live}/{path}", f"{files.tree}/{path}")
                     spare_files[path] = key
+                    if linked is not None:
+                        linked.append(path)
                     continue
                 except OSError:
                     pass

@@ -193,7 +193,7 @@ def test_files_written_while_linking_are_those_of_a_one_process_build(example_co
     # The render stage stops the writer once its workers are done; here it waits for the writer to
     # finish first (on this small digest it could be stopped at any file), stopped early further down.
     real_stop = build_module._EarlyFiles.stop
-    monkeypatch.setattr(build_module._EarlyFiles, "stop", lambda self: self.result.wait() or real_stop(self))
+    monkeypatch.setattr(build_module._EarlyFiles, "stop", lambda self: self.wait() and real_stop(self))
     config = load_config(example_copy, {})
     build(config, jobs=2)
     assert started[-1] is not None  # the forked writer ran
@@ -250,9 +250,9 @@ def test_files_written_while_linking_are_those_of_a_one_process_build(example_co
     with monkeypatch.context() as patch:
         real_prepare_some = build_module.SiteWriter.prepare_some
 
-        def stopped_at_once(writer, files):  # in the writer, before its first file
+        def stopped_at_once(writer, files, linked):  # in the writer, before its first file
             build_module._early_state[-1].value = 1
-            return real_prepare_some(writer, files)
+            return real_prepare_some(writer, files, linked)
 
         patch.setattr(build_module.SiteWriter, "prepare_some", stopped_at_once)
         build(config, jobs=2)
@@ -288,6 +288,100 @@ def test_files_written_while_linking_are_those_of_a_one_process_build(example_co
     (example_copy / "templates/term.html").unlink()
     build(config, jobs=2)
     assert read_tree(example_copy / "site") == read_tree_of_clean_build(example_copy)
+
+
+def test_an_edit_s_term_pages_home_page_and_exports_are_written_while_linking(example_copy, monkeypatch):
+    """An edit of a large digest: the forked writer makes the term pages, home page, feed and
+    digest-wide exports the edit changes while this process links and plans (see
+    build._EarlyFiles). The site is byte for byte a clean build's, also when the writer fails, is
+    stopped, or gives a file another key than the plan (the render stage then makes it)."""
+    import generator.build as build_module
+    import generator.cache_files as cache_module
+    from generator.render import export_item
+
+    monkeypatch.setattr(build_module, "EARLY_EDIT_MIN", 10)  # the example's 13 articles count as large
+    started, placed = [], []
+    real_start = build_module._EarlyFiles.start.__func__
+    monkeypatch.setattr(build_module._EarlyFiles, "start",
+                        classmethod(lambda cls, *a: started.append(real_start(cls, *a)) or started[-1]))
+    real_finish = build_module._EarlyFiles.finish
+    monkeypatch.setattr(build_module._EarlyFiles, "finish", lambda self: placed.append(real_finish(self)) or placed[-1])
+    real_stop = build_module._EarlyFiles.stop
+    monkeypatch.setattr(build_module._EarlyFiles, "stop", lambda self: self.wait() and real_stop(self))
+    config = load_config(example_copy, {})
+    build(config, jobs=2)
+    assert started[-1] is None  # a cold build of 39 citation files: too few to fork for
+    record = example_copy / "content/autoimmunity/36109639.yaml"
+
+    def edit(old: str, new: str) -> tuple[dict[str, str], Any, Any]:
+        """Return the new manifest, the writer (None when there was none) and what it placed."""
+        record.write_text(record.read_text().replace(old, new))
+        placed.clear()
+        build(config, jobs=2)
+        early, found = started[-1], placed[-1] if placed else None
+        # A clean build of a copy: one in this digest's cache folder would leave the spare tree
+        # unknown (its manifest pruned), and the next build would fill it again, without the writer.
+        copy = example_copy.parent / "copy"
+        shutil.rmtree(copy, ignore_errors=True)
+        shutil.copytree(example_copy, copy, ignore=shutil.ignore_patterns("site", ".site.spare", ".digest-cache"))
+        assert read_tree(example_copy / "site") == read_tree_of_clean_build(copy)
+        tree_id = (example_copy / "site/.digest-tree").read_text().strip()
+        return marshal.loads((example_copy / f".digest-cache/trees/{tree_id}.manifest").read_bytes()), early, found
+
+    # The first edit after a cold build makes the spare tree a copy of the live one meanwhile: no writer.
+    assert edit("rating: 5", "rating: 4")[1] is None
+    # A title edit: its citation files, the exports, the home page and its topics' pages change.
+    manifest, early, found = edit("refractory systemic lupus", "refractory lupus")
+    assert early is not None and "home" in early.kinds
+    made = found[1]
+    assert {"index.html", "digest.bib", "digest.ris", "digest.csl.json", "articles/36109639/cite.bib"} <= made.keys()
+    assert any(path.startswith("topics/") for path in made) and all(manifest[path] == key for path, key in made.items())
+    assert len(made) < 40  # the files it changed, not the 100 it looked at
+    # It kept where each entry of the exports it made is: the next edit copies the others from them.
+    index = cache_module.load_pickle(example_copy / ".digest-cache/exports.pickle")
+    bib = (example_copy / "site/digest.bib").read_bytes()
+    size, entries = index["digest.bib"][manifest["digest.bib"]]
+    assert size == len(bib) and len(entries) == 13
+    for article_id, (_, start, end) in entries.items():
+        assert bib[start:end] == export_item("digest.bib", (example_copy / f"site/articles/{article_id}/cite.bib").read_bytes())
+    # A notes edit: the feed shows them. (What it placed includes the files of the last edit, which
+    # the spare tree did not have: linked from the live tree.)
+    manifest, _, found = edit("\nnotes: |\n", "\nnotes: |\n  Read with the 2024 follow-up.\n")
+    assert found[1]["feed.xml"] == manifest["feed.xml"]
+    # A writer that fails after replacing a page no edit touched: the render stage makes again
+    # every file it would have.
+    with monkeypatch.context() as patch:
+        untouched = next(path for path in sorted(manifest) if path.startswith("topics/") and path.endswith("/index.html")
+                         and b"36109639" not in (example_copy / "site" / path).read_bytes())
+
+        def fails() -> None:  # as the writer replaces a file: never the one the live tree shares
+            page = Path(build_module._early_state.writer.spare) / untouched
+            page.unlink()
+            page.write_bytes(b"<p>half a page")
+            raise OSError("No space left on device")
+
+        patch.setattr(build_module, "_write_early", fails)
+        _, early, found = edit("refractory lupus", "refractory systemic lupus")
+        assert early is not None and found is None
+    # Stopped before its first file: the same.
+    with monkeypatch.context() as patch:
+        real_prepare_some = build_module.SiteWriter.prepare_some
+
+        def stopped_at_once(writer, files, linked):  # in the writer
+            build_module._early_state[-1].value = 1
+            return real_prepare_some(writer, files, linked)
+
+        patch.setattr(build_module.SiteWriter, "prepare_some", stopped_at_once)
+        assert edit("refractory systemic lupus", "refractory lupus")[2][1] == {}
+    # A writer that gives a file another key than the plan (here the live home page's: it links
+    # that one, without the edit, into the spare tree) leaves it to the render stage.
+    with monkeypatch.context() as patch:
+        live_home, real_key = manifest["index.html"], build_module.listing_page_key
+        patch.setattr(build_module, "listing_page_key",
+                      lambda theme, head, *a: live_home if head == ("home",) else real_key(theme, head, *a))
+        manifest, _, found = edit("refractory lupus", "refractory systemic lupus")
+        assert found[1]["index.html"] == live_home != manifest["index.html"]
+        assert b"refractory systemic lupus" in (example_copy / "site/index.html").read_bytes()
 
 
 def test_a_large_digest_starts_the_early_writer_after_linking(example_copy, monkeypatch):
