@@ -383,6 +383,12 @@ class Renderer:
         self._cites: dict[tuple[str, str], str] = {}
         self.plan_jobs: list = []
 
+    def use_keys(self, keys: dict[str, ArticleKeys]) -> None:
+        """Take the articles' keys (`article_keys`): listing and feed entries are found by them."""
+        self._article_keys = {i: k.content for i, k in keys.items()}
+        self._item_keys = {i: k.listing for i, k in keys.items()}
+        self._updated_dates.update((i, k.updated) for i, k in keys.items())
+
     def plan(self) -> "SitePlan":
         """Return every job of the site, remembering them for pages that list pages (the sitemap)."""
         plan = SitePlan(self)
@@ -907,9 +913,8 @@ class SitePlan:
         digest, config = renderer.digest, renderer.config
         self.theme_key = renderer.theme_key
         self.keys = article_keys(digest.articles, renderer.record_fingerprints, renderer.key_store)
-        self.article_keys = renderer._article_keys = {i: k.content for i, k in self.keys.items()}
-        self.item_keys = renderer._item_keys = {i: k.listing for i, k in self.keys.items()}
-        renderer._updated_dates.update((i, k.updated) for i, k in self.keys.items())
+        renderer.use_keys(self.keys)
+        self.article_keys, self.item_keys = renderer._article_keys, renderer._item_keys
         self.memo = memo = _KEY_MEMO
         memo.start((self.theme_key, config, renderer.templates_show_scores), self.item_keys, self.article_keys)
         try:

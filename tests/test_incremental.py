@@ -301,8 +301,8 @@ def test_an_edit_s_term_pages_home_page_and_exports_are_written_while_linking(ex
 
     monkeypatch.setattr(build_module, "EARLY_EDIT_MIN", 10)  # the example's 13 articles count as large
     started, placed = [], []
-    real_start = build_module._EarlyFiles.start.__func__
-    monkeypatch.setattr(build_module._EarlyFiles, "start",
+    real_start = build_module._EarlyFiles.for_edit.__func__
+    monkeypatch.setattr(build_module._EarlyFiles, "for_edit",
                         classmethod(lambda cls, *a: started.append(real_start(cls, *a)) or started[-1]))
     real_finish = build_module._EarlyFiles.finish
     monkeypatch.setattr(build_module._EarlyFiles, "finish", lambda self: placed.append(real_finish(self)) or placed[-1])
@@ -310,7 +310,7 @@ def test_an_edit_s_term_pages_home_page_and_exports_are_written_while_linking(ex
     monkeypatch.setattr(build_module._EarlyFiles, "stop", lambda self: self.wait() and real_stop(self))
     config = load_config(example_copy, {})
     build(config, jobs=2)
-    assert started[-1] is None  # a cold build of 39 citation files: too few to fork for
+    assert started[-1] is None  # a cold build (no live site)
     record = example_copy / "content/autoimmunity/36109639.yaml"
 
     def edit(old: str, new: str) -> tuple[dict[str, str], Any, Any]:
@@ -348,6 +348,9 @@ def test_an_edit_s_term_pages_home_page_and_exports_are_written_while_linking(ex
     # the spare tree did not have: linked from the live tree.)
     manifest, _, found = edit("\nnotes: |\n", "\nnotes: |\n  Read with the 2024 follow-up.\n")
     assert found[1]["feed.xml"] == manifest["feed.xml"]
+    # A record saved again unchanged: nothing new for the writer, which stops after loading.
+    _, early, found = edit("rating: 4", "rating: 4")
+    assert early is not None and not early.decided and found is None
     # A writer that fails after replacing a page no edit touched: the render stage makes again
     # every file it would have.
     with monkeypatch.context() as patch:
