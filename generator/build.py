@@ -122,9 +122,8 @@ def _walk(folder: Path) -> list[str]:
 
 def _unchanged_report(config: SiteConfig, fingerprint: str) -> BuildReport | None:
     """Return the last build's report when neither the inputs nor the live site changed since."""
-    record = config.root / CACHE_DIR / "inputs.json"
+    saved = _last_build(config)
     try:
-        saved = json.loads(record.read_text(encoding="utf-8"))
         marker = (config.output_path / TREE_MARKER).read_text(encoding="ascii").strip()
         if saved.get("inputs") != fingerprint or saved.get("tree") != marker:
             return None
@@ -133,6 +132,15 @@ def _unchanged_report(config: SiteConfig, fingerprint: str) -> BuildReport | Non
         return BuildReport(articles=int(saved["articles"]), pages=int(saved["pages"]), warnings=warnings)
     except (OSError, ValueError, KeyError, TypeError, IndexError):
         return None
+
+
+def _last_build(config: SiteConfig) -> dict:
+    """Return what the last build remembered of itself (`_remember_inputs`), or {}."""
+    try:
+        saved = json.loads((config.root / CACHE_DIR / "inputs.json").read_text(encoding="utf-8"))
+        return saved if isinstance(saved, dict) else {}
+    except (OSError, ValueError):
+        return {}
 
 
 def _remember_inputs(config: SiteConfig, fingerprint: str, report: BuildReport) -> None:
@@ -453,8 +461,7 @@ class _EarlyState(NamedTuple):
     stop_flag: Any  # set by `_EarlyFiles.stop` (last: tests set it)
 
 
-_early_state: _EarlyState | None = None
-_edit_inputs: tuple | None = None  # what an edit's writer starts from: config, writer, result path, stop flag
+_early_state: _EarlyState | None = None  # in the forked writer
 
 EARLY_EDIT_MIN = 2000  # articles from which an edit's term pages, home page and exports get the writer
 _EARLY_KINDS = frozenset(CITATION_FILES)
@@ -474,16 +481,19 @@ class _EarlyFiles:
     are done, it stops after the file it is writing, and they make what it has not (on a slow file
     system it was the process the build waited for at the end, 5 s in one run, with a core idle).
 
-    An edit of a digest of `EARLY_EDIT_MIN` articles or more: the same files plus the home page, the
-    feed and the digest-wide exports (copying unchanged entries from the live ones, `_aggregate`),
-    which depend on no similarity either; at 10,000 articles the term pages, home page and exports
-    an edit changes take 0.4 s that the render stage no longer spends. It takes the taxonomies from
-    the link state's cache file, as the link stage does.
+    An edit of a digest of `EARLY_EDIT_MIN` to `PARALLEL_ROWS` articles (`for_edit`): the same
+    files plus the home page, the feed and the digest-wide exports (copying unchanged entries from
+    the live ones, `_aggregate`), which depend on no similarity either: at 10,000 articles the term
+    pages, home page and exports an edit changes take 0.4 s of the render stage. That writer is
+    forked before this process loads and loads the digest itself (forked later, the copy-on-write
+    faults of two processes sharing the articles cost this one as much as the writer saves), then
+    says whether the build is such an edit (`goes_on`). It takes the taxonomies from the link
+    state's cache file, as the link stage does.
 
     It works out the taxonomies and keys with the functions the link stage and the plan use, and
-    says which key each file got; any file whose key is not the plan's is rendered by the render
-    stage (as are all of them, should it fail). It is a plain forked process, not a pool: this one
-    keeps no threads, so the link and load states can still be saved by a forked child (see
+    says which files it placed with which key; any file of its kinds not placed with the plan's key
+    is sorted by the render stage (`_finish_early`). It is a plain forked process, not a pool: this
+    one keeps no threads, so the link and load states can still be saved by a forked child (see
     `_save_states`). It leaves its answer in a file of the cache folder and says so on a pipe, then
     saves the load state (0.8 s at 10,000 articles, off this process's critical path).
     """
@@ -521,9 +531,9 @@ class _EarlyFiles:
         kinds = _EARLY_KINDS | ({"term"} if with_terms else frozenset()) | \
             (frozenset(AGGREGATES) if with_exports else frozenset())
         writer.ready()
-        return cls._fork(writer, kinds, config, cleanup, lambda paths: _EarlyState(
+        return cls._fork(writer, kinds, config, cleanup, lambda result_path, stop_flag: _EarlyState(
             loaded.articles, citation, keys, cites, with_terms, with_exports, False, config, writer, load_state, None,
-            loaded.fingerprints, *paths))
+            loaded.fingerprints, result_path, stop_flag))
 
     @classmethod
     def for_edit(cls, config: SiteConfig, writer: SiteWriter, jobs: int | None,
@@ -536,42 +546,36 @@ class _EarlyFiles:
         10,000 articles, about what the writer saves it)."""
         if not _may_fork_writer(jobs) or writer.filling or not writer.spare_files or not writer.spare.is_dir():
             return None
-        articles = sum(1 for path in writer.live if path.endswith("/index.md") and path.startswith("articles/"))
-        if not EARLY_EDIT_MIN <= articles < PARALLEL_ROWS:
+        articles = _last_build(config).get("articles")
+        if not isinstance(articles, int) or not EARLY_EDIT_MIN <= articles < PARALLEL_ROWS:
             return None
         cache = config.root / CACHE_DIR
         if not (cache / "records.pickle").is_file() or not (cache / "links.pickle").is_file():
             return None
-        early = cls._fork(writer, _EARLY_EDIT_KINDS, config, cleanup, None)
-        if early is not None:
-            early.decided = None
-        return early
+        return cls._fork(writer, _EARLY_EDIT_KINDS, config, cleanup,
+                         lambda result_path, stop_flag: _edit_state(config, writer, result_path, stop_flag),
+                         decides=True)
 
     @classmethod
     def _fork(cls, writer: SiteWriter, kinds: frozenset[str], config: SiteConfig, cleanup: contextlib.ExitStack,
-              state: Callable[[tuple[Path, Any]], _EarlyState] | None) -> _EarlyFiles | None:
-        """Fork the writer, from the `state` made of its result path and stop flag (None: an edit's
-        writer, which works out its own)."""
-        global _early_state, _edit_inputs
+              make_state: Callable[[Path, Any], _EarlyState | None], decides: bool = False) -> _EarlyFiles | None:
+        """Fork the writer; it works from `make_state(its result path, its stop flag)`, and first
+        says whether it goes on when it `decides` (an edit's, which stops where that is None)."""
         stop_flag = multiprocessing.get_context("fork").RawValue("b", 0)  # shared memory: read per file
         result_path = config.root / CACHE_DIR / f"early.{os.getpid()}.pickle"
-        if state is not None:
-            _early_state = state((result_path, stop_flag))
-        else:
-            _edit_inputs = (config, writer, result_path, stop_flag)
         ready, told = os.pipe()
         try:
             child = os.fork()
         except OSError:
             child = -1
         if child == 0:
-            _run_early_writer(told)  # never returns
-        _early_state = _edit_inputs = None
+            _run_early_writer(told, lambda: make_state(result_path, stop_flag), decides)  # never returns
         os.close(told)
         if child < 0:
             os.close(ready)
             return None
         early = cls(writer, kinds, child, ready, result_path, stop_flag)
+        early.decided = None if decides else True
         cleanup.callback(early.end)
         return early
 
@@ -644,21 +648,22 @@ def _citation_files(articles: Sequence, keys: dict, citation: dict[str, str]) ->
     return cites
 
 
-def _run_early_writer(told: int) -> None:
-    """In the forked writer: (an edit's: load, and say on `told` whether it goes on,) make the early
-    files, leave the answer and say so on `told`, save the load state; exit (never returns)."""
+def _run_early_writer(told: int, make_state: Callable[[], _EarlyState | None], decides: bool) -> None:
+    """In the forked writer: work out its state (when it `decides`, say on `told` whether it goes
+    on), make the early files, leave the answer and say so on `told`, save the load state; exit
+    (never returns)."""
     global _early_state
     try:
         worker_setup()
-        if _edit_inputs is not None:
-            try:
-                _early_state = _edit_state(*_edit_inputs)
-            except Exception:  # noqa: BLE001 - the build reports errors in the records; this writer stops
-                _early_state = None
+        try:
+            _early_state = make_state()
+        except Exception:  # noqa: BLE001 - an edit's load: the build reports errors in the records itself
+            _early_state = None
+        if decides:
             os.write(told, b"y" if _early_state is not None else b"n")
-            if _early_state is None:
-                return
-        state: _EarlyState = _early_state  # type: ignore[assignment]
+        state = _early_state
+        if state is None:
+            return
         word = b"0"
         try:
             result = _write_early()
@@ -744,7 +749,7 @@ def _write_early() -> tuple[int, dict[str, str], dict[str, str], dict[str, tuple
     renderer = None
     by_id = {a.id: a for a in articles}
     if with_terms:
-        if state.link_state is not None:  # an edit: as the link stage will, from its cache file
+        if state.edit:  # as the link stage will, from its cache file
             terms, slugs = state.link_state.taxonomies(articles, config.taxonomies, state.fingerprints)
         else:
             terms, slugs = build_taxonomies(articles, config.taxonomies)
@@ -767,8 +772,11 @@ def _write_early() -> tuple[int, dict[str, str], dict[str, str], dict[str, tuple
             pages[home] = PageJob(home, "home", listing_page_key(renderer.theme_key, ("home",), ids, items))
             pages[urls.FEED] = PageJob(urls.FEED, "feed", feed_key(renderer, keys, "", ids))
             files.update((path, job.key) for path, job in pages.items() if job.kind != "term")
-            key = exports_key(renderer.theme_key, records_key({i: k.content for i, k in keys.items()}, citation))
-            files.update(dict.fromkeys(AGGREGATES, key))
+    # The digest-wide exports' key (as the plan makes it), when the writer makes them.
+    export_key = exports_key(renderer.theme_key, records_key({i: k.content for i, k in keys.items()}, citation)) \
+        if renderer is not None and (state.edit or with_exports) else ""
+    if state.edit and export_key:
+        files.update(dict.fromkeys(AGGREGATES, export_key))
     tree = TreeFiles(writer.spare, writer.output)
     streams = _ExportStreams(tree.tree, [a.id for a in articles]) if with_exports and renderer is not None else None
     written = 0
@@ -800,8 +808,7 @@ def _write_early() -> tuple[int, dict[str, str], dict[str, str], dict[str, tuple
         written += _splice_exports(spliced, writer, tree, articles, files, placed, stop_flag, config)
     complete = [kind for kind, (_, _, whole) in exports.items() if whole]
     if complete:
-        key = exports_key(renderer.theme_key, records_key({i: k.content for i, k in keys.items()}, citation))  # type: ignore[union-attr]
-        placed.update(dict.fromkeys(complete, key))
+        placed.update(dict.fromkeys(complete, export_key))
         written += len(complete)
     return written, placed, renderer.new_fragments if renderer is not None else {}, exports
 
