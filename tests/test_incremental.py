@@ -173,6 +173,24 @@ def test_parallel_rendering_gives_the_same_bytes_as_one_process(tmp_path):
     assert len(one) > 1000 and one == two
 
 
+def watch_early_writer(monkeypatch, starter: str) -> tuple[list, list]:
+    """Record each early writer `_EarlyFiles.<starter>` starts (None when none) and what each one
+    placed (`finish`). The render stage stops a writer once its workers are done; here it waits for
+    the writer to finish first (on a small digest it could be stopped at any file)."""
+    import generator.build as build_module
+
+    started: list = []
+    placed: list = []
+    real_start = getattr(build_module._EarlyFiles, starter).__func__
+    monkeypatch.setattr(build_module._EarlyFiles, starter,
+                        classmethod(lambda cls, *a: started.append(real_start(cls, *a)) or started[-1]))
+    real_finish = build_module._EarlyFiles.finish
+    monkeypatch.setattr(build_module._EarlyFiles, "finish", lambda self: placed.append(real_finish(self)) or placed[-1])
+    real_stop = build_module._EarlyFiles.stop
+    monkeypatch.setattr(build_module._EarlyFiles, "stop", lambda self: self.wait() and real_stop(self))
+    return started, placed
+
+
 def test_files_written_while_linking_are_those_of_a_one_process_build(example_copy, monkeypatch):
     """A cold build writes the citation files and term pages in a forked process during link and
     plan (see build._EarlyFiles); the site must be byte for byte the same, also when a build fails
@@ -183,17 +201,7 @@ def test_files_written_while_linking_are_those_of_a_one_process_build(example_co
     # The example has 39 citation files; an edit changes 3.
     monkeypatch.setattr(build_module, "EARLY_FILES_MIN", 20)
     monkeypatch.setattr(build_module._ExportStreams, "FLUSH", 100)  # exports written in many pieces
-    started = []
-    real_start = build_module._EarlyFiles.start.__func__
-    monkeypatch.setattr(build_module._EarlyFiles, "start",
-                        classmethod(lambda cls, *a: started.append(real_start(cls, *a)) or started[-1]))
-    placed = []
-    real_finish = build_module._EarlyFiles.finish
-    monkeypatch.setattr(build_module._EarlyFiles, "finish", lambda self: placed.append(real_finish(self)) or placed[-1])
-    # The render stage stops the writer once its workers are done; here it waits for the writer to
-    # finish first (on this small digest it could be stopped at any file), stopped early further down.
-    real_stop = build_module._EarlyFiles.stop
-    monkeypatch.setattr(build_module._EarlyFiles, "stop", lambda self: self.wait() and real_stop(self))
+    started, placed = watch_early_writer(monkeypatch, "start")
     config = load_config(example_copy, {})
     build(config, jobs=2)
     assert started[-1] is not None  # the forked writer ran
@@ -300,14 +308,7 @@ def test_an_edit_s_term_pages_home_page_and_exports_are_written_while_linking(ex
     from generator.render import export_item
 
     monkeypatch.setattr(build_module, "EARLY_EDIT_MIN", 10)  # the example's 13 articles count as large
-    started, placed = [], []
-    real_start = build_module._EarlyFiles.for_edit.__func__
-    monkeypatch.setattr(build_module._EarlyFiles, "for_edit",
-                        classmethod(lambda cls, *a: started.append(real_start(cls, *a)) or started[-1]))
-    real_finish = build_module._EarlyFiles.finish
-    monkeypatch.setattr(build_module._EarlyFiles, "finish", lambda self: placed.append(real_finish(self)) or placed[-1])
-    real_stop = build_module._EarlyFiles.stop
-    monkeypatch.setattr(build_module._EarlyFiles, "stop", lambda self: self.wait() and real_stop(self))
+    started, placed = watch_early_writer(monkeypatch, "for_edit")
     config = load_config(example_copy, {})
     build(config, jobs=2)
     assert started[-1] is None  # a cold build (no live site)
