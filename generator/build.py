@@ -29,8 +29,7 @@ from generator.link import Digest, LinkState, SimilarLists, build_taxonomies, li
 from generator.load import LoadState, collector_paused, freeze_for_good, load_articles
 from generator.render import (AGGREGATES, PageJob, PlanMemoFile, Renderer, article_keys, citation_keys_of,
                              export_frame, export_item, exports_key, fingerprint, join_export,
-                             feed_key, keep_compiled_templates, listing_page_key, own_article_templates, page_job,
-                             produce,
+                             keep_compiled_templates, listing_page_key, own_article_templates, page_job, produce,
                              records_key, rendering_code_stamp, template_references)
 from generator.progress import NoProgress, Progress
 from generator.exports import CITATION_FILES, citation_file
@@ -122,8 +121,9 @@ def _walk(folder: Path) -> list[str]:
 
 def _unchanged_report(config: SiteConfig, fingerprint: str) -> BuildReport | None:
     """Return the last build's report when neither the inputs nor the live site changed since."""
-    saved = _last_build(config)
+    record = config.root / CACHE_DIR / "inputs.json"
     try:
+        saved = json.loads(record.read_text(encoding="utf-8"))
         marker = (config.output_path / TREE_MARKER).read_text(encoding="ascii").strip()
         if saved.get("inputs") != fingerprint or saved.get("tree") != marker:
             return None
@@ -132,15 +132,6 @@ def _unchanged_report(config: SiteConfig, fingerprint: str) -> BuildReport | Non
         return BuildReport(articles=int(saved["articles"]), pages=int(saved["pages"]), warnings=warnings)
     except (OSError, ValueError, KeyError, TypeError, IndexError):
         return None
-
-
-def _last_build(config: SiteConfig) -> dict:
-    """Return what the last build remembered of itself (`_remember_inputs`), or {}."""
-    try:
-        saved = json.loads((config.root / CACHE_DIR / "inputs.json").read_text(encoding="utf-8"))
-        return saved if isinstance(saved, dict) else {}
-    except (OSError, ValueError):
-        return {}
 
 
 def _remember_inputs(config: SiteConfig, fingerprint: str, report: BuildReport) -> None:
@@ -278,12 +269,9 @@ def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, prog
            start: float, inputs: str, cleanup: contextlib.ExitStack, process_ends: bool = False) -> BuildReport:
     """The build past the no-change check: load, link, plan, render, write (see `build`)."""
     writer = SiteWriter(config.output_path, config.root / CACHE_DIR, clean=clean)
-    early: _EarlyFiles | None = None
     if session is None:
         cleanup.callback(writer.stop_filling)
         writer.fill_spare()
-        if not clean:
-            early = _EarlyFiles.for_edit(config, writer, jobs, cleanup)  # goes on only for an edit
     with _timed(report, "load"):
         load_state, link_state = _states(config, clean, session)
         loaded = load_articles(config.content_path, config.root, state=load_state, jobs=jobs)
@@ -297,14 +285,11 @@ def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, prog
     known_keys = len(key_store)
     # The early writer (see _EarlyFiles) starts now, while linking runs on one core, unless the
     # similarity of a digest this large shares its products with the idle core: then after linking.
+    early: _EarlyFiles | None = None
     early_after_link = len(loaded.articles) >= PARALLEL_ROWS
     if session is None and not early_after_link:
         with _timed(report, "early files"):
-            cold = _EarlyFiles.start(loaded, key_store, writer, jobs, config, cleanup, load_state)
-        if cold is not None:  # many new records: an edit's writer, if any, does not go on
-            if early is not None:
-                early.end()
-            early = cold
+            early = _EarlyFiles.start(loaded, key_store, writer, jobs, config, cleanup, load_state)
     with _timed(report, "link"):
         digest = link_articles(loaded.articles, config.similar, config.taxonomies, state=link_state,
                                fingerprints=loaded.fingerprints)
@@ -313,9 +298,6 @@ def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, prog
         session.saved = True
         load_state.save()
         link_state.save()
-    if early is not None and not early.goes_on():  # an edit's writer that found it had nothing to do
-        early.end()
-        early = None
     if session is None:
         if load_state is not None and link_state is not None:
             # Not above PARALLEL_ROWS articles: a child holding 370 MB of states (at 100,000) while
@@ -448,24 +430,18 @@ class _EarlyState(NamedTuple):
     articles: Sequence
     citation: dict[str, str]  # citation key by article id
     keys: dict  # ArticleKeys by article id
-    cites: dict[str, str] | None  # every citation file's path -> key (an edit: worked out by the writer)
+    cites: dict[str, str]  # every citation file's path -> key
     with_terms: bool  # term pages too (no template reads `digest`)
-    with_exports: bool  # the digest-wide exports too, streamed (a cold build: see _ExportStreams)
-    edit: bool  # an edit: the home page, the feed and the exports (spliced) too, taxonomies from the cache
+    with_exports: bool  # the digest-wide exports too (see _ExportStreams)
     config: SiteConfig
     writer: SiteWriter
     load_state: LoadState | None  # saved once the files are handed over
-    link_state: LinkState | None  # an edit: where the taxonomies are kept (`LinkState.taxonomies`)
-    fingerprints: Any  # the loader's (`load.Fingerprints`)
     result_path: Path  # where the writer leaves what it made (see `_EarlyFiles.finish`)
     stop_flag: Any  # set by `_EarlyFiles.stop` (last: tests set it)
 
 
 _early_state: _EarlyState | None = None  # in the forked writer
 
-EARLY_EDIT_MIN = 2000  # articles from which an edit's term pages, home page and exports get the writer
-_EARLY_KINDS = frozenset(CITATION_FILES)
-_EARLY_EDIT_KINDS = _EARLY_KINDS | {"term", "home", "feed"} | frozenset(AGGREGATES)
 
 
 class _EarlyFiles:
@@ -481,15 +457,6 @@ class _EarlyFiles:
     are done, it stops after the file it is writing, and they make what it has not (on a slow file
     system it was the process the build waited for at the end, 5 s in one run, with a core idle).
 
-    An edit of a digest of `EARLY_EDIT_MIN` to `PARALLEL_ROWS` articles (`for_edit`): the same
-    files plus the home page, the feed and the digest-wide exports (copying unchanged entries from
-    the live ones, `_aggregate`), which depend on no similarity either: at 10,000 articles the term
-    pages, home page and exports an edit changes take 0.4 s of the render stage. That writer is
-    forked before this process loads and loads the digest itself (forked later, the copy-on-write
-    faults of two processes sharing the articles cost this one as much as the writer saves), then
-    says whether the build is such an edit (`goes_on`). It takes the taxonomies from the link
-    state's cache file, as the link stage does.
-
     It works out the taxonomies and keys with the functions the link stage and the plan use, and
     says which files it placed with which key; any file of its kinds not placed with the plan's key
     is sorted by the render stage (`_finish_early`). It is a plain forked process, not a pool: this
@@ -502,7 +469,6 @@ class _EarlyFiles:
                  stop_flag: Any):
         self.writer, self.kinds, self.child, self.ready, self.result_path = writer, kinds, child, ready, result_path
         self.stop_flag = stop_flag
-        self.decided: bool | None = True  # whether it makes its files (an edit's writer: see `goes_on`)
         self.succeeded: bool | None = None  # once `wait` has read the writer's word
         self.made_exports = False  # whether the digest-wide exports it streamed were taken
         self.partial_exports: dict[str, tuple[int, dict]] = {}  # those it was stopped in (see `_aggregate`)
@@ -528,62 +494,35 @@ class _EarlyFiles:
         # Every citation file new (a cold build) and the theme's key known without the digest: the
         # writer makes the exports from them as it goes, where the render stage would read them back.
         with_exports = pending == len(cites) and with_terms
-        kinds = _EARLY_KINDS | ({"term"} if with_terms else frozenset()) | \
+        kinds = frozenset(CITATION_FILES) | ({"term"} if with_terms else frozenset()) | \
             (frozenset(AGGREGATES) if with_exports else frozenset())
         writer.ready()
-        return cls._fork(writer, kinds, config, cleanup, lambda result_path, stop_flag: _EarlyState(
-            loaded.articles, citation, keys, cites, with_terms, with_exports, False, config, writer, load_state, None,
-            loaded.fingerprints, result_path, stop_flag))
+        return cls._fork(writer, kinds, cleanup, _EarlyState(loaded.articles, citation, keys, cites, with_terms,
+                                                             with_exports, config, writer, load_state,
+                                                             config.root / CACHE_DIR / f"early.{os.getpid()}.pickle",
+                                                             multiprocessing.get_context("fork").RawValue("b", 0)))
 
     @classmethod
-    def for_edit(cls, config: SiteConfig, writer: SiteWriter, jobs: int | None,
-                 cleanup: contextlib.ExitStack) -> _EarlyFiles | None:
-        """Start, before this process loads, the writer of an edit of a digest of `EARLY_EDIT_MIN`
-        to `PARALLEL_ROWS` articles (counted in the live site). It loads the digest itself, and
-        goes on only if this build is such an edit (see `goes_on`, `_edit_state`): forked now, from a
-        process that holds no articles yet, neither process pays for the other's writes to pages
-        they share (forked after loading, the copy-on-write faults cost this process 0.15 s at
-        10,000 articles, about what the writer saves it)."""
-        if not _may_fork_writer(jobs) or writer.filling or not writer.spare_files or not writer.spare.is_dir():
-            return None
-        articles = _last_build(config).get("articles")
-        if not isinstance(articles, int) or not EARLY_EDIT_MIN <= articles < PARALLEL_ROWS:
-            return None
-        cache = config.root / CACHE_DIR
-        if not (cache / "records.pickle").is_file() or not (cache / "links.pickle").is_file():
-            return None
-        return cls._fork(writer, _EARLY_EDIT_KINDS, config, cleanup,
-                         lambda result_path, stop_flag: _edit_state(config, writer, result_path, stop_flag),
-                         decides=True)
-
-    @classmethod
-    def _fork(cls, writer: SiteWriter, kinds: frozenset[str], config: SiteConfig, cleanup: contextlib.ExitStack,
-              make_state: Callable[[Path, Any], _EarlyState | None], decides: bool = False) -> _EarlyFiles | None:
-        """Fork the writer; it works from `make_state(its result path, its stop flag)`, and first
-        says whether it goes on when it `decides` (an edit's, which stops where that is None)."""
-        stop_flag = multiprocessing.get_context("fork").RawValue("b", 0)  # shared memory: read per file
-        result_path = config.root / CACHE_DIR / f"early.{os.getpid()}.pickle"
+    def _fork(cls, writer: SiteWriter, kinds: frozenset[str], cleanup: contextlib.ExitStack,
+              state: _EarlyState) -> _EarlyFiles | None:
+        """Fork the writer, working from `state` (its stop flag: shared memory, read per file)."""
+        global _early_state
+        _early_state = state
         ready, told = os.pipe()
         try:
             child = os.fork()
         except OSError:
             child = -1
         if child == 0:
-            _run_early_writer(told, lambda: make_state(result_path, stop_flag), decides)  # never returns
+            _run_early_writer(told)  # never returns
+        _early_state = None
         os.close(told)
         if child < 0:
             os.close(ready)
             return None
-        early = cls(writer, kinds, child, ready, result_path, stop_flag)
-        early.decided = None if decides else True
+        early = cls(writer, kinds, child, ready, state.result_path, state.stop_flag)
         cleanup.callback(early.end)
         return early
-
-    def goes_on(self) -> bool:
-        """Whether the writer makes its files: an edit's writer says so once it has loaded."""
-        if self.decided is None:
-            self.decided = self._read() == b"y"  # nothing: it died
-        return self.decided
 
     def stop(self) -> None:
         """Ask the writer to stop after the file it is writing (see `finish`)."""
@@ -592,14 +531,12 @@ class _EarlyFiles:
     def wait(self) -> bool:
         """Wait until the writer has handed its files over; return whether it succeeded."""
         if self.succeeded is None:
-            self.succeeded = self.goes_on() and self._read() == b"1"  # nothing: it died
+            try:
+                word = os.read(self.ready, 1)
+            except OSError:
+                word = b""
+            self.succeeded = word == b"1"  # nothing: it died
         return self.succeeded
-
-    def _read(self) -> bytes:
-        try:
-            return os.read(self.ready, 1)
-        except OSError:
-            return b""
 
     def finish(self) -> tuple[int, dict[str, str], dict[str, str], dict[str, tuple[int, dict, bool]]] | None:
         """Wait for the writer; return how many files got new bytes, the key of every file it
@@ -648,22 +585,12 @@ def _citation_files(articles: Sequence, keys: dict, citation: dict[str, str]) ->
     return cites
 
 
-def _run_early_writer(told: int, make_state: Callable[[], _EarlyState | None], decides: bool) -> None:
-    """In the forked writer: work out its state (when it `decides`, say on `told` whether it goes
-    on), make the early files, leave the answer and say so on `told`, save the load state; exit
-    (never returns)."""
-    global _early_state
+def _run_early_writer(told: int) -> None:
+    """In the forked writer: make the early files, leave the answer and say so on `told`, save the
+    load state; exit (never returns)."""
+    state: _EarlyState = _early_state  # type: ignore[assignment]
     try:
         worker_setup()
-        try:
-            _early_state = make_state()
-        except Exception:  # noqa: BLE001 - an edit's load: the build reports errors in the records itself
-            _early_state = None
-        if decides:
-            os.write(told, b"y" if _early_state is not None else b"n")
-        state = _early_state
-        if state is None:
-            return
         word = b"0"
         try:
             result = _write_early()
@@ -677,33 +604,6 @@ def _run_early_writer(told: int, make_state: Callable[[], _EarlyState | None], d
             state.load_state.save()  # never raises: a cache it cannot write costs the next build the reading
     finally:
         os._exit(0)
-
-
-EDIT_MOST_READS = 100  # files an edit's writer reads again at most; more: it leaves the build to this process
-
-
-def _edit_state(config: SiteConfig, writer: SiteWriter, result_path: Path, stop_flag: Any) -> _EarlyState | None:
-    """In an edit's writer: load the digest as the build does, and return what the writer works
-    from; None when the build is not an edit it can help with (many files to read again, many new
-    records, new rendering code, a template that reads `digest`)."""
-    load_state, link_state = _states(config, False, None)
-    load_state.most_reads = EDIT_MOST_READS  # else ManyChanges
-    loaded = load_articles(config.content_path, config.root, state=load_state, jobs=1)
-    key_store = load_pickle(config.root / CACHE_DIR / "keys.pickle")
-    if key_store.get("") != rendering_code_stamp():
-        return None
-    known = len(key_store)
-    keys = article_keys(loaded.articles, loaded.fingerprints, key_store)
-    if len(key_store) == known:
-        return None  # no record the digest did not have before: maybe no page changes (a file touched)
-    if (len(key_store) - known) * len(CITATION_FILES) >= EARLY_FILES_MIN:
-        return None  # the build starts the writer of a cold build instead (`_EarlyFiles.start`)
-    keep_compiled_templates(config.root / CACHE_DIR / "jinja")  # what the templates refer to is kept there
-    if template_references(config)[0]:
-        return None  # a template reads `digest`: every page the writer could make depends on the link
-    writer.ready()
-    return _EarlyState(loaded.articles, citation_keys_of(keys), keys, None, True, False, True, config, writer,
-                       load_state, link_state, loaded.fingerprints, result_path, stop_flag)
 
 
 def _finish_early(early: _EarlyFiles, writer: SiteWriter, renderer: Renderer, all_jobs: list[PageJob],
@@ -744,46 +644,27 @@ def _write_early() -> tuple[int, dict[str, str], dict[str, str], dict[str, tuple
     state: _EarlyState = _early_state  # type: ignore[assignment]
     articles, citation, keys, config, writer = state.articles, state.citation, state.keys, state.config, state.writer
     with_terms, with_exports, stop_flag = state.with_terms, state.with_exports, state.stop_flag
-    files = dict(state.cites) if state.cites is not None else _citation_files(articles, keys, citation)
+    files = dict(state.cites)
     pages: dict[str, PageJob] = {}
     renderer = None
     by_id = {a.id: a for a in articles}
     if with_terms:
-        if state.edit:  # as the link stage will, from its cache file
-            terms, slugs = state.link_state.taxonomies(articles, config.taxonomies, state.fingerprints)
-        else:
-            terms, slugs = build_taxonomies(articles, config.taxonomies)
+        terms, slugs = build_taxonomies(articles, config.taxonomies)
         nothing: dict = {}
         renderer = Renderer(Digest(tuple(articles), MappingProxyType(by_id), SimilarLists(nothing, by_id),
-                                   MappingProxyType(nothing), MappingProxyType(terms), MappingProxyType(slugs)), config,
-                            state.fingerprints if state.edit else None)
-        renderer.use_keys(keys)
-        if state.edit:  # the listing and feed entries the last builds rendered
-            renderer.fragments = JournaledDict(config.root / CACHE_DIR / "fragments.pickle").load()
+                                   MappingProxyType(nothing), MappingProxyType(terms), MappingProxyType(slugs)), config)
+        renderer.use_keys(keys)  # listing entries are found by the articles' keys
         items = {article_id: k.listing for article_id, k in keys.items()}
         for taxonomy, found in terms.items():
             for index, term in enumerate(found):
                 path = urls.output_file(urls.term_path(taxonomy, term.slug))
                 files[path] = listing_page_key(renderer.theme_key, (taxonomy, term.name), term.article_ids, items)
                 pages[path] = PageJob(path, "term", files[path], (taxonomy, index))
-        if state.edit:  # the keys the plan gives them (SitePlan._add_jobs)
-            ids = [a.id for a in articles]
-            home = urls.output_file(urls.HOME)
-            pages[home] = PageJob(home, "home", listing_page_key(renderer.theme_key, ("home",), ids, items))
-            pages[urls.FEED] = PageJob(urls.FEED, "feed", feed_key(renderer, keys, "", ids))
-            files.update((path, job.key) for path, job in pages.items() if job.kind != "term")
-    # The digest-wide exports' key (as the plan makes it), when the writer makes them.
-    export_key = exports_key(renderer.theme_key, records_key({i: k.content for i, k in keys.items()}, citation)) \
-        if renderer is not None and (state.edit or with_exports) else ""
-    if state.edit and export_key:
-        files.update(dict.fromkeys(AGGREGATES, export_key))
     tree = TreeFiles(writer.spare, writer.output)
     streams = _ExportStreams(tree.tree, [a.id for a in articles]) if with_exports and renderer is not None else None
     written = 0
     linked: list[str] = []
     to_make = writer.prepare_some(files, linked)
-    spliced = [path for path in to_make if path in AGGREGATES]  # an edit's exports: once their entries are made
-    to_make = [path for path in to_make if path not in AGGREGATES] if spliced else to_make
     made = 0
     try:
         for path in to_make:
@@ -804,31 +685,12 @@ def _write_early() -> tuple[int, dict[str, str], dict[str, str], dict[str, tuple
         if streams is not None:
             streams.close()
     placed = {path: files[path] for path in (*linked, *to_make[:made])}  # what it changed in the spare tree
-    if spliced and made == len(to_make):
-        written += _splice_exports(spliced, writer, tree, articles, files, placed, stop_flag, config)
     complete = [kind for kind, (_, _, whole) in exports.items() if whole]
     if complete:
-        placed.update(dict.fromkeys(complete, export_key))
+        key = exports_key(renderer.theme_key, records_key({i: k.content for i, k in keys.items()}, citation))  # type: ignore[union-attr]
+        placed.update(dict.fromkeys(complete, key))
         written += len(complete)
     return written, placed, renderer.new_fragments if renderer is not None else {}, exports
-
-
-def _splice_exports(paths: list[str], writer: SiteWriter, tree: TreeFiles, articles: Sequence, keys: dict[str, str],
-                    placed: dict[str, str], stop_flag: Any, config: SiteConfig) -> int:
-    """In the forked writer, for an edit, once every citation file is in the spare tree: make the
-    digest-wide exports as the render stage would (`_aggregate`), until stopped, adding them to
-    `placed`; keep where each entry now is for the next build. Return how many got new bytes."""
-    exports_file = config.root / CACHE_DIR / "exports.pickle"
-    _EXPORT_INDEX.clear()
-    _EXPORT_INDEX.update(load_pickle(exports_file))
-    written = 0
-    for path in paths:
-        if stop_flag.value:
-            break
-        written += _aggregate(writer, tree, PageJob(path, path, keys[path]), articles, keys)
-        placed[path] = keys[path]
-    save_pickle(exports_file, _EXPORT_INDEX)
-    return written
 
 
 @dataclass

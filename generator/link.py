@@ -205,17 +205,6 @@ class LinkState:
                 if self.autosave:
                     self._save()
 
-    def taxonomies(self, articles: Sequence[Article], taxonomies: Sequence[str],
-                   fingerprints: Fingerprints | None = None) -> tuple[dict, dict]:
-        """Return the terms and term slugs `link` gives, from the cache file when the articles file
-        under the same names (for a writer forked before linking: see build._EarlyFiles)."""
-        with collector_paused():
-            if not self._cache_read:
-                self._cache_read = True
-                self._read_cache()
-            prints = self._fingerprints(articles, fingerprints) if self._keep else None
-            return self._taxonomies(articles, tuple(taxonomies), prints)
-
     def save(self) -> None:
         """Write the cache file now if it does not hold the state (see `autosave`)."""
         with collector_paused():

@@ -389,11 +389,6 @@ def freeze_for_good(collect: bool = True) -> None:
     _frozen_for_good = True
 
 
-class ManyChanges(Exception):
-    """More files to read than a `LoadState.most_reads` allows: raised by a forked helper's load
-    that would only repeat the work of a large one (see build._EarlyFiles)."""
-
-
 class LoadState:
     """What `load_articles` learned about a digest, so that the next build does only what changed.
 
@@ -432,7 +427,6 @@ class LoadState:
         self._blobs: list[bytes | None] = [None] * _SHARDS  # pickled shards as last saved
         self._saved_files = False  # whether the cache file holds `_files` as they are
         self._last: tuple | None = None  # (inputs, result) of the last build, see `_load`
-        self.most_reads: int | None = None  # more files to read than this raise ManyChanges
 
     def clear(self) -> None:
         """Forget everything (the cache file stays, and is not read again)."""
@@ -497,8 +491,6 @@ class LoadState:
                 entries[shown] = old
             else:
                 jobs.append((path, shown, signature, now, old.digest if old is not None else None))
-        if self.most_reads is not None and len(jobs) > self.most_reads:
-            raise ManyChanges(f"{len(jobs)} files to read")
         groups_before = self._groups if cached else {}
         outcomes = _read_files(jobs, workers) if jobs else []
         changed = bool(jobs) or len(entries) != len(old_files)

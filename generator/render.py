@@ -1004,7 +1004,10 @@ class SitePlan:
         return term_jobs(taxonomy, index, term.slug, page_key, self.feed_key(term.name, term.article_ids))
 
     def feed_key(self, title: str, ids: Sequence[str]) -> str:
-        return feed_key(self.renderer, self.keys, title, ids)
+        """Fingerprint a feed by the articles it shows."""
+        by_id = self.renderer.digest.by_id
+        newest = self.renderer.newest([by_id[i] for i in ids])
+        return fingerprint(self.theme_key, title, [self.keys[a.id].content for a in newest])
 
     def map_inputs(self) -> str:
         """Fingerprint what the map shows: the articles it draws (their listing fields) and the lines
@@ -1014,13 +1017,6 @@ class SitePlan:
         chosen, edges = map_graph(digest)
         return value_key((chosen, edges, [self.item_keys[i] for i in chosen],
                           [k.subjects for k in self.keys.values()], articles_per_year(digest)))
-
-
-def feed_key(renderer: Renderer, keys: dict[str, ArticleKeys], title: str, ids: Sequence[str]) -> str:
-    """Fingerprint a feed by the articles it shows (`ids`: those it may show)."""
-    by_id = renderer.digest.by_id
-    newest = renderer.newest([by_id[i] for i in ids])
-    return fingerprint(renderer.theme_key, title, [keys[a.id].content for a in newest])
 
 
 def records_key(content_keys: dict[str, str], citation_keys: dict[str, str]) -> str:

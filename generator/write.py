@@ -355,11 +355,6 @@ class SiteWriter:
                 os._exit(code)
         self._filling = (child, paths)
 
-    @property
-    def filling(self) -> bool:
-        """Whether a forked process is still making the spare a copy of the live tree (`fill_spare`)."""
-        return self._filling is not None
-
     def stop_filling(self) -> None:
         """End the process `fill_spare` started if this build never used it (it failed), and remove
         the spare it made."""
