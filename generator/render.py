@@ -668,6 +668,7 @@ def _similar_keys(digest: Digest, with_score: bool, keys: dict[str, ArticleKeys]
     linker keeps it while the article and the articles it links to are the same objects)."""
     global _SIMILAR_BY_ENTRY
     known, current, found = _SIMILAR_BY_ENTRY, {}, {}
+
     def linked(target: str) -> str:
         return keys[target].linked
 
