@@ -1,0 +1,163 @@
+"""Compare two commits of this repository on the same corpus: cold builds and one-title edits, run
+in alternating pairs so that this machine's drift hits both alike.
+
+    python benchmarks/compare.py --base c12ea44                 # HEAD against c12ea44, 10,000 records
+    python benchmarks/compare.py --base main~3 --head main --size 1000 --cold 2 --edits 8
+
+This VM runs the same build 10 to 30 % slower or faster from one quarter of an hour to the next, so
+two benchmark runs made apart cannot show a change of a few per cent. Each commit gets a git
+worktree and its own copy of the digest; in each pair both commits build, in turns first, and an
+edit changes the same record's title the same way in both copies. Printed: per scenario the
+medians of wall and CPU time, the head/base ratio and in how many pairs the head was faster; per
+stage the medians of `digest build -v`'s timings. Outputs of cold builds are moved aside and
+deleted when measuring is over (see benchmarks/build.py), as are the worktrees and the copies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import random
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("build_benchmark", Path(__file__).with_name("build.py"))
+bench = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench)  # type: ignore[union-attr]
+
+STAGE = re.compile(r"^\s+(\w[\w ]*?)\s+([\d.]+) ms$", re.MULTILINE)
+
+
+class Side:
+    """One commit: its worktree and its copy of the digest, and what its builds measured."""
+
+    def __init__(self, label: str, commit: str, work: Path, corpus: Path):
+        self.label, self.commit = label, commit
+        self.code = work / f"code-{label}"
+        self.digest = work / f"digest-{label}"
+        subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", "--force", str(self.code), commit],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if not (self.digest / "content").is_dir():
+            shutil.copytree(corpus / "medline", self.digest / "content")
+        (self.digest / "digest.yaml").write_text("title: Benchmark\nbase_url: https://example.org/digest/\n"
+                                                 "search: false\n")
+        self.results: dict[str, list[tuple[float, float, dict[str, float]]]] = {}
+
+    def build(self, scenario: str | None) -> tuple[float, float]:
+        """Run `digest build -v` with this commit's code; record it under `scenario` (None: a warm-up)."""
+        env = dict(os.environ, PYTHONPATH=str(self.code))
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        start = time.perf_counter()
+        process = subprocess.Popen([sys.executable, "-m", "generator", "build", "-v"], cwd=self.digest, env=env,
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        output = process.stdout.read().decode(errors="replace") if process.stdout else ""
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - start
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise SystemExit(f"{self.label} ({self.commit}) failed:\n{output[-2000:]}")
+        cpu = usage.ru_utime + usage.ru_stime
+        if scenario is not None:
+            stages = {name: float(ms) for name, ms in STAGE.findall(output)}
+            self.results.setdefault(scenario, []).append((wall, cpu, stages))
+        return wall, cpu
+
+    def edit(self, index: int, tag: int) -> None:
+        """Give the `index`-th record (by name) a new title prefix."""
+        target = sorted((self.digest / "content").iterdir())[index]
+        text = target.read_text()
+        target.write_text(re.sub(r"^TI  - (Edit \d+: )?", f"TI  - Edit {tag}: ", text, count=1, flags=re.MULTILINE))
+
+    def remove(self, keep_digest: bool) -> None:
+        subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(self.code)],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if not keep_digest:
+            shutil.rmtree(self.digest, ignore_errors=True)
+
+
+def compare(sides: list[Side], cold: int, edits: int, trash: bench.Trash, seed: int) -> None:
+    for number in range(cold):
+        for side in sides if number % 2 == 0 else sides[::-1]:
+            for name in ("site", ".site.spare", ".digest-cache"):
+                trash.discard(side.digest / name)
+            os.sync()
+            wall, _ = side.build("cold")
+            print(f"cold {number + 1}/{cold}: {side.label} {wall:.2f} s", flush=True)
+    if not edits:
+        return
+    rng = random.Random(seed)
+    count = len(list((sides[0].digest / "content").iterdir()))
+    for side in sides:
+        if not (side.digest / "site").is_dir():
+            side.build(None)  # a cold build first
+        side.edit(rng.randrange(count), rng.randrange(10**6))
+        side.build(None)  # the first rebuild after a cold build also fills the spare tree: not measured
+    for number in range(edits):
+        index, tag = rng.randrange(count), rng.randrange(10**6)
+        walls = []
+        for side in sides if number % 2 == 0 else sides[::-1]:
+            side.edit(index, tag)
+            walls.append(f"{side.label} {side.build('edit')[0]:.2f} s")
+        print(f"edit {number + 1}/{edits}: {', '.join(walls)}", flush=True)
+
+
+def report(base: Side, head: Side) -> None:
+    print(f"\n| scenario | base {base.commit[:10]} wall / CPU s | head {head.commit[:10]} wall / CPU s "
+          "| head/base wall | pairs head faster |")
+    print("|---|---:|---:|---:|---:|")
+    for scenario in ("cold", "edit"):
+        ours, theirs = head.results.get(scenario, []), base.results.get(scenario, [])
+        if not ours:
+            continue
+        walls = [statistics.median(r[0] for r in runs) for runs in (theirs, ours)]
+        cpus = [statistics.median(r[1] for r in runs) for runs in (theirs, ours)]
+        faster = sum(h[0] < b[0] for h, b in zip(ours, theirs))
+        print(f"| {scenario} | {walls[0]:.2f} / {cpus[0]:.1f} | {walls[1]:.2f} / {cpus[1]:.1f} "
+              f"| {walls[1] / walls[0]:.3f} | {faster} of {len(ours)} |")
+    for scenario in ("cold", "edit"):
+        if scenario not in head.results:
+            continue
+        stages = [name for name in head.results[scenario][0][2]]
+        medians = [{name: statistics.median(r[2].get(name, 0.0) for r in side.results[scenario]) for name in stages}
+                   for side in (base, head)]
+        print(f"\n{scenario}, stage medians in ms (base -> head): "
+              + ", ".join(f"{name} {medians[0][name]:.0f} -> {medians[1][name]:.0f}" for name in stages))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--base", required=True, help="the commit to compare against")
+    parser.add_argument("--head", default="HEAD", help="the commit measured (default HEAD)")
+    parser.add_argument("--size", type=int, default=10000, help="records in the corpus")
+    parser.add_argument("--cold", type=int, default=4, help="cold builds per commit")
+    parser.add_argument("--edits", type=int, default=12, help="one-title edits per commit")
+    parser.add_argument("--seed", type=int, default=None, help="which records are edited (default: by time)")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/digest-bench"))
+    parser.add_argument("--keep", action="store_true", help="keep the two digests (their sites and caches)")
+    args = parser.parse_args()
+    commits = [subprocess.run(["git", "-C", str(REPO), "rev-parse", rev], check=True, capture_output=True,
+                              text=True).stdout.strip() for rev in (args.base, args.head)]
+    work = args.work / f"compare-{args.size}"
+    work.mkdir(parents=True, exist_ok=True)
+    corpus = bench.make_corpus(args.size, args.work)
+    trash = bench.Trash(work / "trash", delete_now=False)
+    sides = [Side("base", commits[0], work, corpus), Side("head", commits[1], work, corpus)]
+    try:
+        compare(sides, args.cold, args.edits, trash, args.seed if args.seed is not None else time.time_ns())
+        report(*sides)
+    finally:
+        for side in sides:
+            side.remove(args.keep)
+        trash.empty()
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
