@@ -443,7 +443,6 @@ class _EarlyState(NamedTuple):
 _early_state: _EarlyState | None = None  # in the forked writer
 
 
-
 class _EarlyFiles:
     """Files a forked process writes while this one links and plans.
 
@@ -479,7 +478,8 @@ class _EarlyFiles:
         """Start the writer of a build with many new citation files (a cold one); `cleanup` ends it,
         finished or not. With a `load_state`, the writer also saves it to its cache file once its
         files are written."""
-        if not _may_fork_writer(jobs):
+        global _early_state
+        if (jobs or os.cpu_count() or 1) < 2 or not can_fork():
             return None
         known = len(key_store)
         keys = article_keys(loaded.articles, loaded.fingerprints, key_store)  # memoised: the plan asks again for free
@@ -497,16 +497,9 @@ class _EarlyFiles:
         kinds = frozenset(CITATION_FILES) | ({"term"} if with_terms else frozenset()) | \
             (frozenset(AGGREGATES) if with_exports else frozenset())
         writer.ready()
-        return cls._fork(writer, kinds, cleanup, _EarlyState(loaded.articles, citation, keys, cites, with_terms,
-                                                             with_exports, config, writer, load_state,
-                                                             config.root / CACHE_DIR / f"early.{os.getpid()}.pickle",
-                                                             multiprocessing.get_context("fork").RawValue("b", 0)))
-
-    @classmethod
-    def _fork(cls, writer: SiteWriter, kinds: frozenset[str], cleanup: contextlib.ExitStack,
-              state: _EarlyState) -> _EarlyFiles | None:
-        """Fork the writer, working from `state` (its stop flag: shared memory, read per file)."""
-        global _early_state
+        stop_flag = multiprocessing.get_context("fork").RawValue("b", 0)  # shared memory: read per file
+        state = _EarlyState(loaded.articles, citation, keys, cites, with_terms, with_exports, config, writer,
+                            load_state, config.root / CACHE_DIR / f"early.{os.getpid()}.pickle", stop_flag)
         _early_state = state
         ready, told = os.pipe()
         try:
@@ -568,10 +561,6 @@ class _EarlyFiles:
             os.close(self.ready)
             with contextlib.suppress(OSError):
                 self.result_path.unlink()
-
-
-def _may_fork_writer(jobs: int | None) -> bool:
-    return (jobs or os.cpu_count() or 1) > 1 and can_fork()
 
 
 def _citation_files(articles: Sequence, keys: dict, citation: dict[str, str]) -> dict[str, str]:
