@@ -14,6 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+CACHE_DIR = ".digest-cache"  # in the digest folder; deleting it is always safe
+
 
 def load_pickle(path: Path) -> dict:
     """Return the dict pickled at `path`, or {} when it is missing or not a dict pickle."""

@@ -7,9 +7,12 @@ import os
 import sys
 import traceback
 from pathlib import Path
+from typing import Any, Callable
 
 from generator import __version__
 from generator.errors import DigestError
+
+IDLE_MINUTES = 30  # a build daemon ends after this long without a build
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -38,6 +41,10 @@ def make_parser() -> argparse.ArgumentParser:
     build.add_argument("--jobs", "-j", type=int, metavar="N", help="processes for rendering (default: every core)")
     build.add_argument("--clean", action="store_true",
                        help="ignore the cache in .digest-cache/ and render every page again")
+    build.add_argument("--daemon", action=argparse.BooleanOptionalAction, default=None,
+                       help="build in a process kept warm between builds (started on first use, ends after "
+                            f"{IDLE_MINUTES} idle minutes): an edit then costs what it changed. "
+                            "Default: on when DIGEST_DAEMON=1")
     check = commands.add_parser("check", help="load and link only; report every problem without writing",
                                 description="Read every record and report problems (path:line: message) "
                                             "without writing anything.")
@@ -53,6 +60,17 @@ def make_parser() -> argparse.ArgumentParser:
     serve.add_argument("--poll", action="store_true", help="poll for changes (for file systems without events)")
     serve.add_argument("--out", metavar="DIR", help="output folder (default: output_dir from digest.yaml, or site)")
     serve.add_argument("--base-url", metavar="URL", help="public address; its sub-path is served locally too")
+
+    daemon = commands.add_parser("daemon", help="show or stop the warm build process of 'digest build --daemon'",
+                                 description="The build daemon keeps a digest's articles, similarity and plan in "
+                                             "memory between builds. 'status' shows it, 'stop' ends it; 'run' "
+                                             "runs one in the foreground (digest build --daemon starts one itself).")
+    daemon.add_argument("action", choices=("status", "stop", "run"), help="what to do")
+    daemon.add_argument("--root", type=Path, default=Path("."), metavar="DIR",
+                        help="the digest folder (default: current folder)")
+    daemon.add_argument("--idle", type=float, default=IDLE_MINUTES * 60, metavar="SECONDS",
+                        help="with 'run': end after this long without a build")
+    daemon.add_argument("-v", "--verbose", action="store_true", help="print tracebacks on errors")
 
     importer = commands.add_parser("import", help="convert exported files into native YAML records in content/",
                                    description="Read MEDLINE, PubMed XML, RIS, BibTeX, CSL-JSON or PubMed page "
@@ -103,8 +121,26 @@ def main(argv: list[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 2
+    if args.command == "build" and _wants_daemon(args):
+        from generator.daemon import build_in_daemon
+
+        code = build_in_daemon(args)
+        if code is not None:
+            return code
+    return run_command(args, COMMANDS[args.command])
+
+
+def _wants_daemon(args: argparse.Namespace) -> bool:
+    """`--daemon`, or DIGEST_DAEMON=1 without `--no-daemon`; never for `--clean` (which must
+    ignore what a warm process keeps)."""
+    wanted = args.daemon if args.daemon is not None else os.environ.get("DIGEST_DAEMON", "") == "1"
+    return wanted and not args.clean
+
+
+def run_command(args: argparse.Namespace, command: Callable[[argparse.Namespace], int]) -> int:
+    """Run one command; report bad content or config as `path:line: message` lines and exit 1."""
     try:
-        return COMMANDS[args.command](args)
+        return command(args)
     except DigestError as exc:
         for problem in exc.problems:
             print(problem.format(), file=sys.stderr)
@@ -152,15 +188,17 @@ def _print_warnings(warnings, quiet: bool) -> None:
             print(warning.format(), file=sys.stderr)
 
 
-def run_build(args: argparse.Namespace) -> int:
+def run_build(args: argparse.Namespace, session_for: Callable[[Any], Any] | None = None) -> int:
+    """`digest build`; `session_for(config)` gives the state a warm process keeps (the daemon)."""
     from generator.build import build
 
     config = _config(args)
     from generator.progress import Progress
 
     progress = Progress(enabled=False, notices=False) if args.quiet else Progress()
+    session = session_for(config) if session_for is not None else None
     report = build(config, strict=args.strict, jobs=args.jobs, clean=args.clean, progress=progress,
-                   process_ends=True)
+                   session=session, process_ends=session is None)
     _print_warnings(report.warnings, args.quiet)
     if args.verbose:
         for stage, seconds in report.stage_seconds.items():
@@ -197,6 +235,7 @@ COMMANDS = {
     "build": run_build,
     "check": run_check,
     "serve": _lazy("generator.serve", "run_serve"),
+    "daemon": _lazy("generator.daemon", "run_daemon"),
     "import": _lazy("generator.importer", "run_import"),
     "init": _lazy("generator.init", "run_init"),
     "deploy": _lazy("generator.deploy", "run_deploy"),

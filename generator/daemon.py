@@ -1,0 +1,467 @@
+"""`digest build --daemon`: one process per digest kept warm between builds.
+
+A new `digest build` process spends most of an edit's time making again what the last build had:
+at 10,000 articles it unpickles the articles, the similarity index and the plan's keys and walks
+them all before it renders the 40 pages the edit changed (3 of 4.5 s). The daemon keeps them in
+memory as `digest serve` does (`build.BuildSession`), so a build costs what changed, as Gradle's
+daemon and mypy's `dmypy` do. Its builds write the bytes any other build writes.
+
+- One daemon per digest folder. It holds `.digest-cache/daemon.lock` while it lives, listens on
+  `.digest-cache/daemon.sock` (a Unix socket only its owner may open) and logs to `daemon.log`.
+- `digest build --daemon` (or DIGEST_DAEMON=1) sends its options there, starting the daemon when
+  none answers, prints what the build prints as it comes and exits with the build's code. It
+  builds in its own process instead when no daemon can be had (socket path too long, no Unix
+  sockets, the daemon died), saying so.
+- A client running other code than the daemon's (an upgrade, an edited checkout) stops it and
+  starts a new one. The daemon ends after `--idle` seconds without a build, on `digest daemon
+  stop`, on SIGTERM, or once its socket is gone (`.digest-cache/` deleted).
+- A client that goes away (Ctrl-C) interrupts its build, as Ctrl-C interrupts any build: the
+  previous site stays, and the daemon starts its next build from the cache files.
+- It runs no threads, so that its builds may fork as a new process's do (the spare tree's filler).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import io
+import json
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from generator.cache_files import CACHE_DIR
+
+SOCKET_NAME = "daemon.sock"
+LOCK_NAME = "daemon.lock"
+LOG_NAME = "daemon.log"
+MAX_SOCKET_PATH = 100  # bytes; Linux allows 107 in sun_path
+START_SECONDS = 20.0  # how long a client waits for a daemon it started to answer
+STOP_SECONDS = 120.0  # how long `digest daemon stop` waits for it to save its state and end
+CHECK_SECONDS = 1.0  # how often an idle daemon checks that its socket and lock file are still its own
+
+
+def code_stamp() -> str:
+    """Say which code a process runs: this package's files, the interpreter and its path."""
+    package = Path(__file__).parent
+    entries: list[object] = [sys.version, sys.executable]
+    for path in sorted(package.rglob("*.py")):
+        try:
+            stat = path.stat()
+        except OSError:
+            continue
+        entries.append((path.relative_to(package).as_posix(), stat.st_size, stat.st_mtime_ns))
+    return hashlib.blake2b(repr(entries).encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
+
+def socket_path(root: Path) -> Path | None:
+    """Return where the daemon of the digest in `root` listens: in its cache folder, or, when that
+    path is too long for a Unix socket, in a folder of this user's only, under a name drawn from
+    the digest's path. None when the system has no Unix sockets or no such folder."""
+    root = root.resolve()
+    path = root / CACHE_DIR / SOCKET_NAME
+    if not hasattr(socket, "AF_UNIX"):
+        return None
+    if len(os.fsencode(path)) <= MAX_SOCKET_PATH:
+        return path
+    folder = Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()) / f"review-digest-{os.getuid()}"
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        found = folder.lstat()
+    except OSError:
+        return None
+    if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.getuid() or found.st_mode & 0o077:
+        return None  # not a folder of this user's alone: another user could take the name
+    path = folder / (hashlib.blake2b(os.fsencode(root), digest_size=12).hexdigest() + ".sock")
+    return path if len(os.fsencode(path)) <= MAX_SOCKET_PATH else None
+
+
+# -- the client: `digest build --daemon` ----------------------------------------------------------
+
+
+def build_in_daemon(args: argparse.Namespace) -> int | None:
+    """Have the digest's daemon run this build; return its exit code, or None to build here."""
+    path = socket_path(args.root)
+    log = args.root.resolve() / CACHE_DIR / LOG_NAME
+    if path is None:
+        _tell(args, "no Unix socket for a build daemon can be made here; building in this process")
+        return None
+    request = {"command": "build", "code": code_stamp(), "options": {
+        "out": args.out, "base_url": args.base_url, "strict": args.strict, "jobs": args.jobs,
+        "verbose": args.verbose, "quiet": args.quiet}}
+    for _ in range(3):  # a daemon running other code stops; a new one starts
+        connection = _connect(path) or _start_daemon(args.root, path)
+        if connection is None:
+            _tell(args, f"cannot start the build daemon (see {log}); building in this process")
+            return None
+        with connection:
+            reply, heard = _exchange(connection, request)
+        if reply is None and heard:
+            _tell(args, f"the build daemon stopped during the build (see {log}); "
+                        "building in this process")
+            return None
+        if reply is not None and "exit" in reply:
+            return int(reply["exit"])
+        _wait_until_gone(path)  # it said it stops (other code), or ended before it heard (idle)
+    return None
+
+
+def _tell(args: argparse.Namespace, message: str) -> None:
+    if not args.quiet:
+        print(f"note: {message}", file=sys.stderr)
+
+
+def _connect(path: Path) -> socket.socket | None:
+    connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        connection.connect(os.fspath(path))
+    except OSError:
+        connection.close()
+        return None
+    return connection
+
+
+def _start_daemon(root: Path, path: Path) -> socket.socket | None:
+    """Start a daemon for `root`, detached from this terminal, and connect to it."""
+    cache = root.resolve() / CACHE_DIR
+    cache.mkdir(parents=True, exist_ok=True)
+    # This very package first (not one that happens to be in the current folder): from the cache
+    # folder, which holds none, with the folder holding this one on the path.
+    here = os.fspath(Path(__file__).resolve().parent.parent)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")])))
+    with open(cache / LOG_NAME, "ab") as log:
+        try:
+            subprocess.Popen([sys.executable, "-m", "generator", "daemon", "run", "--root", os.fspath(root.resolve())],
+                             cwd=cache, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                             start_new_session=True, close_fds=True)
+        except OSError:
+            return None
+    deadline = time.monotonic() + START_SECONDS
+    while time.monotonic() < deadline:
+        connection = _connect(path)
+        if connection is not None:
+            return connection
+        time.sleep(0.02)
+    return None
+
+
+def _wait_until_gone(path: Path) -> None:
+    """Wait (briefly) for a daemon that said it stops to close its socket."""
+    deadline = time.monotonic() + START_SECONDS
+    while time.monotonic() < deadline:
+        connection = _connect(path)
+        if connection is None:
+            return
+        connection.close()
+        time.sleep(0.02)
+
+
+def _exchange(connection: socket.socket, request: dict) -> tuple[dict | None, bool]:
+    """Send `request` and print the output the daemon streams back. Return its last message (None
+    when the connection ends without one) and whether anything came back at all."""
+    streams = {"out": sys.stdout, "err": sys.stderr}
+    heard = False
+    try:
+        connection.sendall(json.dumps(request).encode("utf-8") + b"\n")
+        with connection.makefile("rb") as replies:
+            for line in replies:
+                heard = True
+                message = json.loads(line)
+                if "text" not in message:
+                    return message, True
+                stream = streams.get(message.get("stream"), sys.stderr)
+                stream.write(message["text"])
+                stream.flush()
+    except (OSError, ValueError):
+        pass
+    return None, heard
+
+
+def ask(root: Path, command: str) -> dict | None:
+    """Send `command` (status, stop) to the digest's daemon; None when none is running."""
+    path = socket_path(root)
+    connection = _connect(path) if path is not None else None
+    if connection is None:
+        return None
+    with connection:
+        return _exchange(connection, {"command": command})[0]
+
+
+# -- the daemon -----------------------------------------------------------------------------------
+
+
+class _Channel(io.TextIOBase):
+    """A text stream whose writes go to the client as they are made (stdout or stderr)."""
+
+    def __init__(self, connection: socket.socket, name: str):
+        self.connection, self.name = connection, name
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False
+
+    def write(self, text: str) -> int:
+        if text:
+            _send(self.connection, {"stream": self.name, "text": text})
+        return len(text)
+
+
+def _send(connection: socket.socket, message: dict) -> None:
+    try:
+        connection.sendall(json.dumps(message).encode("utf-8") + b"\n")
+    except OSError:
+        pass  # the client went away; its watcher interrupts the build
+
+
+class Daemon:
+    """Builds one digest for the clients of its socket, one at a time, with one session."""
+
+    def __init__(self, root: Path, idle_seconds: float):
+        self.root = root.resolve()
+        self.idle_seconds = idle_seconds
+        self.code = code_stamp()
+        self.session: Any = None
+        self.builds = 0
+        self.frozen = False
+        self.last_used = time.monotonic()
+        self.started = time.time()
+        self._building = False
+
+    def run(self) -> int:
+        """Serve builds until idle, stopped or replaced; 0, or 1 when the socket cannot be had."""
+        path = socket_path(self.root)
+        if path is None:
+            print(f"error: the socket path for {self.root} is too long", file=sys.stderr)
+            return 1
+        cache = self.root / CACHE_DIR
+        cache.mkdir(parents=True, exist_ok=True)
+        lock = open(cache / LOCK_NAME, "a+b")
+        with lock:
+            import fcntl
+
+            deadline = time.monotonic() + START_SECONDS
+            while True:  # a daemon that was stopped may still be saving its state
+                try:
+                    fcntl.lockf(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        print(f"a build daemon for {self.root} is running already", file=sys.stderr)
+                        return 0
+                    time.sleep(0.05)
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()  # left by a daemon that was killed
+            listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            previous_mask = os.umask(0o177)
+            try:
+                listener.bind(os.fspath(path))
+            finally:
+                os.umask(previous_mask)
+            listener.listen(16)
+            listener.settimeout(CHECK_SECONDS)
+            ours = {path: os.stat(path).st_ino, cache / LOCK_NAME: os.fstat(lock.fileno()).st_ino}
+            signal.signal(signal.SIGTERM, self._terminate)
+            # A client that leaves interrupts its build as Ctrl-C would (see _watch), even when this
+            # process was started with SIGINT ignored (from a background job).
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} build daemon {os.getpid()} for {self.root}", flush=True)
+            leaving = "gone"
+            try:
+                leaving = self._serve(listener, ours)
+            except SystemExit:  # SIGTERM
+                leaving = "stopped"  # (with no session if it came during a build)
+            finally:
+                listener.close()
+                with contextlib.suppress(OSError):
+                    if os.stat(path).st_ino == ours[path]:
+                        path.unlink()
+            if leaving == "stopped" and self.session is not None:
+                # For the next process: without this, its first build makes again what this one
+                # learned since its first (the exports' index: 30,000 files read at 10,000 articles).
+                from generator.build import save_session
+
+                save_session(self.session)
+        return 0
+
+    def _terminate(self, *_: Any) -> None:
+        if self._building:
+            self.session = None  # stopped half-way: nothing of it is saved
+        sys.exit(0)
+
+    def _serve(self, listener: socket.socket, ours: dict[Path, int]) -> str:
+        """Answer clients until stopped or idle ("stopped"), told of other code ("replaced"), or its
+        socket or lock file is gone or replaced ("gone": the cache folder deleted, so no client would
+        find this daemon any more)."""
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except socket.timeout:
+                if not _still_ours(ours):
+                    return "gone"
+                if time.monotonic() - self.last_used > self.idle_seconds:
+                    return "stopped"
+                continue
+            with connection:
+                leaving = self._answer(connection)
+            if leaving:
+                return leaving
+            self.last_used = time.monotonic()
+
+    def _answer(self, connection: socket.socket) -> str:
+        """Answer one request; return why the daemon ends after it, or "" to go on."""
+        connection.settimeout(10)
+        try:
+            with connection.makefile("rb") as lines:
+                request = json.loads(lines.readline() or b"{}")
+        except (OSError, ValueError):
+            return ""
+        connection.settimeout(None)
+        command = request.get("command")
+        if command == "status":
+            _send(connection, {"pid": os.getpid(), "root": os.fspath(self.root), "builds": self.builds,
+                               "idle_seconds": round(time.monotonic() - self.last_used, 1),
+                               "started": self.started, "memory_mb": _resident_mb()})
+            return ""
+        if command == "stop":
+            _send(connection, {"stopped": os.getpid()})
+            return "stopped"
+        if command != "build":
+            _send(connection, {"error": f"unknown command {command!r}"})
+            return ""
+        if request.get("code") != self.code:
+            _send(connection, {"restart": True})  # the client runs other code: it starts a new daemon
+            return "replaced"
+        _send(connection, {"exit": self._build(connection, request.get("options") or {})})
+        connection.close()
+        self._settle()
+        return ""
+
+    def _build(self, connection: socket.socket, options: dict) -> int:
+        """Run `digest build` with `options`, its output going to the client; its exit code."""
+        from generator.cli import run_build, run_command
+
+        args = argparse.Namespace(root=self.root, command="build", clean=False, daemon=False,
+                                  out=options.get("out"), base_url=options.get("base_url"),
+                                  strict=bool(options.get("strict")), jobs=options.get("jobs"),
+                                  verbose=bool(options.get("verbose")), quiet=bool(options.get("quiet")))
+        out, err = _Channel(connection, "out"), _Channel(connection, "err")
+        crashed = False
+        self._building = True
+        try:
+            self._watch(connection)
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                try:
+                    code = run_command(args, lambda parsed: run_build(parsed, self._session_for))
+                finally:
+                    self._building = False
+        except KeyboardInterrupt:  # the client left (or Ctrl-C in a foreground daemon)
+            code = 130
+        except Exception:  # a bug: report it like the command line would, and start afresh
+            import traceback
+
+            _send(connection, {"stream": "err", "text": traceback.format_exc()})
+            code, crashed = 1, True
+        finally:
+            self._building = False
+            signal.signal(signal.SIGIO, signal.SIG_IGN)
+        self.builds += 1
+        if crashed or code == 130:
+            self.session = None  # a build stopped half-way: the next one starts from the cache files
+        return code
+
+    def _settle(self) -> None:
+        """After the first build, once its client has the answer: what it keeps lives as long as the
+        daemon, out of the collector's full passes (as `digest serve` does)."""
+        if self.session is not None and not self.frozen:
+            from generator.load import freeze_for_good
+
+            freeze_for_good()
+            self.frozen = True
+
+    def _session_for(self, config: Any) -> Any:
+        from generator.build import BuildSession
+
+        if self.session is None or self.session.config != config:
+            self.session = BuildSession(config=config, watched=False)  # each build checks its inputs
+        return self.session
+
+    def _watch(self, connection: socket.socket) -> None:
+        """Interrupt the build (KeyboardInterrupt) when its client disconnects. The kernel signals
+        (SIGIO) when the connection becomes readable, and a client sends nothing after its request:
+        readable means gone. A signal, not a thread: a build forks helpers (the filler of the spare
+        tree) only in a process without threads."""
+        import fcntl
+
+        def check(*_: Any) -> None:
+            try:
+                left = not connection.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return
+            except OSError:
+                left = True
+            if left and self._building:
+                raise KeyboardInterrupt
+
+        signal.signal(signal.SIGIO, check)
+        fcntl.fcntl(connection.fileno(), fcntl.F_SETOWN, os.getpid())
+        fcntl.fcntl(connection.fileno(), fcntl.F_SETFL, fcntl.fcntl(connection.fileno(), fcntl.F_GETFL) | os.O_ASYNC)
+        check()  # it may have left already
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        pass
+    return True
+
+
+def _still_ours(files: dict[Path, int]) -> bool:
+    try:
+        return all(os.stat(path).st_ino == inode for path, inode in files.items())
+    except OSError:
+        return False
+
+
+def _resident_mb() -> float | None:
+    try:
+        with open(f"/proc/{os.getpid()}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
+
+
+def run_daemon(args: argparse.Namespace) -> int:
+    """`digest daemon status|stop|run`."""
+    if args.action == "run":
+        return Daemon(args.root, args.idle).run()
+    reply = ask(args.root, args.action)
+    if reply is None:
+        print(f"No build daemon is running for {args.root.resolve()}.")
+        return 0
+    if args.action == "stop":
+        pid = int(reply.get("stopped", 0))
+        deadline = time.monotonic() + STOP_SECONDS
+        while pid and time.monotonic() < deadline and _alive(pid):  # it saves its state first
+            time.sleep(0.05)
+        print(f"Stopped the build daemon (process {pid}).")
+        return 0
+    memory = f", {reply['memory_mb']:.0f} MB" if reply.get("memory_mb") is not None else ""
+    print(f"Build daemon for {reply.get('root')}: process {reply.get('pid')}, {reply.get('builds')} builds, "
+          f"idle {reply.get('idle_seconds')} s{memory}.")
+    return 0

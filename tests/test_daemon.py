@@ -1,0 +1,170 @@
+"""`digest build --daemon`: a warm process builds the same bytes as any build, reports errors the
+same way, and goes away when it should (stop, idle, other code, cache folder deleted)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from generator import daemon
+from generator.build import build
+from generator.cli import main
+from generator.config import load_config
+from tests.conftest import REPO, read_tree
+
+
+@pytest.fixture
+def digest_root(tmp_path: Path):
+    root = tmp_path / "digest"
+    shutil.copytree(REPO / "content", root / "content")
+    shutil.copy(REPO / "digest.yaml", root / "digest.yaml")
+    yield root
+    daemon.ask(root, "stop")
+
+
+def running_pid(root: Path) -> int | None:
+    status = daemon.ask(root, "status")
+    return status["pid"] if status else None
+
+
+def wait_until_ended(pid: int, seconds: float = 20) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        try:  # reap it if it is our child (it is not: clients start it detached)
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        time.sleep(0.05)
+    return False
+
+
+def clean_tree(root: Path) -> dict[str, bytes]:
+    out = root.parent / "clean-site"
+    shutil.rmtree(out, ignore_errors=True)
+    build(load_config(root, {"output_dir": str(out)}), clean=True)
+    return read_tree(out)
+
+
+def test_daemon_builds_equal_clean_builds_and_keep_running(digest_root, capsys):
+    assert main(["build", "--daemon", "--root", str(digest_root)]) == 0
+    assert "Built 13 articles: 222 pages" in capsys.readouterr().out
+    pid = running_pid(digest_root)
+    assert pid is not None and pid != os.getpid()
+    assert read_tree(digest_root / "site") == clean_tree(digest_root)
+
+    record = digest_root / "content/autoimmunity/36109639.yaml"
+    record.write_text(record.read_text().replace("refractory systemic lupus", "refractory lupus"))
+    assert main(["build", "--daemon", "--root", str(digest_root), "--verbose"]) == 0
+    output = capsys.readouterr().out
+    assert "render" in output and "written" in output  # the stage times and summary came back
+    assert running_pid(digest_root) == pid  # the same warm process built it
+    assert daemon.ask(digest_root, "status")["builds"] == 2
+    site = read_tree(digest_root / "site")
+    assert b"refractory lupus" in site["articles/36109639/index.html"]
+    assert site == clean_tree(digest_root)
+
+
+def test_daemon_reports_bad_records_like_the_command_line_and_keeps_the_site(digest_root, capsys):
+    assert main(["build", "--daemon", "--root", str(digest_root), "-q"]) == 0
+    before = read_tree(digest_root / "site")
+    (digest_root / "content/broken.yaml").write_text("pmid: 123\ntitle: [unclosed\n")
+    assert main(["build", "--daemon", "--root", str(digest_root)]) == 1
+    err = capsys.readouterr().err
+    assert "content/broken.yaml:" in err and "Build failed" in err and "Traceback" not in err
+    assert read_tree(digest_root / "site") == before
+    (digest_root / "content/broken.yaml").unlink()
+    assert main(["build", "--daemon", "--root", str(digest_root), "-q"]) == 0  # the daemon goes on
+
+
+def test_stop_ends_the_daemon_and_status_says_so(digest_root, capsys):
+    assert main(["build", "--daemon", "--root", str(digest_root), "-q"]) == 0
+    pid = running_pid(digest_root)
+    assert main(["daemon", "status", "--root", str(digest_root)]) == 0
+    assert f"process {pid}, 1 builds" in capsys.readouterr().out
+    assert main(["daemon", "stop", "--root", str(digest_root)]) == 0
+    assert wait_until_ended(pid)
+    assert main(["daemon", "status", "--root", str(digest_root)]) == 0
+    assert "No build daemon is running" in capsys.readouterr().out
+    assert not (digest_root / ".digest-cache" / daemon.SOCKET_NAME).exists()
+
+
+def test_a_client_running_other_code_replaces_the_daemon(digest_root, monkeypatch):
+    assert main(["build", "--daemon", "--root", str(digest_root), "-q"]) == 0
+    old = running_pid(digest_root)
+    connection = daemon._connect(daemon.socket_path(digest_root))
+    with connection:
+        reply, _ = daemon._exchange(connection, {"command": "build", "code": "other code", "options": {}})
+    assert reply == {"restart": True}
+    assert wait_until_ended(old)
+    assert main(["build", "--daemon", "--root", str(digest_root), "-q"]) == 0
+    assert running_pid(digest_root) not in (None, old)
+
+
+def test_an_idle_daemon_and_one_whose_cache_folder_is_deleted_end(digest_root):
+    command = [sys.executable, "-m", "generator", "daemon", "run", "--root", str(digest_root)]
+    idle = subprocess.Popen([*command, "--idle", "0.5"], stdout=subprocess.DEVNULL)
+    assert idle.wait(timeout=20) == 0
+    assert running_pid(digest_root) is None
+
+    orphaned = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 20
+    while running_pid(digest_root) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert running_pid(digest_root) == orphaned.pid
+    shutil.rmtree(digest_root / ".digest-cache")
+    assert orphaned.wait(timeout=20) == 0
+
+
+def test_environment_variable_turns_the_daemon_on_and_clean_builds_never_use_it(digest_root, monkeypatch):
+    monkeypatch.setenv("DIGEST_DAEMON", "1")
+    assert main(["build", "--root", str(digest_root), "-q", "--clean"]) == 0
+    assert running_pid(digest_root) is None
+    assert main(["build", "--root", str(digest_root), "-q", "--no-daemon"]) == 0
+    assert running_pid(digest_root) is None
+    assert main(["build", "--root", str(digest_root), "-q"]) == 0
+    assert running_pid(digest_root) is not None
+
+
+@pytest.fixture
+def runtime_dir(monkeypatch):
+    """A short XDG_RUNTIME_DIR (pytest's own folders can be too long for a socket path)."""
+    folder = Path(tempfile.mkdtemp(prefix="rd-"))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(folder))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_long_digest_paths_get_a_socket_in_a_folder_of_this_users_only(tmp_path, runtime_dir):
+    short = tmp_path / "d"
+    assert daemon.socket_path(short) == short.resolve() / ".digest-cache" / daemon.SOCKET_NAME or \
+        len(os.fsencode(short.resolve() / ".digest-cache" / daemon.SOCKET_NAME)) > daemon.MAX_SOCKET_PATH
+    deep = tmp_path.joinpath(*["a-rather-long-folder-name"] * 6)
+    path = daemon.socket_path(deep)
+    assert path is not None and path.parent == runtime_dir / f"review-digest-{os.getuid()}"
+    assert path.parent.stat().st_mode & 0o777 == 0o700
+    assert daemon.socket_path(deep) == path and daemon.socket_path(deep.parent) != path
+    path.parent.chmod(0o777)  # a folder others may write to: never used
+    assert daemon.socket_path(deep) is None
+
+
+def test_long_digest_paths_build_in_the_daemon(tmp_path, runtime_dir, capsys):
+    root = tmp_path.joinpath(*["a-rather-long-folder-name"] * 5, "digest")
+    shutil.copytree(REPO / "content", root / "content")
+    try:
+        assert main(["build", "--daemon", "--root", str(root)]) == 0
+        captured = capsys.readouterr()
+        assert "Built 13 articles" in captured.out and "note:" not in captured.err
+        assert running_pid(root) is not None
+    finally:
+        daemon.ask(root, "stop")
