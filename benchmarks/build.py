@@ -12,6 +12,9 @@ peak RSS of the largest process, pages written, and the ratio to Hugo *without* 
 (the anchor of issue 8). Scenarios: cold build (empty output and cache), no-change rebuild, one
 record edited, and then another record edited ("next edit": the first rebuild after a cold build
 also fills the second tree of the atomic swap, one hard link per file). Search indexing is not included (see benchmarks/search.py).
+The rows "digest --daemon" run `digest build --daemon` on a copy of the digest: each scenario is a new
+client process (its wall time is what a curator waits), the builds run in the warm daemon its cold
+build started (CPU: the daemon's and its workers'; peak RSS: the daemon's); `--no-daemon` skips them.
 
 Outputs of earlier runs are moved aside (renamed into a trash folder) and deleted only when every
 measurement is done. Deleting a tree right before the next cold build slows that build's file
@@ -67,8 +70,8 @@ def make_corpus(size: int, work: Path) -> Path:
     return corpus
 
 
-def digest_project(corpus: Path) -> Path:
-    project = corpus / "digest"
+def digest_project(corpus: Path, name: str = "digest") -> Path:
+    project = corpus / name
     project.mkdir(exist_ok=True)
     content = project / "content"
     if not content.exists():
@@ -121,29 +124,58 @@ class Trash:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
+def daemon_usage(project: Path) -> tuple[float, int]:
+    """Return the CPU seconds the project's build daemon and the workers it reaped used so far,
+    and its peak RSS in MB (0, 0 when none runs): its builds are not the client's children."""
+    sys.path.insert(0, str(REPO))
+    from generator.daemon import ask
+
+    status = ask(project, "status")
+    if status is None:
+        return 0.0, 0
+    pid = status["pid"]
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu = sum(int(value) for value in fields[11:15]) / ticks  # utime, stime, cutime, cstime
+    peak = next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                if line.startswith("VmHWM:"))
+    return cpu, peak // 1024
+
+
 def scenarios(tool: str, project: Path, hugo: str | None, trash: Trash) -> dict[str, tuple[float, float, int, int]]:
-    out = project / ("site" if tool == "digest" else "public")
-    if tool == "digest":
-        command = [sys.executable, "-m", "generator", "build", "--quiet"]
+    """Cold build, no-change rebuild, one edit, next edit. `tool` "daemon" is `digest build --daemon`:
+    the client's time, and the CPU and peak memory of the daemon that builds."""
+    out = project / ("public" if tool == "hugo" else "site")
+    if tool in ("digest", "daemon"):
+        command = [sys.executable, "-m", "generator", "build", "--quiet", *(["--daemon"] if tool == "daemon" else [])]
         clean = [project / "site", project / ".site.spare", project / ".digest-cache"]
     else:
         command = [hugo, "--quiet"]
         clean = [project / "public", project / "resources"]
+    if tool == "daemon":
+        run([sys.executable, "-m", "generator", "daemon", "stop"], project)
     for path in clean:
         trash.discard(path)
     results = {}
-    wall, cpu, rss = run(command, project)
-    results["cold"] = (wall, cpu, rss, count_files(out))
-    wall, cpu, rss = run(command, project)
-    results["no-change"] = (wall, cpu, rss, count_files(out))
-    edit_one(project, tool)
-    wall, cpu, rss = run(command, project)
-    results["one edit"] = (wall, cpu, rss, count_files(out))
+
+    def measure(scenario: str) -> None:
+        before = daemon_usage(project)[0] if tool == "daemon" else 0.0
+        wall, cpu, rss = run(command, project)
+        if tool == "daemon":
+            after, peak = daemon_usage(project)
+            cpu, rss = cpu + after - before, max(rss, peak)
+        results[scenario] = (wall, cpu, rss, count_files(out))
+
+    measure("cold")
+    measure("no-change")
+    edit_one(project, "hugo" if tool == "hugo" else "digest")
+    measure("one edit")
     # The first rebuild after a cold build also fills the second tree of the atomic swap (one hard
     # link per file); from then on each edit touches only what it changed. Measure that too.
-    edit_one(project, tool, index=1)
-    wall, cpu, rss = run(command, project)
-    results["next edit"] = (wall, cpu, rss, count_files(out))
+    edit_one(project, "hugo" if tool == "hugo" else "digest", index=1)
+    measure("next edit")
+    if tool == "daemon":
+        run([sys.executable, "-m", "generator", "daemon", "stop"], project)
     return results
 
 
@@ -155,6 +187,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/digest-bench"))
     parser.add_argument("--no-related", action="store_true",
                         help="skip Hugo with related content (slow: ~100 s a build at 10,000)")
+    parser.add_argument("--no-daemon", action="store_true", help="skip the rows of `digest build --daemon`")
     parser.add_argument("--rmtree", action="store_true",
                         help="delete old outputs right before each cold build instead of moving them aside")
     args = parser.parse_args()
@@ -182,6 +215,8 @@ def measure(args: argparse.Namespace, sizes: list[int], hugo: str | None, trash:
     for size in sizes:
         corpus = make_corpus(size, args.work)
         projects = {"digest": digest_project(corpus)}
+        if not args.no_daemon:
+            projects["digest --daemon"] = digest_project(corpus, "digest-daemon")
         if hugo and not args.no_related:
             projects["hugo (related)"] = hugo_project(corpus, related=True)
         if hugo:
@@ -194,8 +229,9 @@ def measure(args: argparse.Namespace, sizes: list[int], hugo: str | None, trash:
                     continue
                 # Restore the edited record between runs so every run edits the same way.
                 trash.discard(project / "content")
-                shutil.copytree(corpus / ("medline" if name == "digest" else "hugo/content"), project / "content")
-                samples[name].append(scenarios("digest" if name == "digest" else "hugo", project, hugo, trash))
+                tool = "hugo" if name.startswith("hugo") else "daemon" if name.endswith("--daemon") else "digest"
+                shutil.copytree(corpus / ("hugo/content" if tool == "hugo" else "medline"), project / "content")
+                samples[name].append(scenarios(tool, project, hugo, trash))
         anchor = samples.get("hugo (no related)")
         for name, runs_of in samples.items():
             if not runs_of:

@@ -90,10 +90,13 @@ def test_daemon_reports_bad_records_like_the_command_line_and_keeps_the_site(dig
 def test_stop_ends_the_daemon_and_status_says_so(digest_root, capsys):
     assert main(["build", "--daemon", "--root", str(digest_root), "-q"]) == 0
     pid = running_pid(digest_root)
+    states = [digest_root / ".digest-cache" / name for name in ("records.pickle", "links.pickle", "plan.pickle")]
+    assert not any(path.exists() for path in states)  # kept in memory while it runs
     assert main(["daemon", "status", "--root", str(digest_root)]) == 0
     assert f"process {pid}, 1 builds" in capsys.readouterr().out
     assert main(["daemon", "stop", "--root", str(digest_root)]) == 0
     assert wait_until_ended(pid)
+    assert all(path.exists() for path in states)  # saved for the next process as it ended
     assert main(["daemon", "status", "--root", str(digest_root)]) == 0
     assert "No build daemon is running" in capsys.readouterr().out
     assert not (digest_root / ".digest-cache" / daemon.SOCKET_NAME).exists()
@@ -168,3 +171,39 @@ def test_long_digest_paths_build_in_the_daemon(tmp_path, runtime_dir, capsys):
         assert running_pid(root) is not None
     finally:
         daemon.ask(root, "stop")
+
+
+def test_builds_alternating_between_the_daemon_and_new_processes_equal_clean_builds(digest_root):
+    record = digest_root / "content/autoimmunity/36109639.yaml"
+    text = record.read_text()
+    for step, (daemon_on, title) in enumerate([(True, "lupus A"), (False, "lupus B"), (True, "lupus C"),
+                                               (True, "lupus D"), (False, "lupus E")]):
+        record.write_text(text.replace("refractory systemic lupus", f"refractory {title}"))
+        flag = "--daemon" if daemon_on else "--no-daemon"
+        assert main(["build", flag, "--root", str(digest_root), "-q"]) == 0
+        if step == 3:
+            assert main(["daemon", "stop", "--root", str(digest_root)]) == 0  # it saves its state
+        site = read_tree(digest_root / "site")
+        assert f"refractory {title}".encode() in site["articles/36109639/index.html"]
+        assert site == clean_tree(digest_root), step
+
+
+def test_a_client_that_leaves_interrupts_the_build():
+    import signal
+    import socket
+
+    ours, theirs = socket.socketpair()
+    warm = daemon.Daemon(REPO, idle_seconds=60)
+    previous = signal.getsignal(signal.SIGIO)
+    try:
+        warm._building = True
+        warm._watch(ours)  # the client is there: nothing happens
+        with pytest.raises(KeyboardInterrupt):
+            theirs.close()
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                time.sleep(0.01)
+        warm._building = False
+        ours.close()
+    finally:
+        signal.signal(signal.SIGIO, previous)
