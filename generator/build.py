@@ -172,13 +172,19 @@ def save_session(session: BuildSession) -> None:
     config = session.config
     if config is None or session.load_state is None or session.link_state is None:
         return
-    cache = config.root / CACHE_DIR
     with _one_build_at_a_time(config, NoProgress()):
         session.load_state.save()
         session.link_state.save()
-        PlanMemoFile(cache / "plan.pickle").save()
-        if _EXPORT_INDEX:
-            save_pickle(cache / "exports.pickle", _EXPORT_INDEX)
+        PlanMemoFile(config.root / CACHE_DIR / "plan.pickle").save()
+        save_export_index(config)
+
+
+def save_export_index(config: SiteConfig) -> None:
+    """Write where each entry is in the live exports (`_EXPORT_INDEX`) to the cache folder: a
+    session's builds keep it in memory, and the next process's first edit would otherwise read
+    30,000 citation files at 10,000 articles (1.1 s) to make the exports again."""
+    if _EXPORT_INDEX:
+        save_pickle(config.root / CACHE_DIR / "exports.pickle", _EXPORT_INDEX)
 
 
 class Preview(Protocol):
@@ -248,7 +254,7 @@ def _one_build_at_a_time(config: SiteConfig, progress: Progress) -> Iterator[Non
         yield
         return
     try:
-        (config.root / CACHE_DIR).mkdir(parents=True, exist_ok=True)
+        (config.root / CACHE_DIR).mkdir(exist_ok=True)  # not for a digest folder that does not exist
         handle = open(config.root / CACHE_DIR / "build.lock", "a+b")
     except OSError:
         yield
@@ -439,7 +445,7 @@ def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, prog
             session.fragments = fragments if len(fragments) <= len(fragment_store.known) else \
                 {key: fragments[key] for key in fragment_store.known if key in fragments}
     if (aggregates or (early is not None and early.made_exports)) and session is None:
-        save_pickle(exports_file, _EXPORT_INDEX)  # where each entry is in the exports now live
+        save_export_index(config)  # where each entry is in the exports now live
     if early is not None:
         early.done()  # the load state it saves for the next build
     if inputs:

@@ -121,13 +121,22 @@ def main(argv: list[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 2
+    command = COMMANDS[args.command]
     if args.command == "build" and _wants_daemon(args):
+        command = _in_daemon_else(command)
+    return run_command(args, command)
+
+
+def _in_daemon_else(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Run the build in the digest's daemon, or `command` when none can be had."""
+
+    def run(args: argparse.Namespace) -> int:
         from generator.daemon import build_in_daemon
 
         code = build_in_daemon(args)
-        if code is not None:
-            return code
-    return run_command(args, COMMANDS[args.command])
+        return command(args) if code is None else code
+
+    return run
 
 
 def _wants_daemon(args: argparse.Namespace) -> bool:

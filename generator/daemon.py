@@ -43,6 +43,7 @@ from generator.cache_files import CACHE_DIR
 SOCKET_NAME = "daemon.sock"
 LOCK_NAME = "daemon.lock"
 LOG_NAME = "daemon.log"
+MAX_LOG_BYTES = 1 << 20  # a longer log is started afresh
 MAX_SOCKET_PATH = 100  # bytes; Linux allows 107 in sun_path
 START_SECONDS = 20.0  # how long a client waits for a daemon it started to answer
 STOP_SECONDS = 120.0  # how long `digest daemon stop` waits for it to save its state and end
@@ -89,6 +90,8 @@ def socket_path(root: Path) -> Path | None:
 
 def build_in_daemon(args: argparse.Namespace) -> int | None:
     """Have the digest's daemon run this build; return its exit code, or None to build here."""
+    if not args.root.is_dir():
+        return None  # the build says what is missing
     path = socket_path(args.root)
     log = args.root.resolve() / CACHE_DIR / LOG_NAME
     if path is None:
@@ -111,6 +114,7 @@ def build_in_daemon(args: argparse.Namespace) -> int | None:
         if reply is not None and "exit" in reply:
             return int(reply["exit"])
         _wait_until_gone(path)  # it said it stops (other code), or ended before it heard (idle)
+    _tell(args, f"the build daemon did not answer (see {log}); building in this process")
     return None
 
 
@@ -132,18 +136,20 @@ def _connect(path: Path) -> socket.socket | None:
 def _start_daemon(root: Path, path: Path) -> socket.socket | None:
     """Start a daemon for `root`, detached from this terminal, and connect to it."""
     cache = root.resolve() / CACHE_DIR
-    cache.mkdir(parents=True, exist_ok=True)
     # This very package first (not one that happens to be in the current folder): from the cache
     # folder, which holds none, with the folder holding this one on the path.
     here = os.fspath(Path(__file__).resolve().parent.parent)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")])))
-    with open(cache / LOG_NAME, "ab") as log:
-        try:
+    try:
+        cache.mkdir(exist_ok=True)
+        log_path = cache / LOG_NAME
+        fresh = not log_path.exists() or log_path.stat().st_size > MAX_LOG_BYTES
+        with open(log_path, "wb" if fresh else "ab") as log:
             subprocess.Popen([sys.executable, "-m", "generator", "daemon", "run", "--root", os.fspath(root.resolve())],
                              cwd=cache, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                              start_new_session=True, close_fds=True)
-        except OSError:
-            return None
+    except OSError:  # a read-only digest folder, no interpreter
+        return None
     deadline = time.monotonic() + START_SECONDS
     while time.monotonic() < deadline:
         connection = _connect(path)
@@ -244,8 +250,12 @@ class Daemon:
             print(f"error: the socket path for {self.root} is too long", file=sys.stderr)
             return 1
         cache = self.root / CACHE_DIR
-        cache.mkdir(parents=True, exist_ok=True)
-        lock = open(cache / LOCK_NAME, "a+b")
+        try:
+            cache.mkdir(exist_ok=True)
+            lock = open(cache / LOCK_NAME, "a+b")
+        except OSError as exc:
+            print(f"error: cannot use {cache}: {exc.strerror or exc}", file=sys.stderr)
+            return 1
         with lock:
             import fcntl
 

@@ -516,6 +516,10 @@ class DevServer:
             self.httpd.server_close()
         if self._thread is not None:
             self._thread.join(timeout=1.0)
+        if self.session is not None and self.session.config is not None:
+            from generator.build import save_export_index
+
+            save_export_index(self.session.config)  # for the next `digest build` (0.04 s)
 
     def _watch_current_config(self) -> None:
         config = self.state.config

@@ -207,3 +207,12 @@ def test_a_client_that_leaves_interrupts_the_build():
         ours.close()
     finally:
         signal.signal(signal.SIGIO, previous)
+
+
+def test_a_missing_digest_folder_is_an_error_and_nothing_is_created(tmp_path, capsys):
+    missing = tmp_path / "no-such-digest"
+    assert main(["build", "--daemon", "--root", str(missing)]) == 1
+    assert "content folder not found" in capsys.readouterr().err
+    assert not missing.exists()
+    assert main(["build", "--no-daemon", "--root", str(missing)]) == 1
+    assert not missing.exists()

@@ -622,3 +622,24 @@ def test_cli_prints_url_warns_off_loopback_and_stops_on_sigint(make_digest):
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_stop_leaves_the_exports_index_for_the_next_build(make_digest, start_server):
+    """A session keeps where each entry is in the live exports in memory; stopping writes it out,
+    so the next `digest build` copies unchanged entries instead of reading every citation file."""
+    import marshal
+    import pickle
+
+    from generator.build import CACHE_DIR
+
+    root = make_digest()
+    server = start_server(root)
+    record = root / "content/a.yaml"
+    record.write_text(RECORD.format(title="Second title"), encoding="utf-8")
+    assert server.rebuild({record})
+    server.stop()
+    site = server.state.config.output_path
+    tree = (site / ".digest-tree").read_text().strip()
+    live = marshal.loads((root / CACHE_DIR / "trees" / f"{tree}.manifest").read_bytes())
+    index = pickle.loads((root / CACHE_DIR / "exports.pickle").read_bytes())
+    assert live["digest.bib"] in index["digest.bib"]
