@@ -179,6 +179,17 @@ def save_session(session: BuildSession) -> None:
         save_export_index(config)
 
 
+def fill_spare_tree(config: SiteConfig) -> None:
+    """Make the spare tree a copy of the live one when its contents are unknown (after a cold
+    build), so that the next build starts from it: what a process that outlives its build (the
+    daemon) does while idle, instead of during the next build (82,000 links in 41,000 folders at
+    10,000 articles, 2.5-4 s, see `SiteWriter.fill_spare`)."""
+    with _one_build_at_a_time(config, NoProgress()):
+        writer = SiteWriter(config.output_path, config.root / CACHE_DIR)
+        writer.fill_spare()
+        writer.keep_spare()
+
+
 def save_export_index(config: SiteConfig) -> None:
     """Write where each entry is in the live exports (`_EXPORT_INDEX`) to the cache folder: a
     session's builds keep it in memory, and the next process's first edit would otherwise read

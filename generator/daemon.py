@@ -390,13 +390,23 @@ class Daemon:
         return code
 
     def _settle(self) -> None:
-        """After the first build, once its client has the answer: what it keeps lives as long as the
-        daemon, out of the collector's full passes (as `digest serve` does)."""
-        if self.session is not None and not self.frozen:
+        """Once the client has its answer: after the first build, put what it keeps (it lives as
+        long as the daemon) out of the collector's full passes, as `digest serve` does; after a
+        build that left the spare tree unknown (a cold one), fill it now rather than during the next
+        build."""
+        if self.session is None or self.session.config is None:
+            return
+        if not self.frozen:
             from generator.load import freeze_for_good
 
             freeze_for_good()
             self.frozen = True
+        from generator.build import fill_spare_tree
+
+        try:
+            fill_spare_tree(self.session.config)
+        except Exception as exc:  # noqa: BLE001 - an optimisation: the next build fills it itself
+            print(f"could not prepare the spare tree: {exc!r}", flush=True)
 
     def _session_for(self, config: Any) -> Any:
         from generator.build import BuildSession

@@ -216,3 +216,18 @@ def test_a_missing_digest_folder_is_an_error_and_nothing_is_created(tmp_path, ca
     assert not missing.exists()
     assert main(["build", "--no-daemon", "--root", str(missing)]) == 1
     assert not missing.exists()
+
+
+def test_after_a_cold_build_the_daemon_fills_the_spare_tree_while_idle(digest_root):
+    assert main(["build", "--daemon", "--root", str(digest_root), "-q"]) == 0
+    live = (digest_root / "site" / ".digest-tree").read_text()
+    spare = digest_root / ".site.spare"
+    deadline = time.monotonic() + 20
+    while not (spare / ".digest-tree").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert (spare / ".digest-tree").read_text() == live  # the spare is a copy of the live tree
+    assert read_tree(spare) == read_tree(digest_root / "site")
+    record = digest_root / "content/autoimmunity/36109639.yaml"
+    record.write_text(record.read_text().replace("refractory systemic lupus", "refractory lupus"))
+    assert main(["build", "--daemon", "--root", str(digest_root), "-q"]) == 0
+    assert read_tree(digest_root / "site") == clean_tree(digest_root)
