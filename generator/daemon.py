@@ -239,6 +239,7 @@ class Daemon:
         self.session: Any = None
         self.builds = 0
         self.frozen = False
+        self.garbage = False  # whether a build since the last collection left frozen garbage
         self.last_used = time.monotonic()
         self.started = time.time()
         self._building = False
@@ -320,6 +321,11 @@ class Daemon:
                     return "gone"
                 if time.monotonic() - self.last_used > self.idle_seconds:
                     return "stopped"
+                if self.garbage:  # a second without a request: clean up after the last build
+                    from generator.load import collect_frozen_garbage
+
+                    collect_frozen_garbage()
+                    self.garbage = False
                 continue
             with connection:
                 leaving = self._answer(connection)
@@ -385,6 +391,7 @@ class Daemon:
             self._building = False
             signal.signal(signal.SIGIO, signal.SIG_IGN)
         self.builds += 1
+        self.garbage = True
         if crashed or code == 130:
             self.session = None  # a build stopped half-way: the next one starts from the cache files
         return code

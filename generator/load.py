@@ -389,6 +389,17 @@ def freeze_for_good(collect: bool = True) -> None:
     _frozen_for_good = True
 
 
+def collect_frozen_garbage() -> None:
+    """Collect, in a process that froze what it keeps (`freeze_for_good`), what has since become
+    garbage: objects in cycles made during a build's paused sections (each build's renderer and
+    digest, 5 MB at 10,000 articles) are frozen with the rest at the end of the section and would
+    never be collected; a long-running process grew by that much with each build. A full pass over
+    everything (0.6 s at 10,000 articles): call it while idle."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+
+
 class LoadState:
     """What `load_articles` learned about a digest, so that the next build does only what changed.
 

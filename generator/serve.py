@@ -37,6 +37,7 @@ from generator.watch import Watcher
 CLOSED_CHECK_SECONDS = 1.0  # how often an idle event stream checks that its client is still there
 PRIORITY_SECONDS = 0.5  # the longest a rebuild pauses for the pages it showed early (see SiteState.show)
 WAIT_FOR_BUILD_SECONDS = 10.0  # a request during a rebuild waits for it (up to this), then shows the new pages
+TIDY_SECONDS = 2.0  # after a rebuild, this long without another one before its garbage is collected
 TEXT = "; charset=utf-8"
 CONTENT_TYPES = {
     ".html": "text/html" + TEXT,
@@ -475,6 +476,7 @@ class DevServer:
         self.out, self.err = out or sys.stdout, err or sys.stderr
         self.builds = 0  # completed build attempts, for tests and the benchmark
         self.session: Any = None  # the build's in-memory state, kept between rebuilds
+        self._tidy: threading.Timer | None = None  # see _tidy_later
         self.state = SiteState(self._fallback_config())
         self.watcher = Watcher(self._on_change, poll=poll)
         self.httpd: DigestHTTPServer | None = None
@@ -516,6 +518,9 @@ class DevServer:
             self.httpd.server_close()
         if self._thread is not None:
             self._thread.join(timeout=1.0)
+        if self._tidy is not None:
+            self._tidy.cancel()
+            self._tidy.join(timeout=1.0)
         if self.session is not None and self.session.config is not None:
             from generator.build import save_export_index
 
@@ -540,6 +545,8 @@ class DevServer:
             names = sorted(self._shown(p) for p in changed)
             more = f" and {len(names) - 3} more" if len(names) > 3 else ""
             print(f"Changed: {', '.join(names[:3])}{more}", file=self.out, flush=True)
+        if self._tidy is not None:
+            self._tidy.cancel()
         self.state.begin_build()
         config = self.state.config
         problems: list[Problem] = []
@@ -578,7 +585,18 @@ class DevServer:
             from generator.load import freeze_for_good
 
             freeze_for_good()
+        elif self.builds > 1:
+            self._tidy_later()
         return not problems
+
+    def _tidy_later(self) -> None:
+        """Once saves pause, collect what the builds froze that is garbage now (see
+        `load.collect_frozen_garbage`: 5 MB a rebuild at 10,000 articles otherwise)."""
+        from generator.load import collect_frozen_garbage
+
+        self._tidy = threading.Timer(TIDY_SECONDS, collect_frozen_garbage)
+        self._tidy.daemon = True
+        self._tidy.start()
 
     def _print_report(self, report: Any) -> None:
         if self.quiet or report is None:

@@ -231,3 +231,37 @@ def test_after_a_cold_build_the_daemon_fills_the_spare_tree_while_idle(digest_ro
     record.write_text(record.read_text().replace("refractory systemic lupus", "refractory lupus"))
     assert main(["build", "--daemon", "--root", str(digest_root), "-q"]) == 0
     assert read_tree(digest_root / "site") == clean_tree(digest_root)
+
+
+def test_a_long_running_session_does_not_keep_each_builds_garbage(digest_root):
+    """serve and the daemon freeze what they keep; each build's objects in cycles (its renderer,
+    its digest) were frozen with it and never collected: the process grew with every build."""
+    import gc
+
+    from generator.build import BuildSession
+    from generator.load import collect_frozen_garbage, freeze_for_good
+
+    config = load_config(digest_root)
+    session = BuildSession(config=config, watched=False)
+    record = digest_root / "content/autoimmunity/36109639.yaml"
+    text = record.read_text()
+    try:
+        build(config, session=session)
+        freeze_for_good()
+
+        def frozen_after_builds(tidy: bool) -> list[int]:
+            counts = []
+            for step in range(6):
+                record.write_text(text.replace("refractory systemic lupus", f"refractory lupus {step % 2}"))
+                build(config, session=session)
+                if tidy:
+                    collect_frozen_garbage()
+                counts.append(gc.get_freeze_count())
+            return counts
+
+        grown = frozen_after_builds(tidy=False)
+        assert grown[-1] > grown[1] + 1000  # the leak this guards against: hundreds a build here
+        tidied = frozen_after_builds(tidy=True)
+        assert tidied[-1] - tidied[1] < 100, tidied
+    finally:
+        gc.unfreeze()
