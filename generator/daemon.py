@@ -328,7 +328,10 @@ class Daemon:
                     self.garbage = False
                 continue
             with connection:
-                leaving = self._answer(connection)
+                try:
+                    leaving = self._answer(connection)
+                except KeyboardInterrupt:  # its client left just as its build ended (see _watch)
+                    self.session, leaving = None, ""
             if leaving:
                 return leaving
             self.last_used = time.monotonic()
@@ -376,10 +379,7 @@ class Daemon:
         try:
             self._watch(connection)
             with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-                try:
-                    code = run_command(args, lambda parsed: run_build(parsed, self._session_for))
-                finally:
-                    self._building = False
+                code = run_command(args, lambda parsed: run_build(parsed, self._session_for))
         except KeyboardInterrupt:  # the client left (or Ctrl-C in a foreground daemon)
             code = 130
         except Exception:  # a bug: report it like the command line would, and start afresh
@@ -388,8 +388,8 @@ class Daemon:
             _send(connection, {"stream": "err", "text": traceback.format_exc()})
             code, crashed = 1, True
         finally:
-            self._building = False
             signal.signal(signal.SIGIO, signal.SIG_IGN)
+            self._building = False
         self.builds += 1
         self.garbage = True
         if crashed or code == 130:
