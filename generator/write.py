@@ -469,11 +469,13 @@ class SiteWriter:
         self.ready()
         # Named by its contents: identical builds give identical bytes, marker included. Plan order
         # is deterministic, so no key sorting is needed (it costs 0.3 s at 80,000 files).
-        tree_id = hashlib.blake2b(marshal.dumps(self.new, 0), digest_size=16).hexdigest()
+        files = marshal.dumps(self.new, 0)
+        tree_id = hashlib.blake2b(files, digest_size=16).hexdigest()
         TreeFiles(self.spare).put(TREE_MARKER, (tree_id + "\n").encode("ascii"))
         self.manifests.mkdir(parents=True, exist_ok=True)
-        manifest = {**self.new, TREE_MARKER: tree_id}
-        (self.manifests / f"{tree_id}{MANIFEST_SUFFIX}").write_bytes(marshal.dumps(manifest, 0))
+        manifest = self.new
+        manifest[TREE_MARKER] = tree_id  # (the last entry, as it is the last file written)
+        (self.manifests / f"{tree_id}{MANIFEST_SUFFIX}").write_bytes(_with_entry(files, TREE_MARKER, tree_id))
         spare_id = self._tree_id(self.output)
         for known in list(_PUBLISHED):
             if known != spare_id:
@@ -495,6 +497,13 @@ class SiteWriter:
         for path in self.manifests.iterdir():
             if path.stem not in keep:  # (a kept tree's manifest may still be the older JSON one)
                 path.unlink(missing_ok=True)
+
+
+def _with_entry(marshalled: bytes, key: str, value: str) -> bytes:
+    """Return `marshal.dumps({**d, key: value}, 0)` from `marshalled`, `marshal.dumps(d, 0)`, for a
+    `key` not in `d`: version 0 writes a dict as "{", its pairs in order, then "0" (no references),
+    so the pair goes before that end mark (0.03 s less at 82,000 files than marshalling it again)."""
+    return b"".join((marshalled[:-1], marshal.dumps(key, 0), marshal.dumps(value, 0), marshalled[-1:]))
 
 
 # Manifests of the trees this process published, by tree id (which hashes the manifest): the next

@@ -86,3 +86,14 @@ def test_whatever_the_damage_every_entry_read_back_is_one_that_was_saved(tmp_pat
     assert found["base"] == "entry"
     if damage is None:
         assert found == saved
+
+
+@given(st.dictionaries(st.text(), st.text(), max_size=30), st.text(), st.text())
+def test_a_manifest_with_its_tree_marker_is_what_marshal_writes(files, marker, tree_id):
+    """The manifest is written from the bytes the tree id was made from, plus one entry."""
+    import marshal
+
+    from generator.write import _with_entry
+
+    files.pop(marker, None)
+    assert _with_entry(marshal.dumps(files, 0), marker, tree_id) == marshal.dumps({**files, marker: tree_id}, 0)
