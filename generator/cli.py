@@ -70,6 +70,8 @@ def make_parser() -> argparse.ArgumentParser:
                         help="the digest folder (default: current folder)")
     daemon.add_argument("--idle", type=float, default=IDLE_MINUTES * 60, metavar="SECONDS",
                         help="with 'run': end after this long without a build")
+    daemon.add_argument("--force", action="store_true",
+                        help="with 'stop': signal it instead of asking (for a daemon that does not answer)")
     daemon.add_argument("-v", "--verbose", action="store_true", help="print tracebacks on errors")
 
     importer = commands.add_parser("import", help="convert exported files into native YAML records in content/",

@@ -270,6 +270,9 @@ class Daemon:
                         print(f"a build daemon for {self.root} is running already", file=sys.stderr)
                         return 0
                     time.sleep(0.05)
+            lock.truncate(0)
+            lock.write(f"{os.getpid()}\n".encode("ascii"))  # for `digest daemon stop --force`
+            lock.flush()
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()  # left by a daemon that was killed
             listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -445,6 +448,39 @@ class Daemon:
         check()  # it may have left already
 
 
+def _stop_by_signal(root: Path) -> int:
+    """`digest daemon stop --force`: end the daemon that holds the lock with SIGTERM (its build, if
+    any, stops as on Ctrl-C), then SIGKILL if it has not ended within 10 s: for one that does not
+    answer. The pid comes from its lock file, and only while a process holds the lock."""
+    import fcntl
+
+    lock_path = root.resolve() / CACHE_DIR / LOCK_NAME
+    try:
+        with open(lock_path, "r+b") as lock:
+            try:
+                fcntl.lockf(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:  # held: a daemon runs
+                pid = int(lock.read().decode("ascii").strip() or 0)
+            else:
+                pid = 0
+    except (OSError, ValueError):
+        pid = 0
+    if not pid:
+        print(f"No build daemon is running for {root.resolve()}.")
+        return 0
+    for sig, seconds in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.05)
+        if not _alive(pid):
+            print(f"Stopped the build daemon (process {pid}{', killed' if sig == signal.SIGKILL else ''}).")
+            return 0
+    print(f"error: process {pid} did not end", file=sys.stderr)
+    return 1
+
+
 def _alive(pid: int) -> bool:
     with contextlib.suppress(ChildProcessError):  # our child when this process started it: reaped
         if os.waitpid(pid, os.WNOHANG)[0] == pid:
@@ -480,6 +516,8 @@ def run_daemon(args: argparse.Namespace) -> int:
     """`digest daemon status|stop|run`."""
     if args.action == "run":
         return Daemon(args.root, args.idle).run()
+    if args.action == "stop" and args.force:
+        return _stop_by_signal(args.root)
     reply = ask(args.root, args.action)
     if reply is None:
         print(f"No build daemon is running for {args.root.resolve()}.")

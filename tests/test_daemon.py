@@ -265,3 +265,14 @@ def test_a_long_running_session_does_not_keep_each_builds_garbage(digest_root):
         assert tidied[-1] - tidied[1] < 100, tidied
     finally:
         gc.unfreeze()
+
+
+def test_stop_force_signals_the_daemon_holding_the_lock(digest_root, capsys):
+    assert main(["daemon", "stop", "--force", "--root", str(digest_root)]) == 0
+    assert "No build daemon is running" in capsys.readouterr().out
+    assert main(["build", "--daemon", "--root", str(digest_root), "-q"]) == 0
+    pid = running_pid(digest_root)
+    assert main(["daemon", "stop", "--force", "--root", str(digest_root)]) == 0
+    assert f"Stopped the build daemon (process {pid})" in capsys.readouterr().out
+    assert wait_until_ended(pid, 1)
+    assert (digest_root / ".digest-cache" / "links.pickle").exists()  # SIGTERM: it saved its state
