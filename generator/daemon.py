@@ -99,7 +99,7 @@ def build_in_daemon(args: argparse.Namespace) -> int | None:
         return None
     request = {"command": "build", "code": code_stamp(), "options": {
         "out": args.out, "base_url": args.base_url, "strict": args.strict, "jobs": args.jobs,
-        "verbose": args.verbose, "quiet": args.quiet}}
+        "verbose": args.verbose, "quiet": args.quiet, "terminal": sys.stderr.isatty()}}
     for _ in range(3):  # a daemon running other code stops; a new one starts
         connection = _connect(path) or _start_daemon(args.root, path)
         if connection is None:
@@ -205,16 +205,17 @@ def ask(root: Path, command: str) -> dict | None:
 
 
 class _Channel(io.TextIOBase):
-    """A text stream whose writes go to the client as they are made (stdout or stderr)."""
+    """A text stream whose writes go to the client as they are made (stdout or stderr); a terminal
+    when the client's is (so that a long build shows its progress line there)."""
 
-    def __init__(self, connection: socket.socket, name: str):
-        self.connection, self.name = connection, name
+    def __init__(self, connection: socket.socket, name: str, terminal: bool = False):
+        self.connection, self.name, self.terminal = connection, name, terminal
 
     def writable(self) -> bool:
         return True
 
     def isatty(self) -> bool:
-        return False
+        return self.terminal
 
     def write(self, text: str) -> int:
         if text:
@@ -376,7 +377,7 @@ class Daemon:
                                   out=options.get("out"), base_url=options.get("base_url"),
                                   strict=bool(options.get("strict")), jobs=options.get("jobs"),
                                   verbose=bool(options.get("verbose")), quiet=bool(options.get("quiet")))
-        out, err = _Channel(connection, "out"), _Channel(connection, "err")
+        out, err = _Channel(connection, "out"), _Channel(connection, "err", bool(options.get("terminal")))
         crashed = False
         self._building = True
         try:

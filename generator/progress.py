@@ -33,8 +33,10 @@ class Progress:
         if now - self._last < self.interval and done < total:
             return
         self._last = now
-        elapsed = max(now - self._stage_start, 1e-6)
-        line = f"{stage}: {done:,}/{total:,} ({done / elapsed:,.0f}/s)"
+        elapsed = now - self._stage_start
+        # The rate once there is a span to measure it over (a stage's first update has none).
+        rate = f" ({done / elapsed:,.0f}/s)" if elapsed >= self.interval else ""
+        line = f"{stage}: {done:,}/{total:,}{rate}"
         self.stream.write("\r" + line.ljust(self._width))
         self._width = len(line)
         self.stream.flush()

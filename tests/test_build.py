@@ -394,3 +394,18 @@ def test_similar_false_turns_computation_off(make_site):
     build_site(root)
     data = json.loads((root / "site/digest.json").read_text())
     assert [s["source"] for s in data["articles"][0]["similar"]] == ["computed"]
+
+
+def test_progress_shows_a_rate_only_once_it_can_be_measured(monkeypatch):
+    import io
+
+    from generator import progress as progress_module
+
+    clock = iter([10.0, 11.0])
+    monkeypatch.setattr(progress_module.time, "perf_counter", lambda: next(clock))
+    stream = io.StringIO()
+    shown = progress_module.Progress(stream=stream, enabled=True)
+    shown.update("render", 1278, 81804)  # the stage's first update: no span to measure a rate over
+    shown.update("render", 12780, 81804)
+    lines = [line.strip() for line in stream.getvalue().split("\r") if line.strip()]
+    assert lines == ["render: 1,278/81,804", "render: 12,780/81,804 (12,780/s)"]
