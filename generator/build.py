@@ -70,11 +70,12 @@ def _timed(report: BuildReport, stage: str) -> Iterator[None]:
     report.stage_seconds[stage] = time.perf_counter() - start
 
 
-def input_fingerprint(config: SiteConfig) -> str:
+def input_fingerprint(config: SiteConfig, stats: dict[str, os.stat_result] | None = None) -> str:
     """Fingerprint every input of a build by name, size and modification time (as make does).
 
     Content, templates, static files, digest.yaml and this package's own code: when none of them
-    changed since the build that produced the live site, there is nothing to do.
+    changed since the build that produced the live site, there is nothing to do. `stats` receives
+    each file's `os.stat`, for the load stage (10,000 of them are 0.04 s here).
     """
     import generator
 
@@ -90,6 +91,8 @@ def input_fingerprint(config: SiteConfig) -> str:
             except OSError:
                 continue
             entries.append((path, stat.st_size, stat.st_mtime_ns))
+            if stats is not None:
+                stats[path] = stat
     config_file = config.root / "digest.yaml"
     if config_file.is_file():
         entries.append(config_file.read_bytes())
@@ -288,7 +291,8 @@ def _checked_build(config: SiteConfig, strict: bool, jobs: int | None, clean: bo
     # A watched session (`digest serve`) is told about changes: it skips this check, and records
     # nothing for it (its trees have new markers, so a later check never matches them).
     checks = session is None or not session.watched
-    inputs = input_fingerprint(config) if checks else ""
+    stats: dict[str, os.stat_result] = {}
+    inputs = input_fingerprint(config, stats) if checks else ""
     previous = None if clean or not checks else _unchanged_report(config, inputs)
     if previous is not None and not (strict and previous.warnings):
         previous.seconds = time.perf_counter() - start
@@ -296,13 +300,15 @@ def _checked_build(config: SiteConfig, strict: bool, jobs: int | None, clean: bo
         return previous
     with contextlib.ExitStack() as cleanup:  # ends the early writer, if any, whatever happens
         return _build(config, strict, jobs, clean, progress, index_search, session, preview, report, start, inputs,
-                      cleanup, process_ends)
+                      cleanup, process_ends, stats)
 
 
 def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, progress: Progress,
            index_search: bool, session: BuildSession | None, preview: Preview | None, report: BuildReport,
-           start: float, inputs: str, cleanup: contextlib.ExitStack, process_ends: bool = False) -> BuildReport:
-    """The build past the no-change check: load, link, plan, render, write (see `build`)."""
+           start: float, inputs: str, cleanup: contextlib.ExitStack, process_ends: bool = False,
+           stats: dict[str, os.stat_result] | None = None) -> BuildReport:
+    """The build past the no-change check: load, link, plan, render, write (see `build`); `stats`
+    are the files' `os.stat` of that check."""
     writer = SiteWriter(config.output_path, config.root / CACHE_DIR, clean=clean)
     cleanup.callback(writer.stop_filling)
     writer.fill_spare()  # not in a process with threads (serve's)
@@ -311,7 +317,7 @@ def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, prog
     from_files = (session is None or session.load_state is None) and not clean
     with _timed(report, "load"):
         load_state, link_state = _states(config, clean, session)
-        loaded = load_articles(config.content_path, config.root, state=load_state, jobs=jobs)
+        loaded = load_articles(config.content_path, config.root, state=load_state, jobs=jobs, stats=stats)
     report.warnings = loaded.warnings
     if strict and loaded.warnings:
         raise DigestError([Problem(w.path, w.message, w.line, w.hint) for w in loaded.warnings])

@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from generator.errors import DigestError, Problem, ReaderError
 from generator.fields import coerce_native, is_safe_id
@@ -450,7 +450,8 @@ class LoadState:
         with collector_paused():
             self._save()
 
-    def load(self, content_dir: Path, root: Path, read: ReadFile = read_file, jobs: int | None = None) -> LoadResult:
+    def load(self, content_dir: Path, root: Path, read: ReadFile = read_file, jobs: int | None = None,
+             stats: Mapping[str, os.stat_result] | None = None) -> LoadResult:
         """Do what `load_articles` does (see there), reusing and updating this state."""
         roots = (os.path.abspath(content_dir), os.path.abspath(root))
         if self._roots is not None and self._roots != roots:
@@ -461,14 +462,15 @@ class LoadState:
                 self._cache_read = True
                 self._read_cache()
             try:
-                return self._load(content_dir, root, read, idle_cores(jobs))
+                return self._load(content_dir, root, read, idle_cores(jobs), stats or {})
             finally:
                 if self.autosave:
                     self._save()
 
     # One build ----------------------------------------------------------------------------------
 
-    def _load(self, content_dir: Path, root: Path, read: ReadFile, workers: int) -> LoadResult:
+    def _load(self, content_dir: Path, root: Path, read: ReadFile, workers: int,
+              stats: Mapping[str, os.stat_result]) -> LoadResult:
         walk_problems: list[Problem] = []
         files = _walk(content_dir, walk_problems, root)
         inside = _allowed_roots(content_dir, root)
@@ -493,7 +495,7 @@ class LoadState:
             old = old_files.get(shown)
             signature = None
             try:
-                info = os.stat(path)
+                info = stats.get(path) or os.stat(path)
                 if stat.S_ISREG(info.st_mode) and info.st_size <= MAX_FILE_BYTES:
                     signature = _signature(info)
             except OSError:
@@ -667,21 +669,23 @@ def _sort_key(article: Article) -> tuple:
 
 
 def load_articles(content_dir: Path, root: Path, read: ReadFile = read_file, cache_file: Path | None = None,
-                  state: LoadState | None = None, jobs: int | None = None) -> LoadResult:
+                  state: LoadState | None = None, jobs: int | None = None,
+                  stats: Mapping[str, os.stat_result] | None = None) -> LoadResult:
     """Read, merge and validate every record under `content_dir`; raise DigestError listing all errors.
 
     `cache_file` (e.g. `.digest-cache/records.pickle`) keeps what this build learned for the next
     one; `state` (a `LoadState`, which has its own cache file) keeps it in memory too, for repeated
     builds in one process: then `cache_file` is not used. A custom `read` is never cached. When
     there are many files to parse, they are parsed on `jobs` cores (this process and forked
-    workers; default: the cores other processes leave idle, see `workers.idle_cores`).
+    workers; default: the cores other processes leave idle, see `workers.idle_cores`). `stats`:
+    what `os.stat` gave for file paths a moment ago (the build's no-change check), not asked again.
     """
     if not content_dir.is_dir():
         raise DigestError(Problem(str(content_dir), "content folder not found",
                                   hint="create it and put records in it, or run 'digest init DIR'"))
     if state is None or read is not read_file:
         state = LoadState(cache_file if read is read_file else None)
-    return state.load(content_dir, root, read, jobs)
+    return state.load(content_dir, root, read, jobs, stats)
 
 
 def _allowed_roots(content_dir: Path, root: Path) -> tuple[Path, ...]:

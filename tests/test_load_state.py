@@ -129,3 +129,30 @@ def test_a_new_process_takes_the_taxonomies_from_the_cache_while_every_article_f
     found = everything(digest, LoadState(cache / "records.pickle"), LinkState(cache / "links.pickle"))
     assert found == expected and built == [1]  # a new keyword: made again
     assert any(t.startswith("Term(taxonomy='topics', name='relapse'") for t in found[5]["topics"])
+
+
+def test_the_load_stage_takes_the_stats_the_no_change_check_made(digest):
+    """`digest build` stats every content file for its no-change check; loading then takes those
+    results instead of asking again (10,000 files: 0.04 s here), and asks for the files it lacks."""
+    from generator.build import input_fingerprint
+
+    config = load_config(digest, {})
+    state = LoadState()
+    record = config.content_path / "autoimmunity/36109639.yaml"
+    stats: dict = {}
+    input_fingerprint(config, stats)
+    assert os.fspath(record) in stats
+    first = load_articles(config.content_path, config.root, state=state, stats=stats)
+    title = next(a.title for a in first.articles if a.pmid == "36109639")
+    # Edited after the check: with the check's stats, this build sees the file as it was checked
+    # (unchanged, so not read again); the next check sees the edit.
+    record.write_text(record.read_text().replace("refractory systemic lupus", "refractory lupus"))
+    again = load_articles(config.content_path, config.root, state=state, stats=stats)
+    assert next(a.title for a in again.articles if a.pmid == "36109639") == title
+    stats = {}
+    input_fingerprint(config, stats)
+    fresh = load_articles(config.content_path, config.root, state=state, stats=stats)
+    assert "refractory lupus" in next(a.title for a in fresh.articles if a.pmid == "36109639")
+    partial = {path: info for path, info in stats.items() if "autoimmunity" not in path}
+    assert load_articles(config.content_path, config.root, state=LoadState(), stats=partial).articles == \
+        fresh.articles
