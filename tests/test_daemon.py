@@ -102,7 +102,7 @@ def test_stop_ends_the_daemon_and_status_says_so(digest_root, capsys):
     assert not (digest_root / ".digest-cache" / daemon.SOCKET_NAME).exists()
 
 
-def test_a_client_running_other_code_replaces_the_daemon(digest_root, monkeypatch):
+def test_a_client_running_other_code_replaces_the_daemon(digest_root):
     assert main(["build", "--daemon", "--root", str(digest_root), "-q"]) == 0
     old = running_pid(digest_root)
     connection = daemon._connect(daemon.socket_path(digest_root))
