@@ -127,7 +127,8 @@ class Trash:
 def daemon_usage(project: Path) -> tuple[float, int]:
     """Return the CPU seconds the project's build daemon and the workers it reaped used so far,
     and its peak RSS in MB (0, 0 when none runs): its builds are not the client's children."""
-    sys.path.insert(0, str(REPO))
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
     from generator.daemon import ask
 
     status = ask(project, "status")

@@ -1007,12 +1007,12 @@ def _export_parts(job: PageJob, articles, keys: dict[str, str], tree: str, head:
     index: dict[str, tuple[str, int, int]] = {}
     position, gap = len(head), len(separator)
     run: list[int] | None = None  # the range of the live export being copied: [start, end]
-    first = True
     for article in articles:
         article_id = article.id
         key = keys["articles/" + article_id + suffix]
         found = stored.get(article_id)
-        if not first:
+        after = bool(index)  # a separator goes before every entry but the first
+        if after:
             position += gap
         item = None
         if found is not None and found[0] == key:
@@ -1022,28 +1022,22 @@ def _export_parts(job: PageJob, articles, keys: dict[str, str], tree: str, head:
                 item = export_item(job.kind, stream.read())
             if found is not None and found[2] - found[1] == len(item) and os.pread(live, len(item), found[1]) == item:
                 start, end, item = found[1], found[2], None  # a new key, the same entry: a notes edit
+        length = end - start if item is None else len(item)
+        index[article_id] = found if item is None and found[0] == key and start == position else \
+            (key, position, position + length)  # type: ignore[index]
+        position += length
+        if item is None and run is not None and run[1] + gap == start:
+            run[1] = end  # this entry follows the last one in the live export too
+            continue
+        if run is not None:
+            parts.append((run[0], run[1]))
+        if after:
+            parts.append(separator)
         if item is None:
-            index[article_id] = found if found[0] == key and start == position else \
-                (key, position, position + end - start)  # type: ignore[index]
-            position += end - start
-            if run is not None and run[1] + gap == start:
-                run[1] = end  # this entry follows the last one in the live export too
-            else:
-                if run is not None:
-                    parts.append((run[0], run[1]))
-                if not first:
-                    parts.append(separator)
-                run = [start, end]
+            run = [start, end]
         else:
-            index[article_id] = (key, position, position + len(item))
-            position += len(item)
-            if run is not None:
-                parts.append((run[0], run[1]))
-                run = None
-            if not first:
-                parts.append(separator)
+            run = None
             parts.append(item)
-        first = False
     if run is not None:
         parts.append((run[0], run[1]))
     return parts, index

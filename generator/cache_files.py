@@ -10,11 +10,24 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 CACHE_DIR = ".digest-cache"  # in the digest folder; deleting it is always safe
+
+
+def files_stamp(paths: Iterable[Path]) -> list[tuple[str, int, int]]:
+    """Return each file's name, mtime and size (0, 0 when missing): with the version, a stamp of the
+    code a cache was made by, so that changed code never reuses it."""
+    stamps = []
+    for path in paths:
+        try:
+            info = path.stat()
+            stamps.append((path.name, info.st_mtime_ns, info.st_size))
+        except OSError:
+            stamps.append((path.name, 0, 0))
+    return stamps
 
 
 def load_pickle(path: Path) -> dict:

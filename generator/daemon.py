@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from generator.cache_files import CACHE_DIR
+from generator.cache_files import CACHE_DIR, files_stamp
 
 SOCKET_NAME = "daemon.sock"
 LOCK_NAME = "daemon.lock"
@@ -53,14 +53,8 @@ CHECK_SECONDS = 1.0  # how often an idle daemon checks that its socket and lock 
 def code_stamp() -> str:
     """Say which code a process runs: this package's files, the interpreter and its path."""
     package = Path(__file__).parent
-    entries: list[object] = [sys.version, sys.executable]
-    for path in sorted(package.rglob("*.py")):
-        try:
-            stat = path.stat()
-        except OSError:
-            continue
-        entries.append((path.relative_to(package).as_posix(), stat.st_size, stat.st_mtime_ns))
-    return hashlib.blake2b(repr(entries).encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+    stamp = (sys.version, sys.executable, files_stamp(sorted(package.rglob("*.py"))))
+    return hashlib.blake2b(repr(stamp).encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
 def socket_path(root: Path) -> Path | None:

@@ -503,7 +503,8 @@ def _key(settings: str, articles: Sequence[Article], prints: list[bytes]) -> byt
 
 def _code_stamp() -> str:
     """Return a stamp of the code that makes articles and links, so a change never reuses old results."""
-    from generator.load import _code_stamp as load_stamp, files_stamp
+    from generator.cache_files import files_stamp
+    from generator.load import _code_stamp as load_stamp
 
     folder = Path(__file__).parent
     stamps = files_stamp(folder / name for name in ("link.py", "similarity.py", "neighbour_index.py"))

@@ -28,8 +28,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
+from generator.cache_files import files_stamp
 from generator.errors import DigestError, Problem, ReaderError
 from generator.fields import coerce_native, is_safe_id
 from generator import model as model_module
@@ -338,19 +339,6 @@ def _code_stamp() -> str:
     files = sorted((folder / "readers").glob("*.py")) + [folder / name for name in
                                                           ("load.py", "fields.py", "model.py", "errors.py")]
     return f"{__version__}:{sys.version_info[:2]}:{files_stamp(files)}"
-
-
-def files_stamp(paths: Iterable[Path]) -> list[tuple[str, int, int]]:
-    """Return each file's name, mtime and size (0, 0 when missing): with the version, a stamp of the
-    code a cache was made by, so that changed code never reuses it."""
-    stamps = []
-    for path in paths:
-        try:
-            info = path.stat()
-            stamps.append((path.name, info.st_mtime_ns, info.st_size))
-        except OSError:
-            stamps.append((path.name, 0, 0))
-    return stamps
 
 
 @contextmanager
