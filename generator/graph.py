@@ -7,7 +7,7 @@ at 10,000 articles; the page says how many are shown.
 from __future__ import annotations
 
 import hashlib
-import itertools
+import heapq
 import json
 import operator
 from collections import Counter
@@ -144,46 +144,89 @@ def map_graph(digest: Digest) -> tuple[list[str], list[tuple[int, int]]]:
     """Return the articles the map draws (the best connected, by id) and the lines between them.
 
     Asked twice a build (the plan fingerprints it, the map page draws it) and again by every
-    rebuild of `digest serve`: the answer is kept while the articles and their similar-list entries
-    (`link.SimilarLists`) are the same objects (the linker hands back the same entry for an article
-    whose neighbours did not change), and each article's lines while its entry is."""
-    global _LAST_GRAPH, _PAIRS_BY_ARTICLE
+    rebuild of `digest serve` and the daemon: the answer is kept while the articles and their
+    similar-list entries (`link.SimilarLists`) are the same objects (the linker hands back the
+    same entry for an article whose neighbours did not change), and the lines and each article's
+    count of them are kept with it, so that an edit recounts the lines of the lists it changed
+    (0.035 s a rebuild at 10,000 articles otherwise)."""
+    global _GRAPH
     ids = [article.id for article in digest.articles]
     entries = digest.similar.entries
     lists = [entries.get(article_id, ()) for article_id in ids]
-    last_ids, last_lists, last_result = _LAST_GRAPH
-    if last_ids == ids and len(last_lists) == len(lists) and all(map(operator.is_, last_lists, lists)) \
-            and set(digest.by_id) == set(ids):
-        return last_result[0][:], last_result[1][:]
-    known, current = _PAIRS_BY_ARTICLE, {}
-    pairs: set[tuple[str, str]] = set()
-    for article_id, links in zip(ids, lists):
-        entry = known.get(article_id)
-        if entry is None or entry[0] is not links:
-            targets = [link_target(link) for link in links]
-            entry = (links, tuple((article_id, target) if article_id < target else (target, article_id)
-                                  for target in targets if target and target != article_id))
-        current[article_id] = entry
-        pairs.update(entry[1])
-    _PAIRS_BY_ARTICLE = current
-    degree = dict.fromkeys(digest.by_id, 0)
-    for article_id, lines in Counter(itertools.chain.from_iterable(pairs)).items():
-        if article_id in degree:
-            degree[article_id] = lines
-    # Most lines first, then by id (a stable sort keeps the id order among equal degrees).
-    chosen = sorted(sorted(degree), key=degree.__getitem__, reverse=True)[:MAX_NODES]
-    chosen.sort()
+    graph = _GRAPH
+    if graph is None or graph.ids != ids or set(digest.by_id) != set(ids):
+        graph = _GRAPH = _Graph(ids, digest.by_id)
+    elif len(graph.lists) == len(lists) and all(map(operator.is_, graph.lists, lists)):
+        return graph.result[0][:], graph.result[1][:]
+    graph.take(lists)
+    degree = graph.degree
+    # Most lines first, then by id.
+    chosen = sorted(heapq.nsmallest(MAX_NODES, degree, key=lambda article_id: (-degree[article_id], article_id)))
     index = {article_id: n for n, article_id in enumerate(chosen)}
-    edges = sorted((index[a], index[b]) for a, b in pairs if a in index and b in index)
-    _LAST_GRAPH = (ids, lists, (chosen, edges))
+    neighbours = graph.neighbours
+    edges = sorted((n, index[other]) for n, article_id in enumerate(chosen)
+                   for other in neighbours.get(article_id, ()) if article_id < other and other in index)
+    graph.result = (chosen, edges)
     return chosen[:], edges[:]
 
 
-_LAST_GRAPH: tuple = ([], [], ([], []))
-_PAIRS_BY_ARTICLE: dict[str, tuple] = {}  # article id -> (its similar list, the lines it adds)
+class _Graph:
+    """The lines of the similarity graph (an undirected pair of articles for each link into the
+    digest, from either side) as the last `map_graph` call counted them."""
+
+    def __init__(self, ids: list[str], article_ids) -> None:
+        self.ids = ids
+        self.lists: list[tuple] = [()] * len(ids)  # each article's similar-list entry, as counted
+        self.lines: list[tuple[tuple[str, str], ...]] = [()] * len(ids)  # the lines each list adds
+        self.twice: dict[tuple[str, str], int] = {}  # line -> how many lists add it (1 or 2)
+        self.neighbours: dict[str, set[str]] = {}
+        self.degree = dict.fromkeys(article_ids, 0)
+        self.result: tuple[list[str], list[tuple[int, int]]] = ([], [])
+
+    def take(self, lists: list[tuple]) -> None:
+        """Count the lines of the lists that are not the ones counted last."""
+        twice, neighbours, degree = self.twice, self.neighbours, self.degree
+        for position, (links, counted) in enumerate(zip(lists, self.lists)):
+            if links is counted:
+                continue
+            article_id = self.ids[position]
+            targets = [link_target(link) for link in links]
+            lines = tuple((article_id, target) if article_id < target else (target, article_id)
+                          for target in targets if target and target != article_id)
+            for line in self.lines[position]:
+                if twice[line] == 2:
+                    twice[line] = 1
+                    continue
+                del twice[line]
+                a, b = line
+                neighbours[a].discard(b)
+                neighbours[b].discard(a)
+                for end in line:
+                    if end in degree:
+                        degree[end] -= 1
+            for line in dict.fromkeys(lines):
+                if line in twice:
+                    twice[line] = 2
+                    continue
+                twice[line] = 1
+                a, b = line
+                neighbours.setdefault(a, set()).add(b)
+                neighbours.setdefault(b, set()).add(a)
+                for end in line:
+                    if end in degree:
+                        degree[end] += 1
+            self.lists[position], self.lines[position] = links, tuple(dict.fromkeys(lines))
+
+
+_GRAPH: _Graph | None = None
 
 
 def articles_per_year(digest: Digest) -> tuple[tuple[str, int], ...]:
+    """Return (year, articles) for each year, oldest first: the year pages' counts when the digest
+    has them (an article's year page is its year's), without reading 10,000 dates again."""
+    years = digest.taxonomies.get("years")
+    if years is not None:
+        return tuple(sorted((term.name, len(term.article_ids)) for term in years))
     return tuple(sorted((str(year), count) for year, count in Counter(a.year for a in digest.articles).items() if year))
 
 

@@ -1,0 +1,126 @@
+"""What a long-lived build process (serve, the daemon) keeps between builds and updates by the
+edit: the plan's term jobs and the map's graph give what a process starting from nothing gives."""
+
+from __future__ import annotations
+
+import marshal
+import random
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import generator.graph as graph
+import generator.render as render
+from generator.build import BuildSession, build
+from generator.config import load_config
+from tests.conftest import REPO
+
+
+@pytest.fixture
+def example_copy(tmp_path: Path) -> Path:
+    root = tmp_path / "digest"
+    shutil.copytree(REPO / "content", root / "content")
+    shutil.copy(REPO / "digest.yaml", root / "digest.yaml")
+    return root
+
+
+def page_keys(root: Path, site: Path) -> dict[str, str]:
+    """The fingerprint of every page of a built tree, from its manifest."""
+    tree_id = (site / ".digest-tree").read_text().strip()
+    return marshal.loads((root / f".digest-cache/trees/{tree_id}.manifest").read_bytes())
+
+
+def keys_made_from_nothing(root: Path, monkeypatch) -> dict[str, str]:
+    """The page keys of a clean build whose plan starts with an empty memo (a new process's)."""
+    from dataclasses import replace
+
+    out = root.parent / "from-nothing"
+    shutil.rmtree(out, ignore_errors=True)
+    with monkeypatch.context() as patch:
+        patch.setattr(render, "_KEY_MEMO", render._KeyMemo())
+        patch.setattr(render, "_TERM_SEGMENTS", {})
+        patch.setattr(graph, "_GRAPH", None)
+        build(replace(load_config(root, {}), output_dir=str(out)), clean=True)
+    return page_keys(root, out)
+
+
+def test_a_sessions_plans_give_the_keys_of_a_plan_made_from_nothing(example_copy, monkeypatch):
+    config = load_config(example_copy, {})
+    session = BuildSession(config=config, watched=False)
+    build(config, session=session)
+    record = example_copy / "content/autoimmunity/36109639.yaml"
+    notes = example_copy / "content/autoimmunity/37147112.md"
+    steps = [
+        ("a title", lambda: record.write_text(record.read_text().replace("refractory systemic lupus", "refractory lupus"))),
+        ("the same title again", lambda: record.write_text(record.read_text().replace("refractory lupus", "lupus"))),
+        ("notes (topic feeds show them)", lambda: notes.write_text(
+            notes.read_text().replace("First systemic sclerosis case", "A first case"))),
+        ("an author's name", lambda: record.write_text(record.read_text().replace("Georg Schett", "G. Schett"))),
+        ("a title after the authors changed", lambda: record.write_text(record.read_text().replace("for lupus", "for SLE"))),
+        ("a date", lambda: record.write_text(record.read_text().replace("published: 2022-10", "published: 2019-02"))),
+        ("a new record", lambda: (example_copy / "content/autoimmunity/new.yaml").write_text(
+            "pmid: 31234567\ntitle: A new record about CAR-T cells in lupus\nauthors: [Georg Schett]\n"
+            "published: 2025-08-01\nsimilar: [36109639]\n")),
+        ("a title next to the new record", lambda: record.write_text(record.read_text().replace("for SLE", "for lupus"))),
+        ("a record removed", lambda: (example_copy / "content/oncology/29226797.xml").unlink()),
+    ]
+    term_lookups = []
+    real_get = render._KeyMemo.get
+
+    def counted_get(memo, name, *args, **kwargs):
+        if name[0] == "term":
+            term_lookups[-1] += 1
+        return real_get(memo, name, *args, **kwargs)
+
+    monkeypatch.setattr(render._KeyMemo, "get", counted_get)
+    for what, step in steps:
+        step()
+        term_lookups.append(0)
+        build(config, session=session)
+        looked_up = term_lookups[-1]
+        assert page_keys(example_copy, example_copy / "site") == keys_made_from_nothing(example_copy, monkeypatch), what
+        if what.startswith("a title") or what.startswith("notes"):
+            # Only the terms of the edited article were looked at (a dozen of its topics and authors,
+            # its journal, year and types), not all of the digest's.
+            every_term = sum(1 for path in session.jobs if path.count("/") == 2 and path.endswith("index.html")
+                             and path.split("/")[0] in config.taxonomies)
+            assert 0 < looked_up <= 25 < every_term, what
+
+
+def reference_map_graph(ids: list[str], lists: dict[str, tuple]) -> tuple[list[str], list[tuple[int, int]]]:
+    """The map's graph counted from scratch: each link into the digest is an undirected line."""
+    pairs = {tuple(sorted((article_id, link[0]))) for article_id in ids for link in lists[article_id]
+             if link[0] != article_id}
+    degree = {article_id: sum(article_id in pair for pair in pairs) for article_id in ids}
+    chosen = sorted(sorted(ids, key=lambda i: (-degree[i], i))[:graph.MAX_NODES])
+    index = {article_id: n for n, article_id in enumerate(chosen)}
+    return chosen, sorted((index[a], index[b]) for a, b in pairs if a in index and b in index)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_the_map_graph_kept_between_builds_is_the_graph_counted_from_scratch(data):
+    count = data.draw(st.integers(2, 14))
+    ids = [f"a{n:02d}" for n in range(count)]
+    rng = random.Random(data.draw(st.integers(0, 2**32)))
+    max_nodes = data.draw(st.integers(1, count + 1))
+
+    def new_list(article_id: str) -> tuple:  # an internal link is a 4-tuple starting with its target
+        targets = rng.sample(ids, rng.randint(0, min(4, count)))
+        return tuple((target, 0.5, (), ()) for target in targets)
+
+    lists = {article_id: new_list(article_id) for article_id in ids}
+    old_graph, old_max = graph._GRAPH, graph.MAX_NODES
+    graph._GRAPH, graph.MAX_NODES = None, max_nodes
+    try:
+        for _ in range(data.draw(st.integers(1, 6))):
+            for article_id in rng.sample(ids, rng.randint(0, count)):  # these lists change
+                lists[article_id] = new_list(article_id)
+            digest = SimpleNamespace(articles=[SimpleNamespace(id=i) for i in ids],
+                                     similar=SimpleNamespace(entries=dict(lists)), by_id=dict.fromkeys(ids))
+            assert graph.map_graph(digest) == reference_map_graph(ids, lists)
+    finally:
+        graph._GRAPH, graph.MAX_NODES = old_graph, old_max
