@@ -3,6 +3,7 @@ in alternating pairs so that this machine's drift hits both alike.
 
     python benchmarks/compare.py --base c12ea44                 # HEAD against c12ea44, 10,000 records
     python benchmarks/compare.py --base main~3 --head main --size 1000 --cold 2 --edits 8
+    python benchmarks/compare.py --base c12ea44 --daemon --cold 0  # edits through each commit's daemon
 
 This VM runs the same build 10 to 30 % slower or faster from one quarter of an hour to the next, so
 two benchmark runs made apart cannot show a change of a few per cent. Each commit gets a git
@@ -11,6 +12,8 @@ edit changes the same record's title the same way in both copies. Printed: per s
 medians of wall and CPU time, the head/base ratio and in how many pairs the head was faster; per
 stage the medians of `digest build -v`'s timings. Outputs of cold builds are moved aside and
 deleted when measuring is over (see benchmarks/build.py), as are the worktrees and the copies.
+With `--daemon` every build is a `digest build --daemon` client of its commit's own daemon (the
+warm process of `digest serve` and the daemon); the daemons are stopped at the end.
 """
 
 from __future__ import annotations
@@ -38,8 +41,8 @@ STAGE = re.compile(r"^\s+(\w[\w ]*?)\s+([\d.]+) ms$", re.MULTILINE)
 class Side:
     """One commit: its worktree and its copy of the digest, and what its builds measured."""
 
-    def __init__(self, label: str, commit: str, work: Path, corpus: Path):
-        self.label, self.commit = label, commit
+    def __init__(self, label: str, commit: str, work: Path, corpus: Path, daemon: bool = False):
+        self.label, self.commit, self.daemon = label, commit, daemon
         self.code = work / f"code-{label}"
         self.digest = work / f"digest-{label}"
         subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", "--force", str(self.code), commit],
@@ -55,8 +58,8 @@ class Side:
         env = dict(os.environ, PYTHONPATH=str(self.code))
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         start = time.perf_counter()
-        process = subprocess.Popen([sys.executable, "-m", "generator", "build", "-v"], cwd=self.digest, env=env,
-                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        command = [sys.executable, "-m", "generator", "build", "-v", *(["--daemon"] if self.daemon else [])]
+        process = subprocess.Popen(command, cwd=self.digest, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         output = process.stdout.read().decode(errors="replace") if process.stdout else ""
         _, status, usage = os.wait4(process.pid, 0)
         wall = time.perf_counter() - start
@@ -75,6 +78,10 @@ class Side:
         target.write_text(re.sub(r"^TI  - (Edit \d+: )?", f"TI  - Edit {tag}: ", text, count=1, flags=re.MULTILINE))
 
     def remove(self, keep_digest: bool) -> None:
+        if self.daemon:
+            env = dict(os.environ, PYTHONPATH=str(self.code))
+            subprocess.run([sys.executable, "-m", "generator", "daemon", "stop", "--root", str(self.digest)], env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(self.code)],
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if not keep_digest:
@@ -140,6 +147,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=None, help="which records are edited (default: by time)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/digest-bench"))
     parser.add_argument("--keep", action="store_true", help="keep the two digests (their sites and caches)")
+    parser.add_argument("--daemon", action="store_true", help="build through each commit's daemon")
     args = parser.parse_args()
     commits = [subprocess.run(["git", "-C", str(REPO), "rev-parse", rev], check=True, capture_output=True,
                               text=True).stdout.strip() for rev in (args.base, args.head)]
@@ -147,7 +155,7 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     corpus = bench.make_corpus(args.size, args.work)
     trash = bench.Trash(work / "trash", delete_now=False)
-    sides = [Side("base", commits[0], work, corpus), Side("head", commits[1], work, corpus)]
+    sides = [Side(label, commit, work, corpus, args.daemon) for label, commit in zip(("base", "head"), commits)]
     try:
         compare(sides, args.cold, args.edits, trash, args.seed if args.seed is not None else time.time_ns())
         report(*sides)

@@ -999,9 +999,72 @@ def _export_parts(job: PageJob, articles, keys: dict[str, str], tree: str, head:
     """Return an export's parts up to its last entry (bytes, or (start, end) of the live export) and
     its index: article id -> (its file's key, start, end).
 
-    Entries that follow each other in the live export too make one range (`run`), separators
-    included; an entry where it was in the live export keeps its index entry, the same tuple (an
-    edit moves the entries after it only: 10,000 unchanged entries in 5-6 ms instead of 8-18 ms)."""
+    Entries that follow each other in the live export too make one range, separators included; an
+    entry where it was in the live export keeps its index entry, the same tuple."""
+    ids = [article.id for article in articles]
+    if stored and len(stored) == len(ids) and list(stored) == ids:
+        return _parts_in_place(job, ids, keys, tree, head, separator, live, stored)
+    return _parts_in_any_order(job, articles, keys, tree, head, separator, live, stored)
+
+
+def _parts_in_place(job: PageJob, ids: list[str], keys: dict[str, str], tree: str, head: bytes, separator: bytes,
+                    live: int, stored: dict) -> tuple[list, dict[str, tuple[str, int, int]]]:
+    """`_export_parts` when the live export has the same articles in the same order (an edit): only
+    the entries whose key changed are looked at, the others are copied in runs between them and
+    moved in the index by what the changed ones grew (10,000 entries in 2-3 ms instead of 27 ms)."""
+    suffix = "/" + AGGREGATES[job.kind]
+    found = list(stored.values())
+    new_keys = [keys["articles/" + article_id + suffix] for article_id in ids]
+    changed = [n for n, (key, entry) in enumerate(zip(new_keys, found)) if key != entry[0]]
+    parts: list[bytes | tuple[int, int]] = [head]
+    index: dict[str, tuple[str, int, int]] = {}
+    run: list[int] | None = None  # the range of the live export being copied: [start, end]
+    delta = 0  # how far the entries after the last changed one moved
+    done = 0  # entries placed so far
+
+    def copy(start: int, end: int) -> None:  # live bytes, after a separator unless they come first
+        nonlocal run
+        if run is not None and run[1] + len(separator) == start:
+            run[1] = end
+            return
+        if run is not None:
+            parts.append((run[0], run[1]))
+        if len(parts) > 1:
+            parts.append(separator)
+        run = [start, end]
+
+    for position in [*changed, len(ids)]:
+        if done < position:  # unchanged entries: one range of the live export
+            copy(found[done][1], found[position - 1][2])
+            if delta:
+                index.update(zip(ids[done:position], [(k, s + delta, e + delta) for k, s, e in found[done:position]]))
+            else:
+                index.update(zip(ids[done:position], found[done:position]))
+        if position == len(ids):
+            break
+        article_id, key, (_, start, end) = ids[position], new_keys[position], found[position]
+        with open(f"{tree}/articles/{article_id}{suffix}", "rb") as stream:
+            item = export_item(job.kind, stream.read())
+        index[article_id] = (key, start + delta, start + delta + len(item))
+        if end - start == len(item) and os.pread(live, len(item), start) == item:
+            copy(start, end)  # a new key, the same entry: a notes edit
+        else:
+            if run is not None:
+                parts.append((run[0], run[1]))
+                run = None
+            if len(parts) > 1:
+                parts.append(separator)
+            parts.append(item)
+            delta += len(item) - (end - start)
+        done = position + 1
+    if run is not None:
+        parts.append((run[0], run[1]))
+    return parts, index
+
+
+def _parts_in_any_order(job: PageJob, articles, keys: dict[str, str], tree: str, head: bytes, separator: bytes,
+                        live: int, stored: dict) -> tuple[list, dict[str, tuple[str, int, int]]]:
+    """`_export_parts` entry by entry, finding each in the live export (`stored`) by its id."""
     suffix = "/" + AGGREGATES[job.kind]
     parts: list[bytes | tuple[int, int]] = [head]
     index: dict[str, tuple[str, int, int]] = {}

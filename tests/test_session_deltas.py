@@ -4,6 +4,7 @@ edit: the plan's term jobs and the map's graph give what a process starting from
 from __future__ import annotations
 
 import marshal
+import os
 import random
 import shutil
 from pathlib import Path
@@ -124,3 +125,59 @@ def test_the_map_graph_kept_between_builds_is_the_graph_counted_from_scratch(dat
             assert graph.map_graph(digest) == reference_map_graph(ids, lists)
     finally:
         graph._GRAPH, graph.MAX_NODES = old_graph, old_max
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.data())
+def test_an_exports_parts_in_place_are_those_found_entry_by_entry(tmp_path_factory, data):
+    """An edit keeps the live export's order: the parts and index made by looking only at the
+    changed entries are those made by finding every entry in the live export."""
+    from generator.build import _parts_in_any_order, _parts_in_place
+    from generator.render import AGGREGATES, PageJob, export_frame, export_item
+
+    kind = data.draw(st.sampled_from(sorted(AGGREGATES)))
+    name = AGGREGATES[kind]
+    tree = tmp_path_factory.mktemp("tree")
+    head, separator, tail = export_frame(kind)
+    count = data.draw(st.integers(1, 12))
+    ids = [f"a{n}" for n in range(count)]
+    entry = st.binary(min_size=1, max_size=12).map(lambda b: b'{"x": "' + b.hex().encode() + b'"}'
+                                                   if kind == "digest.csl.json" else b"@" + b.hex().encode())
+    files = {i: data.draw(entry) for i in ids}
+    old_keys = {f"articles/{i}/{name}": f"k{n}" for n, i in enumerate(ids)}
+    # The live export and its index, as the last build made them.
+    live_bytes, stored, position = bytearray(head), {}, len(head)
+    for n, article_id in enumerate(ids):
+        if n:
+            live_bytes += separator
+            position += len(separator)
+        item = export_item(kind, b"[\n" + files[article_id] + b"\n]\n" if kind == "digest.csl.json" else files[article_id])
+        stored[article_id] = (old_keys[f"articles/{article_id}/{name}"], position, position + len(item))
+        live_bytes += item
+        position += len(item)
+    live_path = tree / "live"
+    live_path.write_bytes(bytes(live_bytes + tail))
+    # The edit: some entries get a new key, with new bytes or (a notes edit) the same.
+    keys = dict(old_keys)
+    for article_id in data.draw(st.lists(st.sampled_from(ids), unique=True)):
+        keys[f"articles/{article_id}/{name}"] = "new-" + article_id
+        if data.draw(st.booleans()):
+            files[article_id] = data.draw(entry)
+    for article_id in ids:
+        (tree / "articles" / article_id).mkdir(parents=True, exist_ok=True)
+        body = b"[\n" + files[article_id] + b"\n]\n" if kind == "digest.csl.json" else files[article_id]
+        (tree / "articles" / article_id / name).write_bytes(body)
+    job = PageJob(kind, kind, "key", ())
+    live = os.open(live_path, os.O_RDONLY)
+    try:
+        in_place = _parts_in_place(job, ids, keys, str(tree), head, separator, live, stored)
+        found = _parts_in_any_order(job, [SimpleNamespace(id=i) for i in ids], keys, str(tree), head, separator,
+                                    live, stored)
+    finally:
+        os.close(live)
+    assert in_place == found
+    parts, index = in_place
+    made = b"".join(bytes(live_bytes[p[0]:p[1]]) if isinstance(p, tuple) else p for p in parts)
+    items = [export_item(kind, (tree / "articles" / i / name).read_bytes()) for i in ids]
+    assert made == head + separator.join(items)
+    assert all(made[start:end] == item for (_, start, end), item in zip(index.values(), items))
