@@ -80,14 +80,21 @@ class NeighbourIndex:
         self._terms: ArticleTerms | None = None
         self._rows: dict[Hashable, int] = {}  # key -> row of _terms
         self._last: _Computed | None = None
+        self._order: tuple[list[str], list[int]] = ([], [])  # ids as given last, and their order by id
         self.stats: dict[str, int] = {}
 
     def neighbours(self, articles: Sequence[Article], config: SimilarityConfig,
                    keys: Sequence[Hashable] | None = None) -> dict[str, tuple[Neighbour, ...]]:
         """Return `compute_neighbours(articles, config)`, computing only what changed since the last call."""
-        order = sorted(range(len(articles)), key=lambda i: articles[i].id)
-        ordered = [articles[i] for i in order]
-        _check_unique_ids(ordered)
+        given = [article.id for article in articles]
+        if given == self._order[0]:  # the same ids in the same order: already sorted and checked
+            order = self._order[1]
+            ordered = [articles[i] for i in order]
+        else:
+            order = sorted(range(len(articles)), key=given.__getitem__)
+            ordered = [articles[i] for i in order]
+            _check_unique_ids(ordered)
+            self._order = (given, order)
         if len(ordered) < 2 or config.count == 0:
             self._last = None
             return {article.id: () for article in ordered}
@@ -97,7 +104,7 @@ class NeighbourIndex:
             ids = [article.id for article in ordered]
             changes = self._row_changes(config, ids, vectors)
             rank = self._entry_ranks(vectors.matrix, changes)
-            profiles, length = profiles_of(vectors.matrix, rank)
+            profiles, length = profiles_of(vectors.matrix, rank, self._last.length if self._last is not None else False)
             computed = self._update(config, ids, vectors, profiles, length, min_units(config), changes)
             if computed is None:
                 pairs = top_pairs(profiles, config.count, min_units(config))
@@ -115,6 +122,7 @@ class NeighbourIndex:
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
+        state["_order"] = ([], [])  # made again from the articles at the next call
         last = self._last
         if last is not None:  # neighbours are made again from the pairs: pickling them costs more
             state["_last"] = _Computed(last.config, last.ids, last.vectors, last.length, last.pairs, last.shared, {},

@@ -535,18 +535,30 @@ def truncate_profiles(matrix: sp.csr_matrix) -> sp.csr_matrix:
     return profiles_of(matrix)[0]
 
 
-def profiles_of(matrix: sp.csr_matrix, rank: np.ndarray | None = None) -> tuple[sp.csr_matrix, int | None]:
+def profiles_of(matrix: sp.csr_matrix, rank: np.ndarray | None = None,
+                likely: int | None | bool = False) -> tuple[sp.csr_matrix, int | None]:
     """Return `truncate_profiles(matrix)` and the profile length it chose (None: every term).
-    `rank` is `entry_ranks(matrix)`, when the caller has it."""
+    `rank` is `entry_ranks(matrix)`, when the caller has it; `likely` the length chosen last time
+    for much the same matrix (an edit's), tried first."""
     budget = max(_WORK_FLOOR, _WORK_PER_ARTICLE * matrix.shape[0])
     rank = entry_ranks(matrix) if rank is None else rank
-    length = _PROFILE_LENGTHS[-1]
-    for candidate in _PROFILE_LENGTHS:
+
+    def within_budget(candidate: int | None) -> bool:
         kept = matrix.indices if candidate is None else matrix.indices[rank < candidate]
         df = np.bincount(kept, minlength=matrix.shape[1]).astype(np.float64)
-        if df @ df <= budget:  # the product's multiply-adds
-            length = candidate
-            break
+        return bool(df @ df <= budget)  # the product's multiply-adds
+
+    # A longer profile keeps a superset of a shorter one's entries, so its work is never smaller:
+    # when the likely length fits and the next longer one does not, the loop below would choose it.
+    position = _PROFILE_LENGTHS.index(likely) if likely in _PROFILE_LENGTHS and likely is not False else -1
+    if position >= 0 and within_budget(likely) and (position == 0 or not within_budget(_PROFILE_LENGTHS[position - 1])):
+        length = likely
+    else:
+        length = _PROFILE_LENGTHS[-1]
+        for candidate in _PROFILE_LENGTHS:
+            if within_budget(candidate):
+                length = candidate
+                break
     if length is None:
         return matrix, None
     profiles = matrix.copy()

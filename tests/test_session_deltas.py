@@ -181,3 +181,84 @@ def test_an_exports_parts_in_place_are_those_found_entry_by_entry(tmp_path_facto
     items = [export_item(kind, (tree / "articles" / i / name).read_bytes()) for i in ids]
     assert made == head + separator.join(items)
     assert all(made[start:end] == item for (_, start, end), item in zip(index.values(), items))
+
+
+WORDS = ("lupus", "interferon", "nephritis", "myositis", "sclerosis", "cd19", "bcma", "remission", "relapse",
+         "cytokine", "toxicity", "vasculitis")
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.data())
+def test_a_link_state_kept_through_edits_links_as_a_fresh_one(data):
+    """Similar lists and backlinks (their order too) after edits that move neighbours, change
+    PubMed's lists, add and remove articles: those of linking the articles from scratch."""
+    from dataclasses import replace
+
+    from generator.link import LinkState, link_articles
+    from generator.model import Article, SimilarRef, SourceRef
+    from generator.similarity import SimilarityConfig
+
+    rng = random.Random(data.draw(st.integers(0, 2**32)))
+    config = SimilarityConfig(min_score=0.0, count=3)
+
+    def new_article(number: int) -> Article:
+        return Article(id=f"a{number:02d}", pmid=str(30000000 + number), source=SourceRef(f"{number}.yaml"),
+                       title=" ".join(rng.sample(WORDS, 3)), keywords=tuple(rng.sample(WORDS, 2)),
+                       similar=tuple(SimilarRef(pmid=str(30000000 + rng.randrange(20))) for _ in range(rng.randrange(3))))
+
+    articles = [new_article(n) for n in range(data.draw(st.integers(3, 12)))]
+    state = LinkState()
+    before_entries, before_by_id = {}, {}
+    for _ in range(data.draw(st.integers(2, 6))):
+        for _ in range(rng.randrange(3)):  # some edits: a title, keywords, PubMed's list, an article more or less
+            n = rng.randrange(len(articles))
+            what = rng.randrange(5)
+            if what == 0:
+                articles[n] = replace(articles[n], title=" ".join(rng.sample(WORDS, 3)))
+            elif what == 1:
+                articles[n] = replace(articles[n], keywords=tuple(rng.sample(WORDS, 2)))
+            elif what == 2:
+                articles[n] = replace(articles[n], similar=(SimilarRef(pmid=str(30000000 + rng.randrange(20))),))
+            elif what == 3 and len(articles) > 3:
+                del articles[n]
+            else:
+                number = max(int(a.id[1:]) for a in articles) + 1
+                articles.append(new_article(number))
+        kept = link_articles(articles, config, state=state)
+        fresh = link_articles(articles, config)
+        assert dict(kept.similar.entries) == dict(fresh.similar.entries)
+        assert list(kept.backlinks.items()) == list(fresh.backlinks.items())
+        # A list kept as the same object (the plan keys it by identity, with what it shows of the
+        # articles it links to) is one whose article and linked articles are the same objects.
+        for article_id, entry in kept.similar.entries.items():
+            if entry is before_entries.get(article_id):
+                linked = [article_id, *(link[0] for link in entry if len(link) == 4)]
+                assert all(kept.by_id[i] is before_by_id.get(i) for i in linked)
+        before_entries, before_by_id = dict(kept.similar.entries), dict(kept.by_id)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_the_profile_length_tried_first_changes_nothing(data):
+    """An edit tries the last build's profile length first: whatever it is, the profiles and the
+    length are those of trying every length in turn."""
+    import numpy as np
+    import scipy.sparse as sp
+
+    import generator.similarity as similarity
+
+    rows, columns = data.draw(st.integers(1, 30)), data.draw(st.integers(1, 90))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32)))
+    matrix = sp.random(rows, columns, density=data.draw(st.floats(0.05, 1.0)), format="csr", random_state=rng)
+    matrix = similarity._unit_rows(matrix)
+    floor = data.draw(st.integers(0, 4000))
+    old_floor, old_work = similarity._WORK_FLOOR, similarity._WORK_PER_ARTICLE
+    similarity._WORK_FLOOR, similarity._WORK_PER_ARTICLE = floor, 1
+    try:
+        expected, length = similarity.profiles_of(matrix.copy())
+        for likely in (*similarity._PROFILE_LENGTHS, 5, False):
+            found, found_length = similarity.profiles_of(matrix.copy(), likely=likely)
+            assert found_length == length
+            assert (found != expected).nnz == 0 and np.array_equal(found.indices, expected.indices)
+    finally:
+        similarity._WORK_FLOOR, similarity._WORK_PER_ARTICLE = old_floor, old_work
