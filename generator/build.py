@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import json
 import multiprocessing
+import operator
 import os
 import pickle
 import signal
@@ -385,13 +386,13 @@ def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, prog
         if plan_store is not None and session is None:  # a session keeps its memo in memory
             plan_store.save()
         if session is not None:
-            session.jobs = {job.path: job for job in plan_jobs}
+            session.jobs = dict(zip(map(_PATH, plan_jobs), plan_jobs))
         statics = static_files([config.static_path])
         planned = {j.path for j in plan_jobs} if statics else set()
         statics = [(path, source) for path, source in statics if path not in planned]
         all_jobs = plan_jobs + [PageJob(path, "static", hashlib.sha256(source.read_bytes()).hexdigest(), (str(source),))
                                 for path, source in statics]
-        keys = {job.path: job.key for job in all_jobs}
+        keys = dict(zip(map(_PATH, all_jobs), map(_KEY, all_jobs)))
         if session is None and not clean and len(renderer.key_store) != known_keys:
             current = {k.content for k in plan.keys.values()}
             save_pickle(keys_file, {k: v for k, v in renderer.key_store.items() if k in current or k == ""})
@@ -818,6 +819,7 @@ class _ExportStreams:
         export.held_size = 0
 
 
+_PATH, _KEY = operator.attrgetter("path"), operator.attrgetter("key")
 _EXPORT_OF = {name: kind for kind, name in AGGREGATES.items()}  # citation file -> its digest-wide export
 
 

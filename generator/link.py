@@ -4,7 +4,9 @@ except the optional cache file of a `LinkState`."""
 from __future__ import annotations
 
 import hashlib
+import itertools
 import marshal
+import operator
 import os
 import pickle
 import sys
@@ -179,6 +181,7 @@ class LinkState:
         self._taxonomy_memo: dict[str, tuple] = {}  # see `_build_taxonomies`
         self._backlinks: tuple | None = None  # (article ids, similar lists, backlinks) of the last build
         self._sources: dict[str, set[str]] = {}  # article id -> the articles whose similar list reads it
+        self._last_lookups: tuple = ((), {}, {}, {})  # the articles, by id, by PMID, by DOI (`_lookups`)
         self._last_articles: tuple[dict, tuple] = ({}, ({}, {}))  # by id, (by PMID, by DOI) of the last build
         self._lists: SimilarLists | None = None  # the last build's, whose link objects the next reuses
         # Kept in the cache file, each pickled apart and unpickled only when needed:
@@ -215,15 +218,13 @@ class LinkState:
 
     def _link(self, articles: Sequence[Article], similarity: SimilarityConfig | None, taxonomies: tuple[str, ...],
               fingerprints: Fingerprints | None) -> Digest:
-        by_id = {a.id: a for a in articles}
+        by_id, by_pmid, by_doi = self._lookups(articles)
         prints = self._fingerprints(articles, fingerprints) if self._keep else None
         key = _key(repr((similarity, taxonomies)), articles, prints) if prints is not None else b""
         output = self._output_for(key, by_id) if key else None
         if output is None:
             compute = similarity is not None and similarity.count > 0
             neighbours = self._compute_neighbours(articles, similarity, prints) if compute else {}
-            by_pmid = {a.pmid: a.id for a in articles if a.pmid}
-            by_doi = {a.doi.lower(): a.id for a in articles if a.doi}
             similar = self._similar_entries(articles, neighbours, by_id, by_pmid, by_doi)
             backlinks = self._backlinks_of(articles, similar)
             terms, slugs = self._taxonomies(articles, taxonomies, prints)
@@ -241,6 +242,26 @@ class LinkState:
             taxonomies=MappingProxyType(terms),
             term_slugs=MappingProxyType(slugs),
         )
+
+    def _lookups(self, articles: Sequence[Article]) -> tuple[dict[str, Article], dict[str, str], dict[str, str]]:
+        """Return the articles by id, and their ids by PMID and by lowercase DOI: the last build's
+        maps when a few articles are new objects with the same id, PMID and DOI (an edit), the
+        first with those articles put in (the same order)."""
+        last, by_id, by_pmid, by_doi = self._last_lookups
+        if len(last) == len(articles):
+            changed = list(itertools.compress(itertools.count(), map(operator.is_not, articles, last)))
+            if len(changed) <= 1000 and all(
+                    (a.id, a.pmid, a.doi) == (b.id, b.pmid, b.doi) for a, b in ((articles[n], last[n]) for n in changed)):
+                if changed:
+                    by_id = dict(by_id)
+                    by_id.update((articles[n].id, articles[n]) for n in changed)
+                    self._last_lookups = (tuple(articles), by_id, by_pmid, by_doi)
+                return by_id, by_pmid, by_doi
+        by_id = {a.id: a for a in articles}
+        by_pmid = {a.pmid: a.id for a in articles if a.pmid}
+        by_doi = {a.doi.lower(): a.id for a in articles if a.doi}
+        self._last_lookups = (tuple(articles), by_id, by_pmid, by_doi)
+        return by_id, by_pmid, by_doi
 
     def _output_for(self, key: bytes, by_id: dict[str, Article]) -> tuple[dict, dict, dict, dict] | None:
         """Return the last output when it was made from the same inputs (`key`), else None."""

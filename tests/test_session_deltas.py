@@ -17,7 +17,7 @@ import generator.graph as graph
 import generator.render as render
 from generator.build import BuildSession, build
 from generator.config import load_config
-from tests.conftest import REPO
+from tests.conftest import REPO, read_tree
 
 
 @pytest.fixture
@@ -34,8 +34,9 @@ def page_keys(root: Path, site: Path) -> dict[str, str]:
     return marshal.loads((root / f".digest-cache/trees/{tree_id}.manifest").read_bytes())
 
 
-def keys_made_from_nothing(root: Path, monkeypatch) -> dict[str, str]:
-    """The page keys of a clean build whose plan starts with an empty memo (a new process's)."""
+def made_from_nothing(root: Path, monkeypatch) -> tuple[dict[str, str], dict[str, bytes]]:
+    """The page keys and files of a clean build that starts with nothing this process kept (as a
+    new process's): the plan's memo, its term segments and HTML paths, the map's graph, listings."""
     from dataclasses import replace
 
     out = root.parent / "from-nothing"
@@ -43,12 +44,16 @@ def keys_made_from_nothing(root: Path, monkeypatch) -> dict[str, str]:
     with monkeypatch.context() as patch:
         patch.setattr(render, "_KEY_MEMO", render._KeyMemo())
         patch.setattr(render, "_TERM_SEGMENTS", {})
+        patch.setattr(render, "_HTML_PATHS", None)
+        patch.setattr(render, "_LISTINGS", {})
+        patch.setattr(render, "_ENTRIES_MADE", {})
         patch.setattr(graph, "_GRAPH", None)
         build(replace(load_config(root, {}), output_dir=str(out)), clean=True)
-    return page_keys(root, out)
+    return page_keys(root, out), read_tree(out)
 
 
-def test_a_sessions_plans_give_the_keys_of_a_plan_made_from_nothing(example_copy, monkeypatch):
+def test_a_sessions_builds_give_the_keys_and_bytes_of_a_build_made_from_nothing(example_copy, monkeypatch):
+    monkeypatch.setattr(render, "_LISTING_MEMO_MIN", 1)  # every listing is kept (the digest is small)
     config = load_config(example_copy, {})
     session = BuildSession(config=config, watched=False)
     build(config, session=session)
@@ -82,7 +87,9 @@ def test_a_sessions_plans_give_the_keys_of_a_plan_made_from_nothing(example_copy
         term_lookups.append(0)
         build(config, session=session)
         looked_up = term_lookups[-1]
-        assert page_keys(example_copy, example_copy / "site") == keys_made_from_nothing(example_copy, monkeypatch), what
+        keys, files = made_from_nothing(example_copy, monkeypatch)
+        assert page_keys(example_copy, example_copy / "site") == keys, what
+        assert read_tree(example_copy / "site") == files, what
         if what.startswith("a title") or what.startswith("notes"):
             # Only the terms of the edited article were looked at (a dozen of its topics and authors,
             # its journal, year and types), not all of the digest's.
