@@ -7,8 +7,9 @@ package, so a digest overrides any template by adding a file of the same name.
 from __future__ import annotations
 
 import functools
-import itertools
 import hashlib
+import heapq
+import itertools
 import json
 import marshal
 import operator
@@ -381,6 +382,7 @@ class Renderer:
         self._similar_list_keys: dict[str, tuple[str, str]] = {}  # by article id: (with scores, as shown)
         self._depth_vars: dict[int, dict[str, Any]] = {}  # page helpers by folder depth (see _page_vars)
         self._updated_dates: dict[str, str] = {}  # updated_date() by article id
+        self._ids: tuple[str, ...] | None = None  # see `ids`
         self._cites: dict[tuple[str, str], str] = {}
         self.plan_jobs: list = []
 
@@ -396,9 +398,16 @@ class Renderer:
         self.plan_jobs = plan.jobs
         return plan
 
+    def ids(self) -> tuple[str, ...]:
+        """Return the digest's article ids, in its order (read once per renderer)."""
+        if self._ids is None:
+            self._ids = tuple(map(_ID, self.digest.articles))
+        return self._ids
+
     def newest(self, articles: Iterable[Article]) -> list[Article]:
-        """Return the articles a feed shows: newest by date, then id, at most `feed.limit`."""
-        return sorted(articles, key=lambda a: (self.updated(a), a.id), reverse=True)[: self.config.feed_limit]
+        """Return the articles a feed shows: newest by date, then id, at most `feed.limit` (ids are
+        unique: no two keys tie, so the largest few are the first of the sorted list)."""
+        return heapq.nlargest(self.config.feed_limit, articles, key=lambda a: (self.updated(a), a.id))
 
     def updated(self, article: Article) -> str:
         """Return `updated_date(article)`, made once per article (a topic's feed sorts all its articles)."""
@@ -407,14 +416,15 @@ class Renderer:
             found = self._updated_dates[article.id] = updated_date(article)
         return found
 
-    def items(self, articles: Sequence[Article], depth: int) -> list[Markup]:
-        """Return listing entries for a page `depth` folders deep.
+    def items(self, articles: Sequence[Article], depth: int, ids: Sequence[str] | None = None) -> list[Markup]:
+        """Return listing entries for a page `depth` folders deep (`ids`: the articles' ids, when
+        the caller has them: reading 10,000 articles' ids in the middle of a build costs 8-12 ms).
 
         A listing of the same articles, in the same order, as one this process made for the theme
         (the home page, a large topic's) is that one with the entries of the articles whose listing
         key changed made again (`_entry`): 10,000 entries in 2 ms instead of 15-20 ms."""
         made, path = self._entries_made("_item.html", depth), "x/" * depth
-        ids = tuple(map(_ID, articles))
+        ids = tuple(map(_ID, articles)) if ids is None else tuple(ids)
         bases = list(map(self._item_keys.get, ids)) if self._item_keys else None
         memo_key = (self.theme_key, depth, ids)
         listed = _LISTINGS.get(memo_key)
@@ -1216,7 +1226,7 @@ def produce(renderer: "Renderer", job: PageJob) -> bytes:
     if kind == "asset":
         return renderer.assets[args[0]][1]
     if kind == "home":
-        return renderer.render("index.html", urls.HOME, items=renderer.items(digest.articles, 0)).content
+        return renderer.render("index.html", urls.HOME, items=renderer.items(digest.articles, 0, renderer.ids())).content
     if kind in ("article", "article_md"):
         return render_article_page(renderer, digest.by_id[args[0]], markdown=kind == "article_md")
     if kind in exports.CITATION_FILES:
@@ -1228,7 +1238,7 @@ def produce(renderer: "Renderer", job: PageJob) -> bytes:
     if kind == "term":
         taxonomy, index = args
         term = digest.taxonomies[taxonomy][index]
-        items = renderer.items([digest.by_id[i] for i in term.article_ids], 2)
+        items = renderer.items([digest.by_id[i] for i in term.article_ids], 2, term.article_ids)
         return renderer.render("term.html", urls.term_path(taxonomy, term.slug), taxonomy=taxonomy, term=term,
                                items=items).content
     if kind == "topic_feed":
