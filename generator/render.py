@@ -435,7 +435,7 @@ class Renderer:
                 entries[position] = self._entry("_item.html", articles[position], path, depth, made)
         else:
             entries = [self._entry("_item.html", article, path, depth, made) for article in articles]
-        if bases is not None and None not in bases and len(ids) >= _LISTING_MEMO_MIN:
+        if bases is not None and None not in bases and len(ids) >= LISTING_MEMO_MIN:
             if len(_LISTINGS) >= _LISTING_MEMO_MAX and memo_key not in _LISTINGS:
                 _LISTINGS.pop(next(iter(_LISTINGS)))
             _LISTINGS[memo_key] = (bases, entries)
@@ -899,7 +899,7 @@ _KEY_MEMO = _KeyMemo()
 # Listings of many entries this process made (see Renderer.items): (theme key, depth, article ids)
 # -> (each article's listing key, the entries); the oldest goes first when there are too many.
 _LISTINGS: dict[tuple, tuple[list[str], list[Markup]]] = {}
-_LISTING_MEMO_MIN = 200  # entries: smaller listings cost little to make again
+LISTING_MEMO_MIN = 200  # entries: smaller listings cost little to make again
 _LISTING_MEMO_MAX = 64
 _ID = operator.attrgetter("id")
 
