@@ -236,11 +236,12 @@ def test_a_link_state_kept_through_edits_links_as_a_fresh_one(data):
         assert dict(kept.similar.entries) == dict(fresh.similar.entries)
         assert list(kept.backlinks.items()) == list(fresh.backlinks.items())
         # A list kept as the same object (the plan keys it by identity, with what it shows of the
-        # articles it links to) is one whose article and linked articles are the same objects.
+        # articles it links to) is one whose article and linked articles are as they were (the
+        # same objects, or equal ones: an edit undone, a record saved unchanged).
         for article_id, entry in kept.similar.entries.items():
             if entry is before_entries.get(article_id):
                 linked = [article_id, *(link[0] for link in entry if len(link) == 4)]
-                assert all(kept.by_id[i] is before_by_id.get(i) for i in linked)
+                assert all(kept.by_id[i] == before_by_id.get(i) for i in linked)
         before_entries, before_by_id = dict(kept.similar.entries), dict(kept.by_id)
 
 
