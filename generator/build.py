@@ -29,10 +29,10 @@ from generator.config import SiteConfig
 from generator.errors import DigestError, Problem
 from generator.link import Digest, LinkState, SimilarLists, build_taxonomies, link_articles
 from generator.load import LoadState, collector_paused, freeze_for_good, load_articles
-from generator.render import (AGGREGATES, LISTING_MEMO_MIN, PageJob, PlanMemoFile, Renderer, article_keys,
+from generator.render import (AGGREGATES, PageJob, PlanMemoFile, Renderer, article_keys,
                              citation_keys_of, export_frame, export_item, exports_key, fingerprint, join_export,
                              keep_compiled_templates, listing_page_key, own_article_templates, page_job, produce,
-                             records_key, rendering_code_stamp, template_references)
+                             records_key, rendering_code_stamp, template_references, warm_up)
 from generator.progress import NoProgress, Progress
 from generator.exports import CITATION_FILES, citation_file
 from generator import urls
@@ -460,8 +460,8 @@ def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, prog
     if renderer.new_fragments or session is not None:  # the next build (and process) starts from these
         fragment_store.save(renderer.fragments, lambda: _current_fragments(renderer))
         if session is not None:
-            if written_count > SESSION_LISTINGS_AFTER:
-                keep_listings(renderer)
+            if written_count > SESSION_WARM_UP_AFTER:
+                warm_up(renderer)
             # Unused fragments leave memory when they leave the cache file.
             fragments = renderer.fragments
             session.fragments = fragments if len(fragments) <= len(fragment_store.known) else \
@@ -476,20 +476,7 @@ def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, prog
     return report
 
 
-SESSION_LISTINGS_AFTER = 1000  # pages written by a session's build that likely rendered in workers
-
-
-def keep_listings(renderer: Renderer) -> None:
-    """Make in this process the long listings a build rendered in forked workers (from their
-    fragments, without templates: 0.05-0.1 s at 10,000 articles), which the next build of a
-    session (serve, the daemon) reuses (see `Renderer.items`): its first edit after a cold build
-    took 0.3 s longer otherwise."""
-    digest = renderer.digest
-    renderer.items(digest.articles, 0, renderer.ids())
-    for terms in digest.taxonomies.values():
-        for term in terms:
-            if len(term.article_ids) >= LISTING_MEMO_MIN:
-                renderer.items([digest.by_id[i] for i in term.article_ids], 2, term.article_ids)
+SESSION_WARM_UP_AFTER = 1000  # pages written by a session's build that likely rendered in workers
 
 
 EARLY_FILES_MIN = 3000  # citation files worth a process of their own (below: the render stage writes them)

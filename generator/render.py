@@ -1155,6 +1155,23 @@ _HTML_PATHS: _HtmlPaths | None = None
 _PATH = operator.attrgetter("path")
 
 
+def warm_up(renderer: Renderer) -> None:
+    """Make in this process what the next plan and render of a session (serve, the daemon) reuse
+    and a build made only in forked workers (a cold one): the long listings (`Renderer.items`) and
+    digest.json's entries, from their fragments, and where each article's terms are. 0.2 s at
+    10,000 articles, of which the first edit after a cold build took 0.5 s longer otherwise."""
+    digest = renderer.digest
+    renderer.items(digest.articles, 0, renderer.ids())
+    for terms in digest.taxonomies.values():
+        for term in terms:
+            if len(term.article_ids) >= LISTING_MEMO_MIN:
+                renderer.items([digest.by_id[i] for i in term.article_ids], 2, term.article_ids)
+    digest_json(digest, renderer.config, renderer)
+    for segment in _TERM_SEGMENTS.values():
+        if segment.by_article is None:
+            segment.by_article = _positions_by_article(segment.terms)
+
+
 def _positions_by_article(terms: Sequence[Any]) -> dict[str, list[int]]:
     positions: dict[str, list[int]] = {}
     for index, term in enumerate(terms):

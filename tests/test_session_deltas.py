@@ -53,7 +53,10 @@ def made_from_nothing(root: Path, monkeypatch) -> tuple[dict[str, str], dict[str
 
 
 def test_a_sessions_builds_give_the_keys_and_bytes_of_a_build_made_from_nothing(example_copy, monkeypatch):
+    import generator.build as build_module
+
     monkeypatch.setattr(render, "LISTING_MEMO_MIN", 1)  # every listing is kept (the digest is small)
+    monkeypatch.setattr(build_module, "SESSION_WARM_UP_AFTER", 0)  # and warmed up after each build
     config = load_config(example_copy, {})
     session = BuildSession(config=config, watched=False)
     build(config, session=session)
