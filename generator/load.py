@@ -421,6 +421,7 @@ class LoadState:
         self.autosave = autosave
         self._files: dict[str, _FileEntry] = {}
         self._groups: dict[tuple, _Merged] = {}
+        self._order: tuple[list[tuple], list[int]] = ([], [])  # the last sort keys, their permutation
         self._roots: tuple[str, str] | None = None
         self._cache_read = cache_file is None
         self._blobs: list[bytes | None] = [None] * _SHARDS  # pickled shards as last saved
@@ -541,7 +542,7 @@ class LoadState:
                     shared.share(merge.values)
             merges.append((group, merge))
         _claim([merge for _, merge in merges], problems, horizon)
-        made = sorted((m for _, m in merges if m.article is not None), key=_Merged.order)
+        made = self._newest_first([m for _, m in merges if m.article is not None])
         articles = tuple(m.article for m in made)
         prints = Fingerprints([(m.article, _fingerprint(group, m)) for group, m in merges if m.article is not None]
                               if cached else ())
@@ -552,6 +553,17 @@ class LoadState:
             self._files = entries
             self._last = (inputs, result)
         return self._result(*result)
+
+    def _newest_first(self, merged: list[_Merged]) -> list[_Merged]:
+        """Return `merged` sorted by `_Merged.order`: in the last build's permutation when the keys,
+        in the same order, are the last build's (an edit that kept the dates and ids), which is what
+        a stable sort of equal keys gives."""
+        keys = [m.order() for m in merged]
+        last_keys, permutation = self._order
+        if keys != last_keys:
+            permutation = sorted(range(len(keys)), key=keys.__getitem__)
+            self._order = (keys, permutation)
+        return [merged[i] for i in permutation]
 
     @staticmethod
     def _result(articles: tuple[Article, ...], problems: list[Problem], files: int, prints: Fingerprints) -> LoadResult:
