@@ -369,7 +369,7 @@ class LinkState:
             if same_maps and memo is not None:
                 for target in memo[2]:
                     if target is not None:
-                        readers[target.id].discard(article_id)
+                        readers.get(target.id, set()).discard(article_id)
             for target in targets:
                 if target is not None:
                     readers.setdefault(target.id, set()).add(article_id)

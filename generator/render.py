@@ -1053,13 +1053,18 @@ class SitePlan:
         memo, feeds = self.memo, taxonomy == "topics"
         changed = memo.changed_items | memo.changed_contents if feeds else memo.changed_items
         kept = _TERM_SEGMENTS.get(taxonomy)
+        positions: Sequence[int] | None = None
         if kept is not None and kept.terms is terms and kept.stamp == memo.generation:
-            if kept.by_article is None:
-                kept.by_article = _positions_by_article(terms)
-            positions = sorted({p for i in changed for p in kept.by_article.get(i, ())})
-            memo.used.update(zip(kept.names, map(memo.entries.__getitem__, kept.names)))
-            made = kept.made
-        else:
+            try:
+                memo.used.update(zip(kept.names, map(memo.entries.__getitem__, kept.names)))
+            except KeyError:  # not the memo this was made with after all: every term is looked at
+                pass
+            else:
+                if kept.by_article is None:
+                    kept.by_article = _positions_by_article(terms)
+                positions = sorted({p for i in changed for p in kept.by_article.get(i, ())})
+                made = kept.made
+        if positions is None:
             positions = range(len(terms))
             made = [()] * len(terms)
             kept = _TermSegment(terms, [("term", taxonomy, term.slug) for term in terms], made)

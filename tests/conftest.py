@@ -32,6 +32,17 @@ def make_site(tmp_path: Path) -> Callable[..., Path]:
     return make
 
 
+@pytest.fixture
+def example_copy(tmp_path: Path) -> Path:
+    """A copy of the example digest's records and settings, to edit and build."""
+    import shutil
+
+    root = tmp_path / "digest"
+    shutil.copytree(REPO / "content", root / "content")
+    shutil.copy(REPO / "digest.yaml", root / "digest.yaml")
+    return root
+
+
 def build_site(root: Path, **overrides):
     """Build the digest at `root` with the real pipeline; return the report."""
     from generator.build import build

@@ -19,14 +19,6 @@ from generator.config import load_config
 from tests.conftest import REPO, SHARED, read_tree
 
 
-@pytest.fixture
-def example_copy(tmp_path: Path) -> Path:
-    root = tmp_path / "digest"
-    shutil.copytree(REPO / "content", root / "content")
-    shutil.copy(REPO / "digest.yaml", root / "digest.yaml")
-    return root
-
-
 def clean_build(root: Path, out: Path, jobs: int = 1):
     config = replace(load_config(root, {}), output_dir=str(out))
     return build(config, jobs=jobs, clean=True)

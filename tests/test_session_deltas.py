@@ -1,5 +1,6 @@
-"""What a long-lived build process (serve, the daemon) keeps between builds and updates by the
-edit: the plan's term jobs and the map's graph give what a process starting from nothing gives."""
+"""What a long-lived build process (serve, the daemon) keeps between builds and updates by each
+edit (term jobs, the map's graph, similar lists and backlinks, listings, the exports' parts, the
+profile length) gives what a process starting from nothing gives."""
 
 from __future__ import annotations
 
@@ -10,22 +11,13 @@ import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
-import pytest
 from hypothesis import given, settings, strategies as st
 
 import generator.graph as graph
 import generator.render as render
 from generator.build import BuildSession, build
 from generator.config import load_config
-from tests.conftest import REPO, read_tree
-
-
-@pytest.fixture
-def example_copy(tmp_path: Path) -> Path:
-    root = tmp_path / "digest"
-    shutil.copytree(REPO / "content", root / "content")
-    shutil.copy(REPO / "digest.yaml", root / "digest.yaml")
-    return root
+from tests.conftest import read_tree
 
 
 def page_keys(root: Path, site: Path) -> dict[str, str]:
@@ -242,7 +234,7 @@ def test_a_link_state_kept_through_edits_links_as_a_fresh_one(data):
         # articles it links to) is one whose article and linked articles are as they were (the
         # same objects, or equal ones: an edit undone, a record saved unchanged).
         for article_id, entry in kept.similar.entries.items():
-            if entry is before_entries.get(article_id):
+            if entry and entry is before_entries.get(article_id):  # (every empty list is one object)
                 linked = [article_id, *(link[0] for link in entry if len(link) == 4)]
                 assert all(kept.by_id[i] == before_by_id.get(i) for i in linked)
         before_entries, before_by_id = dict(kept.similar.entries), dict(kept.by_id)
@@ -273,3 +265,18 @@ def test_the_profile_length_tried_first_changes_nothing(data):
             assert (found != expected).nnz == 0 and np.array_equal(found.indices, expected.indices)
     finally:
         similarity._WORK_FLOOR, similarity._WORK_PER_ARTICLE = old_floor, old_work
+
+
+def test_a_term_segment_whose_memo_entries_are_gone_looks_at_every_term(example_copy, monkeypatch):
+    config = load_config(example_copy, {})
+    session = BuildSession(config=config, watched=False)
+    build(config, session=session)
+    term_names = [name for name in render._KEY_MEMO.entries if name[0] == "term"]
+    del render._KEY_MEMO.entries[term_names[0]]  # as if another plan had run in between
+    record = example_copy / "content/autoimmunity/36109639.yaml"
+    record.write_text(record.read_text().replace("refractory systemic lupus", "refractory lupus"))
+    build(config, session=session)
+    assert term_names[0] in render._KEY_MEMO.entries
+    keys, files = made_from_nothing(example_copy, monkeypatch)
+    assert page_keys(example_copy, example_copy / "site") == keys
+    assert read_tree(example_copy / "site") == files
