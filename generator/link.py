@@ -341,8 +341,11 @@ class LinkState:
         object, with the same neighbours object, and that does not read an article that changed
         (`_sources`: who reads whom) has the same targets: it is not looked at further."""
         before = self._links
+        # Who reads whom is worth knowing from a process's second build on (serve, the daemon): a
+        # single build (a new `digest build` process) does not make it.
+        track = bool(before)
         last_by_id, last_maps = self._last_articles
-        same_maps = last_maps == (by_pmid, by_doi) and last_by_id.keys() == by_id.keys()
+        same_maps = track and last_maps == (by_pmid, by_doi) and last_by_id.keys() == by_id.keys()
         if same_maps:
             new_objects = [article_id for article_id, article in by_id.items() if last_by_id[article_id] is not article]
             readers = self._sources
@@ -370,12 +373,15 @@ class LinkState:
                 for target in memo[2]:
                     if target is not None:
                         readers.get(target.id, set()).discard(article_id)
-            for target in targets:
-                if target is not None:
-                    readers.setdefault(target.id, set()).add(article_id)
+            if track:
+                for target in targets:
+                    if target is not None:
+                        readers.setdefault(target.id, set()).add(article_id)
             kept[article_id] = (article, computed, targets, entry)
             similar[article_id] = entry
-        self._links, self._sources, self._last_articles = kept, readers, (by_id, (by_pmid, by_doi))
+        self._links, self._sources = kept, readers
+        if track:
+            self._last_articles = (by_id, (by_pmid, by_doi))
         return similar
 
     def _backlinks_of(self, articles: Sequence[Article], similar: dict[str, tuple]) -> dict[str, tuple[str, ...]]:
