@@ -650,6 +650,7 @@ class ArticleKeys:
 
 
 _KEYS_BY_OBJECT: dict[int, ArticleKeys] = {}
+_LAST_KEYS: tuple[tuple, dict[str, ArticleKeys]] = ((), {})  # the last call's articles and answer
 
 
 def article_keys(articles: Iterable[Article], records: Any = None,
@@ -663,7 +664,11 @@ def article_keys(articles: Iterable[Article], records: Any = None,
     object for an unchanged record, so `digest serve` fingerprints only what a save changed), and
     by content key in `store` (kept in the cache folder by `digest build`) for the other keys.
     """
-    global _KEYS_BY_OBJECT
+    global _KEYS_BY_OBJECT, _LAST_KEYS
+    articles = tuple(articles)
+    last_articles, last_keys = _LAST_KEYS
+    if len(last_articles) == len(articles) and all(map(operator.is_, last_articles, articles)):
+        return last_keys  # the same articles as the last call (a build asks two or three times)
     known, current = _KEYS_BY_OBJECT, {}
     records_key = None
     for article in articles:
@@ -686,7 +691,9 @@ def article_keys(articles: Iterable[Article], records: Any = None,
             keys = ArticleKeys(article, content, *derived)
         current[id(article)] = keys
     _KEYS_BY_OBJECT = current
-    return {keys.article.id: keys for keys in current.values()}
+    found = {keys.article.id: keys for keys in current.values()}
+    _LAST_KEYS = (articles, found)
+    return found
 
 
 def citation_keys_of(keys: dict[str, ArticleKeys]) -> dict[str, str]:
