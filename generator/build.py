@@ -460,7 +460,7 @@ def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, prog
     if renderer.new_fragments or session is not None:  # the next build (and process) starts from these
         fragment_store.save(renderer.fragments, lambda: _current_fragments(renderer))
         if session is not None:
-            if written_count > SESSION_WARM_UP_AFTER:
+            if renderer.rendered_in_workers:
                 warm_up(renderer)
             # Unused fragments leave memory when they leave the cache file.
             fragments = renderer.fragments
@@ -474,9 +474,6 @@ def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, prog
         _remember_inputs(config, inputs, report)
     report.seconds = time.perf_counter() - start
     return report
-
-
-SESSION_WARM_UP_AFTER = 1000  # pages written by a session's build that likely rendered in workers
 
 
 EARLY_FILES_MIN = 3000  # citation files worth a process of their own (below: the render stage writes them)
@@ -1031,15 +1028,20 @@ def _parts_in_place(job: PageJob, ids: list[str], keys: dict[str, str], tree: st
     delta = 0  # how far the entries after the last changed one moved
     done = 0  # entries placed so far
 
-    def copy(start: int, end: int) -> None:  # live bytes, after a separator unless they come first
+    def close_run() -> None:  # the range so far, then a separator before what comes next
+        nonlocal run
+        if run is not None:
+            parts.append((run[0], run[1]))
+            run = None
+        if len(parts) > 1:
+            parts.append(separator)
+
+    def copy(start: int, end: int) -> None:  # live bytes
         nonlocal run
         if run is not None and run[1] + len(separator) == start:
             run[1] = end
             return
-        if run is not None:
-            parts.append((run[0], run[1]))
-        if len(parts) > 1:
-            parts.append(separator)
+        close_run()
         run = [start, end]
 
     for position in [*changed, len(ids)]:
@@ -1058,11 +1060,7 @@ def _parts_in_place(job: PageJob, ids: list[str], keys: dict[str, str], tree: st
         if end - start == len(item) and os.pread(live, len(item), start) == item:
             copy(start, end)  # a new key, the same entry: a notes edit
         else:
-            if run is not None:
-                parts.append((run[0], run[1]))
-                run = None
-            if len(parts) > 1:
-                parts.append(separator)
+            close_run()
             parts.append(item)
             delta += len(item) - (end - start)
         done = position + 1
@@ -1181,6 +1179,7 @@ def render_into(tree, renderer: Renderer, jobs_to_render: list[PageJob], workers
             size = max(25, len(ordered) // (workers * 32))
             chunks = [ordered[i: i + size] for i in range(0, len(ordered), size)]
             done = 0
+            renderer.rendered_in_workers = True  # what they made for reuse stays with them (see warm_up)
             with multiprocessing.get_context("fork").Pool(workers, initializer=worker_setup) as pool:
                 for (problems, fragments, count), chunk in zip(pool.imap(_render_chunk, chunks), chunks):
                     if problems:

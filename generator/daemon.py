@@ -233,7 +233,6 @@ class Daemon:
         self.code = code_stamp()
         self.session: Any = None
         self.builds = 0
-        self.frozen = False
         self.garbage = False  # whether a build since the last collection left frozen garbage
         self.last_used = time.monotonic()
         self.started = time.time()
@@ -395,17 +394,11 @@ class Daemon:
         return code
 
     def _settle(self) -> None:
-        """Once the client has its answer: after the first build, put what it keeps (it lives as
-        long as the daemon) out of the collector's full passes, as `digest serve` does; after a
-        build that left the spare tree unknown (a cold one), fill it now rather than during the next
-        build."""
+        """Once the client has its answer: after a build that left the spare tree unknown (a cold
+        one), fill it now rather than during the next build. (What the session keeps was frozen by
+        its first build, `build._build`; the garbage is collected a second later, see `_serve`.)"""
         if self.session is None or self.session.config is None:
             return
-        if not self.frozen:
-            from generator.load import freeze_for_good
-
-            freeze_for_good()
-            self.frozen = True
         from generator.build import fill_spare_tree
 
         try:

@@ -383,6 +383,7 @@ class Renderer:
         self._depth_vars: dict[int, dict[str, Any]] = {}  # page helpers by folder depth (see _page_vars)
         self._updated_dates: dict[str, str] = {}  # updated_date() by article id
         self._ids: tuple[str, ...] | None = None  # see `ids`
+        self.rendered_in_workers = False  # set by build.render_into when it forked workers
         self._cites: dict[tuple[str, str], str] = {}
         self.plan_jobs: list = []
 
@@ -440,6 +441,15 @@ class Renderer:
                 _LISTINGS.pop(next(iter(_LISTINGS)))
             _LISTINGS[memo_key] = (bases, entries)
         return entries
+
+    def home_items(self) -> list[Markup]:
+        """Return the home page's listing entries."""
+        return self.items(self.digest.articles, 0, self.ids())
+
+    def term_items(self, term: Any) -> list[Markup]:
+        """Return a term page's listing entries."""
+        by_id = self.digest.by_id
+        return self.items([by_id[i] for i in term.article_ids], 2, term.article_ids)
 
     def entries(self, articles: Iterable[Article], path: str) -> list[Markup]:
         """Return Atom entries for the feed at `path`."""
@@ -1001,7 +1011,7 @@ class SitePlan:
         add = self.add
         for name, (path, data) in sorted(renderer.assets.items()):
             add(path, "asset", fingerprint(path, hashlib.sha256(data).hexdigest()), (name,))
-        home = [a.id for a in digest.articles]
+        home = list(renderer.ids())  # read once per renderer: the home page asks too
         add(urls.output_file(urls.HOME), "home", memo.get(("home",), (home,), home) or memo.put(
             ("home",), (home,), self.listing_key("home", home)))
         similar_keys = renderer._similar_list_keys = _similar_keys(digest, renderer.templates_show_scores, self.keys)
@@ -1173,11 +1183,11 @@ def warm_up(renderer: Renderer) -> None:
     digest.json's entries, from their fragments, and where each article's terms are. 0.2 s at
     10,000 articles, of which the first edit after a cold build took 0.5 s longer otherwise."""
     digest = renderer.digest
-    renderer.items(digest.articles, 0, renderer.ids())
+    renderer.home_items()
     for terms in digest.taxonomies.values():
         for term in terms:
             if len(term.article_ids) >= LISTING_MEMO_MIN:
-                renderer.items([digest.by_id[i] for i in term.article_ids], 2, term.article_ids)
+                renderer.term_items(term)
     digest_json(digest, renderer.config, renderer)
     for segment in _TERM_SEGMENTS.values():
         if segment.by_article is None:
@@ -1255,7 +1265,7 @@ def produce(renderer: "Renderer", job: PageJob) -> bytes:
     if kind == "asset":
         return renderer.assets[args[0]][1]
     if kind == "home":
-        return renderer.render("index.html", urls.HOME, items=renderer.items(digest.articles, 0, renderer.ids())).content
+        return renderer.render("index.html", urls.HOME, items=renderer.home_items()).content
     if kind in ("article", "article_md"):
         return render_article_page(renderer, digest.by_id[args[0]], markdown=kind == "article_md")
     if kind in exports.CITATION_FILES:
@@ -1267,9 +1277,8 @@ def produce(renderer: "Renderer", job: PageJob) -> bytes:
     if kind == "term":
         taxonomy, index = args
         term = digest.taxonomies[taxonomy][index]
-        items = renderer.items([digest.by_id[i] for i in term.article_ids], 2, term.article_ids)
         return renderer.render("term.html", urls.term_path(taxonomy, term.slug), taxonomy=taxonomy, term=term,
-                               items=items).content
+                               items=renderer.term_items(term)).content
     if kind == "topic_feed":
         term = digest.taxonomies["topics"][args[0]]
         return render_feed(renderer, job.path, [digest.by_id[i] for i in term.article_ids],

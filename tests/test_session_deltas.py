@@ -48,7 +48,7 @@ def test_a_sessions_builds_give_the_keys_and_bytes_of_a_build_made_from_nothing(
     import generator.build as build_module
 
     monkeypatch.setattr(render, "LISTING_MEMO_MIN", 1)  # every listing is kept (the digest is small)
-    monkeypatch.setattr(build_module, "SESSION_WARM_UP_AFTER", 0)  # and warmed up after each build
+    monkeypatch.setattr(build_module, "PARALLEL_THRESHOLD", 1)  # rendered in workers: warmed up after
     config = load_config(example_copy, {})
     session = BuildSession(config=config, watched=False)
     build(config, session=session)
