@@ -193,10 +193,28 @@ class _Template(jinja2.Template):
 
 
 class _Environment(jinja2.Environment):
+    """Also finds a loaded template in a plain dict: every page asks for its template and every
+    template for those it includes, extends and imports (a dozen lookups an article page), and
+    Jinja's own cache makes a weak reference and takes a lock for each. Only without `auto_reload`
+    (a build's environment never sees a template change) and without extra globals."""
+
     code_generator_class = _CodeGenerator
     context_class = _Context
     template_class = _Template
     escape_output = staticmethod(_escape_output)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._loaded: dict[str, jinja2.Template] = {}
+
+    @jinja2.utils.internalcode
+    def _load_template(self, name: str, globals: Any) -> jinja2.Template:
+        if globals or self.auto_reload:
+            return super()._load_template(name, globals)
+        template = self._loaded.get(name)
+        if template is None:
+            template = self._loaded[name] = super()._load_template(name, globals)
+        return template
 
 
 _jinja_tojson = jinja2.filters.do_tojson

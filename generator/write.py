@@ -173,7 +173,15 @@ class TreeFiles:
     def _folder_for(self, target: str) -> None:
         folder = target.rpartition("/")[0]
         if folder not in self.folders:
-            os.makedirs(folder, exist_ok=True)
+            # Its parent nearly always exists (`authors/`, `articles/`): one mkdir, where makedirs
+            # asks first whether the parent exists, and after a failed mkdir whether it is a folder.
+            try:
+                os.mkdir(folder)
+            except FileNotFoundError:
+                os.makedirs(folder, exist_ok=True)
+            except FileExistsError:
+                if not os.path.isdir(folder):
+                    os.makedirs(folder, exist_ok=True)  # raises what makedirs raises for a file there
             self.folders.add(folder)
 
     def put(self, relative: str, data: bytes) -> bool:
