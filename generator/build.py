@@ -312,6 +312,8 @@ def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, prog
            stats: dict[str, os.stat_result] | None = None) -> BuildReport:
     """The build past the no-change check: load, link, plan, render, write (see `build`); `stats`
     are the files' `os.stat` of that check."""
+    # Before anything reads the templates (the early writer asks what they refer to).
+    keep_compiled_templates(None if clean else config.root / CACHE_DIR / "jinja")
     writer = SiteWriter(config.output_path, config.root / CACHE_DIR, clean=clean)
     cleanup.callback(writer.stop_filling)
     writer.fill_spare()  # not in a process with threads (serve's)
@@ -365,7 +367,6 @@ def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, prog
             with _timed(report, "early files"):
                 early = _EarlyFiles.start(loaded, key_store, writer, jobs, config, cleanup)
     with _timed(report, "plan"), collector_paused():  # 100,000s of small tuples, none in cycles
-        keep_compiled_templates(None if clean else config.root / CACHE_DIR / "jinja")
         renderer = Renderer(digest, config, loaded.fingerprints, key_store if from_files else None)
         fragment_store = _fragment_store(config, session)
         if session is not None and session.fragments is not None and not clean:

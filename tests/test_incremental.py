@@ -693,3 +693,32 @@ def test_a_search_page_of_the_digests_own_that_leaves_shards_out_is_a_warning(ex
     (example_copy / "templates/search.html").write_text(re.sub(r"\{% if merged_bundles %\}.*?\{% endif %\}", "", page))
     warnings = build(config).warnings
     assert [w.path for w in warnings] == ["templates/search.html"] and "shards" in warnings[0].message
+
+
+def test_a_template_reading_digest_wide_data_or_scores_gets_pages_remade_when_they_change(example_copy):
+    """What a digest's own template reads decides which pages an edit remakes: a term page that
+    prints the digest's article count changes when an article it does not list goes, and the
+    incremental build still gives a clean build's bytes (so do pages that print scores)."""
+    from generator.render import THEME_DIR, template_references
+
+    config = load_config(example_copy, {})
+    assert template_references(config) == (False, False)
+    (example_copy / "templates").mkdir()
+    term = (THEME_DIR / "term.html").read_text(encoding="utf-8")
+    (example_copy / "templates/term.html").write_text(
+        term.replace("{% block main %}", '{% block main %}<p class="total">of {{ digest.articles|length }}</p>', 1))
+    assert template_references(config) == (True, False)
+    article = (THEME_DIR / "article.html").read_text(encoding="utf-8")
+    (example_copy / "templates/article.html").write_text(
+        article.replace("{% block main %}", "{% block main %}{% for link in similar %}<i>{{ link.score }}</i>{% endfor %}", 1))
+    assert template_references(config) == (True, True)
+    build(config)
+    site = example_copy / "site"
+    elsewhere = next(path for path, data in sorted(read_tree(site).items())
+                     if path.startswith("years/") and path.endswith("/index.html") and b"36109639" not in data)
+    assert b'<p class="total">of 13</p>' in read_tree(site)[elsewhere]
+    (example_copy / "content/autoimmunity/36109639.yaml").unlink()
+    build(config)
+    after = read_tree(site)
+    assert b'<p class="total">of 12</p>' in after[elsewhere]
+    assert after == read_tree_of_clean_build(example_copy)
