@@ -200,6 +200,31 @@ def test_one_gigabyte_sparse_file_is_refused_without_reading(tmp_path, monkeypat
     assert messages(result) == ["content/huge.nbib: file is larger than 50 MB (1,024 MB) (split it)"]
 
 
+def test_a_file_that_grows_between_stat_and_read_is_read_whole_up_to_the_limit(tmp_path, monkeypatch):
+    """The reader asks for the size stat() gave and one byte more: a file written to meanwhile is
+    still read to its end, and one that grew past the limit is refused as one that was too big."""
+    import generator.load as load
+
+    path = tmp_path / "growing.nbib"
+    path.write_bytes(b"x" * 5000)
+    real_stat = Path.stat
+
+    def stat_before_it_grew(self, *args, **kwargs):
+        info = real_stat(self, *args, **kwargs)
+        if self.name != "growing.nbib":
+            return info
+        values = list(info)
+        values[6] = 100  # st_size
+        return os.stat_result(values)
+
+    monkeypatch.setattr(Path, "stat", stat_before_it_grew)
+    data, problems = load.read_content_bytes(path, "content/growing.nbib")
+    assert data == b"x" * 5000 and problems == []
+    monkeypatch.setattr(load, "MAX_FILE_BYTES", 1000)
+    data, problems = load.read_content_bytes(path, "content/growing.nbib")
+    assert data is None and [p.message for p in problems] == ["file is larger than 0 MB"]
+
+
 def test_symlink_loops_and_links_to_folders_are_skipped(tmp_path):
     root = write_digest(tmp_path / "d", {"content/ok.yaml": RECORD.format(pmid=1)})
     content = root / "content"
