@@ -297,17 +297,18 @@ def template_references(config: SiteConfig) -> tuple[bool, bool]:
         _REFERENCES.update(on_disk)
     known = len(_REFERENCES) if on_disk is None else len(on_disk)
     for folder in theme_dirs(config):
-        for path in sorted(folder.glob("*")):
+        for path in sorted(folder.rglob("*")):  # with those in sub-folders, which templates include
             if path.suffix not in TEMPLATE_SUFFIXES or not path.is_file():
                 continue
+            name = path.relative_to(folder).as_posix()
             source = path.read_bytes()
             checksum = hashlib.sha256(source).hexdigest()
             found = _REFERENCES.get(checksum)
-            found_by_loader = path.name not in effective
-            effective.add(path.name)
+            found_by_loader = name not in effective
+            effective.add(name)
             if found is None:
                 try:
-                    found = _references_and_compile(env, path.name, source.decode("utf-8"), found_by_loader)
+                    found = _references_and_compile(env, name, source.decode("utf-8"), found_by_loader)
                 except (jinja2.TemplateError, UnicodeDecodeError):
                     found = (False, False)  # reported when the template is used
                 _REFERENCES[checksum] = found
@@ -319,13 +320,14 @@ def template_references(config: SiteConfig) -> tuple[bool, bool]:
     return uses_digest, uses_score
 
 
-def _references_and_compile(env: jinja2.Environment, name: str, source: str, found_by_loader: bool) -> tuple[bool, bool]:
+def _references_and_compile(env: jinja2.Environment, name: str, source: str,
+                            found_by_loader: bool) -> tuple[bool, bool]:
     """Return (reads `digest`, reads `.score`) of one template from its syntax tree, and when it is
     the one the loader finds under its name (`found_by_loader`), put its code in the compiled templates.
 
-    Any `digest` it loads counts, even a local variable of that name: reading digest-wide data where
-    none is read only costs speed (Jinja's `find_undeclared_variables` generates the template's
-    code to tell them apart, as long as parsing it)."""
+    Any `digest` it loads counts, even a local variable of that name: taking digest-wide data for
+    read where it is not only costs speed. (Jinja's `find_undeclared_variables` tells them apart by
+    generating the template's code, which took as long as parsing it.)"""
     if found_by_loader:  # the name and file name the loader gives it: the compiled code's cache key
         source, filename, _ = env.loader.get_source(env, name)  # type: ignore[union-attr]
         tree = env.parse(source, name, filename)

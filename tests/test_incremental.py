@@ -696,17 +696,20 @@ def test_a_search_page_of_the_digests_own_that_leaves_shards_out_is_a_warning(ex
 
 
 def test_a_template_reading_digest_wide_data_or_scores_gets_pages_remade_when_they_change(example_copy):
-    """What a digest's own template reads decides which pages an edit remakes: a term page that
-    prints the digest's article count changes when an article it does not list goes, and the
-    incremental build still gives a clean build's bytes (so do pages that print scores)."""
+    """What a digest's own templates read decides which pages an edit remakes: a term page that
+    prints the digest's article count (from a template it includes, in a sub-folder) changes when an
+    article it does not list goes, and the incremental build still gives a clean build's bytes (so
+    do pages that print scores)."""
     from generator.render import THEME_DIR, template_references
 
     config = load_config(example_copy, {})
     assert template_references(config) == (False, False)
-    (example_copy / "templates").mkdir()
+    (example_copy / "templates/parts").mkdir(parents=True)
     term = (THEME_DIR / "term.html").read_text(encoding="utf-8")
     (example_copy / "templates/term.html").write_text(
-        term.replace("{% block main %}", '{% block main %}<p class="total">of {{ digest.articles|length }}</p>', 1))
+        term.replace("{% block main %}", '{% block main %}{% include "parts/total.html" %}', 1))
+    assert template_references(config) == (False, False)
+    (example_copy / "templates/parts/total.html").write_text('<p class="total">of {{ digest.articles|length }}</p>')
     assert template_references(config) == (True, False)
     article = (THEME_DIR / "article.html").read_text(encoding="utf-8")
     (example_copy / "templates/article.html").write_text(
