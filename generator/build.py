@@ -232,7 +232,7 @@ def _states(config: SiteConfig, clean: bool, session: BuildSession | None) -> tu
         return LoadState(cache / "records.pickle", autosave=False), LinkState(cache / "links.pickle", autosave=False)
     if session.load_state is None or session.link_state is None:
         session.load_state = LoadState(cache / "records.pickle", autosave=False)
-        session.link_state = LinkState(cache / "links.pickle", autosave=False)
+        session.link_state = LinkState(cache / "links.pickle", autosave=False, builds_again=True)
     return session.load_state, session.link_state
 
 

@@ -169,9 +169,12 @@ class LinkState:
 
     VERSION = 4
 
-    def __init__(self, cache_file: Path | None = None, autosave: bool = True):
+    def __init__(self, cache_file: Path | None = None, autosave: bool = True, builds_again: bool = False):
+        """`builds_again`: the state of a process that builds more than once (serve, the daemon),
+        which tracks who reads whom from its first build on (see `_similar_entries`)."""
         self.cache_file = cache_file
         self.autosave = autosave
+        self.builds_again = builds_again
         self._keep = True  # False for link_articles' own state, used once
         self._cache_read = cache_file is None
         # Fingerprints this state worked out itself, by identity: id -> (article, fingerprint).
@@ -341,9 +344,10 @@ class LinkState:
         object, with the same neighbours object, and that does not read an article that changed
         (`_sources`: who reads whom) has the same targets: it is not looked at further."""
         before = self._links
-        # Who reads whom is worth knowing from a process's second build on (serve, the daemon): a
-        # single build (a new `digest build` process) does not make it.
-        track = bool(before)
+        # Who reads whom is worth knowing in a process that builds again (serve, the daemon), from
+        # its first build on: else its first edit finds every list anew (0.2 s at 10,000 articles).
+        # A single build (a new `digest build` process) does not make it.
+        track = bool(before) or self.builds_again
         last_by_id, last_maps = self._last_articles
         same_maps = track and last_maps == (by_pmid, by_doi) and last_by_id.keys() == by_id.keys()
         if same_maps:
@@ -398,9 +402,8 @@ class LinkState:
             changed = [n for n, (entry, was) in enumerate(zip(lists, old_lists)) if entry is not was]
             if not changed:
                 return old
-            backlinks = _backlinks_updated(ids, lists, old_lists, old, changed) if len(changed) <= 200 else None
-            if backlinks is None:
-                backlinks = _backlinks(articles, similar)
+            backlinks = (_backlinks_updated(ids, lists, old_lists, old, changed) if len(changed) <= 200
+                         else _backlinks(articles, similar))
         self._backlinks = (ids, lists, backlinks)
         return backlinks
 
@@ -683,24 +686,26 @@ def _backlinks(articles: Sequence[Article], similar: Mapping[str, tuple]) -> dic
 
 
 def _backlinks_updated(ids: list[str], lists: list[tuple], old_lists: list[tuple], old: dict[str, tuple[str, ...]],
-                       changed: list[int]) -> dict[str, tuple[str, ...]] | None:
+                       changed: list[int]) -> dict[str, tuple[str, ...]]:
     """Return `_backlinks` for `lists` from `old`, that of `old_lists` (the same articles, `ids`, in
-    the same order), when the lists at positions `changed` are the only new ones; None when an
-    article would gain its first backlink or lose its last (the order of `old` would not hold)."""
+    the same order), when the lists at positions `changed` are the only new ones. An article that
+    loses its last backlink leaves the others in order; one that gains its first puts the articles
+    in the digest's order again (one pass over the ids, where `_backlinks` reads every list)."""
     sources = {ids[n] for n in changed}
     targets = {link_target(link) for n in changed for link in (*lists[n], *old_lists[n])} - {None}
     position = {article_id: n for n, article_id in enumerate(ids)}
     backlinks = dict(old)
+    gained = False
     for target in targets:
         kept = [source for source in old.get(target, ()) if source not in sources]
         linking = [ids[n] for n in changed if any(link_target(link) == target for link in lists[n])]
         if not kept and not linking:
-            if target in old:
-                return None
+            backlinks.pop(target, None)
             continue
-        if target not in old:
-            return None
+        gained = gained or target not in old
         backlinks[target] = tuple(sorted(dict.fromkeys(kept + linking), key=position.__getitem__))
+    if gained:
+        backlinks = {article_id: backlinks[article_id] for article_id in ids if article_id in backlinks}
     return backlinks
 
 

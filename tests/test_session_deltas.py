@@ -209,7 +209,7 @@ def test_a_link_state_kept_through_edits_links_as_a_fresh_one(data):
                        similar=tuple(SimilarRef(pmid=str(30000000 + rng.randrange(20))) for _ in range(rng.randrange(3))))
 
     articles = [new_article(n) for n in range(data.draw(st.integers(3, 12)))]
-    state = LinkState()
+    state = LinkState(builds_again=data.draw(st.booleans()))  # a session's tracks who reads whom at once
     before_entries, before_by_id = {}, {}
     for _ in range(data.draw(st.integers(2, 6))):
         for _ in range(rng.randrange(3)):  # some edits: a title, keywords, PubMed's list, an article more or less
@@ -280,3 +280,28 @@ def test_a_term_segment_whose_memo_entries_are_gone_looks_at_every_term(example_
     keys, files = made_from_nothing(example_copy, monkeypatch)
     assert page_keys(example_copy, example_copy / "site") == keys
     assert read_tree(example_copy / "site") == files
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_backlinks_updated_from_a_few_changed_lists_are_those_made_from_scratch(data):
+    """Backlinks brought forward from the last build's when a few similar lists change, also when
+    an article gains its first backlink or loses its last: those of all the lists, in the digest's
+    order (targets and sources alike)."""
+    from generator.link import _backlinks, _backlinks_updated
+
+    ids = [f"a{n}" for n in range(data.draw(st.integers(2, 9)))]
+    articles = [SimpleNamespace(id=article_id) for article_id in ids]
+
+    def some_list() -> tuple:  # links into the digest (4 fields) and one outside it (longer)
+        targets = data.draw(st.lists(st.sampled_from(ids), max_size=3, unique=True))
+        outside = data.draw(st.booleans())
+        return tuple((target, 0.5, ("computed",), ()) for target in targets) + \
+            ((("", "", "12345", 0.1, "Outside", (), ("pubmed",), ()),) if outside else ())
+
+    old_lists = [some_list() for _ in ids]
+    old = _backlinks(articles, dict(zip(ids, old_lists)))
+    changed = sorted(data.draw(st.sets(st.integers(0, len(ids) - 1), min_size=1)))
+    lists = [some_list() if n in changed else old_lists[n] for n in range(len(ids))]
+    updated = _backlinks_updated(ids, lists, old_lists, old, changed)
+    assert list(updated.items()) == list(_backlinks(articles, dict(zip(ids, lists))).items())
