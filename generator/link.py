@@ -390,8 +390,8 @@ class LinkState:
 
     def _backlinks_of(self, articles: Sequence[Article], similar: dict[str, tuple]) -> dict[str, tuple[str, ...]]:
         """Return `_backlinks(articles, similar)`: the last build's when no list changed; when a few
-        did, in the same order, the last build's with the backlinks of the articles those lists
-        link to (or linked to) made again, unless an article gains its first or loses its last."""
+        did (200 at most) among the same articles in the same order, the last build's with the
+        backlinks of the articles those lists link to (or linked to) made again."""
         ids = [article.id for article in articles]
         lists = [similar[article_id] for article_id in ids]
         before = self._backlinks
