@@ -328,7 +328,9 @@ def _references_and_compile(env: jinja2.Environment, name: str, source: str,
     Any `digest` it loads counts, even a local variable of that name: taking digest-wide data for
     read where it is not only costs speed. (Jinja's `find_undeclared_variables` tells them apart by
     generating the template's code, which took as long as parsing it.)"""
-    if found_by_loader:  # the name and file name the loader gives it: the compiled code's cache key
+    if found_by_loader:
+        # The text, name and file name the loader gives it are the compiled code's cache key: its
+        # text is read as the loader reads it (text mode turns CRLF into LF), not taken from `source`.
         source, filename, _ = env.loader.get_source(env, name)  # type: ignore[union-attr]
         tree = env.parse(source, name, filename)
         bucket = _BYTECODE.get_bucket(env, name, filename, source)
@@ -686,7 +688,8 @@ def listing_fields(article: Article) -> tuple:
     Plain values (the date as its fields), so that `value_key` can take them (see `listing_key`)."""
     published = article.published
     return (article.id, article.title, article.title_html, article.journal_abbrev, article.journal,
-            (published.year, published.month, published.day, published.raw), article.volume, article.issue, article.pages,
+            (published.year, published.month, published.day, published.raw),
+            article.volume, article.issue, article.pages,
             tuple(a.name for a in article.authors[:4]), len(article.authors), article.publication_types,
             article.is_retracted, article.has_erratum, article.has_expression_of_concern, bool(article.pmcid))
 
