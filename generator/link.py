@@ -692,13 +692,17 @@ def _backlinks_updated(ids: list[str], lists: list[tuple], old_lists: list[tuple
     loses its last backlink leaves the others in order; one that gains its first puts the articles
     in the digest's order again (one pass over the ids, where `_backlinks` reads every list)."""
     sources = {ids[n] for n in changed}
-    targets = {link_target(link) for n in changed for link in (*lists[n], *old_lists[n])} - {None}
+    linking_to: dict[str, list[str]] = {}  # target -> the changed lists' articles that link to it now
+    for n in changed:
+        for target in dict.fromkeys(map(link_target, lists[n])):
+            linking_to.setdefault(target, []).append(ids[n])
+    targets = (linking_to.keys() | {link_target(link) for n in changed for link in old_lists[n]}) - {None}
     position = {article_id: n for n, article_id in enumerate(ids)}
     backlinks = dict(old)
     gained = False
     for target in targets:
         kept = [source for source in old.get(target, ()) if source not in sources]
-        linking = [ids[n] for n in changed if any(link_target(link) == target for link in lists[n])]
+        linking = linking_to.get(target, [])
         if not kept and not linking:
             backlinks.pop(target, None)
             continue
