@@ -1264,8 +1264,11 @@ def _positions_by_article(terms: Sequence[Any]) -> dict[str, list[int]]:
 
 
 def records_key(content_keys: dict[str, str], citation_keys: dict[str, str]) -> str:
-    """Fingerprint every article's content and citation key (what the digest-wide exports show)."""
-    return value_key((sorted(content_keys.items()), sorted(citation_keys.items())))
+    """Fingerprint every article's content and citation key (what the digest-wide exports show), in
+    the dicts' order: the digest's, in which the exports list the articles (and the citation keys'
+    own, which follows from them). Sorting them cost two thirds of this at 10,000 articles."""
+    return value_key((tuple(content_keys), tuple(content_keys.values()),
+                      tuple(citation_keys), tuple(citation_keys.values())))
 
 
 def exports_key(theme_key: str, records: str) -> str:
