@@ -231,7 +231,14 @@ class NeighbourIndex:
         transposed = profiles.T.tocsr()
         parts = [_select_block(profiles[full_rows] @ transposed, full_rows, count, min_units)] if len(full_rows) else []
         keep_old = in_merge[old_src] & ~in_changed[old_dst]
-        from_cross = in_merge[cross_rows]
+        # A cross score below the last of a full kept list cannot enter it (a tie still can: by column).
+        floor = np.full(n, -1, dtype=np.int64)
+        kept_src, kept_units = old_src[keep_old], old_units[keep_old]
+        full = np.flatnonzero(np.bincount(kept_src, minlength=n) >= count)
+        if len(full):
+            starts = np.searchsorted(kept_src, full)  # each row's kept units are in rank order
+            floor[full] = kept_units[starts + count - 1]
+        from_cross = in_merge[cross_rows] & (cross_units >= floor[cross_rows])
         merged = best_per_row(np.concatenate([old_src[keep_old], cross_rows[from_cross]]),
                               np.concatenate([old_dst[keep_old], cross_dst[from_cross]]),
                               np.concatenate([old_units[keep_old], cross_units[from_cross]]), count)

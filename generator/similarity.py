@@ -274,6 +274,19 @@ class ArticleTerms:
         return (self.words, self.mesh, self.mesh_spellings, self.keywords, self.keyword_spellings)
 
 
+def _in_order(rank: np.ndarray, *matrices: sp.csr_matrix) -> tuple[sp.csr_matrix, ...]:
+    """Return matrices of one structure with each row's entries ordered by `rank` of their column."""
+    first = matrices[0]
+    rows = np.repeat(np.arange(first.shape[0], dtype=np.int64), np.diff(first.indptr))
+    order = np.argsort(rows * (len(rank) + 1) + rank[first.indices], kind="stable")
+    found = []
+    for matrix in matrices:
+        ordered = sp.csr_matrix((matrix.data[order], matrix.indices[order], matrix.indptr.copy()), shape=matrix.shape)
+        ordered.has_sorted_indices = False  # by rank, not by column id: let scipy check before relying on it
+        found.append(ordered)
+    return tuple(found)
+
+
 def _with_columns(matrix: sp.csr_matrix, columns: int) -> sp.csr_matrix:
     if matrix.shape[1] == columns:
         return matrix
@@ -311,6 +324,12 @@ class Vocabulary:
         empty = sp.csr_matrix((n, 0))
         mesh = self._subjects(articles, _add_mesh_terms) if "mesh" in self.fields else (empty, empty)
         keywords = self._subjects(articles, _add_keywords) if "keywords" in self.fields else (empty, empty)
+        # Each row's terms in the order of their columns (by name, see `_columns`), so that a
+        # digest's vectors need no sorting when made: that order never changes for terms already
+        # known (a new term goes between them), and rows are taken and stacked as they are.
+        words, = _in_order(self._rank("words"), words) if words.shape[1] else (words,)
+        mesh = _in_order(self._rank("subjects"), *mesh) if mesh[0].shape[1] else mesh
+        keywords = _in_order(self._rank("subjects"), *keywords) if keywords[0].shape[1] else keywords
         return ArticleTerms(words, *mesh, *keywords).widened(self)
 
     def word_id(self, token: bytes) -> int:
@@ -404,8 +423,7 @@ class Vocabulary:
         column[ids] = np.arange(len(ids), dtype=np.int32)
         remapped = sp.csr_matrix((matrix.data.astype(np.float64), column[matrix.indices], matrix.indptr.copy()),
                                  shape=(matrix.shape[0], len(ids)))
-        remapped.has_sorted_indices = False
-        remapped.sort_indices()
+        remapped.sort_indices()  # a check only: the rows were put in this order by `extract`
         return remapped, ids
 
     def _rank(self, kind: str) -> np.ndarray:
