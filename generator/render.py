@@ -1439,11 +1439,12 @@ def digest_json(digest: Digest, config: SiteConfig, renderer: Renderer | None = 
     """Return the digest as data: each article with its similar articles (issue 4's export format).
 
     Each article's entry is the JSON text `json.dumps` would write for it, kept while the article
-    and its similar list are the same objects (a rebuild of `digest serve` changes a few), and, with
-    a `renderer` that planned the site, in its fragment cache by the article's content key and its
-    similar list's key (the next `digest build`).
+    and its similar list are the same objects (a rebuild of `digest serve` changes a few: the last
+    call's entries are taken by position when the articles are the same ids in the same order),
+    and, with a `renderer` that planned the site, in its fragment cache by the article's content
+    key and its similar list's key (the next `digest build`).
     """
-    global _DIGEST_ENTRIES
+    global _DIGEST_JSON
 
     def page_url(article_id: str) -> str:
         path = urls.article_path(article_id)
@@ -1451,28 +1452,41 @@ def digest_json(digest: Digest, config: SiteConfig, renderer: Renderer | None = 
 
     content_keys = renderer._article_keys if renderer is not None else {}
     similar_keys = renderer._similar_list_keys if renderer is not None else {}
-    known, kept, entries = _DIGEST_ENTRIES, {}, []
-    similar_entries = digest.similar.entries
-    for article in digest.articles:
-        links = similar_entries.get(article.id, ())
-        memo = known.get(article.id)
-        if memo is None or memo[0] is not article or memo[1] is not links or memo[2] != config.base_url:
-            content, similar = content_keys.get(article.id), similar_keys.get(article.id)
-            key = digest_entry_key(content, similar[0], config.base_url) if content and similar else None
-            text = renderer.fragments.get(key) if key is not None else None  # type: ignore[union-attr]
-            if text is None:
-                text = _digest_entry(article, digest.similar.get(article.id, ()), page_url)
-                if key is not None:
-                    renderer.fragments[key] = renderer.new_fragments[key] = text  # type: ignore[union-attr]
-            memo = (article, links, config.base_url, text)
-        kept[article.id] = memo
-        entries.append(memo[3])
-    _DIGEST_ENTRIES = kept
+    articles = digest.articles
+    ids = renderer.ids() if renderer is not None else tuple(a.id for a in articles)
+    lists = list(map(digest.similar.entries.get, ids, itertools.repeat(())))
+    last = _DIGEST_JSON
+    if last[3] == config.base_url and last[0] == ids:
+        texts = list(last[4])
+        todo = [n for n, (article, was, links, had) in enumerate(zip(articles, last[1], lists, last[2]))
+                if article is not was or links is not had]
+    else:  # other articles: the entries of the same article and list objects are kept by id
+        kept = {i: (a, links, text) for i, a, links, text in zip(last[0], last[1], last[2], last[4])} \
+            if last[3] == config.base_url else {}
+        texts, todo = [""] * len(ids), []
+        for n, (article_id, article, links) in enumerate(zip(ids, articles, lists)):
+            found = kept.get(article_id)
+            if found is not None and found[0] is article and found[1] is links:
+                texts[n] = found[2]
+            else:
+                todo.append(n)
+    for n in todo:
+        article_id = ids[n]
+        content, similar = content_keys.get(article_id), similar_keys.get(article_id)
+        key = digest_entry_key(content, similar[0], config.base_url) if content and similar else None
+        text = renderer.fragments.get(key) if key is not None else None  # type: ignore[union-attr]
+        if text is None:
+            text = _digest_entry(articles[n], digest.similar.get(article_id, ()), page_url)
+            if key is not None:
+                renderer.fragments[key] = renderer.new_fragments[key] = text  # type: ignore[union-attr]
+        texts[n] = text
+    _DIGEST_JSON = (ids, articles, lists, config.base_url, texts)
     # The same text as json.dumps({"articles": [...]}, ...) of the whole: one key, entries joined by ",".
-    return '{"articles":[' + ",".join(entries) + "]}\n"
+    return '{"articles":[' + ",".join(texts) + "]}\n"
 
 
-_DIGEST_ENTRIES: dict[str, tuple[Any, Any, str, str]] = {}  # id -> (article, similar entry, base URL, JSON)
+# The last call's article ids, articles, similar-list entries, base URL and entries (JSON texts).
+_DIGEST_JSON: tuple[tuple[str, ...], Any, list, str | None, list[str]] = ((), (), [], None, [])
 
 
 def digest_entry_key(content_key: str, similar_key: str, base_url: str) -> str:
