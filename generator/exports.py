@@ -71,20 +71,21 @@ def citation_keys(articles: Iterable[Article]) -> dict[str, str]:
 
 
 def unique_citation_keys(bases: Mapping[str, str]) -> dict[str, str]:
-    """Return `article.id -> key` from each article's `citation_key` (`bases`): the first article
-    (by id) with a base key keeps it; the others get `a`, `b`, ... `aa`, ... suffixes."""
-    ordered = sorted(bases, key=lambda article_id: (bases[article_id], article_id))
-    keys: dict[str, str] = {}
-    used: set[str] = set()
-    for article_id in ordered:
-        if bases[article_id] not in used:
-            keys[article_id] = bases[article_id]
-            used.add(bases[article_id])
-    for article_id in ordered:
-        if article_id not in keys:
-            keys[article_id] = next(k for k in _suffixed(bases[article_id]) if k not in used)
-            used.add(keys[article_id])
-    return keys
+    """Return `article.id -> key` from each article's `citation_key` (`bases`), in the order of
+    `bases`: the first article (by id) with a base key keeps it; the others, taken by base key then
+    id, get `a`, `b`, ... `aa`, ... suffixes, each the first not taken. Only those others are sorted
+    (a digest's keys are nearly all unique: sorting all of them cost 40 ms at 10,000 articles)."""
+    first: dict[str, str] = {}  # base key -> the first article (by id) with it
+    for article_id, base in bases.items():
+        holder = first.get(base)
+        if holder is None or article_id < holder:
+            first[base] = article_id
+    used = set(first)
+    suffixed: dict[str, str] = {}
+    for base, article_id in sorted((base, i) for i, base in bases.items() if first[base] != i):
+        suffixed[article_id] = key = next(k for k in _suffixed(base) if k not in used)
+        used.add(key)
+    return {article_id: suffixed.get(article_id, base) for article_id, base in bases.items()}
 
 
 def _suffixed(base: str) -> Iterable[str]:

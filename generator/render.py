@@ -749,31 +749,49 @@ def article_keys(articles: Iterable[Article], records: Any = None,
     global _KEYS_BY_OBJECT, _LAST_KEYS
     articles = tuple(articles)
     last_articles, last_keys = _LAST_KEYS
-    if len(last_articles) == len(articles) and all(map(operator.is_, last_articles, articles)):
-        return last_keys  # the same articles as the last call (a build asks two or three times)
-    known, current = _KEYS_BY_OBJECT, {}
+    replaced: list[int] | None = None
+    if len(last_articles) == len(articles):
+        replaced = [n for n, (article, was) in enumerate(zip(articles, last_articles)) if article is not was]
+        if not replaced:
+            return last_keys  # the same articles as the last call (a build asks two or three times)
     records_key = None
-    for article in articles:
-        keys = known.get(id(article))
-        if keys is None or keys.article is not article:
-            origin = records.get(article) if records is not None else None
-            if origin is not None:
-                if records_key is None:
-                    from generator.load import _code_stamp
-                    records_key = hashlib.blake2b(f"records\x1f{_code_stamp()}\x1f".encode(), digest_size=16)
-                content = _hashed(records_key, origin)
-            else:
-                content = fingerprint(repr(article))
-            derived = store.get(content) if store is not None and origin is not None else None
-            if derived is None or len(derived) != 5:
-                derived = (listing_key(article), value_key(subject_fields(article)),
-                           updated_date(article), exports.citation_key(article), value_key(linked_fields(article)))
-                if store is not None and origin is not None:
-                    store[content] = derived
-            keys = ArticleKeys(article, content, *derived)
-        current[id(article)] = keys
+
+    def keys_of(article: Article) -> ArticleKeys:
+        nonlocal records_key
+        origin = records.get(article) if records is not None else None
+        if origin is not None:
+            if records_key is None:
+                from generator.load import _code_stamp
+                records_key = hashlib.blake2b(f"records\x1f{_code_stamp()}\x1f".encode(), digest_size=16)
+            content = _hashed(records_key, origin)
+        else:
+            content = fingerprint(repr(article))
+        derived = store.get(content) if store is not None and origin is not None else None
+        if derived is None or len(derived) != 5:
+            derived = (listing_key(article), value_key(subject_fields(article)),
+                       updated_date(article), exports.citation_key(article), value_key(linked_fields(article)))
+            if store is not None and origin is not None:
+                store[content] = derived
+        return ArticleKeys(article, content, *derived)
+
+    if replaced is not None and len(replaced) <= len(articles) // 4 \
+            and all(articles[n].id == last_articles[n].id for n in replaced):
+        # A few articles are new objects with the same ids (an edit): the last answer with theirs.
+        current, found = dict(_KEYS_BY_OBJECT), dict(last_keys)
+        for n in replaced:
+            del current[id(last_articles[n])]
+        for n in replaced:
+            keys = current[id(articles[n])] = keys_of(articles[n])
+            found[keys.article.id] = keys
+    else:
+        known, current = _KEYS_BY_OBJECT, {}
+        for article in articles:
+            keys = known.get(id(article))
+            if keys is None or keys.article is not article:
+                keys = keys_of(article)
+            current[id(article)] = keys
+        found = {keys.article.id: keys for keys in current.values()}
     _KEYS_BY_OBJECT = current
-    found = {keys.article.id: keys for keys in current.values()}
     _LAST_KEYS = (articles, found)
     return found
 
@@ -802,13 +820,13 @@ def _similar_keys(digest: Digest, with_score: bool, keys: dict[str, ArticleKeys]
     Scores drift a little whenever any record changes (term weights are digest-wide), so pages that
     do not print them must not be rewritten for it. Memoised by the identity of the entry (the
     linker keeps it while the article and the articles it links to are the same objects)."""
-    global _SIMILAR_BY_ENTRY
-    known, current, found = _SIMILAR_BY_ENTRY, {}, {}
+    global _SIMILAR_BY_ENTRY, _SIMILAR_LAST
+    known, current = _SIMILAR_BY_ENTRY, {}
 
     def linked(target: str) -> str:
         return keys[target].linked
 
-    for article_id, links in digest.similar.entries.items():
+    def made_for(links: tuple) -> tuple:
         made = known.get(id(links))
         if made is None or made[0] is not links or made[3] != with_score:
             shown, scores = split_scores(links, linked)
@@ -816,10 +834,38 @@ def _similar_keys(digest: Digest, with_score: bool, keys: dict[str, ArticleKeys]
             scored = value_key((unscored, scores))
             made = (links, scored, scored if with_score else unscored, with_score)
         current[id(links)] = made
-        found[article_id] = (made[1], made[2])
-    _SIMILAR_BY_ENTRY = current
+        return made
+
     empty = fingerprint([])
-    return {a.id: found.get(a.id, (empty, empty)) for a in digest.articles}
+    entries = digest.similar.entries
+    ids = tuple(map(_ID, digest.articles))
+    lists = list(map(entries.get, ids))
+    last_ids, last_lists, last_found, last_with_score = _SIMILAR_LAST
+    if last_with_score == with_score and last_ids == ids:
+        # The same articles as the last call (an edit): its answer, with the lists that are new objects.
+        found = dict(last_found)
+        current.update(known)
+        for n in [n for n, (links, was) in enumerate(zip(lists, last_lists)) if links is not was]:
+            if last_lists[n] is not None:
+                current.pop(id(last_lists[n]), None)
+            if lists[n] is None:
+                found[ids[n]] = (empty, empty)
+            else:
+                made = made_for(lists[n])
+                found[ids[n]] = (made[1], made[2])
+    else:
+        found = {}
+        for article_id, links in entries.items():
+            made = made_for(links)
+            found[article_id] = (made[1], made[2])
+        found = {article_id: found.get(article_id, (empty, empty)) for article_id in ids}
+    _SIMILAR_BY_ENTRY = current
+    _SIMILAR_LAST = (ids, lists, found, with_score)
+    return found
+
+
+# The last call's article ids, their similar-list entries, its answer, and whether with scores.
+_SIMILAR_LAST: tuple[tuple[str, ...], list, dict[str, tuple[str, str]], bool | None] = ((), [], {}, None)
 
 
 class _KeyMemo:

@@ -156,6 +156,33 @@ def test_citation_keys_are_unique_and_independent_of_order():
     assert len(set(keys.values())) == 4
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.text("abc", min_size=1, max_size=4),
+                       st.sampled_from(["smith2020", "smith2020a", "smith2020b", "smith2020aa", "lee2021", "x"]),
+                       max_size=40))
+def test_unique_citation_keys_suffix_duplicates_in_base_then_id_order(bases):
+    """Duplicate base keys get the first free suffix, taken in (base key, id) order, even when a
+    suffixed key is another article's base key ('smith2020' twice next to 'smith2020a')."""
+    keys = exports.unique_citation_keys(bases)
+    # The rule written out plainly: every article in (base, id) order; the first of a base keeps it.
+    ordered = sorted(bases, key=lambda article_id: (bases[article_id], article_id))
+    expected, used = {}, set(bases.values())
+    firsts = {}
+    for article_id in ordered:
+        firsts.setdefault(bases[article_id], article_id)
+    for article_id in ordered:
+        if firsts[bases[article_id]] == article_id:
+            expected[article_id] = bases[article_id]
+            continue
+        suffix = next(s for s in ("a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l", "m", "n", "o",
+                                   "p", "q", "r", "s", "t", "u", "v", "w", "x", "y", "z", "aa", "ab", "ac")
+                      if bases[article_id] + s not in used)
+        expected[article_id] = bases[article_id] + suffix
+        used.add(expected[article_id])
+    assert keys == expected and list(keys) == list(bases)
+    assert len(set(keys.values())) == len(keys)
+
+
 def test_citation_key_fallbacks():
     no_author = Article(id="PMID 7", title="The anatomy of a key", source=SourceRef("x"))
     assert exports.citation_key(no_author) == "anonanatomy"
