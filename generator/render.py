@@ -731,8 +731,9 @@ class ArticleKeys:
     linked: str  # what a similar-article link to it shows of it (`link.linked_fields`)
 
 
-_KEYS_BY_OBJECT: dict[int, ArticleKeys] = {}
-_LAST_KEYS: tuple[tuple, dict[str, ArticleKeys]] = ((), {})  # the last call's articles and answer
+# The last call's articles, its answer, and the keys by object (read together: serve's builds may
+# run on two threads, the watcher's and another, and each works from one consistent snapshot).
+_LAST_KEYS: tuple[tuple, dict[str, ArticleKeys], dict[int, ArticleKeys]] = ((), {}, {})
 
 
 def article_keys(articles: Iterable[Article], records: Any = None,
@@ -746,9 +747,9 @@ def article_keys(articles: Iterable[Article], records: Any = None,
     object for an unchanged record, so `digest serve` fingerprints only what a save changed), and
     by content key in `store` (kept in the cache folder by `digest build`) for the other keys.
     """
-    global _KEYS_BY_OBJECT, _LAST_KEYS
+    global _LAST_KEYS
     articles = tuple(articles)
-    last_articles, last_keys = _LAST_KEYS
+    last_articles, last_keys, by_object = _LAST_KEYS
     replaced: list[int] | None = None
     if len(last_articles) == len(articles):
         replaced = [n for n, (article, was) in enumerate(zip(articles, last_articles)) if article is not was]
@@ -777,22 +778,21 @@ def article_keys(articles: Iterable[Article], records: Any = None,
     if replaced is not None and len(replaced) <= len(articles) // 4 \
             and all(articles[n].id == last_articles[n].id for n in replaced):
         # A few articles are new objects with the same ids (an edit): the last answer with theirs.
-        current, found = dict(_KEYS_BY_OBJECT), dict(last_keys)
+        current, found = dict(by_object), dict(last_keys)
         for n in replaced:
-            del current[id(last_articles[n])]
+            current.pop(id(last_articles[n]), None)
         for n in replaced:
             keys = current[id(articles[n])] = keys_of(articles[n])
             found[keys.article.id] = keys
     else:
-        known, current = _KEYS_BY_OBJECT, {}
+        known, current = by_object, {}
         for article in articles:
             keys = known.get(id(article))
             if keys is None or keys.article is not article:
                 keys = keys_of(article)
             current[id(article)] = keys
         found = {keys.article.id: keys for keys in current.values()}
-    _KEYS_BY_OBJECT = current
-    _LAST_KEYS = (articles, found)
+    _LAST_KEYS = (articles, found, current)
     return found
 
 

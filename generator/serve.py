@@ -479,6 +479,9 @@ class DevServer:
         self._tidy: threading.Timer | None = None  # see _tidy_later
         self.state = SiteState(self._fallback_config())
         self.watcher = Watcher(self._on_change, poll=poll)
+        # One build at a time in this process: the watcher's thread and a direct call share the
+        # session and what the stages keep between builds (the build's file lock is per process).
+        self._building = threading.Lock()
         self.httpd: DigestHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -541,6 +544,10 @@ class DevServer:
 
     def rebuild(self, changed: set[Path]) -> bool:
         """Reload digest.yaml and build; on failure keep serving the last good site and show the errors."""
+        with self._building:
+            return self._rebuild(changed)
+
+    def _rebuild(self, changed: set[Path]) -> bool:
         if changed and not self.quiet:
             names = sorted(self._shown(p) for p in changed)
             more = f" and {len(names) - 3} more" if len(names) > 3 else ""

@@ -624,6 +624,26 @@ def test_cli_prints_url_warns_off_loopback_and_stops_on_sigint(make_digest):
             process.wait()
 
 
+def test_rebuilds_asked_at_once_run_one_after_the_other(make_digest, start_server):
+    """A save seen by the watcher while another rebuild is asked for (a test, an embedding tool)
+    must not run two builds over one session at once: both succeed and the site shows the save."""
+    import threading
+
+    root = make_digest()
+    server = start_server(root)
+    record = root / "content/a.yaml"
+    record.write_text(RECORD.format(title="Asked twice"), encoding="utf-8")
+    results: list[bool] = []
+    threads = [threading.Thread(target=lambda: results.append(server.rebuild({record}))) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert results == [True, True, True], server.err.getvalue()
+    page = (server.state.config.output_path / "articles/111/index.html").read_text(encoding="utf-8")
+    assert "Asked twice" in page
+
+
 def test_stop_leaves_the_exports_index_for_the_next_build(make_digest, start_server):
     """A session keeps where each entry is in the live exports in memory; stopping writes it out,
     so the next `digest build` copies unchanged entries instead of reading every citation file."""
