@@ -252,7 +252,7 @@ class LinkState:
         first with those articles put in (the same order)."""
         last, by_id, by_pmid, by_doi = self._last_lookups
         if len(last) == len(articles):
-            changed = list(itertools.compress(itertools.count(), map(operator.is_not, articles, last)))
+            changed = replaced_positions(articles, last)
             if len(changed) <= 1000 and all(
                     (a.id, a.pmid, a.doi) == (b.id, b.pmid, b.doi) for a, b in ((articles[n], last[n]) for n in changed)):
                 if changed:
@@ -401,7 +401,7 @@ class LinkState:
             backlinks = _backlinks(articles, similar)
         else:
             _, old_lists, old = before
-            changed = [n for n, (entry, was) in enumerate(zip(lists, old_lists)) if entry is not was]
+            changed = replaced_positions(lists, old_lists)
             if not changed:
                 return old
             backlinks = (_backlinks_updated(ids, lists, old_lists, old, changed) if len(changed) <= len(ids) // 4
@@ -523,6 +523,12 @@ class LinkState:
                 temporary.unlink()
             except OSError:
                 pass
+
+
+def replaced_positions(new: Sequence[Any], old: Sequence[Any]) -> list[int]:
+    """Return the positions where `new` holds another object than `old` (sequences of one length):
+    what a session's rebuild makes again when the rest is the last build's, found in C."""
+    return list(itertools.compress(itertools.count(), map(operator.is_not, new, old)))
 
 
 def link_target(link: tuple) -> str | None:

@@ -34,7 +34,7 @@ from generator import exports, urls
 from generator.cache_files import Journal, load_pickle, save_pickle
 from generator.config import SiteConfig
 from generator.errors import DigestError, Problem
-from generator.link import Digest, article_terms, linked_fields, split_scores
+from generator.link import Digest, article_terms, linked_fields, replaced_positions, split_scores
 from generator.graph import articles_per_year, build_map, map_graph
 from generator.markup import inline_html, markdown_notes, markdown_text, plain_text, render_notes, safe_url, summary
 from generator.metadata import page_range, scholarly_json_ld, scholarly_json_ld_text, updated_date
@@ -752,7 +752,7 @@ def article_keys(articles: Iterable[Article], records: Any = None,
     last_articles, last_keys, by_object = _LAST_KEYS
     replaced: list[int] | None = None
     if len(last_articles) == len(articles):
-        replaced = [n for n, (article, was) in enumerate(zip(articles, last_articles)) if article is not was]
+        replaced = replaced_positions(articles, last_articles)
         if not replaced:
             return last_keys  # the same articles as the last call (a build asks two or three times)
     records_key = None
@@ -845,7 +845,7 @@ def _similar_keys(digest: Digest, with_score: bool, keys: dict[str, ArticleKeys]
         # The same articles as the last call (an edit): its answer, with the lists that are new objects.
         found = dict(last_found)
         current.update(known)
-        for n in [n for n, (links, was) in enumerate(zip(lists, last_lists)) if links is not was]:
+        for n in replaced_positions(lists, last_lists):
             if last_lists[n] is not None:
                 current.pop(id(last_lists[n]), None)
             if lists[n] is None:
@@ -1515,8 +1515,7 @@ def digest_json(digest: Digest, config: SiteConfig, renderer: Renderer | None = 
     last = _DIGEST_JSON
     if last[3] == config.base_url and last[0] == ids:
         texts = list(last[4])
-        todo = [n for n, (article, was, links, had) in enumerate(zip(articles, last[1], lists, last[2]))
-                if article is not was or links is not had]
+        todo = sorted({*replaced_positions(articles, last[1]), *replaced_positions(lists, last[2])})
     else:  # other articles: the entries of the same article and list objects are kept by id
         kept = {i: (a, links, text) for i, a, links, text in zip(last[0], last[1], last[2], last[4])} \
             if last[3] == config.base_url else {}
