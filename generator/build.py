@@ -262,9 +262,19 @@ def _one_build_at_a_time(config: SiteConfig, progress: Progress) -> Iterator[Non
     Two builds of one digest at once (`digest build` while `digest serve` rebuilds, or two
     terminals) would both write `.site.spare/` and the caches; the second waits instead, and says
     so. A POSIX record lock: released by the system if the process dies, never held by forked
-    children, and taken again at once by the process that holds it (serve's rebuilds). Where locks
-    are not available (no `fcntl`, a read-only folder), builds are not serialised.
+    children, and taken again at once by the process that holds it. So builds on two threads of one
+    process (serve's watcher and a direct call, a tool embedding the build) are serialised by a
+    lock of the process too: they share what the stages keep between builds, whatever the digest.
+    Where file locks are not available (no `fcntl`, a read-only folder), only those are.
     """
+    with _BUILDS_IN_THIS_PROCESS:
+        yield from _file_lock(config, progress)
+
+
+_BUILDS_IN_THIS_PROCESS = threading.RLock()  # re-entered by a build's own thread (the daemon's filler)
+
+
+def _file_lock(config: SiteConfig, progress: Progress) -> Iterator[None]:
     try:
         import fcntl
     except ImportError:  # not a POSIX system

@@ -479,8 +479,8 @@ class DevServer:
         self._tidy: threading.Timer | None = None  # see _tidy_later
         self.state = SiteState(self._fallback_config())
         self.watcher = Watcher(self._on_change, poll=poll)
-        # One build at a time in this process: the watcher's thread and a direct call share the
-        # session and what the stages keep between builds (the build's file lock is per process).
+        # One rebuild at a time: the watcher's thread and a direct call share the session, the
+        # build count and the preview state (the build itself also takes a lock of the process).
         self._building = threading.Lock()
         self.httpd: DigestHTTPServer | None = None
         self._thread: threading.Thread | None = None
