@@ -325,6 +325,7 @@ def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, prog
     # Before anything reads the templates (the early writer asks what they refer to).
     keep_compiled_templates(None if clean else config.root / CACHE_DIR / "jinja")
     writer = SiteWriter(config.output_path, config.root / CACHE_DIR, clean=clean)
+    cleanup.callback(writer.remove_discarded)  # last: once the build is over, published or not
     cleanup.callback(writer.stop_filling)
     writer.fill_spare()  # not in a process with threads (serve's)
     # What a new process reads from the cache folder: also by a session's first build (serve's,

@@ -23,9 +23,12 @@ import json
 import marshal
 import os
 import re
+import secrets
 import shutil
 import signal
 import stat
+import subprocess
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -35,6 +38,8 @@ from generator.errors import DigestError, Problem
 from generator.workers import can_fork, worker_setup
 
 TREE_MARKER = ".digest-tree"
+TRASH_INFIX = ".trash-"  # `.site.trash-<random>/`: a tree being deleted after a build (`remove_discarded`)
+_REMOVER = "import shutil, sys\nfor path in sys.argv[1:]:\n    shutil.rmtree(path, ignore_errors=True)\n"
 MANIFEST_SUFFIX = ".manifest"  # a tree's manifest in the cache folder: `trees/<tree id>.manifest`
 
 
@@ -375,7 +380,7 @@ class SiteWriter:
         except OSError:
             pass
         self._wait_for_filler()
-        _remove_tree(self.spare)
+        self._discard(self.spare)
         self.spare_files, self._spare_ready = {}, False
 
     def keep_spare(self) -> None:
@@ -409,9 +414,41 @@ class SiteWriter:
 
     def _empty_spare(self) -> None:
         if self.spare.exists() or self.spare.is_symlink():
-            _remove_tree(self.spare)
+            self._discard(self.spare)
         self.spare.mkdir(parents=True)
         self.spare_files = {}
+
+    def _discard(self, tree: Path) -> None:
+        """Move a tree this build cannot use out of the way in one rename; `remove_discarded` deletes
+        it once the build is over. Deleting it here made the build wait for it (82,000 files at
+        10,000 articles: 20 to 60 s of a build after `--clean` or after the cache was deleted), and
+        the files the build then created came slower while ext4 skipped the freed inodes."""
+        if tree.is_symlink() or not tree.is_dir():
+            tree.unlink()
+            return
+        trash = self.output.with_name(f".{self.output.name}{TRASH_INFIX}{secrets.token_hex(6)}")
+        try:
+            tree.rename(trash)
+        except OSError:
+            _remove_tree(tree)
+
+    def remove_discarded(self) -> None:
+        """Delete the trees `_discard` moved aside (this build's and any a killed build left) in a
+        process of their own that outlives this one: the user does not wait for the deletion."""
+        prefix = f".{self.output.name}{TRASH_INFIX}"
+        try:
+            trash = sorted(entry.path for entry in os.scandir(self.output.parent)
+                           if entry.name.startswith(prefix) and entry.is_dir(follow_symlinks=False))
+        except OSError:
+            return
+        if not trash:
+            return
+        try:
+            subprocess.Popen([sys.executable, "-I", "-c", _REMOVER, *trash], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        except OSError:
+            for path in trash:
+                shutil.rmtree(path, ignore_errors=True)
 
     def ready(self) -> None:
         """Make the spare tree ready to take this build's files (once per build)."""

@@ -588,6 +588,48 @@ def test_the_first_build_after_a_cold_one_fills_the_spare_tree_while_it_loads(ex
     assert filled[-1] is True and not spare.exists() and read_tree(site) == before
 
 
+def test_a_spare_tree_of_unknown_contents_is_deleted_after_the_build_by_a_process_of_its_own(example_copy,
+                                                                                               monkeypatch):
+    """A clean build (or one after the cache folder was deleted) cannot trust the spare tree: it moves
+    it aside in one rename and goes on; once the build is over, a process of its own deletes it,
+    with any such tree a killed build left, and nothing else."""
+    from generator import write
+
+    config = load_config(example_copy, {})
+    site, spare = example_copy / "site", example_copy / ".site.spare"
+    record = example_copy / "content/autoimmunity/36109639.yaml"
+    build(config)
+    record.write_text(record.read_text().replace("refractory systemic lupus", "refractory lupus"))
+    build(config)
+    assert (spare / ".digest-tree").is_file()
+    left_behind = example_copy / ".site.trash-0123abcd"  # as a build killed before deleting it leaves it
+    (left_behind / "articles").mkdir(parents=True)
+    (left_behind / "articles/index.html").write_text("an old page", encoding="utf-8")
+    (example_copy / ".site.trashcan").mkdir()  # not one of the build's: kept
+    removers = []
+    start_process = write.subprocess.Popen
+
+    def watched(args, **options):
+        if write._REMOVER in args:  # (Pagefind runs by Popen too)
+            removers.append(args)
+        return start_process(args, **options)
+
+    monkeypatch.setattr(write.subprocess, "Popen", watched)
+    build(config, clean=True)
+    assert len(removers) == 1
+    trash = {Path(path).name for path in removers[0] if ".site.trash-" in str(path)}
+    assert len(trash) == 2 and left_behind.name in trash  # the old spare and the killed build's tree
+    assert read_tree(site) == read_tree_of_clean_build(example_copy)
+    deadline = time.monotonic() + 60
+    while any((example_copy / name).exists() for name in trash) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any((example_copy / name).exists() for name in trash)
+    assert (example_copy / ".site.trashcan").is_dir() and (spare / ".digest-tree").is_file()
+    record.write_text(record.read_text().replace("refractory lupus", "refractory systemic lupus"))
+    build(config)  # nothing left to delete: no process
+    assert len(removers) == 1 and read_tree(site) == read_tree_of_clean_build(example_copy)
+
+
 def search_fragments(site: Path) -> dict[str, list[str]]:
     """Return the fragment files of each shard of a site's search index (Pagefind names each by a
     hash of what it holds for one page; its filter and metadata files differ from run to run)."""
