@@ -289,8 +289,9 @@ class SiteWriter:
 
     def unchanged_site(self, jobs: dict[str, str]) -> bool:
         """Return True when the live site already holds exactly these files and fingerprints."""
-        return bool(self.live) and jobs == {k: v for k, v in self.live.items() if k != TREE_MARKER} and \
-            self.output.is_dir()
+        live = self.live  # its files and its marker (compared in place: no copy of 82,000 entries)
+        return bool(live) and TREE_MARKER not in jobs and len(jobs) == len(live) - (TREE_MARKER in live) and \
+            jobs.items() <= live.items() and self.output.is_dir()
 
     def check_output(self) -> None:
         """Refuse an output folder that is not a site this tool made (issue 9: nothing is lost).
@@ -538,7 +539,7 @@ class SiteWriter:
             self.spare.rename(self.output)
             self.previous.rename(self.spare)
         self._prune_manifests({tree_id, self._tree_id(self.spare) or ""})
-        return WriteReport(removed=len(set(old) - set(self.new) - {TREE_MARKER}))
+        return WriteReport(removed=len(old.keys() - self.new.keys()))  # (the new manifest holds the marker)
 
     def _prune_manifests(self, keep: set[str]) -> None:
         for path in self.manifests.iterdir():
