@@ -845,8 +845,9 @@ def _similar_keys(digest: Digest, with_score: bool, keys: dict[str, ArticleKeys]
         # The same articles as the last call (an edit): its answer, with the lists that are new objects.
         found = dict(last_found)
         current.update(known)
-        for n in replaced_positions(lists, last_lists):
-            _SIMILAR_NEW[0] = True
+        replaced = replaced_positions(lists, last_lists)
+        _SIMILAR_NEW[0] = _SIMILAR_NEW[0] or bool(replaced)
+        for n in replaced:
             if last_lists[n] is not None:
                 current.pop(id(last_lists[n]), None)
             if lists[n] is None:
@@ -888,8 +889,9 @@ _SIMILAR_LAST: tuple[tuple[str, ...], list, dict[str, tuple[str, str]], bool | N
 # What another process's last plan left in the cache folder (`restore_similar_keys`): whether with
 # scores, each article's `linked` key, and per article its list's entry and (with scores, as shown)
 # keys. A new process has no list objects of the last build to know by identity; an entry equal to
-# the stored one, none of whose targets has another `linked` key, has the stored keys (0.45 s of a
-# new process's edit at 10,000 articles, for 20,000 keys, most of them unchanged).
+# the stored one, none of whose targets has another `linked` key, has the stored keys. At 10,000
+# articles a new process's title edit makes 5 to 300 lists' keys instead of 10,000: 0.27 s -> 0.11 s
+# (comparing the entries), and the plan 1.67 -> 1.52 s.
 _SIMILAR_STORED: tuple[bool | None, dict[str, str], dict[str, tuple[tuple, str, str]]] = (None, {}, {})
 _SIMILAR_NEW = [False]  # whether a full pass made keys since (`stored_similar_keys`)
 
