@@ -404,9 +404,8 @@ def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, prog
         if plan_store is not None and session is None:  # a session keeps its memo in memory
             plan_store.save()
             similar_keys = stored_similar_keys(plan.keys)
-            if similar_keys is not None:  # 3.8 MB at 10,000 articles: written while this process renders
-                _in_child([lambda: save_pickle(similar_file, similar_keys)],
-                          len(digest.articles) < PARALLEL_ROWS and (jobs or os.cpu_count() or 1) > 1, cleanup)
+            if similar_keys is not None:
+                save_pickle(similar_file, similar_keys)
         if session is not None:
             session.jobs = dict(zip(map(_PATH, plan_jobs), plan_jobs))
         statics = static_files([config.static_path])
