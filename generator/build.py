@@ -32,8 +32,7 @@ from generator.load import LoadState, collector_paused, freeze_for_good, load_ar
 from generator.render import (AGGREGATES, PageJob, PlanMemoFile, Renderer, article_keys,
                              citation_keys_of, export_frame, export_item, exports_key, fingerprint, join_export,
                              keep_compiled_templates, listing_page_key, own_article_templates, page_job, produce,
-                             records_key, rendering_code_stamp, restore_similar_keys, stored_similar_keys,
-                             template_references, warm_up)
+                             records_key, rendering_code_stamp, template_references, warm_up)
 from generator.progress import NoProgress, Progress
 from generator.exports import CITATION_FILES, citation_file
 from generator import urls
@@ -396,16 +395,10 @@ def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, prog
         first = {}
         if preview is not None and session is not None and session.jobs:
             first = _render_open_pages(preview, renderer, session.jobs, config.output_path)
-        similar_file = config.root / CACHE_DIR / "similar.pickle"
-        if from_files:
-            restore_similar_keys(load_pickle(similar_file))
         plan = renderer.plan()
         plan_jobs = plan.jobs
         if plan_store is not None and session is None:  # a session keeps its memo in memory
             plan_store.save()
-            similar_keys = stored_similar_keys(plan.keys)
-            if similar_keys is not None:
-                save_pickle(similar_file, similar_keys)
         if session is not None:
             session.jobs = dict(zip(map(_PATH, plan_jobs), plan_jobs))
         statics = static_files([config.static_path])
@@ -847,29 +840,25 @@ _EXPORT_OF = {name: kind for kind, name in AGGREGATES.items()}  # citation file 
 
 
 def _save_states(states: tuple[LoadState, LinkState], may_fork: bool, cleanup: contextlib.ExitStack) -> None:
-    """Write the load and link caches for the next build (see `_in_child`): pickling and writing
-    them takes 0.3 to 0.5 s after an edit at 10,000 articles."""
-    _in_child([state.save for state in states], may_fork, cleanup)
-
-
-def _in_child(saves: Sequence[Callable[[], None]], may_fork: bool, cleanup: contextlib.ExitStack) -> None:
-    """Run `saves` (writing cache files for the next build) in a forked child while this process
+    """Write the load and link caches for the next build: in a forked child while this process
     renders, when it may (`--jobs` above 1, not a very large digest) and is alone (no threads:
     forking is then safe; the early writer is a plain forked process for that reason), else now.
-    The child works from its copy of the memory as it is now; the build waits for it before it
-    returns."""
+
+    Pickling and writing them takes 0.3 to 0.5 s after an edit at 10,000 articles; the child works
+    from its copy of the states as they are now, and the build waits for it before it returns.
+    """
     if may_fork and can_fork() and threading.active_count() == 1:
         child = os.fork()
         if child == 0:
             try:
-                for save in saves:
-                    save()
+                for state in states:
+                    state.save()
             finally:
                 os._exit(0)
         cleanup.callback(_wait_for, child)
         return
-    for save in saves:
-        save()
+    for state in states:
+        state.save()
 
 
 def _wait_for(child: int) -> None:

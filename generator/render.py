@@ -34,7 +34,7 @@ from generator import exports, urls
 from generator.cache_files import Journal, load_pickle, save_pickle
 from generator.config import SiteConfig
 from generator.errors import DigestError, Problem
-from generator.link import Digest, article_terms, link_target, linked_fields, replaced_positions, split_scores
+from generator.link import Digest, article_terms, linked_fields, replaced_positions, split_scores
 from generator.graph import articles_per_year, build_map, map_graph
 from generator.markup import inline_html, markdown_notes, markdown_text, plain_text, render_notes, safe_url, summary
 from generator.metadata import page_range, scholarly_json_ld, scholarly_json_ld_text, updated_date
@@ -820,7 +820,7 @@ def _similar_keys(digest: Digest, with_score: bool, keys: dict[str, ArticleKeys]
     Scores drift a little whenever any record changes (term weights are digest-wide), so pages that
     do not print them must not be rewritten for it. Memoised by the identity of the entry (the
     linker keeps it while the article and the articles it links to are the same objects)."""
-    global _SIMILAR_BY_ENTRY, _SIMILAR_LAST, _SIMILAR_STORED
+    global _SIMILAR_BY_ENTRY, _SIMILAR_LAST
     known, current = _SIMILAR_BY_ENTRY, {}
 
     def linked(target: str) -> str:
@@ -845,9 +845,7 @@ def _similar_keys(digest: Digest, with_score: bool, keys: dict[str, ArticleKeys]
         # The same articles as the last call (an edit): its answer, with the lists that are new objects.
         found = dict(last_found)
         current.update(known)
-        replaced = replaced_positions(lists, last_lists)
-        _SIMILAR_NEW[0] = _SIMILAR_NEW[0] or bool(replaced)
-        for n in replaced:
+        for n in replaced_positions(lists, last_lists):
             if last_lists[n] is not None:
                 current.pop(id(last_lists[n]), None)
             if lists[n] is None:
@@ -856,68 +854,18 @@ def _similar_keys(digest: Digest, with_score: bool, keys: dict[str, ArticleKeys]
                 made = made_for(lists[n])
                 found[ids[n]] = (made[1], made[2])
     else:
-        stored_with_score, stored_linked, stored = _SIMILAR_STORED
-        _SIMILAR_STORED = (None, {}, {})  # used once: the next calls of a session have this one's
-        if stored_with_score != with_score:
-            stored = {}
-        # Articles whose `linked` key is not the one the stored keys were made with: a list that
-        # links to one is made again even if its entry is the same.
-        moved = {article_id for article_id, key in stored_linked.items()
-                 if article_id not in keys or keys[article_id].linked != key} if stored else set()
         found = {}
         for article_id, links in entries.items():
-            old = stored.get(article_id)
-            if old is not None and old[0] == links and not (moved and _links_to(links, moved)):
-                made = current[id(links)] = (links, old[1], old[2], with_score)
-            else:
-                made = made_for(links)
+            made = made_for(links)
             found[article_id] = (made[1], made[2])
         found = {article_id: found.get(article_id, (empty, empty)) for article_id in ids}
-        _SIMILAR_NEW[0] = True
     _SIMILAR_BY_ENTRY = current
     _SIMILAR_LAST = (ids, lists, found, with_score)
     return found
 
 
-def _links_to(links: tuple, targets: set[str]) -> bool:
-    """Return whether a `SimilarLists` entry links to one of these articles."""
-    return any(link_target(link) in targets for link in links)
-
-
 # The last call's article ids, their similar-list entries, its answer, and whether with scores.
 _SIMILAR_LAST: tuple[tuple[str, ...], list, dict[str, tuple[str, str]], bool | None] = ((), [], {}, None)
-# What another process's last plan left in the cache folder (`restore_similar_keys`): whether with
-# scores, each article's `linked` key, and per article its list's entry and (with scores, as shown)
-# keys. A new process has no list objects of the last build to know by identity; an entry equal to
-# the stored one, none of whose targets has another `linked` key, has the stored keys. At 10,000
-# articles a new process's title edit makes 5 to 300 lists' keys instead of 10,000: 0.27 s -> 0.11 s
-# (comparing the entries), and the plan 1.67 -> 1.52 s.
-_SIMILAR_STORED: tuple[bool | None, dict[str, str], dict[str, tuple[tuple, str, str]]] = (None, {}, {})
-_SIMILAR_NEW = [False]  # whether a full pass made keys since (`stored_similar_keys`)
-
-
-def restore_similar_keys(stored: dict) -> None:
-    """Take the similar-list keys a `digest build` left (`stored_similar_keys`), if made by this code."""
-    global _SIMILAR_STORED
-    linked, lists = stored.get("linked"), stored.get("lists")
-    usable = stored.get("code") == rendering_code_stamp() and isinstance(linked, dict) and isinstance(lists, dict)
-    if usable:
-        _SIMILAR_STORED = (stored.get("with_score"), linked, lists)
-    _SIMILAR_NEW[0] = _SIMILAR_NEW[0] or not usable  # none to start from: the next plan's are stored
-
-
-def stored_similar_keys(keys: dict[str, ArticleKeys]) -> dict | None:
-    """Return what the next `digest build` starts its similar-list keys from (`restore_similar_keys`):
-    the last plan's, with the articles' `keys`; None when none were made since the last call, and
-    none were missing from the cache folder."""
-    if not _SIMILAR_NEW[0]:
-        return None
-    _SIMILAR_NEW[0] = False
-    ids, lists, found, with_score = _SIMILAR_LAST
-    return {"code": rendering_code_stamp(), "with_score": with_score,
-            "linked": {article_id: keys[article_id].linked for article_id in ids},
-            "lists": {article_id: (links, *found[article_id]) for article_id, links in zip(ids, lists)
-                      if links is not None}}
 
 
 class _KeyMemo:

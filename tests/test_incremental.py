@@ -416,44 +416,6 @@ def test_a_new_process_makes_again_only_the_plan_entries_an_edit_touches(example
     assert read_tree(example_copy / "site") == read_tree_of_clean_build(example_copy)
 
 
-def test_a_new_process_takes_the_keys_of_unchanged_similar_lists_from_the_cache_folder(example_copy, monkeypatch):
-    """A new process has no similar-list objects of the last build to know by identity: it takes the
-    keys the last build stored for every list equal to the stored one, and makes again those of the
-    others, and of every list linking to an article that shows differently there (a journal's new
-    abbreviation changes no score, yet is shown in each list that links to the article)."""
-    from generator import render
-
-    config = load_config(example_copy, {})
-    build(config)
-    assert (example_copy / ".digest-cache/similar.pickle").is_file()
-    record = example_copy / "content/autoimmunity/36109639.yaml"
-    made: list[tuple] = []
-    real_split = render.split_scores
-    monkeypatch.setattr(render, "split_scores", lambda links, linked: made.append(links) or real_split(links, linked))
-    # The journal: only the lists that link to the article. The title: those, and those whose scores moved.
-    for old, new, only_linking in (("journal_abbrev: Nat Med", "journal_abbrev: Nature Med", True),
-                                   ("refractory systemic lupus", "refractory lupus", False)):
-        record.write_text(record.read_text().replace(old, new))
-        monkeypatch.setattr(render, "_SIMILAR_BY_ENTRY", {})  # what a new process starts with
-        monkeypatch.setattr(render, "_SIMILAR_LAST", ((), [], {}, None))
-        made.clear()
-        build(config)
-        lists = [links for links in render._SIMILAR_LAST[1] if links is not None]
-        linking = [links for links in lists if any(render.link_target(link) == "36109639" for link in links)]
-        assert linking and all(any(links is remade for remade in made) for links in linking)
-        assert len(made) == len(linking) if only_linking else len(linking) <= len(made) < len(lists)
-        assert read_tree(example_copy / "site") == read_tree_of_clean_build(example_copy)
-    # A stored file of other code, or a broken one, only costs making every key.
-    (example_copy / ".digest-cache/similar.pickle").write_bytes(b"not a pickle")
-    record.write_text(record.read_text().replace("refractory lupus", "refractory systemic lupus"))
-    monkeypatch.setattr(render, "_SIMILAR_BY_ENTRY", {})
-    monkeypatch.setattr(render, "_SIMILAR_LAST", ((), [], {}, None))
-    made.clear()
-    build(config)
-    assert len(made) == len([links for links in render._SIMILAR_LAST[1] if links is not None])
-    assert read_tree(example_copy / "site") == read_tree_of_clean_build(example_copy)
-
-
 def test_journal_frames_of_another_base_or_out_of_order_are_not_applied(example_copy, monkeypatch):
     """A frame holds changes since the state before it: one left from an older base (a build killed
     between writing a base and removing the journal) or written by a second build that started from
