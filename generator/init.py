@@ -51,7 +51,7 @@ added: 2025-07-01
 Your notes, in Markdown: why this article matters, what to read next.
 """
 
-GITIGNORE = "/site/\n/.site.spare/\n/.site.prev/\n.digest-cache/\n__pycache__/\n"
+GITIGNORE = "/site/\n/.site.spare/\n/.site.prev/\n/.site.trash-*/\n.digest-cache/\n__pycache__/\n"
 
 
 WORKFLOW = """\
