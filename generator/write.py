@@ -23,7 +23,6 @@ import json
 import marshal
 import os
 import re
-import secrets
 import shutil
 import signal
 import stat
@@ -427,7 +426,7 @@ class SiteWriter:
         if tree.is_symlink() or not tree.is_dir():
             tree.unlink()
             return
-        trash = self.output.with_name(f".{self.output.name}{TRASH_INFIX}{secrets.token_hex(6)}")
+        trash = self.output.with_name(f".{self.output.name}{TRASH_INFIX}{os.urandom(6).hex()}")
         try:
             tree.rename(trash)
         except OSError:
