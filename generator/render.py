@@ -731,9 +731,8 @@ class ArticleKeys:
     linked: str  # what a similar-article link to it shows of it (`link.linked_fields`)
 
 
-# The last call's articles, its answer, and the keys by object (read together: serve's builds may
-# run on two threads, the watcher's and another, and each works from one consistent snapshot).
-_LAST_KEYS: tuple[tuple, dict[str, ArticleKeys], dict[int, ArticleKeys]] = ((), {}, {})
+# The last call's articles and its answer (one tuple: read as one snapshot).
+_LAST_KEYS: tuple[tuple, dict[str, ArticleKeys]] = ((), {})
 
 
 def article_keys(articles: Iterable[Article], records: Any = None,
@@ -743,13 +742,14 @@ def article_keys(articles: Iterable[Article], records: Any = None,
     The content key comes from the loader's fingerprint of the article's records (`records`, a
     `load.Fingerprints`: file paths, content hashes, positions, id) when it has one, with a stamp
     of the code that reads them; else from the article's `repr` (0.6 s at 10,000 articles).
-    Memoised by object identity for the life of the process (the loader hands back the same Article
-    object for an unchanged record, so `digest serve` fingerprints only what a save changed), and
+    The last call's keys of an article are kept while it is the same object (the loader hands back
+    the same Article object for an unchanged record, so `digest serve` fingerprints only what a
+    save changed), and
     by content key in `store` (kept in the cache folder by `digest build`) for the other keys.
     """
     global _LAST_KEYS
     articles = tuple(articles)
-    last_articles, last_keys, by_object = _LAST_KEYS
+    last_articles, last_keys = _LAST_KEYS
     replaced: list[int] | None = None
     if len(last_articles) == len(articles):
         replaced = replaced_positions(articles, last_articles)
@@ -778,21 +778,15 @@ def article_keys(articles: Iterable[Article], records: Any = None,
     if replaced is not None and len(replaced) <= len(articles) // 4 \
             and all(articles[n].id == last_articles[n].id for n in replaced):
         # A few articles are new objects with the same ids (an edit): the last answer with theirs.
-        current, found = dict(by_object), dict(last_keys)
+        found = dict(last_keys)
         for n in replaced:
-            current.pop(id(last_articles[n]), None)
-        for n in replaced:
-            keys = current[id(articles[n])] = keys_of(articles[n])
-            found[keys.article.id] = keys
+            found[articles[n].id] = keys_of(articles[n])
     else:
-        known, current = by_object, {}
+        found = {}
         for article in articles:
-            keys = known.get(id(article))
-            if keys is None or keys.article is not article:
-                keys = keys_of(article)
-            current[id(article)] = keys
-        found = {keys.article.id: keys for keys in current.values()}
-    _LAST_KEYS = (articles, found, current)
+            keys = last_keys.get(article.id)
+            found[article.id] = keys if keys is not None and keys.article is article else keys_of(article)
+    _LAST_KEYS = (articles, found)
     return found
 
 
@@ -809,57 +803,43 @@ def citation_keys_of(keys: dict[str, ArticleKeys]) -> dict[str, str]:
 _LAST_CITATION_KEYS: tuple[dict[str, str], dict[str, str]] = ({}, {})
 
 
-_SIMILAR_BY_ENTRY: dict[int, tuple[Any, str, str, bool]] = {}
-
-
 def _similar_keys(digest: Digest, with_score: bool, keys: dict[str, ArticleKeys]) -> dict[str, tuple[str, str]]:
     """Return, per article, fingerprints of its similar-article list: with scores (what digest.json
     shows) and as its page shows it, made from the list's entry (`link.SimilarLists`) and the
     `linked` keys of the articles it links to, without making its link objects.
 
     Scores drift a little whenever any record changes (term weights are digest-wide), so pages that
-    do not print them must not be rewritten for it. Memoised by the identity of the entry (the
-    linker keeps it while the article and the articles it links to are the same objects)."""
-    global _SIMILAR_BY_ENTRY, _SIMILAR_LAST
-    known, current = _SIMILAR_BY_ENTRY, {}
+    do not print them must not be rewritten for it. The last call's keys of an article's list are
+    kept while its entry is the same object (the linker keeps it while the article and the articles
+    it links to are the same objects): found by position when the articles are the same ids in the
+    same order (an edit), else by id."""
+    global _SIMILAR_LAST
+    empty = (fingerprint([]), fingerprint([]))
 
     def linked(target: str) -> str:
         return keys[target].linked
 
-    def made_for(links: tuple) -> tuple:
-        made = known.get(id(links))
-        if made is None or made[0] is not links or made[3] != with_score:
-            shown, scores = split_scores(links, linked)
-            unscored = value_key(shown)
-            scored = value_key((unscored, scores))
-            made = (links, scored, scored if with_score else unscored, with_score)
-        current[id(links)] = made
-        return made
+    def made_for(links: tuple | None) -> tuple[str, str]:
+        if links is None:
+            return empty
+        shown, scores = split_scores(links, linked)
+        unscored = value_key(shown)
+        scored = value_key((unscored, scores))
+        return scored, scored if with_score else unscored
 
-    empty = fingerprint([])
-    entries = digest.similar.entries
     ids = tuple(map(_ID, digest.articles))
-    lists = list(map(entries.get, ids))
+    lists = list(map(digest.similar.entries.get, ids))
     last_ids, last_lists, last_found, last_with_score = _SIMILAR_LAST
-    if last_with_score == with_score and last_ids == ids:
-        # The same articles as the last call (an edit): its answer, with the lists that are new objects.
+    if last_with_score != with_score:
+        last_ids, last_lists, last_found = (), [], {}
+    if last_ids == ids:
         found = dict(last_found)
-        current.update(known)
         for n in replaced_positions(lists, last_lists):
-            if last_lists[n] is not None:
-                current.pop(id(last_lists[n]), None)
-            if lists[n] is None:
-                found[ids[n]] = (empty, empty)
-            else:
-                made = made_for(lists[n])
-                found[ids[n]] = (made[1], made[2])
+            found[ids[n]] = made_for(lists[n])
     else:
-        found = {}
-        for article_id, links in entries.items():
-            made = made_for(links)
-            found[article_id] = (made[1], made[2])
-        found = {article_id: found.get(article_id, (empty, empty)) for article_id in ids}
-    _SIMILAR_BY_ENTRY = current
+        kept = dict(zip(last_ids, last_lists))
+        found = {article_id: last_found[article_id] if article_id in kept and kept[article_id] is links
+                 else made_for(links) for article_id, links in zip(ids, lists)}
     _SIMILAR_LAST = (ids, lists, found, with_score)
     return found
 
