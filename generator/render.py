@@ -19,7 +19,7 @@ import traceback
 import types
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Iterable, NamedTuple, Sequence
+from typing import Any, Iterable, Iterator, NamedTuple, Sequence
 
 import jinja2
 import jinja2.bccache
@@ -231,6 +231,16 @@ def _tojson(eval_ctx: Any, value: Any, indent: int | None = None) -> Markup:
     return _jinja_tojson(eval_ctx, value, indent)
 
 
+def html_lines(items: Any) -> Markup:
+    """Return listing entries one per line, as markup (an entry that is not markup is escaped):
+    `{{ items|lines }}` in a template. A `{% for %}` loop printing each costs 2.5 microseconds an
+    entry, 25-30 ms for the home page or a publication type of 10,000 articles at each edit; Jinja's
+    `join` filter escapes each entry again through Python, which costs more."""
+    if set(map(type, items)) - {Markup}:
+        items = [item if isinstance(item, Markup) else escape(item) for item in items]
+    return Markup("\n".join(items))
+
+
 def make_environment(config: SiteConfig) -> jinja2.Environment:
     """Create the Jinja environment: autoescape for HTML/XML, undefined variables are errors."""
     env = _Environment(
@@ -246,6 +256,7 @@ def make_environment(config: SiteConfig) -> jinja2.Environment:
     env.filters.update(
         notes=render_notes, inline=inline_html, summary=summary, safe_url=safe_url, plain=plain_text,
         tojson_script=json_for_script, md=markdown_text, md_notes=markdown_notes, tojson=_tojson,
+        lines=html_lines,
     )
     return env
 
@@ -504,8 +515,7 @@ class Renderer:
 
     def term_items(self, term: Any) -> list[Markup]:
         """Return a term page's listing entries."""
-        by_id = self.digest.by_id
-        return self.items([by_id[i] for i in term.article_ids], 2, term.article_ids)
+        return self.items(_ArticlesOf(self.digest.by_id, term.article_ids), 2, term.article_ids)
 
     def entries(self, articles: Iterable[Article], path: str) -> list[Markup]:
         """Return Atom entries for the feed at `path`."""
@@ -647,6 +657,25 @@ def _template_frame(exc: BaseException, root: Path | None = None) -> tuple[str |
         if frame.filename.endswith((".html", ".md", ".xml", ".txt", ".json")):
             return _template_path(frame.filename, None, root), frame.lineno
     return None, None
+
+
+class _ArticlesOf(Sequence):
+    """The articles of some ids, looked up when asked for: a large topic's listing after an edit
+    needs only the few whose entries changed (looking up 10,000 cost 1-2 ms a page)."""
+
+    def __init__(self, by_id: dict[str, Article], ids: Sequence[str]):
+        self.by_id, self.ids = by_id, ids
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, position):  # type: ignore[override]
+        if isinstance(position, slice):
+            return [self.by_id[i] for i in self.ids[position]]
+        return self.by_id[self.ids[position]]
+
+    def __iter__(self) -> Iterator[Article]:
+        return map(self.by_id.__getitem__, self.ids)
 
 
 class PageJob(NamedTuple):

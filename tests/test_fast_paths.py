@@ -7,13 +7,15 @@ import pickle
 import sys
 from dataclasses import replace
 
+import jinja2
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from markupsafe import Markup
 
 from generator.load import load_articles
 from generator.metadata import scholarly_json_ld, scholarly_json_ld_text
 from generator.model import Author
-from generator.render import json_for_script, value_key
+from generator.render import html_lines, json_for_script, value_key
 from tests.conftest import REPO
 
 TRICKY = ["</script><script>alert(1)</script>", "<!--", "\u2028\u2029", "\"quoted\" \\ back", "Zürich – α/β…",
@@ -137,3 +139,15 @@ def test_a_spliced_file_holds_exactly_its_parts(tmp_path_factory, data, source, 
         os.close(handle)
     assert (folder / "target").read_bytes() == expected
     assert (folder / "live").read_bytes() == source
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.sampled_from(TRICKY), st.text()).flatmap(
+    lambda text: st.sampled_from([text, Markup(text)])), min_size=1, max_size=12))
+def test_the_lines_filter_prints_what_a_loop_over_the_entries_prints(entries):
+    """`{{ items|lines }}` (the theme's listings) gives the bytes of the loop it replaced: markup
+    entries as they are, anything else escaped, one per line."""
+    env = jinja2.Environment(autoescape=True, trim_blocks=True, lstrip_blocks=True)
+    env.filters["lines"] = html_lines
+    loop = env.from_string("<ol>\n{% for item in items %}\n{{ item }}\n{% endfor %}\n</ol>").render(items=entries)
+    assert env.from_string("<ol>\n{{ items|lines }}\n</ol>").render(items=entries) == loop
