@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+import itertools
 import json
 import operator
 from collections import Counter
@@ -150,11 +151,11 @@ def map_graph(digest: Digest) -> tuple[list[str], list[tuple[int, int]]]:
     count of them are kept with it, so that an edit recounts the lines of the lists it changed
     (0.035 s a rebuild at 10,000 articles otherwise)."""
     global _GRAPH
-    ids = [article.id for article in digest.articles]
-    entries = digest.similar.entries
-    lists = [entries.get(article_id, ()) for article_id in ids]
+    ids = list(map(operator.attrgetter("id"), digest.articles))
+    lists = list(map(digest.similar.entries.get, ids, itertools.repeat(())))
     graph = _GRAPH
-    if graph is None or graph.ids != ids or set(digest.by_id) != set(ids):
+    by_id = digest.by_id
+    if graph is None or graph.ids != ids or len(by_id) != len(ids) or not all(map(by_id.__contains__, ids)):
         graph = _GRAPH = _Graph(ids, digest.by_id)
     elif len(graph.lists) == len(lists) and all(map(operator.is_, graph.lists, lists)):
         return graph.result[0][:], graph.result[1][:]

@@ -478,7 +478,12 @@ class SiteWriter:
         return to_render
 
     def _remove_stale(self, keep: Collection[str]) -> None:
-        self.remove(self.spare_files.keys() - keep)
+        spare = self.spare_files
+        # An edit's: every path kept is in the spare, which holds no other file but its marker (no
+        # set of 82,000 paths made).
+        if len(spare) - (TREE_MARKER in spare) == len(keep) and all(map(spare.__contains__, keep)):
+            return
+        self.remove(spare.keys() - keep)
 
     def remove(self, paths: set[str]) -> None:
         """Remove files from the spare tree, and the folders they leave empty."""
@@ -526,7 +531,9 @@ class SiteWriter:
             self.spare.rename(self.output)
             self.previous.rename(self.spare)
         self._prune_manifests({tree_id, self._tree_id(self.spare) or ""})
-        return WriteReport(removed=len(old.keys() - self.new.keys()))  # (the new manifest holds the marker)
+        # (Both manifests hold the marker.) Compared in place first: an edit removes nothing.
+        same = len(old) == len(manifest) and old.keys() == manifest.keys()
+        return WriteReport(removed=0 if same else len(old.keys() - manifest.keys()))
 
     def _prune_manifests(self, keep: set[str]) -> None:
         for path in self.manifests.iterdir():
