@@ -163,7 +163,7 @@ class BuildSession:
     config: SiteConfig | None = None  # the configuration the state belongs to
     fragments: dict[str, str] | None = None
     fragment_store: JournaledDict | None = None  # the cache file of fragments (see _fragment_store)
-    jobs: dict[str, PageJob] | None = None  # the last plan's jobs by output path
+    jobs: list[PageJob] | None = None  # the last plan's jobs
     load_state: LoadState | None = None
     link_state: LinkState | None = None
     saved: bool = False  # whether the cache files hold a build of this session
@@ -400,7 +400,7 @@ def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, prog
         if plan_store is not None and session is None:  # a session keeps its memo in memory
             plan_store.save()
         if session is not None:
-            session.jobs = dict(zip(map(_PATH, plan_jobs), plan_jobs))
+            session.jobs = plan_jobs  # looked up by path only for a preview's open pages
         statics = static_files([config.static_path])
         planned = {j.path for j in plan_jobs} if statics else set()
         statics = [(path, source) for path, source in statics if path not in planned]
@@ -868,13 +868,17 @@ def _wait_for(child: int) -> None:
         pass
 
 
-def _render_open_pages(preview: Preview, renderer: Renderer, last_jobs: dict[str, PageJob],
+def _render_open_pages(preview: Preview, renderer: Renderer, last_jobs: list[PageJob],
                        live: Path) -> dict[str, bytes]:
-    """Render the pages a browser shows, hand those that changed (and the assets) to `preview`, and
-    return the pages rendered."""
+    """Render the pages a browser shows (the last plan's `last_jobs` say how), hand those that
+    changed (and the assets) to `preview`, and return the pages rendered."""
     pages: dict[str, bytes] = {}
-    for path in sorted(preview.open_pages()):
-        job = page_job(renderer.digest, last_jobs.get(path))
+    open_pages = preview.open_pages()
+    if not open_pages:
+        return pages
+    last = {job.path: job for job in last_jobs if job.path in open_pages}
+    for path in sorted(open_pages):
+        job = page_job(renderer.digest, last.get(path))
         if job is None:
             continue
         data = produce(renderer, job)

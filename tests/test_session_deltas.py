@@ -88,8 +88,8 @@ def test_a_sessions_builds_give_the_keys_and_bytes_of_a_build_made_from_nothing(
         if what.startswith("a title") or what.startswith("notes"):
             # Only the terms of the edited article were looked at (a dozen of its topics and authors,
             # its journal, year and types), not all of the digest's.
-            every_term = sum(1 for path in session.jobs if path.count("/") == 2 and path.endswith("index.html")
-                             and path.split("/")[0] in config.taxonomies)
+            every_term = sum(1 for job in session.jobs if job.path.count("/") == 2 and job.path.endswith("index.html")
+                             and job.path.split("/")[0] in config.taxonomies)
             assert 0 < looked_up <= 25 < every_term, what
 
 
