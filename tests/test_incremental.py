@@ -212,8 +212,8 @@ def test_files_written_while_linking_are_those_of_a_one_process_build(example_co
     index = cache_module.load_pickle(example_copy / ".digest-cache/exports.pickle")
     bib = (example_copy / "site/digest.bib").read_bytes()
     ((size, entries),) = index["digest.bib"].values()
-    assert size == len(bib) and len(entries) == 13
-    for article_id, (_, start, end) in entries.items():
+    assert size == len(bib) and len(entries.ids) == 13
+    for article_id, start, end in zip(entries.ids, entries.starts, entries.ends):
         assert bib[start:end] == export_item("digest.bib", (example_copy / f"site/articles/{article_id}/cite.bib").read_bytes())
     # The listing entries it rendered for the term pages are kept for the next build's listings.
     from generator.cache_files import JournaledDict
@@ -266,13 +266,13 @@ def test_files_written_while_linking_are_those_of_a_one_process_build(example_co
 
         def stopped_half_way(streams, article_id, name, data, key):
             real_add(streams, article_id, name, data, key)
-            if sum(len(export.index) for export in streams.exports.values()) == 20:
+            if sum(export.count for export in streams.exports.values()) == 20:
                 build_module._early_state[-1].value = 1
 
         patch.setattr(build_module._ExportStreams, "add", stopped_half_way)
         copied = []
         real_export_parts = build_module._export_parts
-        patch.setattr(build_module, "_export_parts", lambda *a: copied.append(len(a[-1])) or real_export_parts(*a))
+        patch.setattr(build_module, "_export_parts", lambda *a: copied.append(len(a[-1].ids)) or real_export_parts(*a))
         build(config, jobs=2)
     assert placed[-1][0] == 20 and sorted(copied) == [6, 7, 7]
     assert read_tree(example_copy / "site") == read_tree_of_clean_build(example_copy)

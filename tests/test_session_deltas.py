@@ -134,7 +134,7 @@ def test_the_map_graph_kept_between_builds_is_the_graph_counted_from_scratch(dat
 def test_an_exports_parts_in_place_are_those_found_entry_by_entry(tmp_path_factory, data):
     """An edit keeps the live export's order: the parts and index made by looking only at the
     changed entries are those made by finding every entry in the live export."""
-    from generator.build import _parts_in_any_order, _parts_in_place
+    from generator.build import ExportIndex, _parts_in_any_order, _parts_in_place
     from generator.render import AGGREGATES, PageJob, export_frame, export_item
 
     kind = data.draw(st.sampled_from(sorted(AGGREGATES)))
@@ -148,13 +148,15 @@ def test_an_exports_parts_in_place_are_those_found_entry_by_entry(tmp_path_facto
     files = {i: data.draw(entry) for i in ids}
     old_keys = {f"articles/{i}/{name}": f"k{n}" for n, i in enumerate(ids)}
     # The live export and its index, as the last build made them.
-    live_bytes, stored, position = bytearray(head), {}, len(head)
+    live_bytes, stored, position = bytearray(head), ExportIndex(tuple(ids), [], [], []), len(head)
     for n, article_id in enumerate(ids):
         if n:
             live_bytes += separator
             position += len(separator)
         item = export_item(kind, b"[\n" + files[article_id] + b"\n]\n" if kind == "digest.csl.json" else files[article_id])
-        stored[article_id] = (old_keys[f"articles/{article_id}/{name}"], position, position + len(item))
+        stored.keys.append(old_keys[f"articles/{article_id}/{name}"])
+        stored.starts.append(position)
+        stored.ends.append(position + len(item))
         live_bytes += item
         position += len(item)
     live_path = tree / "live"
@@ -172,9 +174,8 @@ def test_an_exports_parts_in_place_are_those_found_entry_by_entry(tmp_path_facto
     job = PageJob(kind, kind, "key", ())
     live = os.open(live_path, os.O_RDONLY)
     try:
-        in_place = _parts_in_place(job, ids, keys, str(tree), head, separator, live, stored)
-        found = _parts_in_any_order(job, [SimpleNamespace(id=i) for i in ids], keys, str(tree), head, separator,
-                                    live, stored)
+        in_place = _parts_in_place(job, tuple(ids), keys, str(tree), head, separator, live, stored)
+        found = _parts_in_any_order(job, tuple(ids), keys, str(tree), head, separator, live, stored)
     finally:
         os.close(live)
     assert in_place == found
@@ -182,7 +183,7 @@ def test_an_exports_parts_in_place_are_those_found_entry_by_entry(tmp_path_facto
     made = b"".join(bytes(live_bytes[p[0]:p[1]]) if isinstance(p, tuple) else p for p in parts)
     items = [export_item(kind, (tree / "articles" / i / name).read_bytes()) for i in ids]
     assert made == head + separator.join(items)
-    assert all(made[start:end] == item for (_, start, end), item in zip(index.values(), items))
+    assert all(made[start:end] == item for start, end, item in zip(index.starts, index.ends, items))
 
 
 WORDS = ("lupus", "interferon", "nephritis", "myositis", "sclerosis", "cd19", "bcma", "remission", "relapse",
