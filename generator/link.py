@@ -108,7 +108,7 @@ class Digest:
     """The linked digest: what the renderer needs, all of it sorted with fixed tie-breaks."""
 
     articles: tuple[Article, ...]  # newest first
-    by_id: Mapping[str, Article]
+    by_id: Mapping[str, Article]  # in the order of `articles`: its keys are their ids, read without them
     similar: SimilarLists
     backlinks: Mapping[str, tuple[str, ...]]
     taxonomies: Mapping[str, tuple[Term, ...]]

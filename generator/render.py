@@ -458,7 +458,7 @@ class Renderer:
     def ids(self) -> tuple[str, ...]:
         """Return the digest's article ids, in its order (read once per renderer)."""
         if self._ids is None:
-            self._ids = tuple(map(_ID, self.digest.articles))
+            self._ids = tuple(self.digest.by_id)  # (in the articles' order) without reading the articles
         return self._ids
 
     def newest(self, articles: Iterable[Article]) -> list[Article]:
@@ -856,7 +856,7 @@ def _similar_keys(digest: Digest, with_score: bool, keys: dict[str, ArticleKeys]
         scored = value_key((unscored, scores))
         return scored, scored if with_score else unscored
 
-    ids = tuple(map(_ID, digest.articles))
+    ids = tuple(digest.by_id)  # the articles' ids, in their order
     lists = list(map(digest.similar.entries.get, ids))
     last_ids, last_lists, last_found, last_with_score = _SIMILAR_LAST
     if last_with_score != with_score:
