@@ -7,14 +7,18 @@ import os
 import shutil
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import generator.load as load_module
 from generator.config import load_config
 from generator.errors import DigestError
 from generator.link import LinkState, link_articles
-from generator.load import LoadState, load_articles
+from generator.load import IdPlan, LoadState, _id_inputs, load_articles
+from generator.model import SourceRef
 from generator.neighbour_index import NeighbourIndex
 from tests.conftest import REPO
 
@@ -156,3 +160,34 @@ def test_the_load_stage_takes_the_stats_the_no_change_check_made(digest):
     partial = {path: info for path, info in stats.items() if "autoimmunity" not in path}
     assert load_articles(config.content_path, config.root, state=LoadState(), stats=partial).articles == \
         fresh.articles
+
+
+ID_FIELDS = st.fixed_dictionaries({}, optional={
+    "id": st.sampled_from(["a", "A", "b", "bad id!", ""]), "pmid": st.sampled_from(["1", "2", ""]),
+    "doi": st.sampled_from(["10.1/a_b", "10.1/a-b", "10.1/X", ""]), "title": st.sampled_from(["T", "t", "Other", ""])})
+SOURCES = st.builds(SourceRef, st.sampled_from(["a.yaml", "b.nbib"]), st.sampled_from([None, 1, 2]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(ID_FIELDS, SOURCES), min_size=1, max_size=8), st.data())
+def test_an_id_plan_taken_again_is_the_plan_made_afresh(drafts, data):
+    """A daemon's edit takes the last build's ids when no group changed what its id is made from
+    (`IdPlan.again`): the ids, refusals and their order are then exactly what planning afresh gives,
+    and any change to what they are made from plans afresh."""
+    merges = [SimpleNamespace(ids=fields, source=source) for fields, source in drafts]
+    plan = IdPlan.of(merges)
+    edited = list(merges)
+    for index in data.draw(st.lists(st.integers(0, len(merges) - 1), unique=True)):
+        fields, source = merges[index].ids, merges[index].source
+        if data.draw(st.booleans()):  # an edit of something else (a title, when it is not the id)
+            fields = {**fields, "title": data.draw(st.sampled_from(["T", "New title"]))}
+            source = SourceRef(source.path, source.line)
+        else:
+            fields, source = data.draw(ID_FIELDS), data.draw(SOURCES)
+        edited[index] = SimpleNamespace(ids=fields, source=source)
+    again, fresh = plan.again(edited), IdPlan.of(edited)
+    same_inputs = all(_id_inputs(a.ids, a.source) == _id_inputs(b.ids, b.source) for a, b in zip(merges, edited))
+    assert (again is not None) == same_inputs
+    if again is not None:
+        assert (again.events, again.ids) == (fresh.events, fresh.ids)
+        assert again.fields == [m.ids for m in edited]  # the next edit compares with these
