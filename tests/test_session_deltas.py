@@ -37,6 +37,7 @@ def made_from_nothing(root: Path, monkeypatch) -> tuple[dict[str, str], dict[str
         patch.setattr(render, "_KEY_MEMO", render._KeyMemo())
         patch.setattr(render, "_TERM_SEGMENTS", {})
         patch.setattr(render, "_HTML_PATHS", None)
+        patch.setattr(render, "_ARTICLE_SEGMENT", None)
         patch.setattr(render, "_LISTINGS", {})
         patch.setattr(render, "_ENTRIES_MADE", {})
         patch.setattr(graph, "_GRAPH", None)
@@ -54,6 +55,7 @@ def test_a_sessions_builds_give_the_keys_and_bytes_of_a_build_made_from_nothing(
     build(config, session=session)
     record = example_copy / "content/autoimmunity/36109639.yaml"
     notes = example_copy / "content/autoimmunity/37147112.md"
+    linking = example_copy / "content/autoimmunity/linking.yaml"
     steps = [
         ("a title", lambda: record.write_text(record.read_text().replace("refractory systemic lupus", "refractory lupus"))),
         ("the same title again", lambda: record.write_text(record.read_text().replace("refractory lupus", "lupus"))),
@@ -67,6 +69,10 @@ def test_a_sessions_builds_give_the_keys_and_bytes_of_a_build_made_from_nothing(
             "published: 2025-08-01\nsimilar: [36109639]\n")),
         ("a title next to the new record", lambda: record.write_text(record.read_text().replace("for SLE", "for lupus"))),
         ("a record removed", lambda: (example_copy / "content/oncology/29226797.xml").unlink()),
+        ("a record that only links to another", lambda: linking.write_text(
+            "pmid: 31234568\ntitle: Zebrafish fin regeneration kinetics\npublished: 2025-09-01\nsimilar: [36109639]\n")),
+        ("its title (the page it links to lists it)", lambda: linking.write_text(
+            linking.read_text().replace("regeneration", "regrowth"))),
     ]
     term_lookups = []
     real_get = render._KeyMemo.get
