@@ -767,7 +767,7 @@ def merge_records(records: list[Record]) -> tuple[tuple[Article, ...], list[Prob
     groups = _identity_groups([(index, *_identity_key(record)) for index, record in enumerate(records)])
     merges = [_merge_group([records[index] for index in group], False) for group in groups]
     today = dt.date.today()
-    articles = _claim(merges, problems, (today.year + 1, today.month, today.day))
+    articles, _ = _claim(merges, problems, (today.year + 1, today.month, today.day))
     return tuple(sorted(articles, key=_sort_key)), problems
 
 
