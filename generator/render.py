@@ -920,8 +920,10 @@ class _KeyMemo:
             return None
         known = entry[0]
         if known.__class__ is HashedInputs:
-            if known.key != value_key(inputs):
-                return None
+            if known.inputs is None or known.inputs != inputs:  # (by identity first: the last plan's objects)
+                if known.key != value_key(inputs):
+                    return None
+                known.inputs = inputs
         elif known != inputs:
             return None
         if not self.changed_items.isdisjoint(listed) or not self.changed_contents.isdisjoint(contents):
@@ -984,12 +986,15 @@ HASHED_ABOVE = 64  # inputs holding a longer sequence are kept as their key
 
 class HashedInputs:
     """What the cache folder keeps of large inputs (the ids a big topic lists, every citation key):
-    their `value_key`. A plan compares the key of its inputs with it."""
+    their `value_key`. A plan compares the key of its inputs with it, and keeps the inputs it found
+    equal: the next plan of the process (a session's) compares with those first, without hashing
+    them again (31,000 authors, every citation key: 0.03 s an edit of the daemon)."""
 
-    __slots__ = ("key",)
+    __slots__ = ("key", "inputs")
 
     def __init__(self, key: str):
         self.key = key
+        self.inputs: tuple | None = None  # inputs found to have this key (not kept in the cache folder)
 
     def __reduce__(self):
         return HashedInputs, (self.key,)
