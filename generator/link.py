@@ -180,6 +180,8 @@ class LinkState:
         # Fingerprints this state worked out itself, by identity: id -> (article, fingerprint).
         self._own_fingerprints: dict[int, tuple[Article, bytes]] = {}
         self._links: dict[str, tuple] = {}  # article id -> (article, neighbours, targets, its similar list)
+        # The last build's article ids, their neighbours objects and similar lists, in its order.
+        self._lists_in_order: tuple[tuple[str, ...], list, dict[str, tuple]] = ((), [], {})
         self._names: dict[int, tuple[Article, dict[str, list[str]]]] = {}  # id -> (article, names per taxonomy)
         self._taxonomy_memo: dict[str, tuple] = {}  # see `_build_taxonomies`
         self._backlinks: tuple | None = None  # (article ids, similar lists, backlinks) of the last build
@@ -358,11 +360,23 @@ class LinkState:
         else:
             readers, dirty = {}, set()
         self._last_articles = ({}, ({}, {}))  # `readers` is changed in place: not trusted unless this ends
-        kept: dict[str, tuple] = {}
-        similar: dict[str, tuple] = {}
-        for article in articles:
+        ids = tuple(by_id)  # (in the articles' order)
+        computed_lists = list(map(neighbours.get, ids, itertools.repeat(())))
+        last_ids, last_computed, last_similar = self._lists_in_order
+        self._lists_in_order = ((), [], {})
+        if same_maps and last_ids == ids:
+            # The articles of the last build in its order: only those with another neighbours object,
+            # or dirty, are looked at; the others keep their entries, as the loop below would.
+            kept, similar = dict(before), dict(last_similar)
+            todo = sorted({*replaced_positions(computed_lists, last_computed),
+                           *(n for n, article_id in enumerate(ids) if article_id in dirty)} if dirty else
+                          replaced_positions(computed_lists, last_computed))
+        else:
+            kept, similar, todo = {}, {}, range(len(ids))
+        for position in todo:
+            article = articles[position]
             article_id = article.id
-            computed = neighbours.get(article_id, ())
+            computed = computed_lists[position]
             memo = before.get(article_id)
             if same_maps and memo is not None and memo[1] is computed and article_id not in dirty:
                 kept[article_id] = memo
@@ -387,6 +401,7 @@ class LinkState:
         self._links, self._sources = kept, readers
         if track:
             self._last_articles = (by_id, (by_pmid, by_doi))
+            self._lists_in_order = (ids, computed_lists, similar)
         return similar
 
     def _backlinks_of(self, articles: Sequence[Article], similar: dict[str, tuple]) -> dict[str, tuple[str, ...]]:
@@ -394,8 +409,8 @@ class LinkState:
         did (a quarter at most; a title edit at 10,000 articles changes 230 lists, whose scores drift
         as term weights move) among the same articles in the same order, the last build's with the
         backlinks of the articles those lists link to (or linked to) made again."""
-        ids = [article.id for article in articles]
-        lists = [similar[article_id] for article_id in ids]
+        ids = list(similar)  # (in the articles' order)
+        lists = list(similar.values())
         before = self._backlinks
         if before is None or before[0] != ids:
             backlinks = _backlinks(articles, similar)
