@@ -169,6 +169,28 @@ class BuildSession:
     link_state: LinkState | None = None
     saved: bool = False  # whether the cache files hold a build of this session
     watched: bool = True  # told of every change by a watcher (serve); else each build checks its inputs
+    # Whether a build leaves writing its fragments to the cache folder (and what goes with it) to
+    # `settle_session`, which the caller runs once the user has the result (the daemon, after
+    # answering its client): a save costs 10 ms, and 0.3 s when it folds the journal into a new base
+    # (one edit in four or five at 10,000 articles). The next build runs what is left first.
+    saves_later: bool = False
+    later: list[Callable[[], None]] = field(default_factory=list)
+
+
+def settle_session(session: BuildSession) -> None:
+    """Do what the session's last build left for later (see `BuildSession.saves_later`), under the
+    build lock."""
+    if session.later and session.config is not None:
+        with _one_build_at_a_time(session.config, NoProgress()):
+            _run_later(session)
+
+
+def _run_later(session: BuildSession) -> None:
+    """`settle_session` for a caller that holds the build lock (a POSIX lock taken twice by one
+    process is released by the inner one's end)."""
+    later, session.later = session.later, []
+    for step in later:
+        step()
 
 
 def save_session(session: BuildSession) -> None:
@@ -180,6 +202,7 @@ def save_session(session: BuildSession) -> None:
     if config is None or session.load_state is None or session.link_state is None:
         return
     with _one_build_at_a_time(config, NoProgress()):
+        _run_later(session)
         session.load_state.save()
         session.link_state.save()
         PlanMemoFile(config.root / CACHE_DIR / "plan.pickle").save()
@@ -253,6 +276,8 @@ def build(config: SiteConfig, strict: bool = False, jobs: int | None = None, cle
     """
     progress = progress or NoProgress()
     with _one_build_at_a_time(config, progress):
+        if session is not None and session.later:  # left by the last build, not settled since
+            _run_later(session)
         return _checked_build(config, strict, jobs, clean, progress, index_search, session, preview, process_ends)
 
 
@@ -471,14 +496,21 @@ def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, prog
     report.written = written_count
     report.removed = written.removed
     if renderer.new_fragments or session is not None:  # the next build (and process) starts from these
-        fragment_store.save(renderer.fragments, lambda: _current_fragments(renderer))
-        if session is not None:
-            if renderer.rendered_in_workers:
-                warm_up(renderer)
-            # Unused fragments leave memory when they leave the cache file.
-            fragments = renderer.fragments
-            session.fragments = fragments if len(fragments) <= len(fragment_store.known) else \
-                {key: fragments[key] for key in fragment_store.known if key in fragments}
+        def keep_fragments() -> None:
+            fragment_store.save(renderer.fragments, lambda: _current_fragments(renderer))
+            if session is not None:
+                if renderer.rendered_in_workers:
+                    warm_up(renderer)
+                # Unused fragments leave memory when they leave the cache file.
+                fragments = renderer.fragments
+                session.fragments = fragments if len(fragments) <= len(fragment_store.known) else \
+                    {key: fragments[key] for key in fragment_store.known if key in fragments}
+
+        if session is not None and session.saves_later:
+            session.fragments = renderer.fragments
+            session.later.append(keep_fragments)
+        else:
+            keep_fragments()
     if (aggregates or (early is not None and early.made_exports)) and session is None:
         save_export_index(config)  # where each entry is in the exports now live
     if early is not None:

@@ -394,13 +394,18 @@ class Daemon:
         return code
 
     def _settle(self) -> None:
-        """Once the client has its answer: after a build that left the spare tree unknown (a cold
+        """Once the client has its answer: write what the build left to write (its fragments, see
+        `BuildSession.saves_later`), and after a build that left the spare tree unknown (a cold
         one), fill it now rather than during the next build. (What the session keeps was frozen by
         its first build, `build._build`; the garbage is collected a second later, see `_serve`.)"""
         if self.session is None or self.session.config is None:
             return
-        from generator.build import fill_spare_tree
+        from generator.build import fill_spare_tree, settle_session
 
+        try:
+            settle_session(self.session)  # what the build left for once its client has the answer
+        except Exception as exc:  # noqa: BLE001 - a cache: the next build makes what it lacks
+            print(f"could not save the build's fragments: {exc!r}", flush=True)
         try:
             fill_spare_tree(self.session.config)
         except Exception as exc:  # noqa: BLE001 - an optimisation: the next build fills it itself
@@ -410,7 +415,8 @@ class Daemon:
         from generator.build import BuildSession
 
         if self.session is None or self.session.config != config:
-            self.session = BuildSession(config=config, watched=False)  # each build checks its inputs
+            # Each build checks its inputs, and leaves saving its fragments to `_settle`.
+            self.session = BuildSession(config=config, watched=False, saves_later=True)
         return self.session
 
     def _watch(self, connection: socket.socket) -> None:

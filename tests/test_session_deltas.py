@@ -312,3 +312,39 @@ def test_backlinks_updated_from_a_few_changed_lists_are_those_made_from_scratch(
     lists = [some_list() if n in changed else old_lists[n] for n in range(len(ids))]
     updated = _backlinks_updated(ids, lists, old_lists, old, changed)
     assert list(updated.items()) == list(_backlinks(articles, dict(zip(ids, lists))).items())
+
+
+def test_a_session_that_saves_later_keeps_its_fragments_once_settled_or_before_its_next_build(example_copy):
+    """The daemon answers its client before writing the fragments a build made (`saves_later`):
+    they reach the cache folder when it settles, or at the latest when its next build starts."""
+    from generator.build import settle_session
+    from generator.cache_files import JournaledDict
+
+    config = load_config(example_copy, {})
+    store = example_copy / ".digest-cache/fragments.pickle"
+    session = BuildSession(config=config, watched=False, saves_later=True)
+    build(config, session=session)
+    assert len(session.later) == 1 and not JournaledDict(store).load()
+    settle_session(session)
+    saved = JournaledDict(store).load()
+    assert not session.later and saved and session.fragments.items() <= saved.items()
+
+    record = example_copy / "content/autoimmunity/36109639.yaml"
+    record.write_text(record.read_text().replace("refractory systemic lupus", "refractory lupus"))
+    build(config, session=session)  # not settled: its fragments wait...
+    left = session.later[0]
+    record.write_text(record.read_text().replace("refractory lupus", "refractory SLE"))
+    build(config, session=session)  # ...until the next build starts
+    assert session.later and session.later[0] is not left
+    saved = JournaledDict(store).load()
+    assert any("refractory lupus" in text for text in saved.values())
+    assert read_tree(example_copy / "site") == made_from_nothing_files(example_copy)
+
+
+def made_from_nothing_files(root: Path) -> dict[str, bytes]:
+    from dataclasses import replace
+
+    out = root.parent / "clean"
+    shutil.rmtree(out, ignore_errors=True)
+    build(replace(load_config(root, {}), output_dir=str(out)), clean=True)
+    return read_tree(out)
