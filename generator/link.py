@@ -15,7 +15,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Protocol, Sequence
 
-from generator.load import collector_paused, slugify
+from generator.load import collector_paused, replaced_positions, slugify
 from generator.model import Article
 from generator.similarity_settings import SimilarityConfig
 
@@ -538,12 +538,6 @@ class LinkState:
                 temporary.unlink()
             except OSError:
                 pass
-
-
-def replaced_positions(new: Sequence[Any], old: Sequence[Any]) -> list[int]:
-    """Return the positions where `new` holds another object than `old` (sequences of one length):
-    what a session's rebuild makes again when the rest is the last build's, found in C."""
-    return list(itertools.compress(itertools.count(), map(operator.is_not, new, old)))
 
 
 def link_target(link: tuple) -> str | None:

@@ -1030,7 +1030,7 @@ def _id_inputs(fields: dict[str, Any], source: SourceRef) -> tuple:
 class IdPlan:
     """The decisions of `_assign_ids` for some drafts: in the order they are taken, a draft's index
     (it gets `ids[index]`) or a problem (an id refused). Kept by a `LoadState` with the drafts it
-    was made from (`inputs`, `fields`): an edit that leaves every group's id fields and source as
+    was made from (`fields`, `sources`): an edit that leaves every group's id fields and source as
     they were (a title edit of an article with a PMID) takes the plan again, instead of claiming
     10,000 ids (0.05 s at each edit of the daemon)."""
 
@@ -1050,7 +1050,7 @@ class IdPlan:
         fields, sources = [m.ids for m in merges], [m.source for m in merges]
         if len(fields) != len(self.fields):
             return None
-        for index in {*_other_objects(fields, self.fields), *_other_objects(sources, self.sources)}:
+        for index in {*replaced_positions(fields, self.fields), *replaced_positions(sources, self.sources)}:
             if _id_inputs(fields[index], sources[index]) != _id_inputs(self.fields[index], self.sources[index]):
                 return None
         return IdPlan(self.events, self.ids, fields, sources)
@@ -1068,9 +1068,10 @@ class IdPlan:
         return [article for article in made if article is not None]
 
 
-def _other_objects(new: Sequence[Any], old: Sequence[Any]) -> Iterator[int]:
-    """The positions where `new` holds another object than `old` (of one length), found in C."""
-    return itertools.compress(itertools.count(), map(operator.is_not, new, old))
+def replaced_positions(new: Sequence[Any], old: Sequence[Any]) -> list[int]:
+    """Return the positions where `new` holds another object than `old` (sequences of one length):
+    what a session's rebuild makes again when the rest is the last build's, found in C."""
+    return list(itertools.compress(itertools.count(), map(operator.is_not, new, old)))
 
 
 def _plan_ids(drafts: list[tuple[dict[str, Any], SourceRef]]) -> tuple[list[int | Problem], list[str | None]]:

@@ -34,7 +34,8 @@ from generator import exports, urls
 from generator.cache_files import Journal, load_pickle, save_pickle
 from generator.config import SiteConfig
 from generator.errors import DigestError, Problem
-from generator.link import Digest, article_terms, linked_fields, replaced_positions, split_scores
+from generator.link import Digest, article_terms, linked_fields, split_scores
+from generator.load import replaced_positions
 from generator.graph import articles_per_year, build_map, map_graph
 from generator.markup import inline_html, markdown_notes, markdown_text, plain_text, render_notes, safe_url, summary
 from generator.metadata import page_range, scholarly_json_ld, scholarly_json_ld_text, updated_date
