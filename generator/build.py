@@ -193,6 +193,17 @@ def _run_later(session: BuildSession) -> None:
         step()
 
 
+def confirm_settled_inputs(session: BuildSession) -> int:
+    """Trust, from now on, the content files the session's last build saw too soon after they
+    changed, if they are unchanged since (see `LoadState.confirm_settled_files`): what a daemon
+    does while idle. Under the build lock; return how many."""
+    config, state = session.config, session.load_state
+    if config is None or state is None:
+        return 0
+    with _one_build_at_a_time(config, NoProgress()):
+        return state.confirm_settled_files(config.content_path, config.root)
+
+
 def save_session(session: BuildSession) -> None:
     """Write what a session learned since its first build to the cache folder, for the process that
     builds next (a daemon that ends): the load and link states, the plan's keys and where each entry

@@ -441,6 +441,37 @@ class LoadState:
         self._last = None
         self._id_plan = None
 
+    def confirm_settled_files(self, content_dir: Path, root: Path) -> int:
+        """Hash again the files the last build saw within 2 s of their last change ("racily clean",
+        which the next build would hash), once that change is older than 2 s: each whose signature
+        and bytes are still those of its entry is trusted from now on. Return how many.
+
+        For a process idle between builds (the daemon, once its client has its answer): a build
+        right after the files were copied or checked out left every one of them to be hashed again
+        by the next edit (0.2-0.4 s at 10,000 articles)."""
+        racy = {shown for shown, entry in self._files.items() if entry.signature is not None and not entry.trusted}
+        confirmed = 0
+        for path, shown, is_link in _walk(content_dir, None, root) if racy else ():
+            entry = self._files.get(shown)
+            if is_link or shown not in racy or entry is None:
+                continue
+            seen = time.time_ns()
+            if entry.signature[1] + _RACY_NS >= seen:  # changed too recently still
+                continue
+            try:
+                info = os.stat(path)
+            except OSError:
+                continue
+            if _signature(info) != entry.signature:
+                continue  # changed since: the next build reads it
+            data, _ = read_content_bytes(Path(path), shown)
+            if data is not None and hashlib.blake2b(data, digest_size=16).hexdigest() == entry.digest:
+                entry.seen_ns = seen
+                confirmed += 1
+        if confirmed:
+            self._saved_files = False
+        return confirmed
+
     def save(self) -> None:
         """Write the cache file now if it does not hold the state (see `autosave`)."""
         with collector_paused():

@@ -191,3 +191,28 @@ def test_an_id_plan_taken_again_is_the_plan_made_afresh(drafts, data):
     if again is not None:
         assert (again.events, again.ids) == (fresh.events, fresh.ids)
         assert again.fields == [m.ids for m in edited]  # the next edit compares with these
+
+
+def test_files_read_too_soon_after_a_change_are_trusted_once_confirmed_while_idle(tmp_path, monkeypatch):
+    """A build right after the records were copied cannot trust their size and times (they may
+    change again within the same tick), so the next build hashes them all again. A process idle
+    in between (the daemon) confirms them once the change is old enough: the next build then reads
+    none of them, except one changed since, and loads what a fresh load gives."""
+    monkeypatch.setattr(load_module, "_RACY_NS", 300_000_000)  # 0.3 s instead of 2 s
+    root = tmp_path / "digest"
+    shutil.copytree(REPO / "content", root / "content", copy_function=shutil.copyfile)  # modified just now
+    state = LoadState()
+    load_articles(root / "content", root, state=state)
+    assert state.confirm_settled_files(root / "content", root) == 0  # still too soon
+    time.sleep(0.4)
+    changed = root / "content/autoimmunity/36109639.yaml"
+    changed.write_text(changed.read_text().replace("refractory systemic lupus", "refractory lupus"))
+    files = sum(1 for path in (root / "content").rglob("*") if path.is_file())
+    assert state.confirm_settled_files(root / "content", root) == files - 1
+
+    read = []
+    real_read_one = load_module._read_one
+    monkeypatch.setattr(load_module, "_read_one", lambda job: read.append(job[1]) or real_read_one(job))
+    loaded = load_articles(root / "content", root, state=state)
+    assert read == ["content/autoimmunity/36109639.yaml"]
+    assert loaded.articles == load_articles(root / "content", root).articles
