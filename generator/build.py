@@ -177,12 +177,17 @@ class BuildSession:
     later: list[Callable[[], None]] = field(default_factory=list)
 
 
-def settle_session(session: BuildSession) -> None:
-    """Do what the session's last build left for later (see `BuildSession.saves_later`), under the
-    build lock."""
-    if session.later and session.config is not None:
-        with _one_build_at_a_time(session.config, NoProgress()):
-            _run_later(session)
+def settle_session(session: BuildSession) -> int:
+    """What a process idle after a build (the daemon, once its client has the answer) does, under
+    the build lock: what the session's last build left for later (see `BuildSession.saves_later`),
+    and trusting from now on the content files that build saw too soon after they changed, if they
+    are unchanged since (see `LoadState.confirm_settled_files`; return how many)."""
+    config, state = session.config, session.load_state
+    if config is None:
+        return 0
+    with _one_build_at_a_time(config, NoProgress()):
+        _run_later(session)
+        return state.confirm_settled_files(config.content_path, config.root) if state is not None else 0
 
 
 def _run_later(session: BuildSession) -> None:
@@ -191,17 +196,6 @@ def _run_later(session: BuildSession) -> None:
     later, session.later = session.later, []
     for step in later:
         step()
-
-
-def confirm_settled_inputs(session: BuildSession) -> int:
-    """Trust, from now on, the content files the session's last build saw too soon after they
-    changed, if they are unchanged since (see `LoadState.confirm_settled_files`): what a daemon
-    does while idle. Under the build lock; return how many."""
-    config, state = session.config, session.load_state
-    if config is None or state is None:
-        return 0
-    with _one_build_at_a_time(config, NoProgress()):
-        return state.confirm_settled_files(config.content_path, config.root)
 
 
 def save_session(session: BuildSession) -> None:

@@ -396,16 +396,15 @@ class Daemon:
     def _settle(self) -> None:
         """Once the client has its answer: write what the build left to write (its fragments, see
         `BuildSession.saves_later`), trust the content files it saw too soon after they changed
-        (`build.confirm_settled_inputs`), and after a build that left the spare tree unknown (a cold
+        (both `build.settle_session`), and after a build that left the spare tree unknown (a cold
         one), fill it now rather than during the next build. (What the session keeps was frozen by
         its first build, `build._build`; the garbage is collected a second later, see `_serve`.)"""
         if self.session is None or self.session.config is None:
             return
-        from generator.build import confirm_settled_inputs, fill_spare_tree, settle_session
+        from generator.build import fill_spare_tree, settle_session
 
         try:
             settle_session(self.session)  # what the build left for once its client has the answer
-            confirm_settled_inputs(self.session)  # else the next build hashes files copied just before this one
         except Exception as exc:  # noqa: BLE001 - a cache: the next build makes what it lacks
             print(f"could not save what the build learned: {exc!r}", flush=True)
         try:

@@ -368,9 +368,9 @@ class LinkState:
             # The articles of the last build in its order: only those with another neighbours object,
             # or dirty, are looked at; the others keep their entries, as the loop below would.
             kept, similar = dict(before), dict(last_similar)
-            todo = sorted({*replaced_positions(computed_lists, last_computed),
-                           *(n for n, article_id in enumerate(ids) if article_id in dirty)} if dirty else
-                          replaced_positions(computed_lists, last_computed))
+            todo = replaced_positions(computed_lists, last_computed)
+            if dirty:
+                todo = sorted({*todo, *(n for n, article_id in enumerate(ids) if article_id in dirty)})
         else:
             kept, similar, todo = {}, {}, range(len(ids))
         for position in todo:

@@ -970,7 +970,7 @@ def _merge_group(group: list[Record], clean: bool) -> _Merged:
 
 def _claim(merges: list[_Merged], problems: list[Problem], horizon: tuple[int, int, int],
            last: IdPlan | None = None) -> tuple[list[Article], IdPlan]:
-    """Give each merged group its id and article (see `_assign_ids`), in group order; a date after
+    """Give each merged group its id and article (see `_plan_ids`), in group order; a date after
     `horizon` is in the future. Return them and the plan of ids, which the next call takes as
     `last`: when no group changed what its id is made from, the ids are those of that plan."""
     problems.extend(p for merge in merges for p in merge.problems)
@@ -1034,20 +1034,6 @@ def doi_slug(doi: str) -> str:
     return "doi-" + re.sub(r"[^a-z0-9.]+", "-", doi.lower()).strip("-.")[:90]
 
 
-def _assign_ids(drafts: list[tuple[dict[str, Any], SourceRef]], problems: list[Problem],
-                make: Callable[[int, str], Article | None]) -> list[Article]:
-    """Give every article a unique, path-safe id: explicit id, else PMID, else DOI, else title slug.
-
-    `drafts` are each group's merged id fields (id, pmid, doi, title) and first source;
-    `make(index, id)` returns the article of a group that got an id (None when it cannot have one).
-    Ids are compared without case: they name folders, and on macOS and Windows `Ab` and `ab` are one.
-    Explicit ids and PMIDs are claimed first; a DOI slug taken by another DOI that slugs alike
-    ('10.1/a_b', '10.1/a-b') gets a hash of its DOI, and alike title slugs get -2, -3 in source order,
-    so every article keeps a distinct URL that does not depend on the order of the other files.
-    """
-    return IdPlan(*_plan_ids(drafts), [], []).carry_out(problems, make)
-
-
 def _id_inputs(fields: dict[str, Any], source: SourceRef) -> tuple:
     """Return what `_plan_ids` reads of a draft (equal inputs: the same decisions)."""
     article_id = fields.get("id") or fields.get("pmid") or ""
@@ -1059,7 +1045,7 @@ def _id_inputs(fields: dict[str, Any], source: SourceRef) -> tuple:
 
 @dataclass
 class IdPlan:
-    """The decisions of `_assign_ids` for some drafts: in the order they are taken, a draft's index
+    """The decisions of `_plan_ids` for some drafts: in the order they are taken, a draft's index
     (it gets `ids[index]`) or a problem (an id refused). Kept by a `LoadState` with the drafts it
     was made from (`fields`, `sources`): an edit that leaves every group's id fields and source as
     they were (a title edit of an article with a PMID) takes the plan again, instead of claiming
@@ -1106,7 +1092,15 @@ def replaced_positions(new: Sequence[Any], old: Sequence[Any]) -> list[int]:
 
 
 def _plan_ids(drafts: list[tuple[dict[str, Any], SourceRef]]) -> tuple[list[int | Problem], list[str | None]]:
-    """Return the decisions of `_assign_ids` (see `IdPlan`): what is claimed, and refused, in order."""
+    """Give every draft a unique, path-safe id: explicit id, else PMID, else DOI, else title slug;
+    return the decisions (see `IdPlan`): what is claimed, and refused, in order, and each draft's id.
+
+    `drafts` are each group's merged id fields (id, pmid, doi, title) and first source. Ids are
+    compared without case: they name folders, and on macOS and Windows `Ab` and `ab` are one.
+    Explicit ids and PMIDs are claimed first; a DOI slug taken by another DOI that slugs alike
+    ('10.1/a_b', '10.1/a-b') gets a hash of its DOI, and alike title slugs get -2, -3 in source order,
+    so every article keeps a distinct URL that does not depend on the order of the other files.
+    """
     taken: dict[str, SourceRef] = {}
     events: list[int | Problem] = []
     ids: list[str | None] = [None] * len(drafts)
