@@ -11,7 +11,6 @@ import contextlib
 import hashlib
 import itertools
 import json
-import marshal
 import multiprocessing
 import operator
 import os
@@ -28,6 +27,7 @@ from typing import Any, Callable, Iterator, NamedTuple, Protocol, Sequence
 from generator.cache_files import CACHE_DIR, JournaledDict, load_pickle, save_pickle
 from generator.config import SiteConfig
 from generator.errors import DigestError, Problem
+from generator.input_check import InputCheck, input_fingerprint
 from generator.link import Digest, LinkState, SimilarLists, build_taxonomies, link_articles
 from generator.load import LoadState, collector_paused, freeze_for_good, load_articles
 from generator.render import (AGGREGATES, PageJob, PlanMemoFile, Renderer, article_keys,
@@ -71,58 +71,6 @@ def _timed(report: BuildReport, stage: str) -> Iterator[None]:
     start = time.perf_counter()
     yield
     report.stage_seconds[stage] = time.perf_counter() - start
-
-
-def input_fingerprint(config: SiteConfig, stats: dict[str, os.stat_result] | None = None) -> str:
-    """Fingerprint every input of a build by name, size and modification time (as make does).
-
-    Content, templates, static files, digest.yaml and this package's own code: when none of them
-    changed since the build that produced the live site, there is nothing to do. `stats` receives
-    each file's `os.stat`, for the load stage (10,000 of them are 0.04 s here).
-    """
-    import generator
-
-    entries: list[object] = [repr(config)]
-    folders = [config.content_path, config.templates_path, config.static_path, Path(generator.__file__).parent]
-    from generator.render import THEME_DIR
-
-    folders.append(THEME_DIR)
-    for folder in folders:
-        for path in _walk(folder):
-            try:
-                stat = os.stat(path)
-            except OSError:
-                continue
-            entries.append((path, stat.st_size, stat.st_mtime_ns))
-            if stats is not None:
-                stats[path] = stat
-    config_file = config.root / "digest.yaml"
-    if config_file.is_file():
-        entries.append(config_file.read_bytes())
-    # marshal (version 0: by value alone) is 8 times cheaper than repr for 10,000 entries.
-    return hashlib.blake2b(marshal.dumps(entries, 0), digest_size=16).hexdigest()
-
-
-def _walk(folder: Path) -> list[str]:
-    """Return the path of every file under `folder`, sorted, without recursion (os.walk recurses
-    before 3.12) and without following directory symlinks. Strings: 10,000 `Path` objects cost the
-    no-change check a tenth of a second."""
-    found: list[str] = []
-    stack = [os.fspath(folder)]
-    while stack:
-        current = stack.pop()
-        try:
-            entries = list(os.scandir(current))
-        except OSError:
-            continue
-        for entry in entries:
-            if entry.name.startswith(".") or entry.name == "__pycache__":
-                continue
-            if entry.is_dir(follow_symlinks=False):
-                stack.append(entry.path)
-            else:
-                found.append(entry.path)
-    return sorted(found)
 
 
 def _unchanged_report(config: SiteConfig, fingerprint: str) -> BuildReport | None:
@@ -175,6 +123,9 @@ class BuildSession:
     # (one edit in four or five at 10,000 articles). The next build runs what is left first.
     saves_later: bool = False
     later: list[Callable[[], None]] = field(default_factory=list)
+    # How an unwatched session's builds check their inputs: after the first, only the files the
+    # kernel says changed are asked about (the daemon's; see `input_check`).
+    input_check: InputCheck | None = None
 
 
 def settle_session(session: BuildSession) -> int:
@@ -336,7 +287,9 @@ def _checked_build(config: SiteConfig, strict: bool, jobs: int | None, clean: bo
     # nothing for it (its trees have new markers, so a later check never matches them).
     checks = session is None or not session.watched
     stats: dict[str, os.stat_result] = {}
-    inputs = input_fingerprint(config, stats) if checks else ""
+    check = session.input_check if session is not None else None
+    inputs = "" if not checks else check.fingerprint(config, stats) if check is not None else \
+        input_fingerprint(config, stats)
     previous = None if clean or not checks else _unchanged_report(config, inputs)
     if previous is not None and not (strict and previous.warnings):
         previous.seconds = time.perf_counter() - start
@@ -364,7 +317,9 @@ def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, prog
     from_files = (session is None or session.load_state is None) and not clean
     with _timed(report, "load"):
         load_state, link_state = _states(config, clean, session)
-        loaded = load_articles(config.content_path, config.root, state=load_state, jobs=jobs, stats=stats)
+        check = session.input_check if session is not None else None
+        loaded = load_articles(config.content_path, config.root, state=load_state, jobs=jobs, stats=stats,
+                               listing=check.listing if check is not None and stats else None)
     report.warnings = loaded.warnings
     if strict and loaded.warnings:
         raise DigestError([Problem(w.path, w.message, w.line, w.hint) for w in loaded.warnings])

@@ -414,10 +414,12 @@ class Daemon:
 
     def _session_for(self, config: Any) -> Any:
         from generator.build import BuildSession
+        from generator.input_check import InputCheck
 
         if self.session is None or self.session.config != config:
-            # Each build checks its inputs, and leaves saving its fragments to `_settle`.
-            self.session = BuildSession(config=config, watched=False, saves_later=True)
+            # Each build checks its inputs (those the kernel says changed), and leaves saving its
+            # fragments to `_settle`.
+            self.session = BuildSession(config=config, watched=False, saves_later=True, input_check=InputCheck())
         return self.session
 
     def _watch(self, connection: socket.socket) -> None:

@@ -433,6 +433,7 @@ class LoadState:
         self._saved_files = False  # whether the cache file holds `_files` as they are
         self._last: tuple | None = None  # (inputs, result) of the last build, see `_load`
         self._id_plan: IdPlan | None = None  # the last build's ids (see `_claim`), in this process
+        self._walked: tuple[object, list, list[Problem]] | None = None  # (listing, files, problems)
 
     def clear(self) -> None:
         """Forget everything (the cache file stays, and is not read again)."""
@@ -440,6 +441,7 @@ class LoadState:
         self._saved_files = False
         self._last = None
         self._id_plan = None
+        self._walked = None
 
     def confirm_settled_files(self, content_dir: Path, root: Path) -> int:
         """Hash again the files the last build saw within 2 s of their last change ("racily clean",
@@ -478,7 +480,7 @@ class LoadState:
             self._save()
 
     def load(self, content_dir: Path, root: Path, read: ReadFile = read_file, jobs: int | None = None,
-             stats: Mapping[str, os.stat_result] | None = None) -> LoadResult:
+             stats: Mapping[str, os.stat_result] | None = None, listing: object = None) -> LoadResult:
         """Do what `load_articles` does (see there), reusing and updating this state."""
         roots = (os.path.abspath(content_dir), os.path.abspath(root))
         if self._roots is not None and self._roots != roots:
@@ -489,7 +491,7 @@ class LoadState:
                 self._cache_read = True
                 self._read_cache()
             try:
-                return self._load(content_dir, root, read, idle_cores(jobs), stats or {})
+                return self._load(content_dir, root, read, idle_cores(jobs), stats or {}, listing)
             finally:
                 if self.autosave:
                     self._save()
@@ -497,9 +499,13 @@ class LoadState:
     # One build ----------------------------------------------------------------------------------
 
     def _load(self, content_dir: Path, root: Path, read: ReadFile, workers: int,
-              stats: Mapping[str, os.stat_result]) -> LoadResult:
-        walk_problems: list[Problem] = []
-        files = _walk(content_dir, walk_problems, root)
+              stats: Mapping[str, os.stat_result], listing: object) -> LoadResult:
+        if listing is not None and self._walked is not None and self._walked[0] is listing:
+            files, walk_problems = self._walked[1], list(self._walked[2])
+        else:
+            walk_problems = []
+            files = _walk(content_dir, walk_problems, root)
+            self._walked = (listing, files, list(walk_problems)) if listing is not None else None
         inside = _allowed_roots(content_dir, root)
         cached = read is read_file
         old_files = self._files if cached else {}
@@ -709,7 +715,7 @@ def _sort_key(article: Article) -> tuple:
 
 def load_articles(content_dir: Path, root: Path, read: ReadFile = read_file, cache_file: Path | None = None,
                   state: LoadState | None = None, jobs: int | None = None,
-                  stats: Mapping[str, os.stat_result] | None = None) -> LoadResult:
+                  stats: Mapping[str, os.stat_result] | None = None, listing: object = None) -> LoadResult:
     """Read, merge and validate every record under `content_dir`; raise DigestError listing all errors.
 
     `cache_file` (e.g. `.digest-cache/records.pickle`) keeps what this build learned for the next
@@ -718,13 +724,15 @@ def load_articles(content_dir: Path, root: Path, read: ReadFile = read_file, cac
     there are many files to parse, they are parsed on `jobs` cores (this process and forked
     workers; default: the cores other processes leave idle, see `workers.idle_cores`). `stats`:
     what `os.stat` gave for file paths a moment ago (the build's no-change check), not asked again.
+    `listing`: an object that stays the same (`is`) only while no file or folder was added to the
+    content folder or removed from it (`InputCheck.listing`): the state then keeps its walk of it.
     """
     if not content_dir.is_dir():
         raise DigestError(Problem(str(content_dir), "content folder not found",
                                   hint="create it and put records in it, or run 'digest init DIR'"))
     if state is None or read is not read_file:
         state = LoadState(cache_file if read is read_file else None)
-    return state.load(content_dir, root, read, jobs, stats)
+    return state.load(content_dir, root, read, jobs, stats, listing)
 
 
 def _allowed_roots(content_dir: Path, root: Path) -> tuple[Path, ...]:

@@ -17,6 +17,7 @@ import generator.graph as graph
 import generator.render as render
 from generator.build import BuildSession, build
 from generator.config import load_config
+from generator.input_check import InputCheck
 from tests.conftest import read_tree
 
 
@@ -51,7 +52,8 @@ def test_a_sessions_builds_give_the_keys_and_bytes_of_a_build_made_from_nothing(
     monkeypatch.setattr(render, "LISTING_MEMO_MIN", 1)  # every listing is kept (the digest is small)
     monkeypatch.setattr(build_module, "PARALLEL_THRESHOLD", 1)  # rendered in workers: warmed up after
     config = load_config(example_copy, {})
-    session = BuildSession(config=config, watched=False)
+    # As the daemon's: each build checks only the files the kernel's queue names (see input_check).
+    session = BuildSession(config=config, watched=False, input_check=InputCheck())
     build(config, session=session)
     record = example_copy / "content/autoimmunity/36109639.yaml"
     notes = example_copy / "content/autoimmunity/37147112.md"
