@@ -37,6 +37,7 @@ from generator.similarity import (
     _check_unique_ids,
     _select_block,
     best_per_row,
+    column_map,
     entry_ranks,
     min_units,
     neighbours_by_row,
@@ -99,10 +100,9 @@ class NeighbourIndex:
             self._last = None
             return {article.id: () for article in ordered}
         with collector_paused():
-            terms = self._terms_of(ordered, [keys[i] for i in order] if keys is not None else None, config)
-            vectors = self._vocabulary.vectors(terms)  # type: ignore[union-attr]
+            terms, edited = self._terms_of(ordered, [keys[i] for i in order] if keys is not None else None, config)
             ids = [article.id for article in ordered]
-            changes = self._row_changes(config, ids, vectors)
+            vectors, changes = self._vectors(config, ids, terms, edited)
             rank = self._entry_ranks(vectors.matrix, changes)
             profiles, length = profiles_of(vectors.matrix, rank, self._last.length if self._last is not None else False)
             computed = self._update(config, ids, vectors, profiles, length, min_units(config), changes)
@@ -138,29 +138,49 @@ class NeighbourIndex:
     # Terms -------------------------------------------------------------------------------------------
 
     def _terms_of(self, ordered: list[Article], keys: list[Hashable] | None,
-                  config: SimilarityConfig) -> ArticleTerms:
-        """Return the articles' terms, reading only articles whose key is new."""
+                  config: SimilarityConfig) -> tuple[ArticleTerms, np.ndarray | None]:
+        """Return the articles' terms, reading only articles whose key is new, and, when every
+        other article's terms are the last call's in the same row, the rows read (else None)."""
         vocabulary = self._vocabulary
         if vocabulary is None or vocabulary.fields != frozenset(config.fields):
             vocabulary = self._vocabulary = Vocabulary(config.fields)
             self._terms, self._rows, self._last = None, {}, None
         if keys is None:
             self._terms, self._rows = None, {}
-            return vocabulary.extract(ordered)
+            return vocabulary.extract(ordered), None
         known = self._rows
         rows = np.array([known.get(key, -1) for key in keys], dtype=np.int64)
         missing = np.flatnonzero(rows < 0)
         kept = self._terms
+        in_place = kept is not None and len(rows) == kept.words.shape[0] and \
+            bool((rows[rows >= 0] == np.flatnonzero(rows >= 0)).all())
         if kept is None or len(missing) == len(rows):
             terms = vocabulary.extract(ordered)
-        elif not len(missing) and len(rows) == kept.words.shape[0] and (rows == np.arange(len(rows))).all():
+        elif not len(missing) and in_place:
             terms = kept
         else:
             read = vocabulary.extract([ordered[i] for i in missing.tolist()])
             rows[missing] = kept.words.shape[0] + np.arange(len(missing))
             terms = ArticleTerms.stacked([kept.widened(vocabulary), read]).rows(rows)
         self._terms, self._rows = terms, dict(zip(keys, range(len(keys))))
-        return terms
+        return terms, missing if in_place else None
+
+    def _vectors(self, config: SimilarityConfig, ids: list[str], terms: ArticleTerms, edited: np.ndarray | None
+                 ) -> tuple[TermVectors, tuple[np.ndarray, np.ndarray] | None]:
+        """Return the articles' vectors and, against the last computation, the new column of each
+        old one and the rows whose vector changed (None: no last computation for these articles
+        and settings). After an edit, only the rows it can change are weighed again
+        (`Vocabulary.updated_vectors`)."""
+        last = self._last
+        vocabulary: Vocabulary = self._vocabulary  # type: ignore[assignment]
+        if edited is not None and last is not None and last.config == config and last.ids == ids:
+            update = vocabulary.updated_vectors(terms, last.vectors, edited, _MOST_CHANGED)
+            if update is not None:
+                vectors, moved, again = update
+                changed = _changed_rows(last.vectors.matrix[again], vectors.matrix[again], moved)
+                return vectors, (moved, again[changed])
+        vectors = vocabulary.vectors(terms)
+        return vectors, self._row_changes(config, ids, vectors)
 
     # The partial computation ---------------------------------------------------------------------------
 
@@ -172,7 +192,7 @@ class NeighbourIndex:
         if last is None or last.config != config or last.ids != ids:
             return None
         vectors.matrix.sort_indices()
-        moved = _column_map(last.vectors.keys, vectors.keys)
+        moved = column_map(last.vectors.keys, vectors.keys)
         return moved, _changed_rows(last.vectors.matrix, vectors.matrix, moved)
 
     def _entry_ranks(self, matrix: sp.csr_matrix, changes: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
@@ -288,16 +308,6 @@ def _same_lists(old: tuple[np.ndarray, np.ndarray, np.ndarray], new: tuple[np.nd
     differs = (old_dst[old_kept] != new_dst[new_kept]) | (old_units[old_kept] != new_units[new_kept])
     same[old_src[old_kept][differs]] = False
     return np.flatnonzero(same)
-
-
-def _column_map(old_keys: np.ndarray, new_keys: np.ndarray) -> np.ndarray:
-    """Return, per old column, the new column of the same term (-1 when gone)."""
-    order = np.argsort(new_keys, kind="stable")
-    ranked = new_keys[order]
-    at = np.minimum(np.searchsorted(ranked, old_keys), max(len(ranked) - 1, 0))
-    if not len(ranked):
-        return np.full(len(old_keys), -1, dtype=np.int64)
-    return np.where(ranked[at] == old_keys, order[at], -1)
 
 
 def _labels_changed(old: tuple[str | None, ...], new: tuple[str | None, ...], moved: np.ndarray) -> bool:
