@@ -897,6 +897,8 @@ class _KeyMemo:
         self.changed_items: set[str] = set()
         self.changed_contents: set[str] = set()
         self.used: dict[tuple, tuple] = {}
+        self.kept: list[list[tuple]] = []  # segments of names kept whole by this plan (see `keep`)
+        self.kept_groups: set[tuple] = set()
         self.owner_print = ""  # set by `load`: the fingerprint of the owner of the stored entries
         self.generation = 0  # counts the plans and the other changes of `entries`
 
@@ -908,9 +910,32 @@ class _KeyMemo:
         self.changed_items = {i for i, key in items.items() if self.items.get(i) != key}
         self.changed_contents = {i for i, key in contents.items() if self.contents.get(i) != key}
         self.owner, self.items, self.contents, self.used = owner, items, contents, {}
+        self.kept, self.kept_groups = [], set()
+
+    def keep(self, names: list[tuple]) -> None:
+        """Keep the entries `names` for the next plan, as `get` would, without looking each up: a
+        segment the last plan made in this memo (see `_ArticleSegment`, `_TermSegment`), every
+        name of one group (`_group`). The names `get` or `put` after this stay in it."""
+        if names:
+            self.kept.append(names)
+            self.kept_groups.add(_group(names[0]))
 
     def finish(self) -> None:
-        self.entries, self.used = self.used, {}
+        """Make the entries this plan used the next plan's. When the segments kept whole and the
+        other names used cover every entry, the dict is updated in place (42,000 entries at 10,000
+        articles, 0.03 s an edit to copy)."""
+        used, entries, groups = self.used, self.entries, self.kept_groups
+        if self.kept:
+            covered = sum(map(len, self.kept)) + sum(1 for name in used if name in entries and _group(name) not in groups)
+            if covered == len(entries):
+                entries.update(used)
+            else:
+                entries, last = {}, self.entries
+                for names in self.kept:
+                    entries.update((name, last[name]) for name in names if name in last)
+                entries.update(used)
+            used = entries
+        self.entries, self.used, self.kept, self.kept_groups = used, {}, [], set()
         self.generation += 1
 
     def get(self, name: tuple, inputs: tuple, listed: Sequence[str] = (), contents: Sequence[str] = ()) -> Any:
@@ -943,8 +968,9 @@ class _KeyMemo:
                             if name[0] != "sitemap"}}
 
     def snapshot(self) -> tuple:
-        """Return what `changes` compares with: the last plan's dicts (each plan makes new ones)."""
-        return _owner_print(self.owner) if self.owner else self.owner_print, self.items, self.contents, self.entries
+        """Return what `changes` compares with: the last plan's dicts (each plan makes new `items`
+        and `contents`; `entries` may be updated in place, so a copy)."""
+        return _owner_print(self.owner) if self.owner else self.owner_print, self.items, self.contents, dict(self.entries)
 
     def changes(self, snapshot: tuple) -> dict[str, Any]:
         """Return what changed since `snapshot` as a journal frame (see `PlanMemoFile`). An entry the
@@ -976,6 +1002,11 @@ class _KeyMemo:
             return
         self.owner_print, self.items, self.contents, self.entries = owner_print, items, contents, entries
         self.generation += 1
+
+
+def _group(name: tuple) -> tuple:
+    """The group of a memo entry's name: a taxonomy's terms, the articles, or itself."""
+    return name[:2] if name[0] == "term" else name[:1]
 
 
 def _owner_print(owner: tuple) -> str:
@@ -1211,16 +1242,12 @@ class SitePlan:
         kept = _ARTICLE_SEGMENT
         positions: Iterable[int] | None = None
         if kept is not None and kept.ids == ids and kept.stamp == memo.generation:
-            try:
-                memo.used.update(zip(kept.names, map(memo.entries.__getitem__, kept.names)))
-            except KeyError:  # not the memo this was made with after all: every article is looked at
-                pass
-            else:
-                changed = memo.changed_items
-                found = {n for new, old in zip(columns, kept.columns) for n in replaced_positions(new, old)}
-                if changed:
-                    found.update(n for n, linked in enumerate(columns[2]) if linked and not changed.isdisjoint(linked))
-                positions = sorted(found)
+            memo.keep(kept.names)
+            changed = memo.changed_items
+            found = {n for new, old in zip(columns, kept.columns) for n in replaced_positions(new, old)}
+            if changed:
+                found.update(n for n, linked in enumerate(columns[2]) if linked and not changed.isdisjoint(linked))
+            positions = sorted(found)
         if positions is None:
             positions = range(len(ids))
             kept = _ARTICLE_SEGMENT = _ArticleSegment(ids, columns, [("article", i) for i in ids], [()] * len(ids))
@@ -1246,15 +1273,11 @@ class SitePlan:
         kept = _TERM_SEGMENTS.get(taxonomy)
         positions: Sequence[int] | None = None
         if kept is not None and kept.terms is terms and kept.stamp == memo.generation:
-            try:
-                memo.used.update(zip(kept.names, map(memo.entries.__getitem__, kept.names)))
-            except KeyError:  # not the memo this was made with after all: every term is looked at
-                pass
-            else:
-                if kept.by_article is None:
-                    kept.by_article = _positions_by_article(terms)
-                positions = sorted({p for i in changed for p in kept.by_article.get(i, ())})
-                made = kept.made
+            memo.keep(kept.names)
+            if kept.by_article is None:
+                kept.by_article = _positions_by_article(terms)
+            positions = sorted({p for i in changed for p in kept.by_article.get(i, ())})
+            made = kept.made
         if positions is None:
             positions = range(len(terms))
             made = [()] * len(terms)
