@@ -42,6 +42,7 @@ def made_from_nothing(root: Path, monkeypatch) -> tuple[dict[str, str], dict[str
         patch.setattr(render, "_LISTINGS", {})
         patch.setattr(render, "_ENTRIES_MADE", {})
         patch.setattr(graph, "_GRAPH", None)
+        patch.setattr(graph, "_TOPIC_COUNTS", None)
         build(replace(load_config(root, {}), output_dir=str(out)), clean=True)
     return page_keys(root, out), read_tree(out)
 
@@ -66,6 +67,10 @@ def test_a_sessions_builds_give_the_keys_and_bytes_of_a_build_made_from_nothing(
         ("an author's name", lambda: record.write_text(record.read_text().replace("Georg Schett", "G. Schett"))),
         ("a title after the authors changed", lambda: record.write_text(record.read_text().replace("for lupus", "for SLE"))),
         ("a date", lambda: record.write_text(record.read_text().replace("published: 2022-10", "published: 2019-02"))),
+        ("a major topic (the map colours by them)", lambda: record.write_text(
+            record.read_text().replace("B-Lymphocytes/immunology", "B-Lymphocytes/*immunology"))),
+        ("a major topic no more", lambda: record.write_text(
+            record.read_text().replace("Lupus Erythematosus, Systemic/*therapy", "Lupus Erythematosus, Systemic/therapy"))),
         ("a new record", lambda: (example_copy / "content/autoimmunity/new.yaml").write_text(
             "pmid: 31234567\ntitle: A new record about CAR-T cells in lupus\nauthors: [Georg Schett]\n"
             "published: 2025-08-01\nsimilar: [36109639]\n")),
@@ -109,6 +114,38 @@ def reference_map_graph(ids: list[str], lists: dict[str, tuple]) -> tuple[list[s
     chosen = sorted(sorted(ids, key=lambda i: (-degree[i], i))[:graph.MAX_NODES])
     index = {article_id: n for n, article_id in enumerate(chosen)}
     return chosen, sorted((index[a], index[b]) for a, b in pairs if a in index and b in index)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.data())
+def test_the_map_topics_kept_between_builds_are_those_counted_from_scratch(data):
+    """The map colours an article by its most common major topic; a rebuild counts only the
+    articles that are new objects again (`graph.primary_topics`)."""
+    from generator.model import MeshTerm
+
+    topics = ["Lupus", "Myositis", "Sclerosis", "Vasculitis"]
+    count = data.draw(st.integers(1, 8))
+
+    def article(n: int) -> SimpleNamespace:
+        mesh = tuple(MeshTerm(t, major=data.draw(st.booleans())) for t in data.draw(st.lists(st.sampled_from(topics),
+                                                                                              unique=True, max_size=3)))
+        return SimpleNamespace(id=f"a{n}", mesh_terms=mesh, keywords=tuple(data.draw(st.lists(st.sampled_from(topics),
+                                                                                               max_size=2))))
+
+    articles = [article(n) for n in range(count)]
+    old = graph._TOPIC_COUNTS
+    try:
+        for _ in range(data.draw(st.integers(1, 5))):
+            for n in data.draw(st.lists(st.integers(0, count - 1), max_size=count)):  # edited: new objects
+                articles[n] = article(n)
+            digest = SimpleNamespace(articles=tuple(articles), by_id={a.id: a for a in articles})
+            asked = data.draw(st.lists(st.sampled_from([a.id for a in articles]), unique=True))
+            kept = graph.primary_topics(digest, asked)
+            graph._TOPIC_COUNTS = None
+            fresh = graph.primary_topics(digest)
+            assert kept == {i: fresh[i] for i in asked}
+    finally:
+        graph._TOPIC_COUNTS = old
 
 
 @settings(max_examples=60, deadline=None)
