@@ -21,6 +21,7 @@ import hashlib
 import itertools
 import json
 import marshal
+import operator
 import os
 import re
 import shutil
@@ -462,9 +463,10 @@ class SiteWriter:
         files = TreeFiles(self.spare)
         live, spare_files, live_files = os.fspath(self.output), self.spare_files, self.live
         checked_paths(jobs)
-        for path, key in jobs.items():
-            if spare_files.get(path) == key:
-                continue
+        # The paths whose key the spare does not hold, found in C (an edit's: a few dozen of 82,000).
+        differs = itertools.compress(jobs, map(operator.ne, map(spare_files.get, jobs), jobs.values()))
+        for path in differs:
+            key = jobs[path]
             if live_files.get(path) == key:
                 try:
                     files.link(f"{live}/{path}", f"{files.tree}/{path}")
