@@ -39,11 +39,18 @@ from generator.similarity import (
     best_per_row,
     column_map,
     entry_ranks,
+    likely_length,
+    longer_length,
     min_units,
     neighbours_by_row,
+    profile_counts,
+    profile_rows,
     profiles_of,
+    row_entries,
     shared_terms,
+    spliced_rows,
     top_pairs,
+    within_work_budget,
 )
 
 _MOST_CHANGED = 0.25  # above this share of changed rows, the full computation is as cheap
@@ -61,6 +68,8 @@ class _Computed:
     shared: list[tuple[str, ...]]  # per pair
     result: dict[str, tuple[Neighbour, ...]]
     rank: np.ndarray | None = None  # entry_ranks(vectors.matrix), as int32
+    profiles: sp.csr_matrix | None = None  # the rows truncated to `length` terms (see `profiles_of`)
+    counts: dict[int | None, np.ndarray] | None = None  # profile_counts for `longer_length(length)`
 
 
 class NeighbourIndex:
@@ -104,14 +113,14 @@ class NeighbourIndex:
             ids = [article.id for article in ordered]
             vectors, changes = self._vectors(config, ids, terms, edited)
             rank = self._entry_ranks(vectors.matrix, changes)
-            profiles, length = profiles_of(vectors.matrix, rank, self._last.length if self._last is not None else False)
+            profiles, length, counts = self._profiles(vectors.matrix, rank, changes)
             computed = self._update(config, ids, vectors, profiles, length, min_units(config), changes)
             if computed is None:
                 pairs = top_pairs(profiles, config.count, min_units(config))
                 shared = shared_terms(vectors, *pairs[:2])
                 computed = _Computed(config, ids, vectors, length, pairs, shared, neighbours_by_row(ids, pairs, shared))
                 self.stats = {"full": 1, "rows": len(ids), "merged": 0}
-            computed.rank = rank
+            computed.rank, computed.profiles, computed.counts = rank, profiles, counts
             self._last = computed
             return computed.result
 
@@ -126,7 +135,7 @@ class NeighbourIndex:
         last = self._last
         if last is not None:  # neighbours are made again from the pairs: pickling them costs more
             state["_last"] = _Computed(last.config, last.ids, last.vectors, last.length, last.pairs, last.shared, {},
-                                       last.rank)
+                                       last.rank, last.profiles, last.counts)
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -212,6 +221,39 @@ class NeighbourIndex:
         rank[kept_new] = last.rank[np.repeat(~in_changed, np.diff(last.vectors.matrix.indptr))]
         rank[~kept_new] = entry_ranks(matrix[changed])
         return rank
+
+    def _profiles(self, matrix: sp.csr_matrix, rank: np.ndarray, changes: tuple[np.ndarray, np.ndarray] | None
+                  ) -> tuple[sp.csr_matrix, int | None, dict[int | None, np.ndarray]]:
+        """Return `profiles_of(matrix, rank, last length)` and the column counts of the profile
+        lengths the next call will ask about (`longer_length`). After an edit, the counts are the
+        last ones less the changed rows' old entries plus their new ones, and the profiles of the
+        rows that did not change are the last ones (a row's profile is made from that row and the
+        length alone): 0.03 s of passes over a million entries at 10,000 articles otherwise."""
+        last = self._last
+        rows = matrix.shape[0]
+        if changes is not None and last is not None and last.counts is not None and last.rank is not None \
+                and last.profiles is not None:
+            moved, changed = changes
+            old, columns = last.vectors.matrix, matrix.shape[1]
+            old_entries, new_entries = row_entries(old.indptr, changed), row_entries(matrix.indptr, changed)
+            old_columns = moved[old.indices[old_entries]]
+            counts: dict[int | None, np.ndarray] = {}
+            for candidate, known in last.counts.items():
+                found = np.zeros(columns, dtype=np.int64)
+                found[moved[moved >= 0]] = known[moved >= 0]
+                gone = old_columns >= 0 if candidate is None else (old_columns >= 0) & (last.rank[old_entries] < candidate)
+                came = matrix.indices[new_entries] if candidate is None else \
+                    matrix.indices[new_entries[rank[new_entries] < candidate]]
+                counts[candidate] = found - np.bincount(old_columns[gone], minlength=columns) + \
+                    np.bincount(came, minlength=columns)
+            length = likely_length(last.length, lambda c: c in counts and within_work_budget(counts[c], rows))
+            if length is not False and length == last.length:
+                if length is None:
+                    return matrix, None, counts
+                made = profile_rows(matrix[changed], rank[new_entries], length)
+                return spliced_rows(last.profiles, changed, made, moved, columns), length, counts
+        profiles, length = profiles_of(matrix, rank, last.length if last is not None else False)
+        return profiles, length, {c: profile_counts(matrix, rank, c) for c in longer_length(length)}
 
     def _update(self, config: SimilarityConfig, ids: list[str], vectors: TermVectors, profiles: sp.csr_matrix,
                 length: int | None, min_units: int, changes: tuple[np.ndarray, np.ndarray] | None) -> _Computed | None:

@@ -204,6 +204,35 @@ def _weigh(matrix: sp.csr_matrix, idf: np.ndarray, share: float) -> sp.csr_matri
     return weighted
 
 
+def spliced_rows(old: sp.csr_matrix, rows: np.ndarray, made: sp.csr_matrix, moved: np.ndarray,
+                 columns: int) -> sp.csr_matrix:
+    """Return `old` (sorted indices) with its rows `rows` (sorted) replaced by those of `made`, and
+    the other rows' columns renumbered by `moved` (old column -> new, see `column_map`; it keeps
+    their order): the runs of kept rows are copied whole (an edit's few rows of 10,000)."""
+    identity = len(moved) == columns and bool((moved == np.arange(len(moved))).all())
+    old_indices = old.indices if identity else moved[old.indices].astype(old.indices.dtype)
+    data: list[np.ndarray] = []
+    indices: list[np.ndarray] = []
+    starts, made_starts = old.indptr.tolist(), made.indptr.tolist()
+    start = 0
+    for position, row in enumerate(rows.tolist()):
+        kept = slice(starts[start], starts[row])
+        fresh = slice(made_starts[position], made_starts[position + 1])
+        data += (old.data[kept], made.data[fresh])
+        indices += (old_indices[kept], made.indices[fresh])
+        start = row + 1
+    data.append(old.data[starts[start]:])
+    indices.append(old_indices[starts[start]:])
+    lengths = np.diff(old.indptr)
+    lengths[rows] = np.diff(made.indptr)
+    indptr = np.zeros(old.shape[0] + 1, dtype=old.indptr.dtype)
+    np.cumsum(lengths, out=indptr[1:])
+    matrix = sp.csr_matrix((np.concatenate(data), np.concatenate(indices).astype(old.indices.dtype), indptr),
+                           shape=(old.shape[0], columns))
+    matrix.has_sorted_indices = True
+    return matrix
+
+
 def column_map(old_keys: np.ndarray, new_keys: np.ndarray) -> np.ndarray:
     """Return, per old column, the new column of the same term (-1 when gone)."""
     order = np.argsort(new_keys, kind="stable")
@@ -225,9 +254,16 @@ def _unit_rows(matrix: sp.csr_matrix) -> sp.csr_matrix:
 
 
 def _row_sums(values: np.ndarray, indptr: np.ndarray) -> np.ndarray:
-    """Return the sum of `values` over each CSR row (0 for an empty row)."""
-    sums = np.add.reduceat(np.append(values, 0), indptr[:-1])
-    sums[np.diff(indptr) == 0] = 0
+    """Return the sum of `values` over each CSR row (0 for an empty row).
+
+    Each sum adds the row's own entries and nothing else, wherever the row is: numpy sums a run
+    pairwise in blocks that depend on its length, so a row summed with a trailing zero (as the last
+    row once was) could differ in its last bit from the same row elsewhere, and a row's vector must
+    not depend on the rows around it (`Vocabulary.updated_vectors` makes some rows alone)."""
+    sums = np.zeros(len(indptr) - 1, dtype=values.dtype if len(values) else np.float64)
+    filled = np.flatnonzero(np.diff(indptr))
+    if len(filled):
+        sums[filled] = np.add.reduceat(values, indptr[:-1][filled])
     return sums
 
 
@@ -455,27 +491,7 @@ class Vocabulary:
         if len(rows) > most * n:
             return None
         made = self._weighted(terms.rows(rows), layout)
-        # The kept rows' runs of entries, between the rows made again, and those rows' entries.
-        identity = len(moved) == len(layout.keys) and bool((moved == np.arange(len(moved))).all())
-        old_indices = old.indices if identity else moved[old.indices].astype(old.indices.dtype)
-        data: list[np.ndarray] = []
-        indices: list[np.ndarray] = []
-        start = 0
-        for position, row in enumerate(rows.tolist()):
-            kept = slice(old.indptr[start], old.indptr[row])
-            fresh = slice(made.indptr[position], made.indptr[position + 1])
-            data += (old.data[kept], made.data[fresh])
-            indices += (old_indices[kept], made.indices[fresh])
-            start = row + 1
-        data.append(old.data[old.indptr[start]:])
-        indices.append(old_indices[old.indptr[start]:])
-        lengths = np.diff(old.indptr)
-        lengths[rows] = np.diff(made.indptr)
-        indptr = np.zeros(n + 1, dtype=old.indptr.dtype)
-        np.cumsum(lengths, out=indptr[1:])
-        matrix = sp.csr_matrix((np.concatenate(data), np.concatenate(indices).astype(old.indices.dtype), indptr),
-                               shape=(n, len(layout.keys)))
-        matrix.has_sorted_indices = True  # columns keep their order (by name), new ones go between
+        matrix = spliced_rows(old, rows, made, moved, len(layout.keys))
         return TermVectors(matrix, layout.labels, layout.keys, layout.idf), moved, rows
 
     def _layout(self, terms: ArticleTerms) -> _Layout:
@@ -654,20 +670,13 @@ def profiles_of(matrix: sp.csr_matrix, rank: np.ndarray | None = None,
     """Return `truncate_profiles(matrix)` and the profile length it chose (None: every term).
     `rank` is `entry_ranks(matrix)`, when the caller has it; `likely` the length chosen last time
     for much the same matrix (an edit's), tried first."""
-    budget = max(_WORK_FLOOR, _WORK_PER_ARTICLE * matrix.shape[0])
     rank = entry_ranks(matrix) if rank is None else rank
 
     def within_budget(candidate: int | None) -> bool:
-        kept = matrix.indices if candidate is None else matrix.indices[rank < candidate]
-        df = np.bincount(kept, minlength=matrix.shape[1]).astype(np.float64)
-        return bool(df @ df <= budget)  # the product's multiply-adds
+        return within_work_budget(profile_counts(matrix, rank, candidate), matrix.shape[0])
 
-    # A longer profile keeps a superset of a shorter one's entries, so its work is never smaller:
-    # when the likely length fits and the next longer one does not, the loop below would choose it.
-    position = _PROFILE_LENGTHS.index(likely) if likely in _PROFILE_LENGTHS and likely is not False else -1
-    if position >= 0 and within_budget(likely) and (position == 0 or not within_budget(_PROFILE_LENGTHS[position - 1])):
-        length = likely
-    else:
+    length = likely_length(likely, within_budget)
+    if length is False:
         length = _PROFILE_LENGTHS[-1]
         for candidate in _PROFILE_LENGTHS:
             if within_budget(candidate):
@@ -675,9 +684,50 @@ def profiles_of(matrix: sp.csr_matrix, rank: np.ndarray | None = None,
                 break
     if length is None:
         return matrix, None
+    return profile_rows(matrix, rank, length), length
+
+
+def likely_length(likely: int | None | bool, within_budget: Callable[[int | None], bool]) -> int | None | bool:
+    """Return `likely` when it is the profile length `profiles_of` chooses, else False.
+
+    A longer profile keeps a superset of a shorter one's entries, so its work is never smaller:
+    when the likely length fits and the next longer one does not, trying each would choose it."""
+    position = _PROFILE_LENGTHS.index(likely) if likely in _PROFILE_LENGTHS and likely is not False else -1
+    if position >= 0 and within_budget(likely) and (position == 0 or not within_budget(_PROFILE_LENGTHS[position - 1])):
+        return likely
+    return False
+
+
+def longer_length(length: int | None) -> list[int | None]:
+    """The profile lengths `likely_length` asks about for `length`: it and the next longer one."""
+    position = _PROFILE_LENGTHS.index(length)
+    return list(_PROFILE_LENGTHS[max(position - 1, 0): position + 1])
+
+
+def profile_counts(matrix: sp.csr_matrix, rank: np.ndarray, candidate: int | None) -> np.ndarray:
+    """Return, per column, how many rows keep it in a profile of `candidate` terms (None: all)."""
+    kept = matrix.indices if candidate is None else matrix.indices[rank < candidate]
+    return np.bincount(kept, minlength=matrix.shape[1])
+
+
+def within_work_budget(counts: np.ndarray, rows: int) -> bool:
+    """Whether the product of profiles with these column counts fits the budget of `rows` articles."""
+    df = counts.astype(np.float64)
+    return bool(df @ df <= max(_WORK_FLOOR, _WORK_PER_ARTICLE * rows))  # the product's multiply-adds
+
+
+def profile_rows(matrix: sp.csr_matrix, rank: np.ndarray, length: int) -> sp.csr_matrix:
+    """Return each row's `length` heaviest entries (`rank` gives their order), at unit length."""
     profiles = matrix.copy()
     profiles.data[rank >= length] = 0.0
-    return _unit_rows(profiles), length
+    return _unit_rows(profiles)
+
+
+def row_entries(indptr: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Return the positions of the entries of `rows` (sorted) in a CSR matrix, in order."""
+    starts, ends = indptr[rows], indptr[rows + 1]
+    lengths = ends - starts
+    return np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
 
 
 def entry_ranks(matrix: sp.csr_matrix) -> np.ndarray:

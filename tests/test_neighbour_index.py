@@ -75,6 +75,21 @@ def test_every_edit_gives_what_a_computation_from_scratch_gives(
             if rng.random() < 0.2:
                 index = pickle.loads(pickle.dumps(index))  # as LinkState's cache file keeps it
             assert index.neighbours(articles, config, keys(articles)) == compute_neighbours(articles, config)
+            assert_kept_as_made_afresh(index, articles, config)
+
+
+def assert_kept_as_made_afresh(index: NeighbourIndex, articles: list, config: SimilarityConfig) -> None:
+    """What the index keeps for the next edit (vectors, profiles, their column counts) is what a
+    computation from scratch makes, bit for bit."""
+    last = index._last
+    vectors = index._vocabulary.vectors(index._terms)  # (a new vocabulary numbers terms otherwise)
+    assert (last.vectors.matrix != vectors.matrix).nnz == 0 and (last.vectors.keys == vectors.keys).all()
+    assert (last.vectors.matrix.indices == vectors.matrix.indices).all()
+    profiles, length = similarity.profiles_of(vectors.matrix)
+    assert length == last.length
+    assert (last.profiles.indices == profiles.indices).all() and (last.profiles.data == profiles.data).all()
+    rank = similarity.entry_ranks(vectors.matrix)
+    assert all((found == similarity.profile_counts(vectors.matrix, rank, c)).all() for c, found in last.counts.items())
 
 
 def test_articles_added_removed_reordered_or_settings_changed() -> None:
