@@ -832,12 +832,18 @@ def citation_keys_of(keys: dict[str, ArticleKeys]) -> dict[str, str]:
     The last answer is kept: the early writer and the renderer ask for the same."""
     global _LAST_CITATION_KEYS
     bases = {article_id: k.citation for article_id, k in keys.items()}
-    if _LAST_CITATION_KEYS[0] != bases:
-        _LAST_CITATION_KEYS = (bases, exports.unique_citation_keys(bases))
+    last_bases, last_keys, suffixed = _LAST_CITATION_KEYS
+    if last_bases != bases:
+        found = exports.updated_citation_keys(last_bases, last_keys, suffixed, bases)
+        if found is None:
+            found = exports.unique_citation_keys(bases)
+            suffixed = {base for article_id, base in bases.items() if found[article_id] != base}
+        _LAST_CITATION_KEYS = (bases, found, suffixed)
     return _LAST_CITATION_KEYS[1]
 
 
-_LAST_CITATION_KEYS: tuple[dict[str, str], dict[str, str]] = ({}, {})
+# The last call's base keys, keys, and the base keys that got suffixes.
+_LAST_CITATION_KEYS: tuple[dict[str, str], dict[str, str], set[str]] = ({}, {}, set())
 
 
 def _similar_keys(digest: Digest, with_score: bool, keys: dict[str, ArticleKeys]) -> dict[str, tuple[str, str]]:

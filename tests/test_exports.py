@@ -227,3 +227,26 @@ def test_round_trip_property(title, names):
         assert fields["title"] == one_line(title), kind
         assert [(a.family, a.given) for a in fields["authors"]] == [
             (one_line(f), one_line(g)) for f, g in names], kind
+
+
+BASE_KEYS = st.sampled_from(["smith2020", "smith2020a", "smith2020b", "smith2020ab", "smith2020c", "lee2021", "x", "xa"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.text("abc", min_size=1, max_size=4), BASE_KEYS, min_size=1, max_size=30),
+       st.lists(st.lists(st.tuples(st.integers(0, 29), BASE_KEYS), min_size=1, max_size=3), max_size=6))
+def test_citation_keys_updated_after_a_few_base_keys_changed_are_those_made_afresh(bases, edits):
+    """A rebuild (the daemon's) updates the last keys when a title edit changes a base key, and
+    works them out afresh when the change could move another article's key."""
+    ids = list(bases)
+    keys = exports.unique_citation_keys(bases)
+    suffixed = {base for article_id, base in bases.items() if keys[article_id] != base}
+    for edit in edits:
+        new = dict(bases)
+        for position, base in edit:
+            new[ids[position % len(ids)]] = base
+        updated = exports.updated_citation_keys(bases, keys, suffixed, new)
+        fresh = exports.unique_citation_keys(new)
+        assert updated is None or (updated == fresh and list(updated) == list(fresh))
+        bases, keys = new, fresh
+        suffixed = {base for article_id, base in bases.items() if keys[article_id] != base}
