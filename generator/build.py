@@ -283,13 +283,16 @@ def _checked_build(config: SiteConfig, strict: bool, jobs: int | None, clean: bo
     """The build under the lock: the no-change check, then `_build`."""
     report = BuildReport()
     start = time.perf_counter()
-    # A watched session (`digest serve`) is told about changes: it skips this check, and records
-    # nothing for it (its trees have new markers, so a later check never matches them).
+    # A watched session (`digest serve`) is told about changes: it skips the no-change check, and
+    # records nothing for it (its trees have new markers, so a later check never matches them).
     checks = session is None or not session.watched
     stats: dict[str, os.stat_result] = {}
     check = session.input_check if session is not None else None
-    inputs = "" if not checks else check.fingerprint(config, stats) if check is not None else \
-        input_fingerprint(config, stats)
+    if check is not None:  # serve's too: its load stage takes the stats and the walk from it
+        fingerprint = check.fingerprint(config, stats)
+        inputs = fingerprint if checks else ""
+    else:
+        inputs = input_fingerprint(config, stats) if checks else ""
     previous = None if clean or not checks else _unchanged_report(config, inputs)
     if previous is not None and not (strict and previous.warnings):
         previous.seconds = time.perf_counter() - start

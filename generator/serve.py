@@ -563,8 +563,11 @@ class DevServer:
             preview = self.state if self.session is not None and self.session.config == config else None
             if self.session is None or self.session.config != config:
                 from generator.build import BuildSession
+                from generator.input_check import InputCheck
 
-                self.session = BuildSession(config=config)  # a new digest.yaml starts afresh
+                # A new digest.yaml starts afresh. The load stage takes its stats and its walk of
+                # content/ from the input check (only the files the kernel says changed).
+                self.session = BuildSession(config=config, input_check=InputCheck())
             # Index for search on the first build only: a save should not wait for Pagefind.
             report = _default_build(config, index_search=self.builds == 0, session=self.session, preview=preview)
         except DigestError as exc:

@@ -152,3 +152,25 @@ def test_any_sequence_of_changes_gives_the_full_checks_fingerprint(operations):
             except OSError:
                 pass  # not there (removed by an earlier step), or there already
             assert agrees(check, config), (number, operation, name)
+
+
+@needs_inotify
+@pytest.mark.parametrize("watched", [False, True], ids=["daemon", "serve"])
+def test_a_session_with_the_check_shows_an_edit_to_a_file_it_trusted(example_copy, watched):
+    """Files last changed long before the first build are trusted by their size and times; the
+    check must hand the load stage the edited file's new stat, or the old page stays."""
+    from generator.build import BuildSession, build
+
+    old = 10**18  # (2001)
+    for path in (example_copy / "content").rglob("*"):
+        if path.is_file():
+            os.utime(path, ns=(old, old))
+    config = load_config(example_copy, {})
+    session = BuildSession(config=config, watched=watched, input_check=InputCheck())
+    build(config, session=session)
+    record = example_copy / "content/autoimmunity/36109639.yaml"
+    record.write_text(record.read_text().replace("refractory systemic lupus", "refractory lupus"))
+    build(config, session=session)
+    page = (example_copy / "site/articles/36109639/index.html").read_text()
+    assert "refractory lupus" in page and "refractory systemic lupus" not in page
+    assert session.input_check.full_checks == 1
