@@ -252,8 +252,10 @@ class NeighbourIndex:
                     return matrix, None, counts
                 made = profile_rows(matrix[changed], rank[new_entries], length)
                 return spliced_rows(last.profiles, changed, made, moved, columns), length, counts
-        profiles, length = profiles_of(matrix, rank, last.length if last is not None else False)
-        return profiles, length, {c: profile_counts(matrix, rank, c) for c in longer_length(length)}
+        tried: dict[int | None, np.ndarray] = {}
+        profiles, length = profiles_of(matrix, rank, last.length if last is not None else False, tried)
+        return profiles, length, {c: tried[c] if c in tried else profile_counts(matrix, rank, c)
+                                  for c in longer_length(length)}
 
     def _update(self, config: SimilarityConfig, ids: list[str], vectors: TermVectors, profiles: sp.csr_matrix,
                 length: int | None, min_units: int, changes: tuple[np.ndarray, np.ndarray] | None) -> _Computed | None:

@@ -665,15 +665,18 @@ def truncate_profiles(matrix: sp.csr_matrix) -> sp.csr_matrix:
     return profiles_of(matrix)[0]
 
 
-def profiles_of(matrix: sp.csr_matrix, rank: np.ndarray | None = None,
-                likely: int | None | bool = False) -> tuple[sp.csr_matrix, int | None]:
+def profiles_of(matrix: sp.csr_matrix, rank: np.ndarray | None = None, likely: int | None | bool = False,
+                counts: dict[int | None, np.ndarray] | None = None) -> tuple[sp.csr_matrix, int | None]:
     """Return `truncate_profiles(matrix)` and the profile length it chose (None: every term).
     `rank` is `entry_ranks(matrix)`, when the caller has it; `likely` the length chosen last time
-    for much the same matrix (an edit's), tried first."""
+    for much the same matrix (an edit's), tried first; `counts` receives the `profile_counts` of
+    the lengths it tried."""
     rank = entry_ranks(matrix) if rank is None else rank
+    counts = {} if counts is None else counts
 
     def within_budget(candidate: int | None) -> bool:
-        return within_work_budget(profile_counts(matrix, rank, candidate), matrix.shape[0])
+        counts[candidate] = profile_counts(matrix, rank, candidate)
+        return within_work_budget(counts[candidate], matrix.shape[0])
 
     length = likely_length(likely, within_budget)
     if length is False:
