@@ -10,8 +10,9 @@ No thread reads the queue: the daemon forks its helpers, which a process with th
 The queue is read when a build starts, and anything it cannot vouch for (a new or deleted file or
 folder, an overflowing queue, no inotify here) makes that check a full one, which watches again.
 Every write to a local file queues its event before the writing call returns, so a change made
-before the client asked for a build is always seen; the fingerprint is the full check's, byte for
-byte (a test compares them).
+before the client asked for a build is always seen (not a change made on another machine through a
+network file system, nor through a shared memory map, which inotify does not report); the
+fingerprint is the full check's, byte for byte (a test compares them).
 """
 
 from __future__ import annotations
@@ -110,6 +111,7 @@ class InputCheck:
         self.positions: dict[str, int] = {}  # path -> its entry
         self.stats: dict[str, os.stat_result] = {}
         self.links: list[str] = []  # files that are symbolic links: their targets are not watched
+        self.broken: set[str] = set()  # links to nothing (yet): not inputs until their target comes
         self.listing = object()
         self.full_checks = 0  # how many checks walked every folder (for tests and the curious)
 
@@ -140,13 +142,15 @@ class InputCheck:
         if watch is not None and not watch.covered:
             self.close()  # more folders than the system lets one process watch: check in full
         self.config_repr = repr(config)
-        self.entries, self.positions, self.stats, self.links = [self.config_repr], {}, {}, []
+        self.entries, self.positions, self.stats, self.links, self.broken = [self.config_repr], {}, {}, [], set()
         for path in files:
             try:
                 info = os.lstat(path)
                 if info.st_mode & 0o170000 == 0o120000:  # a symbolic link: what it points to
                     self.links.append(path)
+                    self.broken.add(path)
                     info = os.stat(path)
+                    self.broken.discard(path)
             except OSError:
                 continue
             self.positions[path] = len(self.entries)
@@ -157,12 +161,14 @@ class InputCheck:
         """Stat the files named again; False when one of them is new or gone (a full check then)."""
         for path in paths:
             position = self.positions.get(path)
-            if position is None:
-                return False  # a new file
             try:
                 info = os.stat(path)
             except OSError:
-                return False
+                if position is None and path in self.broken:
+                    continue  # a link to nothing still
+                return False  # gone
+            if position is None:
+                return False  # a new file, or a link whose target came
             self.entries[position] = (path, info.st_size, info.st_mtime_ns)
             self.stats[path] = info
         return True
@@ -173,7 +179,7 @@ class InputCheck:
 _IN_MODIFY, _IN_ATTRIB, _IN_CLOSE_WRITE = 0x2, 0x4, 0x8
 _IN_MOVED_FROM, _IN_MOVED_TO, _IN_CREATE, _IN_DELETE = 0x40, 0x80, 0x100, 0x200
 _IN_DELETE_SELF, _IN_MOVE_SELF, _IN_UNMOUNT, _IN_Q_OVERFLOW, _IN_IGNORED = 0x400, 0x800, 0x2000, 0x4000, 0x8000
-_IN_ONLYDIR, _IN_DONT_FOLLOW, _IN_ISDIR = 0x01000000, 0x02000000, 0x40000000
+_IN_ONLYDIR, _IN_ISDIR = 0x01000000, 0x40000000
 _MASK = (_IN_MODIFY | _IN_ATTRIB | _IN_CLOSE_WRITE | _IN_MOVED_FROM | _IN_MOVED_TO | _IN_CREATE | _IN_DELETE
          | _IN_DELETE_SELF | _IN_MOVE_SELF | _IN_ONLYDIR)
 _UNKNOWABLE = _IN_DELETE_SELF | _IN_MOVE_SELF | _IN_UNMOUNT | _IN_Q_OVERFLOW | _IN_IGNORED

@@ -260,7 +260,7 @@ def _row_sums(values: np.ndarray, indptr: np.ndarray) -> np.ndarray:
     pairwise in blocks that depend on its length, so a row summed with a trailing zero (as the last
     row once was) could differ in its last bit from the same row elsewhere, and a row's vector must
     not depend on the rows around it (`Vocabulary.updated_vectors` makes some rows alone)."""
-    sums = np.zeros(len(indptr) - 1, dtype=values.dtype if len(values) else np.float64)
+    sums = np.zeros(len(indptr) - 1)
     filled = np.flatnonzero(np.diff(indptr))
     if len(filled):
         sums[filled] = np.add.reduceat(values, indptr[:-1][filled])

@@ -174,3 +174,17 @@ def test_a_session_with_the_check_shows_an_edit_to_a_file_it_trusted(example_cop
     page = (example_copy / "site/articles/36109639/index.html").read_text()
     assert "refractory lupus" in page and "refractory systemic lupus" not in page
     assert session.input_check.full_checks == 1
+
+
+@needs_inotify
+def test_a_link_to_nothing_is_not_an_input_until_its_target_comes(tmp_path):
+    root = digest_folder(tmp_path)
+    (root / "content/later.yaml").symlink_to(root / "records/later.yaml")
+    config = load_config(root, {})
+    check = InputCheck()
+    assert agrees(check, config)
+    (root / "content/a.yaml").write_text("edited\n")
+    assert agrees(check, config) and check.full_checks == 1  # the broken link does not force a walk
+    (root / "records").mkdir()
+    (root / "records/later.yaml").write_text("here now\n")
+    assert agrees(check, config) and check.full_checks == 2

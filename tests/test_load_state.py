@@ -138,7 +138,7 @@ def test_a_new_process_takes_the_taxonomies_from_the_cache_while_every_article_f
 def test_the_load_stage_takes_the_stats_the_no_change_check_made(digest):
     """`digest build` stats every content file for its no-change check; loading then takes those
     results instead of asking again (10,000 files: 0.04 s here), and asks for the files it lacks."""
-    from generator.build import input_fingerprint
+    from generator.input_check import input_fingerprint
 
     config = load_config(digest, {})
     state = LoadState()
