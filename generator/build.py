@@ -435,13 +435,13 @@ def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, prog
                     to_render = [j for j in to_render if j.path not in needed]
                     search.start()
             written_count += render_into(writer.spare, renderer, to_render, jobs, progress, live=writer.output)
+            aggregates = [job for job in pending_jobs if job.kind in AGGREGATES]
             if early is not None:
-                written_count += _finish_early(early, writer, renderer, all_jobs, keys, pending, jobs, progress)
+                count, exports_left = _finish_early(early, writer, renderer, all_jobs, keys, pending, jobs, progress)
+                written_count += count
+                aggregates += exports_left
             for path, data in first.items():
                 written_count += files.put(path, data)
-            # (Not `pending_jobs`: the early writer's files joined `pending` since.)
-            aggregates = [job for job in itertools.compress(all_jobs, map(pending.__contains__, map(_PATH, all_jobs)))
-                          if job.kind in AGGREGATES]
             for job in aggregates:
                 partial = early.partial_exports.get(job.kind) if early is not None else None
                 written_count += _aggregate(writer, files, job, renderer.ids(), keys, partial)
@@ -663,11 +663,12 @@ def _run_early_writer(told: int) -> None:
 
 
 def _finish_early(early: _EarlyFiles, writer: SiteWriter, renderer: Renderer, all_jobs: list[PageJob],
-                  keys: dict[str, str], pending: set[str], jobs: int | None, progress: Progress) -> int:
+                  keys: dict[str, str], pending: set[str], jobs: int | None, progress: Progress
+                  ) -> tuple[int, list[PageJob]]:
     """Stop the early writer and take the files it placed (made, or linked from the live tree)
     with the plan's key. The others of its kinds are sorted as the render stage sorts its own:
     linked from the live tree when it has them, else rendered (an export among them is left to
-    `_aggregate`). Return how many files got new bytes."""
+    `_aggregate`). Return how many files got new bytes, and those exports (added to `pending`)."""
     early.stop()
     found = early.finish()
     early_jobs = [j for j in all_jobs if j.kind in early.kinds]
@@ -689,10 +690,11 @@ def _finish_early(early: _EarlyFiles, writer: SiteWriter, renderer: Renderer, al
     to_render = set(writer.prepare_more({j.path: j.key for j in left})) if left else set()
     redo = [j for j in left if j.path in to_render]
     pending.update(j.path for j in redo)
+    exports_left = [j for j in redo if j.kind in AGGREGATES]
     redo = [j for j in redo if j.kind not in AGGREGATES]
     if redo:
         written += render_into(writer.spare, renderer, redo, jobs, progress, live=writer.output)
-    return written
+    return written, exports_left
 
 
 def _write_early() -> tuple[int, dict[str, str], dict[str, str], dict[str, tuple[int, ExportIndex, bool]]]:

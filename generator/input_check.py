@@ -47,17 +47,7 @@ def input_fingerprint(config: SiteConfig, stats: dict[str, os.stat_result] | Non
     changed since the build that produced the live site, there is nothing to do. `stats` receives
     each file's `os.stat`, for the load stage (10,000 of them are 0.04 s here).
     """
-    entries: list[object] = [repr(config)]
-    for folder in input_folders(config):
-        for path in walk_files(folder):
-            try:
-                info = os.stat(path)
-            except OSError:
-                continue
-            entries.append((path, info.st_size, info.st_mtime_ns))
-            if stats is not None:
-                stats[path] = info
-    return _digest(config, entries)
+    return InputCheck(watch=False).fingerprint(config, {} if stats is None else stats)
 
 
 def _digest(config: SiteConfig, entries: list[object]) -> str:
@@ -99,13 +89,14 @@ def walk_files(folder: Path, before_scan: Callable[[str], object] | None = None)
 class InputCheck:
     """`input_fingerprint` for a process that builds again and again: after the first check it
     stats only the files the kernel says changed (see the module docstring). Keep one per digest.
+    Without `watch` every check stats every file (what `input_fingerprint` does once).
 
     `listing` names the set of input files: it changes whenever a check may have found files added
     or removed (so the load stage can keep its own walk of the content folder while it does not).
     """
 
-    def __init__(self) -> None:
-        self.watch: InputWatch | None = InputWatch.open()
+    def __init__(self, watch: bool = True) -> None:
+        self.watch: InputWatch | None = InputWatch.open() if watch else None
         self.config_repr: str | None = None
         self.entries: list[object] = []  # as input_fingerprint makes them
         self.positions: dict[str, int] = {}  # path -> its entry

@@ -511,7 +511,9 @@ class Renderer:
                 entries[position] = self._entry("_item.html", articles[position], path, depth, made)
         else:
             entries = [self._entry("_item.html", article, path, depth, made) for article in articles]
-        if plan is not None and len(ids) >= LISTING_MEMO_MIN and all(map(self._item_keys.__contains__, ids)):
+        # (A listing taken from the memo was checked when it was stored: its ids have keys.)
+        if plan is not None and len(ids) >= LISTING_MEMO_MIN and \
+                (changed is not None or all(map(self._item_keys.__contains__, ids))):
             if len(_LISTINGS) >= _LISTING_MEMO_MAX and memo_key not in _LISTINGS:
                 _LISTINGS.pop(next(iter(_LISTINGS)))
             _LISTINGS[memo_key] = (plan, entries)
@@ -913,7 +915,6 @@ class _KeyMemo:
         self.kept: list[list[tuple]] = []  # segments of names kept whole by this plan (see `keep`)
         self.plans = 0  # counts `start`
         self.item_changes: list[set[str]] = []  # `changed_items` of the last plans, the newest last
-        self.kept_groups: set[tuple] = set()
         self.owner_print = ""  # set by `load`: the fingerprint of the owner of the stored entries
         self.generation = 0  # counts the plans and the other changes of `entries`
 
@@ -927,7 +928,7 @@ class _KeyMemo:
         self.item_changes = [*self.item_changes[-(_ITEM_CHANGES_KEPT - 1):], self.changed_items]
         self.changed_contents = {i for i, key in contents.items() if self.contents.get(i) != key}
         self.owner, self.items, self.contents, self.used = owner, items, contents, {}
-        self.kept, self.kept_groups = [], set()
+        self.kept = []
 
     def items_changed_since(self, plan: int) -> set[str] | None:
         """Return the ids whose listing key changed since the plan counted `plan` (see `plans`),
@@ -943,14 +944,14 @@ class _KeyMemo:
         name of one group (`_group`). The names `get` or `put` after this stay in it."""
         if names:
             self.kept.append(names)
-            self.kept_groups.add(_group(names[0]))
 
     def finish(self) -> None:
         """Make the entries this plan used the next plan's. When the segments kept whole and the
         other names used cover every entry, the dict is updated in place (42,000 entries at 10,000
         articles, 0.03 s an edit to copy)."""
-        used, entries, groups = self.used, self.entries, self.kept_groups
+        used, entries = self.used, self.entries
         if self.kept:
+            groups = {_group(names[0]) for names in self.kept}
             covered = sum(map(len, self.kept)) + sum(1 for name in used if name in entries and _group(name) not in groups)
             if covered == len(entries):
                 entries.update(used)
@@ -960,7 +961,7 @@ class _KeyMemo:
                     entries.update((name, last[name]) for name in names if name in last)
                 entries.update(used)
             used = entries
-        self.entries, self.used, self.kept, self.kept_groups = used, {}, [], set()
+        self.entries, self.used, self.kept = used, {}, []
         self.generation += 1
 
     def get(self, name: tuple, inputs: tuple, listed: Sequence[str] = (), contents: Sequence[str] = ()) -> Any:
