@@ -141,6 +141,27 @@ def settle_session(session: BuildSession) -> int:
         return state.confirm_settled_files(config.content_path, config.root) if state is not None else 0
 
 
+def warm_session(session: BuildSession) -> bool:
+    """What a process idle after its first build does when that build found nothing changed (a
+    daemon started on a built digest): load, link and plan from the cache folder, as a build would,
+    and make what an edit's plan and render reuse (`warm_up`), so that the first edit costs what the
+    next ones do (5.5 s otherwise at 10,000 articles, against about 1 s). Publishes nothing: when
+    the inputs changed meanwhile, the next build renders them with the states this one loaded.
+    Return whether it loaded anything."""
+    config = session.config
+    if config is None or session.load_state is not None:
+        return False
+    with _one_build_at_a_time(config, NoProgress()):
+        if session.load_state is not None:  # another thread's build came first
+            return False
+        if session.later:
+            _run_later(session)
+        with contextlib.ExitStack() as cleanup:
+            _build(config, False, None, False, NoProgress(), False, session, None, BuildReport(),
+                   time.perf_counter(), "", cleanup, warm_only=True)
+    return True
+
+
 def _run_later(session: BuildSession) -> None:
     """`settle_session` for a caller that holds the build lock (a POSIX lock taken twice by one
     process is released by the inner one's end)."""
@@ -306,15 +327,16 @@ def _checked_build(config: SiteConfig, strict: bool, jobs: int | None, clean: bo
 def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, progress: Progress,
            index_search: bool, session: BuildSession | None, preview: Preview | None, report: BuildReport,
            start: float, inputs: str, cleanup: contextlib.ExitStack, process_ends: bool = False,
-           stats: dict[str, os.stat_result] | None = None) -> BuildReport:
+           stats: dict[str, os.stat_result] | None = None, warm_only: bool = False) -> BuildReport:
     """The build past the no-change check: load, link, plan, render, write (see `build`); `stats`
-    are the files' `os.stat` of that check."""
+    are the files' `os.stat` of that check. `warm_only` (see `warm_session`) stops after the plan."""
     # Before anything reads the templates (the early writer asks what they refer to).
     keep_compiled_templates(None if clean else config.root / CACHE_DIR / "jinja")
     writer = SiteWriter(config.output_path, config.root / CACHE_DIR, clean=clean)
     cleanup.callback(writer.remove_discarded)  # last: once the build is over, published or not
     cleanup.callback(writer.stop_filling)
-    writer.fill_spare()  # not in a process with threads (serve's)
+    if not warm_only:
+        writer.fill_spare()  # not in a process with threads (serve's)
     # What a new process reads from the cache folder: also by a session's first build (serve's,
     # the daemon's), which would otherwise make every key again (1.5 s at 10,000 articles).
     from_files = (session is None or session.load_state is None) and not clean
@@ -401,7 +423,22 @@ def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, prog
             save_pickle(keys_file, {k: v for k, v in renderer.key_store.items() if k in current or k == ""})
     report.articles = len(digest.articles)
     report.pages = len(all_jobs)
-    if writer.unchanged_site(keys):
+    unchanged = writer.unchanged_site(keys)
+    if unchanged and session is not None and from_files:
+        # A session's first build with nothing to render: what the first edit's plan and render
+        # reuse is made now (for the daemon, once its client has the answer), not during that edit
+        # (7 s longer at 10,000 articles).
+        def warm_renderer() -> None:
+            warm_up(renderer)
+            session.fragments = renderer.fragments
+
+        if session.saves_later and not warm_only:
+            session.later.append(warm_renderer)
+        else:
+            warm_renderer()
+    if warm_only:
+        return report
+    if unchanged:
         writer.keep_spare()
         if inputs:
             _remember_inputs(config, inputs, report)
@@ -466,7 +503,7 @@ def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, prog
         def keep_fragments() -> None:
             fragment_store.save(renderer.fragments, lambda: _current_fragments(renderer))
             if session is not None:
-                if renderer.rendered_in_workers:
+                if renderer.rendered_in_workers or from_files:
                     warm_up(renderer)
                 # Unused fragments leave memory when they leave the cache file.
                 fragments = renderer.fragments

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from generator.cache_files import CACHE_DIR, files_stamp
+from generator.errors import DigestError
 
 SOCKET_NAME = "daemon.sock"
 LOCK_NAME = "daemon.lock"
@@ -397,11 +398,12 @@ class Daemon:
         """Once the client has its answer: write what the build left to write (its fragments, see
         `BuildSession.saves_later`), trust the content files it saw too soon after they changed
         (both `build.settle_session`), and after a build that left the spare tree unknown (a cold
-        one), fill it now rather than during the next build. (What the session keeps was frozen by
+        one), fill it now rather than during the next build; after a first build that found nothing
+        changed, load the digest as an edit's build would (`build.warm_session`). (What the session keeps was frozen by
         its first build, `build._build`; the garbage is collected a second later, see `_serve`.)"""
         if self.session is None or self.session.config is None:
             return
-        from generator.build import fill_spare_tree, settle_session
+        from generator.build import fill_spare_tree, settle_session, warm_session
 
         try:
             settle_session(self.session)  # what the build left for once its client has the answer
@@ -411,6 +413,12 @@ class Daemon:
             fill_spare_tree(self.session.config)
         except Exception as exc:  # noqa: BLE001 - an optimisation: the next build fills it itself
             print(f"could not prepare the spare tree: {exc!r}", flush=True)
+        try:
+            warm_session(self.session)  # a first build that found nothing changed loaded nothing
+        except DigestError:
+            pass  # the inputs have an error: the next build reports it to its client
+        except Exception as exc:  # noqa: BLE001 - an optimisation: the next build loads what it needs
+            print(f"could not load the digest ahead of the next build: {exc!r}", flush=True)
 
     def _session_for(self, config: Any) -> Any:
         from generator.build import BuildSession

@@ -226,7 +226,11 @@ class LinkState:
         by_id, by_pmid, by_doi = self._lookups(articles)
         prints = self._fingerprints(articles, fingerprints) if self._keep else None
         key = _key(repr((similarity, taxonomies)), articles, prints) if prints is not None else b""
-        output = self._output_for(key, by_id) if key else None
+        # A process that builds again takes the last output as it is from its second link on: its
+        # first makes the lists as an edit would, so that it holds who reads whom and the lists
+        # that the plan's keys are kept by (its first edit would otherwise make them: 2 s at 10,000).
+        first_of_many = self.builds_again and not self._lists_in_order[0]
+        output = self._output_for(key, by_id) if key and not first_of_many else None
         if output is None:
             compute = similarity is not None and similarity.count > 0
             neighbours = self._compute_neighbours(articles, similarity, prints) if compute else {}

@@ -284,7 +284,8 @@ class SiteWriter:
             return {}
         if type(data) is not dict or not all(type(k) is str and type(v) is str for k, v in data.items()):
             return {}
-        return data
+        _PUBLISHED[tree_id] = data  # named by its contents: the process's next build reads it again
+        return dict(data)
 
     # Planning ---------------------------------------------------------------------------------
 
@@ -550,8 +551,9 @@ def _with_entry(marshalled: bytes, key: str, value: str) -> bytes:
     return b"".join((marshalled[:-1], marshal.dumps(key, 0), marshal.dumps(value, 0), marshalled[-1:]))
 
 
-# Manifests of the trees this process published, by tree id (which hashes the manifest): the next
-# build of `digest serve` starts from them instead of reading 80,000 entries of JSON twice.
+# Manifests of the trees this process published or read, by tree id (which hashes the manifest):
+# the next build of a session (serve, the daemon) starts from them instead of reading 80,000
+# entries twice.
 _PUBLISHED: dict[str, dict[str, str]] = {}
 
 

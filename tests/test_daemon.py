@@ -276,3 +276,54 @@ def test_stop_force_signals_the_daemon_holding_the_lock(digest_root, capsys):
     assert f"Stopped the build daemon (process {pid})" in capsys.readouterr().out
     assert wait_until_ended(pid, 1)
     assert (digest_root / ".digest-cache" / "links.pickle").exists()  # SIGTERM: it saved its state
+
+
+
+def started_on_a_built_digest(root: Path):
+    """A daemon's session whose first build found nothing changed (so it loaded nothing)."""
+    from generator.build import BuildSession, settle_session
+    from generator.input_check import InputCheck
+
+    config = load_config(root)
+    build(config)
+    session = BuildSession(config=config, watched=False, saves_later=True, input_check=InputCheck())
+    report = build(config, session=session)
+    assert list(report.stage_seconds) == ["check inputs"] and session.load_state is None
+    settle_session(session)
+    return config, session
+
+
+def test_a_daemon_started_on_a_built_digest_loads_it_while_idle_for_its_first_edit(digest_root, monkeypatch):
+    """While idle, the daemon loads and links the digest as an edit would, so its first edit makes
+    only the similar lists that edit touches (every list otherwise); the bytes are a clean build's."""
+    from generator import link
+    from generator.build import warm_session
+
+    config, session = started_on_a_built_digest(digest_root)
+    assert warm_session(session)
+    assert not warm_session(session)  # once
+    made: list[str] = []
+    real = link._merge_entries
+    monkeypatch.setattr(link, "_merge_entries", lambda article, *rest: made.append(article.id) or real(article, *rest))
+    record = digest_root / "content/autoimmunity/36109639.yaml"
+    text = record.read_text()
+    assert "notes:" in text
+    record.write_text(text.replace("notes:", "notes: |\n  Read at the journal club.\n  Earlier:", 1))
+    report = build(config, session=session)
+    assert 0 < len(made) < report.articles, made
+    monkeypatch.undo()
+    assert read_tree(digest_root / "site") == clean_tree(digest_root)
+
+
+def test_what_the_daemon_loads_while_idle_publishes_nothing(digest_root):
+    """Inputs changed before the daemon loads them: it publishes nothing; its next build does."""
+    from generator.build import warm_session
+
+    config, session = started_on_a_built_digest(digest_root)
+    before = read_tree(digest_root / "site")
+    record = digest_root / "content/autoimmunity/36109639.yaml"
+    record.write_text(record.read_text().replace("refractory systemic lupus", "refractory lupus"))
+    assert warm_session(session)
+    assert read_tree(digest_root / "site") == before
+    assert build(config, session=session).written
+    assert read_tree(digest_root / "site") == clean_tree(digest_root)
