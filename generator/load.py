@@ -68,6 +68,13 @@ class Fingerprints:
     def __init__(self, pairs: Sequence[tuple[Article, bytes]] = ()):
         self._by_identity = {id(article): (article, fingerprint) for article, fingerprint in pairs}
 
+    @classmethod
+    def of(cls, by_identity: dict[int, tuple[Article, bytes]]) -> Fingerprints:
+        """Return fingerprints from `id(article) -> (article, fingerprint)` (taken as it is)."""
+        made = cls()
+        made._by_identity = by_identity
+        return made
+
     def get(self, article: Article) -> bytes | None:
         found = self._by_identity.get(id(article))
         return found[1] if found is not None and found[0] is article else None
@@ -274,6 +281,78 @@ def _signature(info: os.stat_result) -> tuple[int, int, int, int, int]:
     return (info.st_size, info.st_mtime_ns, info.st_ino, info.st_dev, info.st_ctime_ns)
 
 
+def _look(path: str, shown: str, is_link: bool, old: _FileEntry | None, stats: Mapping[str, os.stat_result],
+          inside: tuple[Path, ...], now: int, entries: dict[str, _FileEntry], jobs: list[tuple]) -> str | list[Problem]:
+    """Look at one file of a cached load: return its slot (its shown path, or the problem of a link
+    that leads outside); put its entry in `entries` when its signature says it is unchanged, else a
+    job to read it in `jobs`."""
+    if is_link:
+        outside = _links_outside(Path(path), shown, inside)
+        if outside:
+            return [outside]
+    signature = None
+    try:
+        info = stats.get(path) or os.stat(path)
+        if stat.S_ISREG(info.st_mode) and info.st_size <= MAX_FILE_BYTES:
+            signature = _signature(info)
+    except OSError:
+        pass  # reading it says what is wrong
+    if old is not None and signature is not None and old.signature == signature and old.trusted:
+        entries[shown] = old
+    else:
+        jobs.append((path, shown, signature, now, old.digest if old is not None else None))
+    return shown
+
+
+def _settled(file: tuple[str, str, bool], info: os.stat_result | None, entry: _FileEntry | None) -> bool:
+    """Return True when `_look` would take the file's entry as it is (for a file that is no link)."""
+    return not file[2] and entry is not None and info is not None and entry.trusted and \
+        stat.S_ISREG(info.st_mode) and info.st_size <= MAX_FILE_BYTES and entry.signature == _signature(info)
+
+
+# An edit's load (`LoadState._load_edit`) looks at no more files than this; more: the whole load.
+_EDIT_FILES = 256
+
+
+@dataclass
+class _Recent:
+    """What a session's last load leaves for the next (`LoadState._load_edit`), with the walk of
+    content/ it went over (the same list object while the input check vouches for it)."""
+
+    files: list[tuple[str, str, bool]]
+    paths: list[str]  # each file's path, as the input check names it
+    stated: list[os.stat_result | None]  # per file, the input check's `os.stat` result (new when stated again)
+    looked_at: list[int]  # files looked into rather than taken as they were: links, files read, gone
+    slots: list[str | list[Problem]]
+    entries: dict[str, _FileEntry]
+    groups: list[tuple]
+    merges: list[_Merged]
+    walk_problems: list[Problem]
+    horizon: tuple[int, int, int]
+    notes: dict[int, list[Problem]]  # per group number, the problems `_claim` added making its article
+    problems: tuple[list[Problem], list[Problem], list[Problem]]  # the result's: files', groups', `_claim`'s
+    result: tuple  # (articles, problems, files, fingerprints)
+    _group_numbers: dict[str, list[int]] | None = None
+    _article_positions: list[int | None] | None = None
+
+    def group_numbers(self) -> dict[str, list[int]]:
+        """Return, per file (shown path), the numbers of the groups that hold its records."""
+        if self._group_numbers is None:
+            numbers: dict[str, list[int]] = {}
+            for number, group in enumerate(self.groups):
+                for key in group:
+                    numbers.setdefault(key[0], []).append(number)
+            self._group_numbers = numbers
+        return self._group_numbers
+
+    def article_positions(self) -> list[int | None]:
+        """Return, per group number, where its article is in the result (None: it has none)."""
+        if self._article_positions is None:
+            at = {id(article): position for position, article in enumerate(self.result[0])}
+            self._article_positions = [at[id(m.article)] if m.article is not None else None for m in self.merges]
+        return self._article_positions
+
+
 def _file_entry(signature: tuple | None, seen_ns: int, digest: str, found: list[Record],
                 found_problems: list[Problem]) -> _FileEntry:
     """Validate native records (fields.py) and note what grouping and cleaning need of each record."""
@@ -434,6 +513,7 @@ class LoadState:
         self._last: tuple | None = None  # (inputs, result) of the last build, see `_load`
         self._id_plan: IdPlan | None = None  # the last build's ids (see `_claim`), in this process
         self._walked: tuple[object, list, list[Problem]] | None = None  # (listing, files, problems)
+        self._recent: _Recent | None = None  # what an edit's load starts from (see `_load_edit`)
 
     def clear(self) -> None:
         """Forget everything (the cache file stays, and is not read again)."""
@@ -442,6 +522,7 @@ class LoadState:
         self._last = None
         self._id_plan = None
         self._walked = None
+        self._recent = None
 
     def confirm_settled_files(self, content_dir: Path, root: Path) -> int:
         """Hash again the files the last build saw within 2 s of their last change ("racily clean",
@@ -508,42 +589,40 @@ class LoadState:
             self._walked = (listing, files, list(walk_problems)) if listing is not None else None
         inside = _allowed_roots(content_dir, root)
         cached = read is read_file
+        today = dt.date.today()
+        horizon = (today.year + 1, today.month, today.day)
+        recent = self._recent
+        self._recent = None  # set again below once this load is through
+        if cached and recent is not None and recent.files is files and recent.horizon == horizon:
+            edited = self._load_edit(recent, stats, inside, workers)
+            if edited is not None:
+                return edited
         old_files = self._files if cached else {}
         # Per file, in order: its shown path (its entry is in `entries`) or the problems it gave.
         slots: list[str | list[Problem]] = []
         entries: dict[str, _FileEntry] = {}
         jobs: list[tuple] = []
         now = time.time_ns()
-        for path, shown, is_link in files:
-            if is_link:
-                outside = _links_outside(Path(path), shown, inside)
-                if outside:
-                    slots.append([outside])
-                    continue
-            slots.append(shown)
+        looked_at: list[int] = []  # the files looked into, not taken as they were (see `_Recent`)
+        for position, (path, shown, is_link) in enumerate(files):
             if not cached:
+                slots.append(shown)
+                if is_link:
+                    outside = _links_outside(Path(path), shown, inside)
+                    if outside:
+                        slots[-1] = [outside]
+                        continue
                 found, found_problems = read(Path(path), shown)
                 entries[shown] = _file_entry(None, 0, "", found, found_problems)
                 continue
-            old = old_files.get(shown)
-            signature = None
-            try:
-                info = stats.get(path) or os.stat(path)
-                if stat.S_ISREG(info.st_mode) and info.st_size <= MAX_FILE_BYTES:
-                    signature = _signature(info)
-            except OSError:
-                pass  # reading it says what is wrong
-            if old is not None and signature is not None and old.signature == signature and old.trusted:
-                entries[shown] = old
-            else:
-                jobs.append((path, shown, signature, now, old.digest if old is not None else None))
+            slots.append(_look(path, shown, is_link, old_files.get(shown), stats, inside, now, entries, jobs))
+            if is_link or shown not in entries:
+                looked_at.append(position)
         groups_before = self._groups if cached else {}
         outcomes = _read_files(jobs, workers) if jobs else []
         changed = bool(jobs) or len(entries) != len(old_files)
         for job, outcome in zip(jobs, outcomes):
             self._settle(job, outcome, entries, slots, old_files)
-        today = dt.date.today()
-        horizon = (today.year + 1, today.month, today.day)
         if cached:  # the same files as last time, and the same day: the same result
             inputs = (horizon, tuple(walk_problems), tuple(s if isinstance(s, str) else tuple(s) for s in slots),
                       tuple(entries[s] for s in slots if isinstance(s, str)))
@@ -585,7 +664,10 @@ class LoadState:
                 if merge.values is not None and merge.article is None:
                     shared.share(merge.values)
             merges.append((group, merge))
-        _, id_plan = _claim([merge for _, merge in merges], problems, horizon, self._id_plan if cached else None)
+        notes: dict[int, list[Problem]] = {}
+        file_part_end = len(problems)
+        _, id_plan = _claim([merge for _, merge in merges], problems, horizon, self._id_plan if cached else None,
+                            notes)
         made = self._newest_first([m for _, m in merges if m.article is not None])
         articles = tuple(m.article for m in made)
         prints = Fingerprints([(m.article, _fingerprint(group, m)) for group, m in merges if m.article is not None]
@@ -597,6 +679,135 @@ class LoadState:
             self._files = entries
             self._last = (inputs, result)
             self._id_plan = id_plan
+            if listing is not None:
+                paths = [path for path, _, _ in files]
+                group_part_end = file_part_end + sum(len(m.problems) for _, m in merges)
+                parts = (problems[:file_part_end], problems[file_part_end:group_part_end], problems[group_part_end:])
+                self._recent = _Recent(files, paths, list(map(stats.get, paths)), looked_at, slots, entries,
+                                       [g for g, _ in merges], [m for _, m in merges], walk_problems, horizon,
+                                       notes, parts, result)
+        return self._result(*result)
+
+    def _load_edit(self, recent: _Recent, stats: Mapping[str, os.stat_result], inside: tuple[Path, ...],
+                   workers: int) -> LoadResult | None:
+        """`_load` for a few changed files among the same ones (a session's edit), from what the last
+        load left (`_Recent`): only the files the input check stated again (a new `os.stat` result),
+        and those looked into last time, are looked at; groups, merges, ids, order, fingerprints and
+        problems are the last load's but for the groups of files that changed. None when that does
+        not hold (a file's records changed identity, a group needs records not at hand, an id or the
+        order may move): then `_load` does it all, as it would have. The result is `_load`'s."""
+        files = recent.files
+        stated = list(map(stats.get, recent.paths))  # (in C, as what follows)
+        if None in stated:
+            return None
+        old_files = self._files
+        # Files looked into last time are again, but those whose entry `_look` would now take as
+        # it is (read by a cold build, since confirmed while idle: `confirm_settled_files`).
+        again = [n for n in recent.looked_at if not _settled(files[n], stated[n], old_files.get(files[n][1]))]
+        positions = sorted({*replaced_positions(stated, recent.stated), *again})
+        if len(positions) > _EDIT_FILES:
+            return None
+        slots, entries = list(recent.slots), dict(recent.entries)
+        jobs: list[tuple] = []
+        now = time.time_ns()
+        looked_at = []
+        for position in positions:
+            path, shown, is_link = files[position]
+            entries.pop(shown, None)
+            slots[position] = _look(path, shown, is_link, old_files.get(shown), stats, inside, now, entries, jobs)
+            if is_link or shown not in entries:
+                looked_at.append(position)
+        outcomes = _read_files(jobs, workers) if jobs else []
+        for job, outcome in zip(jobs, outcomes):
+            self._settle(job, outcome, entries, slots, old_files)
+        changed = [n for n in positions if slots[n] != recent.slots[n]
+                   or entries.get(files[n][1]) is not recent.entries.get(files[n][1])]
+        if not changed:  # the same entries: the same result
+            self._files = entries
+            if jobs:
+                self._saved_files = False
+            self._recent = dataclasses.replace(recent, stated=stated, looked_at=looked_at, entries=entries)
+            return self._result(*recent.result)
+        for n in changed:
+            shown = files[n][1]
+            entry, before = entries.get(shown), recent.entries.get(shown)
+            if entry is None or before is None or entry.identities != before.identities or entry.single is None:
+                return None  # grouped otherwise: all of `_load`
+        groups, merges = list(recent.groups), list(recent.merges)
+        groups_before = self._groups
+        shared = _Interner()
+        numbers = sorted({number for n in changed for number in recent.group_numbers().get(files[n][1], ())})
+        for number in numbers:
+            group = tuple((key[0], entries[key[0]].digest, key[2]) for key in groups[number])
+            merge = groups_before.get(group)
+            if merge is None:
+                if len(group) == 1:
+                    shown, _, index = group[0]
+                    merge = entries[shown].single[index]  # type: ignore[index]
+                elif any(entries[key[0]].records is None for key in group):
+                    return None  # records not at hand: `_load` parses them again
+                else:
+                    merge = _merge_group([entries[k[0]].records[k[2]] for k in group],
+                                         all(entries[k[0]].clean[k[2]] for k in group))
+                if merge.values is not None and merge.article is None:
+                    shared.share(merge.values)
+            groups[number], merges[number] = group, merge
+        plan = self._id_plan.again_at(merges, numbers) if self._id_plan is not None else None
+        if plan is None:
+            return None  # an id may move: claimed afresh by `_load`
+        notes = dict(recent.notes)
+        articles = list(recent.result[0])
+        at = recent.article_positions()
+        prints = dict(recent.result[3]._by_identity)
+        for number in numbers:
+            before, merge = recent.merges[number], merges[number]
+            found: list[Problem] = []
+            article = merge.article
+            if merge.notes or article is None or article.id != plan.ids[number]:
+                article = merge.article_for(plan.ids[number], found, recent.horizon)  # type: ignore[arg-type]
+            notes.pop(number, None)
+            if found:
+                notes[number] = found
+            if (article is None) != (before.article is None) or (
+                    article is not None and merge.order() != before.order()):
+                return None  # the articles' order may change: sorted afresh by `_load`
+            if article is not None:
+                articles[at[number]] = article  # type: ignore[index]
+                prints.pop(id(before.article), None)
+                prints[id(article)] = (article, _fingerprint(groups[number], merge))
+        # The problems in `_load`'s order, each part made again only when a file or group that
+        # changed has some: the files', the groups', then those of making the articles.
+        file_part, group_part, claim_part = recent.problems
+        if any(slots[n].__class__ is list or recent.slots[n].__class__ is list or entries[files[n][1]].problems
+               or recent.entries[files[n][1]].problems for n in changed):
+            file_part = list(recent.walk_problems)
+            for slot in slots:
+                file_part.extend(slot if slot.__class__ is list else entries[slot].problems)  # type: ignore[index]
+        if any(merges[n].problems or recent.merges[n].problems for n in numbers):
+            group_part = [p for merge in merges for p in merge.problems]
+        if any(n in notes or n in recent.notes for n in numbers):
+            claim_part = []
+            for event in plan.events:  # in the order `_claim` adds them
+                if event.__class__ is int:
+                    claim_part.extend(notes.get(event, ()))  # type: ignore[call-overload]
+                else:
+                    claim_part.append(event)  # type: ignore[arg-type]
+        result = (tuple(articles), [*file_part, *group_part, *claim_part], len(files), Fingerprints.of(prints))
+        groups_now = dict(self._groups)
+        for number in numbers:
+            groups_now.pop(recent.groups[number], None)
+            groups_now[groups[number]] = merges[number]
+            merges[number].changed = False
+            self._blobs[_shard(groups[number])] = None
+            self._blobs[_shard(recent.groups[number])] = None
+        self._groups = groups_now
+        self._saved_files = False
+        self._files = entries
+        self._last = None  # (`_load` compares its inputs with the last ones: not made here)
+        self._id_plan = plan
+        self._recent = _Recent(files, recent.paths, stated, looked_at, slots, entries, groups, merges,
+                               recent.walk_problems, recent.horizon, notes, (file_part, group_part, claim_part),
+                               result, recent.group_numbers(), at)
         return self._result(*result)
 
     def _newest_first(self, merged: list[_Merged]) -> list[_Merged]:
@@ -977,10 +1188,11 @@ def _merge_group(group: list[Record], clean: bool) -> _Merged:
 
 
 def _claim(merges: list[_Merged], problems: list[Problem], horizon: tuple[int, int, int],
-           last: IdPlan | None = None) -> tuple[list[Article], IdPlan]:
+           last: IdPlan | None = None, notes: dict[int, list[Problem]] | None = None) -> tuple[list[Article], IdPlan]:
     """Give each merged group its id and article (see `_plan_ids`), in group order; a date after
     `horizon` is in the future. Return them and the plan of ids, which the next call takes as
-    `last`: when no group changed what its id is made from, the ids are those of that plan."""
+    `last`: when no group changed what its id is made from, the ids are those of that plan.
+    `notes` gets, per group number, the problems making its article added."""
     problems.extend(p for merge in merges for p in merge.problems)
     plan = last.again(merges) if last is not None else None
     if plan is None:
@@ -993,7 +1205,7 @@ def _claim(merges: list[_Merged], problems: list[Problem], horizon: tuple[int, i
             article = merge.article_for(article_id, problems, horizon)
         return article
 
-    return plan.carry_out(problems, make), plan
+    return plan.carry_out(problems, make, notes), plan
 
 
 def _identity(record: Record) -> str:
@@ -1080,14 +1292,30 @@ class IdPlan:
                 return None
         return IdPlan(self.events, self.ids, fields, sources)
 
-    def carry_out(self, problems: list[Problem], make: Callable[[int, str], Article | None]) -> list[Article]:
+    def again_at(self, merges: list[_Merged], numbers: Sequence[int]) -> IdPlan | None:
+        """`again` for `merges` that are those planned with but at `numbers`."""
+        if len(merges) != len(self.fields):
+            return None
+        fields, sources = list(self.fields), list(self.sources)
+        for number in numbers:
+            merge = merges[number]
+            if _id_inputs(merge.ids, merge.source) != _id_inputs(fields[number], sources[number]):
+                return None
+            fields[number], sources[number] = merge.ids, merge.source
+        return IdPlan(self.events, self.ids, fields, sources)
+
+    def carry_out(self, problems: list[Problem], make: Callable[[int, str], Article | None],
+                  notes: dict[int, list[Problem]] | None = None) -> list[Article]:
         """Make the articles in the plan's order (`make(index, id)`), adding its problems to `problems`
-        as they come; return them in draft order."""
+        as they come (and those `make` added to `notes`, by index); return them in draft order."""
         made: list[Article | None] = [None] * len(self.ids)
         ids = self.ids
         for event in self.events:
             if event.__class__ is int:
+                count = len(problems)
                 made[event] = make(event, ids[event])  # type: ignore[index, arg-type]
+                if notes is not None and len(problems) > count:
+                    notes[event] = problems[count:]  # type: ignore[index]
             else:
                 problems.append(event)  # type: ignore[arg-type]
         return [article for article in made if article is not None]

@@ -4,7 +4,10 @@ exactly what a build from scratch gives, doing only the work a change implies.""
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import sys
+import tempfile
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -21,6 +24,8 @@ from generator.load import IdPlan, LoadState, _id_inputs, load_articles
 from generator.model import SourceRef
 from generator.neighbour_index import NeighbourIndex
 from tests.conftest import REPO
+
+needs_inotify = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the input check's inotify is Linux's")
 
 
 @pytest.fixture
@@ -216,3 +221,153 @@ def test_files_read_too_soon_after_a_change_are_trusted_once_confirmed_while_idl
     loaded = load_articles(root / "content", root, state=state)
     assert read == ["content/autoimmunity/36109639.yaml"]
     assert loaded.articles == load_articles(root / "content", root).articles
+
+
+def _medline(pmid: str, title: str, abstract: str, year: str) -> str:
+    return (f"PMID- {pmid}\nTI  - {title}\n" + (f"AB  - {abstract}\n" if abstract else "")
+            + f"DP  - {year} Mar\nAU  - Lee A\nMH  - Humans\nMH  - *Lupus Erythematosus, Systemic\n")
+
+
+def _native(pmid: str, doi: str, title: str, notes: str) -> str:
+    lines = [f"pmid: '{pmid}'" if pmid else "", f"doi: {doi}" if doi else "", f"title: {title}" if title else "",
+             "published: 2021-05", f"notes: {notes}" if notes else ""]
+    return "\n".join(line for line in lines if line) + "\n"
+
+
+GOOD_RECORDS = st.one_of(
+    st.builds(lambda *parts: ("nbib", _medline(*parts)), st.sampled_from(["11", "12", "13", "14"]),
+              st.sampled_from(["CAR T cells in lupus", "B cell depletion", "Edited title"]),
+              st.sampled_from(["", "An abstract.", "Another abstract about CD19."]),
+              st.sampled_from(["2020", "2023", "2999"])),  # (2999: a date in the future, a warning)
+    st.builds(lambda *parts: ("yaml", _native(*parts)), st.sampled_from(["11", "12", "15", ""]),
+              st.sampled_from(["10.1000/a", "10.1000/B", ""]), st.sampled_from(["A native title", "Other"]),
+              st.sampled_from(["", "Read at the journal club."])),
+)
+RECORD_TEXTS = st.one_of(GOOD_RECORDS, GOOD_RECORDS, GOOD_RECORDS,
+                         st.just(("yaml", "title: [unclosed\n")))  # (a file that does not parse: an error)
+
+
+@needs_inotify
+@settings(max_examples=60, deadline=None)
+@given(st.lists(GOOD_RECORDS, min_size=3, max_size=6), st.lists(st.tuples(
+    st.sampled_from(["retitle", "retitle", "abstract", "abstract", "write", "touch", "age", "add", "remove"]),
+    st.integers(0, 20),
+    RECORD_TEXTS, st.sampled_from(["Retitled", "Another title", "CAR T cells in lupus"])), min_size=1, max_size=8))
+def test_an_edits_load_is_the_load_made_afresh(start, steps):
+    """A session's load after an edit (`LoadState._load_edit`: the input check's stats, only the
+    changed files' groups made again) gives what a load from nothing gives: the same articles in
+    the same order, the same warnings in the same order (or the same error), the same
+    fingerprints; whatever the edit (a title, an identity, a merge of two files, a file that stops
+    parsing, a date in the future, the same bytes again, a file older than the racy window)."""
+    from generator.input_check import InputCheck
+
+    root = Path(tempfile.mkdtemp())
+    try:
+        (root / "digest.yaml").write_text("title: Edits\n")
+        content = root / "content"
+        content.mkdir()
+        names: list[str] = []
+
+        def put(number: int, kind_text: tuple[str, str]) -> None:
+            kind, text = kind_text
+            stem = names[number].rsplit(".", 1)[0] if number < len(names) else f"r{len(names)}"
+            name = f"{stem}.{kind}"
+            if number < len(names) and names[number] != name:
+                (content / names[number]).unlink()
+            (content / name).write_text(text)
+            if number < len(names):
+                names[number] = name
+            else:
+                names.append(name)
+
+        for record in start:
+            put(len(names), record)
+        config = load_config(root, {})
+        check, state = InputCheck(), LoadState()
+        edits = 0
+        for action, pick, record, title in [("nothing", 0, None, ""), *steps]:
+            number = pick % len(names)
+            if action == "write":
+                put(number, record)
+            elif action == "retitle":  # the same record with another title (most edits)
+                path = content / names[number]
+                path.write_text(re.sub(r"^(TI  - |title: ).*$", lambda m: m.group(1) + title, path.read_text(),
+                                       count=1, flags=re.MULTILINE))
+            elif action == "abstract":  # one given or taken away ("no abstract" is a warning)
+                path = content / names[number]
+                text = path.read_text()
+                if re.search(r"^(AB  - |abstract: )", text, flags=re.MULTILINE):
+                    text = re.sub(r"^(AB  - |abstract: ).*\n", "", text, flags=re.MULTILINE)
+                else:
+                    text += "AB  - An abstract given.\n" if names[number].endswith(".nbib") else "abstract: Given.\n"
+                path.write_text(text)
+            elif action == "touch":
+                os.utime(content / names[number])
+            elif action == "age":  # older than the racy window: its signature stands for its bytes
+                past = time.time() - 60
+                for name in names:
+                    os.utime(content / name, (past, past))
+            elif action == "add":
+                put(len(names), record)
+            elif action == "remove" and len(names) > 1:
+                (content / names.pop(number)).unlink()
+            stats: dict = {}
+            check.fingerprint(config, stats)
+            before = edits
+            real = state._load_edit
+
+            def counted(*args, **kwargs):
+                nonlocal edits
+                found = real(*args, **kwargs)
+                edits += found is not None
+                return found
+
+            state._load_edit = counted
+            mine = _loaded(lambda: state.load(config.content_path, config.root, stats=stats, listing=check.listing))
+            del state._load_edit
+            fresh = _loaded(lambda: LoadState().load(config.content_path, config.root))
+            assert mine == fresh, (action, edits - before)
+        check.close()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _loaded(load) -> tuple:
+    """What a load gives, in comparable form."""
+    try:
+        result = load()
+    except DigestError as exc:
+        return ("error", [(p.format(), p.severity) for p in exc.problems])
+    return ("ok", result.articles, [(w.format(), w.severity) for w in result.warnings],
+            [result.fingerprints.get(article) for article in result.articles])
+
+
+@needs_inotify
+def test_a_title_edit_in_a_session_loads_only_what_it_changed(digest, monkeypatch):
+    """The daemon's edit: the input check names the one file, and the load stage reads it alone and
+    makes its group again; every other article is the same object, and the result a fresh load's."""
+    from generator.input_check import InputCheck
+
+    config = load_config(digest, {})
+    check, state = InputCheck(), LoadState()
+    first = state.load(config.content_path, config.root, stats=_stated(check, config), listing=check.listing)
+    record = digest / "content/autoimmunity/36109639.yaml"
+    record.write_text(record.read_text().replace("refractory systemic lupus", "refractory lupus"))
+    read: list = []
+    real_read, real_claim = load_module._read_files, load_module._claim
+    monkeypatch.setattr(load_module, "_read_files", lambda jobs, workers: read.extend(jobs) or real_read(jobs, workers))
+    monkeypatch.setattr(load_module, "_claim", lambda *args: pytest.fail("the ids were claimed afresh"))
+    edited = state.load(config.content_path, config.root, stats=_stated(check, config), listing=check.listing)
+    monkeypatch.setattr(load_module, "_claim", real_claim)
+    assert [shown for _, shown, *_ in read] == ["content/autoimmunity/36109639.yaml"]
+    changed = [n for n, (a, b) in enumerate(zip(first.articles, edited.articles)) if a is not b]
+    assert [edited.articles[n].id for n in changed] == ["36109639"]
+    assert "refractory lupus" in edited.articles[changed[0]].title
+    assert _loaded(lambda: edited) == _loaded(lambda: LoadState().load(config.content_path, config.root))
+    check.close()
+
+
+def _stated(check, config) -> dict:
+    stats: dict = {}
+    check.fingerprint(config, stats)
+    return stats
