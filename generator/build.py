@@ -156,9 +156,12 @@ def warm_session(session: BuildSession) -> bool:
             return False
         if session.later:
             _run_later(session)
+        stats: dict[str, os.stat_result] = {}
+        if session.input_check is not None:  # the load stage then keeps what an edit's load starts from
+            session.input_check.fingerprint(config, stats)
         with contextlib.ExitStack() as cleanup:
             _build(config, False, None, False, NoProgress(), False, session, None, BuildReport(),
-                   time.perf_counter(), "", cleanup, warm_only=True)
+                   time.perf_counter(), "", cleanup, stats=stats, warm_only=True)
     return True
 
 

@@ -102,7 +102,6 @@ class InputCheck:
         self.positions: dict[str, int] = {}  # path -> its entry
         self.stats: dict[str, os.stat_result] = {}
         self.links: list[str] = []  # files that are symbolic links: their targets are not watched
-        self.broken: set[str] = set()  # links to nothing (yet): not inputs until their target comes
         self.listing = object()
         self.full_checks = 0  # how many checks walked every folder (for tests and the curious)
 
@@ -133,15 +132,13 @@ class InputCheck:
         if watch is not None and not watch.covered:
             self.close()  # more folders than the system lets one process watch: check in full
         self.config_repr = repr(config)
-        self.entries, self.positions, self.stats, self.links, self.broken = [self.config_repr], {}, {}, [], set()
+        self.entries, self.positions, self.stats, self.links = [self.config_repr], {}, {}, []
         for path in files:
             try:
                 info = os.lstat(path)
                 if info.st_mode & 0o170000 == 0o120000:  # a symbolic link: what it points to
-                    self.links.append(path)
-                    self.broken.add(path)
+                    self.links.append(path)  # (a link to nothing is no input until its target comes)
                     info = os.stat(path)
-                    self.broken.discard(path)
             except OSError:
                 continue
             self.positions[path] = len(self.entries)
@@ -155,8 +152,9 @@ class InputCheck:
             try:
                 info = os.stat(path)
             except OSError:
-                if position is None and path in self.broken:
-                    continue  # a link to nothing still
+                if position is None:
+                    continue  # came and went since the last check (a temporary file renamed over an
+                    # input, as `sed -i` and many editors save; or a link to nothing still)
                 return False  # gone
             if position is None:
                 return False  # a new file, or a link whose target came

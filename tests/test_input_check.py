@@ -52,7 +52,10 @@ def test_after_the_first_check_an_edit_is_seen_without_walking_the_folders(tmp_p
         ("the same size, another time", lambda: os.utime(content / "b.nbib", ns=(10**18, 10**18)), False),
         ("an editor's swap file", lambda: (content / ".a.yaml.swp").write_text("swap"), False),
         ("a file replaced by a rename (editors save so)", lambda: (
-            (content / "a.yaml.tmp").write_text("saved\n"), (content / "a.yaml.tmp").replace(content / "a.yaml")), True),
+            (content / "a.yaml.tmp").write_text("saved\n"), (content / "a.yaml.tmp").replace(content / "a.yaml")), False),
+        ("a file and its temporary file renamed away", lambda: (
+            (content / "a.yaml.tmp").write_text("saved\n"), (content / "a.yaml.tmp").replace(content / "a.yaml.new")),
+         True),
         ("a new file", lambda: (content / "d.yaml").write_text("d\n"), True),
         ("a file removed", lambda: (content / "b.nbib").unlink(), True),
         ("a new folder", lambda: (content / "more").mkdir(), True),
