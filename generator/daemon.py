@@ -399,8 +399,9 @@ class Daemon:
         `BuildSession.saves_later`), trust the content files it saw too soon after they changed
         (both `build.settle_session`), and after a build that left the spare tree unknown (a cold
         one), fill it now rather than during the next build; after a first build that found nothing
-        changed, load the digest as an edit's build would (`build.warm_session`). (What the session keeps was frozen by
-        its first build, `build._build`; the garbage is collected a second later, see `_serve`.)"""
+        changed, load the digest as an edit's build would (`build.warm_session`). (What the session
+        keeps was frozen by its first build, `build._build`; the garbage is collected a second
+        later, see `_serve`.)"""
         if self.session is None or self.session.config is None:
             return
         from generator.build import fill_spare_tree, settle_session, warm_session

@@ -245,7 +245,9 @@ def _exchange(a: Path, b: Path) -> bool:
 class SiteWriter:
     """Brings the spare tree up to date with a build's files and publishes it by exchange."""
 
-    def __init__(self, output: Path, cache_dir: Path, clean: bool = False):
+    def __init__(self, output: Path, cache_dir: Path, clean: bool = False, again: bool = False):
+        """`again`: this process builds again (serve, the daemon), and keeps the manifests it reads."""
+        self.again = again
         self.output = output.resolve()
         self.spare = self.output.with_name(f".{self.output.name}.spare")
         self.previous = self.output.with_name(f".{self.output.name}.prev")
@@ -284,6 +286,8 @@ class SiteWriter:
             return {}
         if type(data) is not dict or not all(type(k) is str and type(v) is str for k, v in data.items()):
             return {}
+        if not self.again:
+            return data
         _PUBLISHED[tree_id] = data  # named by its contents: the process's next build reads it again
         return dict(data)
 
