@@ -290,13 +290,10 @@ def _look(path: str, shown: str, is_link: bool, old: _FileEntry | None, stats: M
         outside = _links_outside(Path(path), shown, inside)
         if outside:
             return [outside]
-    signature = None
     try:
-        info = stats.get(path) or os.stat(path)
-        if stat.S_ISREG(info.st_mode) and info.st_size <= MAX_FILE_BYTES:
-            signature = _signature(info)
+        signature = _readable_signature(stats.get(path) or os.stat(path))
     except OSError:
-        pass  # reading it says what is wrong
+        signature = None  # reading it says what is wrong
     if old is not None and signature is not None and old.signature == signature and old.trusted:
         entries[shown] = old
     else:
@@ -307,7 +304,12 @@ def _look(path: str, shown: str, is_link: bool, old: _FileEntry | None, stats: M
 def _settled(file: tuple[str, str, bool], info: os.stat_result | None, entry: _FileEntry | None) -> bool:
     """Return True when `_look` would take the file's entry as it is (for a file that is no link)."""
     return not file[2] and entry is not None and info is not None and entry.trusted and \
-        stat.S_ISREG(info.st_mode) and info.st_size <= MAX_FILE_BYTES and entry.signature == _signature(info)
+        entry.signature == _readable_signature(info)
+
+
+def _readable_signature(info: os.stat_result) -> tuple[int, int, int, int, int] | None:
+    """A file's signature when it is a regular file small enough to read, else None."""
+    return _signature(info) if stat.S_ISREG(info.st_mode) and info.st_size <= MAX_FILE_BYTES else None
 
 
 # An edit's load (`LoadState._load_edit`) looks at no more files than this; more: the whole load.
@@ -351,6 +353,27 @@ class _Recent:
             at = {id(article): position for position, article in enumerate(self.result[0])}
             self._article_positions = [at[id(m.article)] if m.article is not None else None for m in self.merges]
         return self._article_positions
+
+
+def _merged(group: tuple, entries: dict[str, _FileEntry], before: dict[tuple, _Merged],
+            shared: _Interner) -> _Merged | None:
+    """Return a group's merge: the last load's for the same group, else made from its records (its
+    new values made one object with equal ones through `shared`); None when a record of it is not
+    at hand (its entry came from the cache file)."""
+    merge = before.get(group)
+    if merge is not None:
+        return merge
+    if any(entries[key[0]].records is None for key in group):
+        return None
+    if len(group) == 1:
+        shown, _, index = group[0]
+        merge = entries[shown].single[index]  # type: ignore[index]
+    else:
+        merge = _merge_group([entries[k[0]].records[k[2]] for k in group],  # type: ignore[index]
+                             all(entries[k[0]].clean[k[2]] for k in group))  # type: ignore[index]
+    if merge.values is not None and merge.article is None:
+        shared.share(merge.values)
+    return merge
 
 
 def _file_entry(signature: tuple | None, seen_ns: int, digest: str, found: list[Record],
@@ -650,20 +673,8 @@ class LoadState:
                 break
             for job in [(path, shown, None, now, None) for path, shown, _ in files if shown in missing]:
                 self._settle(job, _read_one(job), entries, slots, old_files, reparsed=True)
-        merges = []
         shared = _Interner()
-        for group in groups:
-            merge = groups_before.get(group)
-            if merge is None:
-                if len(group) == 1:
-                    shown, _, index = group[0]
-                    merge = entries[shown].single[index]  # type: ignore[index]
-                else:
-                    merge = _merge_group([entries[k[0]].records[k[2]] for k in group],
-                                         all(entries[k[0]].clean[k[2]] for k in group))
-                if merge.values is not None and merge.article is None:
-                    shared.share(merge.values)
-            merges.append((group, merge))
+        merges = [(group, _merged(group, entries, groups_before, shared)) for group in groups]  # (none missing)
         notes: dict[int, list[Problem]] = {}
         file_part_end = len(problems)
         _, id_plan = _claim([merge for _, merge in merges], problems, horizon, self._id_plan if cached else None,
@@ -739,18 +750,9 @@ class LoadState:
         numbers = sorted({number for n in changed for number in recent.group_numbers().get(files[n][1], ())})
         for number in numbers:
             group = tuple((key[0], entries[key[0]].digest, key[2]) for key in groups[number])
-            merge = groups_before.get(group)
+            merge = _merged(group, entries, groups_before, shared)
             if merge is None:
-                if len(group) == 1:
-                    shown, _, index = group[0]
-                    merge = entries[shown].single[index]  # type: ignore[index]
-                elif any(entries[key[0]].records is None for key in group):
-                    return None  # records not at hand: `_load` parses them again
-                else:
-                    merge = _merge_group([entries[k[0]].records[k[2]] for k in group],
-                                         all(entries[k[0]].clean[k[2]] for k in group))
-                if merge.values is not None and merge.article is None:
-                    shared.share(merge.values)
+                return None  # records not at hand: `_load` parses them again
             groups[number], merges[number] = group, merge
         plan = self._id_plan.again_at(merges, numbers) if self._id_plan is not None else None
         if plan is None:
