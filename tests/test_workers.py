@@ -1,0 +1,60 @@
+"""Forked workers (generator.workers): what they compute comes back whole and in order, as a
+single process would compute it, and a load parsed on two cores is the load parsed on one."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+import generator.load as load_module
+from generator.load import load_articles
+from generator.workers import can_fork, map_with_workers
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.skipif(not can_fork(), reason="workers are forked processes")
+
+
+def _big(share: int) -> tuple[int, int, list[str]]:
+    # Far more than a pipe holds at once (64 KB): it must arrive whole.
+    return share, os.getpid(), [f"{share}-{n}-" + "x" * 40 for n in range(20_000)]
+
+
+def _unpicklable_in_workers(share: int) -> object:
+    parent = _unpicklable_in_workers.parent  # type: ignore[attr-defined]
+    return share * 2 if os.getpid() == parent else (lambda: share)
+
+
+def test_results_come_back_whole_and_in_order_from_other_processes() -> None:
+    before = set(os.listdir(tempfile.gettempdir()))
+    results = map_with_workers(_big, 0, list(range(1, 7)), 2)
+    assert results == [_big(n)[:1] + r[1:] for n, r in enumerate(results)]  # same lists, pid aside
+    assert [r[0] for r in results] == list(range(7))
+    assert all(r[2] == _big(n)[2] for n, r in enumerate(results))
+    assert {r[1] for r in results[1:]} - {os.getpid()}, "the other shares were computed in workers"
+    assert set(os.listdir(tempfile.gettempdir())) <= before, "the results' files leave nothing behind"
+
+
+def test_a_result_a_worker_cannot_send_is_computed_here() -> None:
+    _unpicklable_in_workers.parent = os.getpid()  # type: ignore[attr-defined]
+    assert map_with_workers(_unpicklable_in_workers, 1, [2, 3, 4], 2) == [2, 4, 6, 8]
+
+
+def test_a_load_parsed_on_two_cores_is_the_load_parsed_on_one(tmp_path: Path, monkeypatch) -> None:
+    content = tmp_path / "content"
+    shutil.copytree(REPO / "content", content)
+    for n in range(80):  # enough files for several shares (a worker reads them 25 or more at a time)
+        (content / f"extra-{n:02}.ris").write_text(
+            f"TY  - JOUR\nTI  - Record number {n} of a larger folder\nAU  - Author, A{n}\nPY  - 2024\n"
+            f"DO  - 10.5555/extra.{n}\nER  - \n")
+    for n in (10, 40, 70):  # warnings, in the order of their files
+        (content / f"extra-{n}-broken.ris").write_text(f"TY  - JOUR\nTI  - Record {n} has no end\n")
+    monkeypatch.setattr(load_module, "PARALLEL_FILES", 2)
+    one = load_articles(content, tmp_path, jobs=1)
+    two = load_articles(content, tmp_path, jobs=2)
+    assert len(one.articles) >= 90 and len(one.warnings) >= 3
+    assert two.articles == one.articles
+    assert [(w.path, w.line, w.message) for w in two.warnings] == [(w.path, w.line, w.message) for w in one.warnings]
