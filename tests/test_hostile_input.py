@@ -15,7 +15,10 @@ from html.parser import HTMLParser
 from pathlib import Path, PurePosixPath
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+import generator.load as load_module
 from generator.build import build
 from generator.config import load_config
 from generator.errors import DigestError
@@ -485,6 +488,11 @@ def test_slugify_is_distinct_for_lossy_names():
     for name in ("..", ".hidden", "/", "\x00", " ", "a/../b"):
         slug = slugify(name)
         assert slug and re.fullmatch(r"[a-z0-9][a-z0-9-]*", slug), (name, slug)
+
+
+@given(st.text(alphabet=st.characters(max_codepoint=127)))
+def test_an_ascii_name_folds_as_any_name_does(name: str) -> None:
+    assert load_module._fold_ascii(name) == load_module._fold(name)
 
 
 # digest check ----------------------------------------------------------------------------------------
