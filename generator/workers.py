@@ -118,12 +118,8 @@ def _through_file(function: Callable[[Share], Result], numbered: tuple[int, Shar
 
 
 def _read_result(file: IO[bytes], size: int) -> Any:
-    data = bytearray(size)
-    with memoryview(data) as view:
-        done = 0
-        while done < size:
-            got = os.preadv(file.fileno(), [view[done:]], done)
-            if not got:
-                raise OSError("a worker's result file ended early")
-            done += got
+    file.seek(0)
+    data = file.read(size)
+    if len(data) != size:
+        raise OSError("a worker's result file ended early")
     return pickle.loads(data)
