@@ -1080,9 +1080,9 @@ def _parts_in_place(job: PageJob, ids: tuple[str, ...], keys: dict[str, str], tr
     """`_export_parts` when the live export has the same articles in the same order (an edit): only
     the entries whose key changed are looked at, the others are copied in runs between them and
     moved in the index by what the changed ones grew."""
-    suffix = "/" + AGGREGATES[job.kind]
+    paths = _entry_paths(job.kind, ids)
     old_starts, old_ends = stored.starts, stored.ends
-    new_keys = list(map(keys.__getitem__, _entry_paths(job.kind, ids)))
+    new_keys = list(map(keys.__getitem__, paths))
     changed = list(itertools.compress(itertools.count(), map(operator.ne, new_keys, stored.keys)))
     parts: list[bytes | tuple[int, int]] = [head]
     starts: list[int] = []
@@ -1119,7 +1119,7 @@ def _parts_in_place(job: PageJob, ids: tuple[str, ...], keys: dict[str, str], tr
         if position == len(ids):
             break
         start, end = old_starts[position], old_ends[position]
-        with open(f"{tree}/articles/{ids[position]}{suffix}", "rb") as stream:
+        with open(f"{tree}/{paths[position]}", "rb") as stream:
             item = export_item(job.kind, stream.read())
         starts.append(start + delta)
         ends.append(start + delta + len(item))
@@ -1151,7 +1151,6 @@ _ENTRY_PATHS: dict[str, tuple[tuple[str, ...], list[str]]] = {}  # export kind -
 def _parts_in_any_order(job: PageJob, ids: tuple[str, ...], keys: dict[str, str], tree: str, head: bytes,
                         separator: bytes, live: int, stored: ExportIndex | None) -> tuple[list, ExportIndex]:
     """`_export_parts` entry by entry, finding each in the live export (`stored`) by its id."""
-    suffix = "/" + AGGREGATES[job.kind]
     parts: list[bytes | tuple[int, int]] = [head]
     at = stored.positions() if stored is not None else {}
     new_keys: list[str] = []
@@ -1159,8 +1158,8 @@ def _parts_in_any_order(job: PageJob, ids: tuple[str, ...], keys: dict[str, str]
     ends: list[int] = []
     position, gap = len(head), len(separator)
     run: list[int] | None = None  # the range of the live export being copied: [start, end]
-    for article_id in ids:
-        key = keys["articles/" + article_id + suffix]
+    for article_id, path in zip(ids, _entry_paths(job.kind, ids)):
+        key = keys[path]
         found = at.get(article_id)
         after = bool(new_keys)  # a separator goes before every entry but the first
         if after:
@@ -1169,7 +1168,7 @@ def _parts_in_any_order(job: PageJob, ids: tuple[str, ...], keys: dict[str, str]
         if found is not None and stored.keys[found] == key:  # type: ignore[union-attr]
             start, end = stored.starts[found], stored.ends[found]  # type: ignore[union-attr]
         else:
-            with open(f"{tree}/articles/{article_id}{suffix}", "rb") as stream:
+            with open(f"{tree}/{path}", "rb") as stream:
                 item = export_item(job.kind, stream.read())
             if found is not None:
                 start, end = stored.starts[found], stored.ends[found]  # type: ignore[union-attr]

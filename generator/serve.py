@@ -525,12 +525,9 @@ class DevServer:
             self._tidy.cancel()
             self._tidy.join(timeout=1.0)
         if self.session is not None and self.session.config is not None:
-            from generator.build import save_export_index, settle_session
+            from generator.build import save_export_index
 
-            try:
-                settle_session(self.session)  # what the last build left for later, if saves did not pause
-            except Exception:  # noqa: BLE001 - a cache: the next build makes what it lacks
-                pass
+            _settle_quietly(self.session)  # what the last build left for later, if saves did not pause
             save_export_index(self.session.config)  # for the next `digest build` (0.04 s)
 
     def _watch_current_config(self) -> None:
@@ -613,14 +610,10 @@ class DevServer:
         session = self.session
 
         def tidy() -> None:
-            from generator.build import settle_session
             from generator.load import collect_frozen_garbage
 
             if session is not None:
-                try:
-                    settle_session(session)
-                except Exception:  # noqa: BLE001 - a cache: the next build makes what it lacks
-                    pass
+                _settle_quietly(session)
             if collect:
                 collect_frozen_garbage()
 
@@ -654,6 +647,16 @@ def _default_build(config: SiteConfig, index_search: bool = True, session: Any =
 
 
 _fork_hook_installed = False
+
+
+def _settle_quietly(session: Any) -> None:
+    """`build.settle_session`, whose failure costs only a cache: the next build makes what it lacks."""
+    from generator.build import settle_session
+
+    try:
+        settle_session(session)
+    except Exception:  # noqa: BLE001 - see the docstring
+        pass
 
 
 def _reset_signals_in_forked_workers() -> None:

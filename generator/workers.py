@@ -64,8 +64,8 @@ def map_with_workers(function: Callable[[Share], Result], mine: Share, others: S
     processes while this one computes `mine`.
 
     Results come back pickled, in order, so the result is exactly a single process's. Should the
-    pool fail (a result that cannot be pickled, a killed worker), this process computes everything,
-    which gives the same result or raises the real error.
+    pool fail (a result that cannot be pickled, a killed worker, no room for the results' files),
+    this process computes everything, which gives the same result or raises the real error.
 
     Each result goes through a file without a name that the workers inherit (see `_through_file`),
     not the pool's pipe: a pipe takes 64 KB at a time, and the pool's thread that reads it needs
@@ -75,29 +75,23 @@ def map_with_workers(function: Callable[[Share], Result], mine: Share, others: S
     global _result_files
     if not others or workers < 1 or not can_fork():
         return [function(share) for share in (mine, *others)]
+    files: list[IO[bytes]] = []
+    pool = None
     try:
-        files = [tempfile.TemporaryFile() for _ in others]
-    except OSError:
-        files = []
-    _result_files = [file.fileno() for file in files]
-    pool = multiprocessing.get_context("fork").Pool(workers, initializer=worker_setup)
-    try:
-        if files:
-            pending = pool.map_async(functools.partial(_through_file, function), enumerate(others))
-        else:
-            pending = pool.map_async(function, others)
+        files = [tempfile.TemporaryFile() for _ in others]  # no room for them: computed here, below
+        _result_files = [file.fileno() for file in files]
+        pool = multiprocessing.get_context("fork").Pool(workers, initializer=worker_setup)
+        pending = pool.map_async(functools.partial(_through_file, function), enumerate(others))
         results = [function(mine)]
-        if files:
-            results.extend(_read_result(file, size) for file, size in zip(files, pending.get()))
-        else:
-            results.extend(pending.get())
+        results.extend(_read_result(file, size) for file, size in zip(files, pending.get()))
         pool.close()
         pool.join()
         return results
     except Exception:  # noqa: BLE001 - see the docstring
         return [function(share) for share in (mine, *others)]
     finally:
-        pool.terminate()
+        if pool is not None:
+            pool.terminate()
         _result_files = []
         for file in files:
             file.close()
