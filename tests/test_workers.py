@@ -59,3 +59,36 @@ def test_a_load_parsed_on_two_cores_is_the_load_parsed_on_one(tmp_path: Path, mo
     assert len(one.articles) >= 90 and len(one.warnings) >= 3
     assert two.articles == one.articles
     assert [(w.path, w.line, w.message) for w in two.warnings] == [(w.path, w.line, w.message) for w in one.warnings]
+
+
+def test_article_keys_made_on_two_cores_are_those_made_on_one(tmp_path: Path, monkeypatch) -> None:
+    import generator.render as render_module
+
+    content = tmp_path / "content"
+    shutil.copytree(REPO / "content", content)
+    for n in range(60):
+        (content / f"extra-{n:02}.ris").write_text(
+            f"TY  - JOUR\nTI  - Record number {n} of a larger folder\nAU  - Author, A{n % 7}\nPY  - 20{10 + n % 15}\n"
+            f"KW  - keyword {n % 5}\nDO  - 10.5555/extra.{n}\nER  - \n")
+    loaded = load_articles(content, tmp_path, jobs=1)
+    forked: list[int] = []
+    real = render_module.map_with_workers
+
+    def counted(*args):
+        forked.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(render_module, "map_with_workers", counted)
+    monkeypatch.setattr(render_module, "idle_cores", lambda requested: 2)
+    monkeypatch.setattr(render_module, "_LAST_KEYS", ((), {}))
+    monkeypatch.setattr(render_module, "PARALLEL_KEYS", 10**9)
+    store_one: dict = {}
+    one = render_module.article_keys(loaded.articles, loaded.fingerprints, store_one)
+    monkeypatch.setattr(render_module, "_LAST_KEYS", ((), {}))
+    monkeypatch.setattr(render_module, "PARALLEL_KEYS", 2)
+    store_two: dict = {}
+    two = render_module.article_keys(loaded.articles, loaded.fingerprints, store_two)
+    assert forked, "the keys were shared out"
+    assert len(one) >= 70
+    assert list(two) == list(one), "in the articles' order"
+    assert two == one and store_two == store_one
