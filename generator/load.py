@@ -428,13 +428,17 @@ def _read_files(jobs: list[tuple], workers: int) -> list[_Outcome]:
     """
     if workers <= 1 or len(jobs) < PARALLEL_FILES:
         return _read_chunk(jobs)
-    # An equal share: receiving the workers' results costs this process about what sending them
-    # costs the workers.
+    # An equal share: a worker also pickles what it parsed, and this process unpickles it (about
+    # 0.07 ms a file each, where parsing takes 0.5-0.6). It reads its share in pieces and takes in
+    # the workers' results between them, as they come (see map_with_workers): the smaller the
+    # workers' chunks, the less is left to take in once they are all done.
     mine = len(jobs) // workers
+    step = max(25, mine // 8)
+    pieces = [jobs[i: min(i + step, mine)] for i in range(0, mine, step)]
     rest = jobs[mine:]
-    size = max(25, len(rest) // ((workers - 1) * 4))
+    size = max(25, len(rest) // ((workers - 1) * 8))
     chunks = [rest[i: i + size] for i in range(0, len(rest), size)]
-    return [outcome for part in map_with_workers(_read_chunk, jobs[:mine], chunks, workers - 1) for outcome in part]
+    return [outcome for part in map_with_workers(_read_chunk, pieces, chunks, workers - 1) for outcome in part]
 
 
 def _code_stamp() -> str:

@@ -871,7 +871,7 @@ def _derived_keys(articles: list[Article]) -> list[tuple[str, ...]]:
     half = len(articles) // 2
     _DERIVING = articles
     try:
-        mine, theirs = map_with_workers(_derived_range, (0, half), [(half, len(articles))], 1)
+        mine, theirs = map_with_workers(_derived_range, [(0, half)], [(half, len(articles))], 1)
     finally:
         _DERIVING = []
     return mine + theirs

@@ -795,7 +795,7 @@ def _blocks_on_cores(
         cumulative = np.cumsum([int(work[lo:hi].sum()) + 1 for lo, hi in blocks])
         edges = np.searchsorted(cumulative, cumulative[-1] * np.arange(1, workers) / workers).tolist()
         shares = [blocks[a:b] for a, b in zip([0] + edges, edges + [len(blocks)]) if b > a]
-        found = map_with_workers(_select_blocks, shares[0], shares[1:], len(shares) - 1)
+        found = map_with_workers(_select_blocks, shares[:1], shares[1:], len(shares) - 1)
         return [part for parts in found for part in parts]
     finally:
         _SHARED = None

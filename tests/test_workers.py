@@ -32,8 +32,8 @@ def test_results_come_back_whole_and_in_order_from_other_processes(tmp_path: Pat
     temporary = tmp_path / "temporary"
     temporary.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(temporary))  # where the results' files are made
-    results = map_with_workers(_big, 0, list(range(1, 7)), 2)
-    assert [r[0] for r in results] == list(range(7))
+    results = map_with_workers(_big, [0, 1], list(range(2, 9)), 2)  # two shares here, seven in workers
+    assert [r[0] for r in results] == list(range(9))
     assert all(r[2] == _big(n)[2] for n, r in enumerate(results))
     assert {r[1] for r in results[1:]} - {os.getpid()}, "the other shares were computed in workers"
     assert not list(temporary.iterdir()), "the results' files leave nothing behind"
@@ -41,7 +41,7 @@ def test_results_come_back_whole_and_in_order_from_other_processes(tmp_path: Pat
 
 def test_a_result_a_worker_cannot_send_is_computed_here() -> None:
     _unpicklable_in_workers.parent = os.getpid()  # type: ignore[attr-defined]
-    assert map_with_workers(_unpicklable_in_workers, 1, [2, 3, 4], 2) == [2, 4, 6, 8]
+    assert map_with_workers(_unpicklable_in_workers, [1], [2, 3, 4], 2) == [2, 4, 6, 8]
 
 
 def test_a_load_parsed_on_two_cores_is_the_load_parsed_on_one(tmp_path: Path, monkeypatch) -> None:
