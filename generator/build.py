@@ -35,7 +35,7 @@ from generator.render import (AGGREGATES, PageJob, PlanMemoFile, Renderer, artic
                              keep_compiled_templates, listing_page_key, own_article_templates, page_job, produce,
                              records_key, rendering_code_stamp, template_references, warm_up)
 from generator.progress import NoProgress, Progress
-from generator.exports import citation_file
+from generator.exports import CITATION_FILES, citation_file
 from generator import urls
 from generator.similarity_settings import PARALLEL_ROWS
 from generator.workers import can_fork, worker_setup
@@ -473,19 +473,16 @@ def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, prog
                     to_render = [j for j in to_render if j.path not in needed]
                     search.start()
             written_count += render_into(writer.spare, renderer, to_render, jobs, progress, live=writer.output)
-            # The exports of files the render stage wrote (digest.bib in a cold build: 0.4 s at
-            # 10,000 articles) while the early writer, which makes neither, goes on with its own.
             aggregates = [job for job in pending_jobs if job.kind in AGGREGATES]
-            for job in aggregates:
-                written_count += _aggregate(writer, files, job, renderer.ids(), keys)
             if early is not None:
                 count, exports_left = _finish_early(early, writer, renderer, all_jobs, keys, pending, jobs, progress)
                 written_count += count
-                for job in exports_left:
-                    written_count += _aggregate(writer, files, job, renderer.ids(), keys, early.partial_exports.get(job.kind))
                 aggregates += exports_left
             for path, data in first.items():
                 written_count += files.put(path, data)
+            for job in aggregates:
+                partial = early.partial_exports.get(job.kind) if early is not None else None
+                written_count += _aggregate(writer, files, job, renderer.ids(), keys, partial)
         except OSError as exc:
             raise DigestError(Problem(str(config.output_path), f"cannot write the site: {exc.strerror or exc}",
                                       hint="check free disk space and permissions; the previous site is untouched"))
@@ -529,13 +526,7 @@ def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, prog
     return report
 
 
-EARLY_FILES_MIN = 2000  # citation files worth a process of their own (below: the render stage writes them)
-# The citation files the early writer makes, and the exports made of them. Not cite.bib: an article
-# page shows its BibTeX, and the render worker that makes the page writes cite.bib from the same text
-# (`Renderer.cite`), where the early writer made it a second time (1.4 s of CPU at 10,000 articles);
-# digest.bib is then joined from the files once they are written (`_aggregate`).
-EARLY_CITATION_FILES = ("cite.ris", "cite.json")
-EARLY_EXPORTS = tuple(kind for kind, name in AGGREGATES.items() if name in EARLY_CITATION_FILES)
+EARLY_FILES_MIN = 3000  # citation files worth a process of their own (below: the render stage writes them)
 
 
 class _EarlyState(NamedTuple):
@@ -560,13 +551,13 @@ _early_state: _EarlyState | None = None  # in the forked writer
 class _EarlyFiles:
     """Files a forked process writes while this one links and plans.
 
-    A cold build: every article's RIS and CSL-JSON citation files (not cite.bib: see
-    EARLY_CITATION_FILES) and every term page (topics, authors, journals, years, types). Neither
-    depends on the similarity: a citation file on its article and citation key, a term page on the
-    taxonomies and its articles' listing entries (unless a template reads `digest`: then term pages
-    are left to the render stage). So they can be made as soon as the records are loaded. In a cold
-    build of 10,000 articles they are 51,000 of the 82,000 files, and making them keeps a core busy
-    that would otherwise sit idle while linking and planning run on the other; the writer goes on while the render stage renders the rest. Once the render workers
+    A cold build: every article's citation files and every term page (topics, authors, journals,
+    years, types). Neither depends on the similarity: a citation file on its article and citation
+    key, a term page on the taxonomies and its articles' listing entries (unless a template reads
+    `digest`: then term pages are left to the render stage). So they can be made as soon as the
+    records are loaded. In a cold build of 10,000 articles they are 61,000 of the 82,000 files, and
+    making them keeps a core busy that would otherwise sit idle while linking and planning run on
+    the other; the writer goes on while the render stage renders the rest. Once the render workers
     are done, it stops after the file it is writing, and they make what it has not (on a slow file
     system it was the process the build waited for at the end, 5 s in one run, with a core idle).
 
@@ -597,7 +588,7 @@ class _EarlyFiles:
             return None
         known = len(key_store)
         keys = article_keys(loaded.articles, loaded.fingerprints, key_store)  # memoised: the plan asks again for free
-        if writer.live and (len(key_store) - known) * len(EARLY_CITATION_FILES) < EARLY_FILES_MIN:
+        if writer.live and (len(key_store) - known) * len(CITATION_FILES) < EARLY_FILES_MIN:
             return None  # too few records new to the key store for the files to be worth it (an edit)
         citation = citation_keys_of(keys)  # likewise
         cites = _citation_files(loaded.articles, keys, citation)
@@ -608,8 +599,8 @@ class _EarlyFiles:
         # Every citation file new (a cold build) and the theme's key known without the digest: the
         # writer makes the exports from them as it goes, where the render stage would read them back.
         with_exports = pending == len(cites) and with_terms
-        kinds = frozenset(EARLY_CITATION_FILES) | ({"term"} if with_terms else frozenset()) | \
-            (frozenset(EARLY_EXPORTS) if with_exports else frozenset())
+        kinds = frozenset(CITATION_FILES) | ({"term"} if with_terms else frozenset()) | \
+            (frozenset(AGGREGATES) if with_exports else frozenset())
         writer.ready()
         stop_flag = multiprocessing.get_context("fork").RawValue("b", 0)  # shared memory: read per file
         state = _EarlyState(loaded.articles, citation, keys, cites, with_terms, with_exports, config, writer,
@@ -678,13 +669,12 @@ class _EarlyFiles:
 
 
 def _citation_files(articles: Sequence, keys: dict, citation: dict[str, str]) -> dict[str, str]:
-    """Return the path and key of every citation file the early writer makes (what the plan's
-    `article_jobs` give them)."""
+    """Return every citation file's path and key (what the plan's `article_jobs` give them)."""
     cites = {}
     for article in articles:
         key = fingerprint(keys[article.id].content, citation[article.id])
         base = urls.article_path(article.id)
-        for name in EARLY_CITATION_FILES:
+        for name in CITATION_FILES:
             cites[base + name] = key
     return cites
 
@@ -818,9 +808,9 @@ class _Export:
 
 
 class _ExportStreams:
-    """The digest-wide exports of the citation files the early writer makes (`digest.ris`,
-    `.csl.json`), made as it writes each article's, in the digest's order: at 10,000 articles the
-    render stage would read the 20,000 files back, 0.5 s at the end of a cold build with a core idle.
+    """The digest-wide exports (`digest.bib`, `.ris`, `.csl.json`), made by the early writer as it
+    writes each article's citation files, in the digest's order: at 10,000 articles the render
+    stage would read the 30,000 files back, 0.75 s at the end of a cold build with a core idle.
     A writer stopped before the last article leaves them unfinished, and the render stage copies
     the entries they have (see `_aggregate`); should a file come out of order, none is kept."""
 
@@ -829,7 +819,7 @@ class _ExportStreams:
     def __init__(self, tree: str, order: list[str]):
         self.tree, self.order, self.broken = tree, order, False
         self.exports: dict[str, _Export] = {}
-        for kind in EARLY_EXPORTS:
+        for kind in AGGREGATES:
             head, separator, tail = export_frame(kind)
             self.exports[kind] = _Export(create_file(f"{tree}/{kind}"), head, separator, tail, size=len(head),
                                          held=[head], held_size=len(head))
@@ -862,7 +852,7 @@ class _ExportStreams:
         class); nothing when an entry came out of order (they are removed)."""
         if self.broken or not self.order:
             self.close()
-            for kind in EARLY_EXPORTS:
+            for kind in AGGREGATES:
                 with contextlib.suppress(OSError):
                     os.unlink(f"{self.tree}/{kind}")
             return {}

@@ -195,7 +195,7 @@ def test_files_written_while_linking_are_those_of_a_one_process_build(example_co
     # As in a new process: no listing entries made by an earlier test's build (the writer would
     # inherit them, and have none to hand over).
     monkeypatch.setattr(render_module, "_ENTRIES_MADE", {})
-    # The example has 26 RIS and CSL-JSON citation files; an edit changes 2.
+    # The example has 39 citation files; an edit changes 3.
     monkeypatch.setattr(build_module, "EARLY_FILES_MIN", 20)
     monkeypatch.setattr(build_module._ExportStreams, "FLUSH", 100)  # exports written in many pieces
     started, placed = watch_early_writer(monkeypatch, "start")
@@ -206,23 +206,20 @@ def test_files_written_while_linking_are_those_of_a_one_process_build(example_co
     tree_id = (example_copy / "site/.digest-tree").read_text().strip()
     manifest = marshal.loads((example_copy / f".digest-cache/trees/{tree_id}.manifest").read_bytes())
     made = placed[-1][1]
-    assert sum(path.startswith("authors/") for path in made) > 20 and sum("/cite." in path for path in made) == 26
+    assert sum(path.startswith("authors/") for path in made) > 20 and sum("/cite." in path for path in made) == 39
     assert all(manifest[path] == key for path, key in made.items())
-    # Not the BibTeX: the render worker that makes an article's page (which shows it) writes it.
-    assert not any(path.endswith("/cite.bib") for path in made) and "digest.bib" not in made
-    # It made the exports of its files too, as it wrote them, and said where each entry is: the next
-    # edit copies the others from them (and from digest.bib, joined from the files after rendering).
-    assert {"digest.ris", "digest.csl.json"} <= made.keys()
+    # It made the digest-wide exports too, from the citation files as it wrote them, and said where
+    # each entry is: the next edit copies the others from them.
+    assert {"digest.bib", "digest.ris", "digest.csl.json"} <= made.keys()
     import generator.cache_files as cache_module
     from generator.render import export_item
 
     index = cache_module.load_pickle(example_copy / ".digest-cache/exports.pickle")
-    for export, name in (("digest.ris", "cite.ris"), ("digest.bib", "cite.bib")):
-        data = (example_copy / "site" / export).read_bytes()
-        ((size, entries),) = index[export].values()
-        assert size == len(data) and len(entries.ids) == 13
-        for article_id, start, end in zip(entries.ids, entries.starts, entries.ends):
-            assert data[start:end] == export_item(export, (example_copy / f"site/articles/{article_id}/{name}").read_bytes())
+    bib = (example_copy / "site/digest.bib").read_bytes()
+    ((size, entries),) = index["digest.bib"].values()
+    assert size == len(bib) and len(entries.ids) == 13
+    for article_id, start, end in zip(entries.ids, entries.starts, entries.ends):
+        assert bib[start:end] == export_item("digest.bib", (example_copy / f"site/articles/{article_id}/cite.bib").read_bytes())
     # The listing entries it rendered for the term pages are kept for the next build's listings.
     from generator.cache_files import JournaledDict
 
@@ -280,11 +277,9 @@ def test_files_written_while_linking_are_those_of_a_one_process_build(example_co
         patch.setattr(build_module._ExportStreams, "add", stopped_half_way)
         copied = []
         real_export_parts = build_module._export_parts
-        patch.setattr(build_module, "_export_parts",
-                      lambda *a: copied.append(len(a[-1].ids) if a[-1] else 0) or real_export_parts(*a))
+        patch.setattr(build_module, "_export_parts", lambda *a: copied.append(len(a[-1].ids)) or real_export_parts(*a))
         build(config, jobs=2)
-    # (digest.bib is always joined from the files: nothing of it to copy.)
-    assert placed[-1][0] == 20 and sorted(copied) == [0, 10, 10]
+    assert placed[-1][0] == 20 and sorted(copied) == [6, 7, 7]
     assert read_tree(example_copy / "site") == read_tree_of_clean_build(example_copy)
     # A build that fails after its citation files were written leaves the site as it was.
     shutil.rmtree(example_copy / ".digest-cache")
