@@ -821,8 +821,8 @@ def article_keys(articles: Iterable[Article], records: Any = None,
         for n, keys in zip(replaced, _keys_of([articles[n] for n in replaced], records, store)):
             found[articles[n].id] = keys
     else:
-        kept = [last_keys.get(article.id) for article in articles]
-        kept = [keys if keys is not None and keys.article is article else None for article, keys in zip(articles, kept)]
+        kept = [keys if (keys := last_keys.get(article.id)) is not None and keys.article is article else None
+                for article in articles]  # this very object's keys, from the last call
         made = iter(_keys_of([article for article, keys in zip(articles, kept) if keys is None], records, store))
         found = {article.id: keys if keys is not None else next(made) for article, keys in zip(articles, kept)}
     _LAST_KEYS = (articles, found)
