@@ -349,6 +349,11 @@ def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, prog
         loaded = load_articles(config.content_path, config.root, state=load_state, jobs=jobs, stats=stats,
                                listing=check.listing if check is not None and stats else None)
     report.warnings = loaded.warnings
+    if process_ends:
+        # What loading made lives as long as this process: out of the collector's reach now, not
+        # only after linking. Left in its oldest generation, the first full pass over it came during
+        # the articles' keys (3.4 s at 100,000 articles).
+        freeze_for_good(collect=False)
     if strict and loaded.warnings:
         raise DigestError([Problem(w.path, w.message, w.line, w.hint) for w in loaded.warnings])
     keys_file = config.root / CACHE_DIR / "keys.pickle"
