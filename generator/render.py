@@ -195,10 +195,7 @@ class _Template(jinja2.Template):
     def render_with(self, variables: dict[str, Any]) -> str:
         """`render(variables)` for a dict made for this one call, which holds the globals already
         (see `Renderer.render`): the context takes it as it is instead of copying it twice."""
-        plain = self._plain_globals
-        if plain is None:
-            plain = self._plain_globals = dict(self.globals)
-        context = jinja2.runtime.new_context(self.environment, self.name, self.blocks, variables, True, plain)
+        context = self.new_context(variables, shared=True)
         try:
             return self.environment.concat(self.root_render_func(context))  # type: ignore[attr-defined]
         except Exception:  # noqa: BLE001 - as Template.render: the traceback shows template lines
@@ -654,8 +651,7 @@ class Renderer:
             variables = self._page_vars(urls.depth(path)).copy()
             variables["page_path"] = path
             variables.update(context)
-            text = template.render_with(variables) if type(template) is _Template else \
-                template.render(variables)
+            text = template.render_with(variables)  # (the environment's template class: _Template)
         except jinja2.TemplateSyntaxError as exc:
             raise DigestError(Problem(_template_path(exc.filename, exc.name, self.config.root),
                                       f"template syntax: {exc.message}",
