@@ -241,13 +241,23 @@ class _Graph:
 _GRAPH: _Graph | None = None
 
 
+_YEARS_SHOWN = 200  # a chart spanning more years (a mistyped date) shows only those with articles
+
+
 def articles_per_year(digest: Digest) -> tuple[tuple[str, int], ...]:
-    """Return (year, articles) for each year, oldest first: the year pages' counts when the digest
-    has them (an article's year page is its year's), without reading 10,000 dates again."""
+    """Return (year, articles) for every year from the oldest to the newest, those without articles
+    as 0 (a chart's axis is time: 2019 next to 2021 would hide a year). Counts are the year pages'
+    when the digest has them (an article's year page is its year's), without reading 10,000 dates
+    again."""
     years = digest.taxonomies.get("years")
     if years is not None:
-        return tuple(sorted((term.name, len(term.article_ids)) for term in years))
-    return tuple(sorted((str(year), count) for year, count in Counter(a.year for a in digest.articles).items() if year))
+        counts = {term.name: len(term.article_ids) for term in years}
+    else:
+        counts = {str(year): count for year, count in Counter(a.year for a in digest.articles).items() if year}
+    numbers = sorted(int(name) for name in counts)  # names are str(article.year)
+    if not numbers or numbers[-1] - numbers[0] >= _YEARS_SHOWN:
+        return tuple((str(year), counts[str(year)]) for year in numbers)
+    return tuple((str(year), counts.get(str(year), 0)) for year in range(numbers[0], numbers[-1] + 1))
 
 
 def build_map(digest: Digest, layout_cache: dict[str, str] | None = None) -> DigestMap:

@@ -414,3 +414,24 @@ def test_progress_shows_a_rate_only_once_it_can_be_measured(monkeypatch):
     shown.update("render", 12780, 81804)
     lines = [line.strip() for line in stream.getvalue().split("\r") if line.strip()]
     assert lines == ["render: 1,278/81,804", "render: 12,780/81,804 (12,780/s)"]
+
+
+def test_articles_per_year_chart_shows_years_without_articles_unlinked(make_site):
+    """The map's chart is a time axis: a year without articles is an empty bar, not a missing one,
+    and bars link to year pages only when the digest has them."""
+    import re
+
+    root = make_site({
+        "content/a.yaml": "title: CAR T cells in lupus\npmid: 1\npublished: 2019-03-01\n",
+        "content/b.yaml": "title: CAR T cells in myositis\npmid: 2\npublished: 2022-05-01\n",
+        "content/c.yaml": "title: CAR T cells in sclerosis\npmid: 3\npublished: 2022-07-01\n",
+    }, config="title: Years\n")
+    build_site(root)
+    chart = (root / "site/map/index.html").read_text().split('class="bars"')[1].split("</svg>")[0]
+    assert re.findall(r"<title>(\d{4}): (\d+) article", chart) == [
+        ("2019", "1"), ("2020", "0"), ("2021", "0"), ("2022", "2")]
+    assert re.findall(r'href="([^"]+)"', chart) == ["../years/2019/", "../years/2022/"]
+    (root / "digest.yaml").write_text("title: Years\ntaxonomies: [topics, authors]\n")
+    build_site(root)
+    chart = (root / "site/map/index.html").read_text().split('class="bars"')[1].split("</svg>")[0]
+    assert "href" not in chart and chart.count("<rect") == 4  # no year pages to link to
