@@ -176,11 +176,13 @@ def _parse_similar(value: Any, fail) -> SimilarityConfig | None:
             config = replace(config, count=item)
         elif key == "min_score" and isinstance(item, (int, float)) and not isinstance(item, bool) and item >= 0:
             config = replace(config, min_score=float(item))
+        elif key == "min_score" and item in ("auto", None):
+            config = replace(config, min_score=None)
         elif key == "fields" and isinstance(item, list) and item and all(f in _SIMILAR_FIELDS for f in item):
             config = replace(config, fields=tuple(item))
         elif key in _SIMILAR_KEYS:
             fail(f"'similar.{key}' has an invalid value {item!r}",
-                 "count: a whole number; min_score: a number >= 0; fields: a list of " + ", ".join(_SIMILAR_FIELDS))
+                 "count: a whole number; min_score: a number >= 0 or auto; fields: a list of " + ", ".join(_SIMILAR_FIELDS))
         else:
             fail(f"unknown setting 'similar.{key}'", _did_you_mean(str(key), _SIMILAR_KEYS))
     return config

@@ -18,7 +18,7 @@ language: en
 # cname: digest.example.org      # a custom domain (writes site/CNAME)
 similar:
   count: 5                       # computed similar articles per article; `similar: false` turns them off
-  min_score: 0.15                # the lowest score listed (0 to 1); a digest on one narrow topic scores lower: try 0.05
+  min_score: auto                # the lowest score listed, 0 to 1; auto: a fifth of the articles' median best score
 feed:
   limit: 50                      # newest articles in feed.xml
 # taxonomies: [topics, authors, journals, years, types]

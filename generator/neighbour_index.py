@@ -36,6 +36,7 @@ from generator.similarity import (
     Vocabulary,
     _check_unique_ids,
     _select_block,
+    auto_units,
     best_per_row,
     column_map,
     entry_ranks,
@@ -49,7 +50,7 @@ from generator.similarity import (
     row_entries,
     shared_terms,
     spliced_rows,
-    top_pairs,
+    thresholded_pairs,
     within_work_budget,
 )
 
@@ -67,6 +68,7 @@ class _Computed:
     pairs: tuple[np.ndarray, np.ndarray, np.ndarray]  # row, neighbour row, units: by row then rank
     shared: list[tuple[str, ...]]  # per pair
     result: dict[str, tuple[Neighbour, ...]]
+    units: int  # the threshold the pairs were kept at (see `min_units`, `auto_units`)
     rank: np.ndarray | None = None  # entry_ranks(vectors.matrix), as int32
     profiles: sp.csr_matrix | None = None  # the rows truncated to `length` terms (see `profiles_of`)
     counts: dict[int | None, np.ndarray] | None = None  # profile_counts for `longer_length(length)`
@@ -114,11 +116,17 @@ class NeighbourIndex:
             vectors, changes = self._vectors(config, ids, terms, edited)
             rank = self._entry_ranks(vectors.matrix, changes)
             profiles, length, counts = self._profiles(vectors.matrix, rank, changes)
-            computed = self._update(config, ids, vectors, profiles, length, min_units(config), changes)
+            units = min_units(config)
+            if units is None and self._last is not None:  # `auto`: the last threshold, unless it moves
+                units = self._last.units
+            computed = self._update(config, ids, vectors, profiles, length, units, changes) if units else None
+            if computed is not None and config.min_score is None and auto_units(computed.pairs, len(ids)) != units:
+                computed = None  # the edit moved `auto`'s threshold: every list may change
             if computed is None:
-                pairs = top_pairs(profiles, config.count, min_units(config))
+                pairs, units = thresholded_pairs(profiles, config)
                 shared = shared_terms(vectors, *pairs[:2])
-                computed = _Computed(config, ids, vectors, length, pairs, shared, neighbours_by_row(ids, pairs, shared))
+                computed = _Computed(config, ids, vectors, length, pairs, shared,
+                                     neighbours_by_row(ids, pairs, shared), units)
                 self.stats = {"full": 1, "rows": len(ids), "merged": 0}
             computed.rank, computed.profiles, computed.counts = rank, profiles, counts
             self._last = computed
@@ -135,7 +143,7 @@ class NeighbourIndex:
         last = self._last
         if last is not None:  # neighbours are made again from the pairs: pickling them costs more
             state["_last"] = _Computed(last.config, last.ids, last.vectors, last.length, last.pairs, last.shared, {},
-                                       last.rank, last.profiles, last.counts)
+                                       last.units, last.rank, last.profiles, last.counts)
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -261,7 +269,7 @@ class NeighbourIndex:
                 length: int | None, min_units: int, changes: tuple[np.ndarray, np.ndarray] | None) -> _Computed | None:
         """Return the new computation from the last one, or None when it must be done in full."""
         last = self._last
-        if changes is None or last is None or last.length != length:
+        if changes is None or last is None or last.length != length or last.units != min_units:
             return None
         moved, changed = changes
         if _labels_changed(last.vectors.labels, vectors.labels, moved):
@@ -269,7 +277,7 @@ class NeighbourIndex:
         n, count = len(ids), config.count
         if not len(changed):
             self.stats = {"full": 0, "rows": 0, "merged": 0}
-            return _Computed(config, ids, vectors, length, last.pairs, last.shared, last.result)
+            return _Computed(config, ids, vectors, length, last.pairs, last.shared, last.result, min_units)
         if len(changed) > _MOST_CHANGED * n:
             return None
         in_changed = np.zeros(n, dtype=bool)
@@ -336,7 +344,7 @@ class NeighbourIndex:
             if found != result[article_id]:
                 result[article_id] = found
         self.stats = {"full": 0, "rows": len(full_rows), "merged": len(merge) - len(kept)}
-        return _Computed(config, ids, vectors, length, pairs, shared, result)
+        return _Computed(config, ids, vectors, length, pairs, shared, result, min_units)
 
 
 def _same_lists(old: tuple[np.ndarray, np.ndarray, np.ndarray], new: tuple[np.ndarray, np.ndarray, np.ndarray],

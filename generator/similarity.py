@@ -122,13 +122,50 @@ def _fill_neighbours(
 ) -> None:
     """Put each article's neighbours in `result` (articles in id order)."""
     vectors = build_vectors(ordered, config.fields)
-    pairs = top_pairs(truncate_profiles(vectors.matrix), config.count, min_units(config))
+    pairs, _ = thresholded_pairs(truncate_profiles(vectors.matrix), config)
     result.update(neighbours_by_row([article.id for article in ordered], pairs, shared_terms(vectors, *pairs[:2])))
 
 
-def min_units(config: SimilarityConfig) -> int:
-    """Return `config.min_score` in units of 1e-4, at least 1 (a score rounded to 0 never counts)."""
+def min_units(config: SimilarityConfig) -> int | None:
+    """Return `config.min_score` in units of 1e-4, at least 1 (a score rounded to 0 never counts);
+    None for `min_score: auto` (see `auto_units`)."""
+    if config.min_score is None:
+        return None
     return min(max(1, math.ceil(round(config.min_score * _SCALE, 6))), _SCALE + 1)
+
+
+def thresholded_pairs(profiles: sp.csr_matrix, config: SimilarityConfig
+                      ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], int]:
+    """Return `top_pairs` at the digest's threshold, and the threshold (units of 1e-4)."""
+    units = min_units(config)
+    if units is not None:
+        return top_pairs(profiles, config.count, units), units
+    pairs = top_pairs(profiles, config.count, 1)
+    units = auto_units(pairs, profiles.shape[0])
+    return pairs_from(pairs, units), units
+
+
+def auto_units(pairs: tuple[np.ndarray, np.ndarray, np.ndarray], rows: int) -> int:
+    """Return `min_score: auto` in units of 1e-4: a fifth of the median of the rows' best scores
+    (0 for a row without neighbours; the lower median), rounded down to 0.01, at least 1 unit.
+
+    Pairs kept at a threshold t give the same value as all pairs whenever that value is t: rows
+    cut off had best scores below t, so the median is unchanged while it is at least t (a fifth
+    of it then is below t unless t is 1 unit, where nothing was cut)."""
+    src, _, units = pairs
+    best = np.zeros(rows, dtype=np.int64)
+    if len(src):
+        firsts = np.flatnonzero(np.r_[True, src[1:] != src[:-1]])  # pairs come by row, best first
+        best[src[firsts]] = units[firsts]
+    median = int(np.sort(best)[(rows - 1) // 2]) if rows else 0
+    return max(1, median // 5 // 100 * 100)
+
+
+def pairs_from(pairs: tuple[np.ndarray, np.ndarray, np.ndarray], min_units: int
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return the pairs scoring at least `min_units` (in the same order)."""
+    keep = pairs[2] >= min_units
+    return pairs[0][keep], pairs[1][keep], pairs[2][keep]
 
 
 def neighbours_by_row(ids: Sequence[str], pairs: tuple[np.ndarray, np.ndarray, np.ndarray],

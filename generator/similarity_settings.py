@@ -16,15 +16,20 @@ class SimilarityConfig:
     """How neighbours are computed (`similar:` in digest.yaml).
 
     Scores are cosines in [0, 1]; a neighbour needs a score >= `min_score` and above 0 once rounded
-    (so a `min_score` above 1 turns neighbours off). The default, 0.15, was set on the synthetic
-    corpus (digests of 30 to 600 articles, 30 topics): pairs from different topics score 0.03 to
-    0.08 (median), 0.11 to 0.18 (99th percentile), at most 0.30 (sibling topics); pairs from the
-    same topic score 0.32 or more (median 0.66). In a 300-article digest whose smallest topics have
-    4 articles, 0.1 let 18 cross-topic pairs (<= 0.13) fill their top 5; 0.15 lets none.
+    (so a `min_score` above 1 turns neighbours off). None (the default, `min_score: auto`) is a
+    fifth of the median of the articles' best scores, rounded down to 0.01 (`similarity.auto_units`):
+    what counts as related depends on the digest. On the synthetic corpus (digests of 30 to 2,000
+    articles, 30 topics) pairs from different topics score 0.03 to 0.08 (median), 0.11 to 0.18
+    (99th percentile); pairs from the same topic 0.32 or more (median 0.66); an article's best
+    scores 0.73 to 0.76 (median), so the rule gives 0.15, the value set on it (in a 300-article
+    digest whose smallest topics have 4 articles, 0.1 let 18 cross-topic pairs fill their top 5,
+    0.15 none). In a digest on one narrow topic every article shares the topic's words, which then
+    weigh little: the example digest's related papers score 0.05 to 0.3, its best scores' median is
+    0.22, and the rule gives 0.04, where 0.15 left 5 of its 13 articles without a neighbour.
     """
 
     count: int = 5
-    min_score: float = 0.15
+    min_score: float | None = None
     fields: tuple[str, ...] = FIELDS
 
     def __post_init__(self) -> None:
@@ -32,7 +37,7 @@ class SimilarityConfig:
         if isinstance(self.count, bool) or not isinstance(self.count, int) or self.count < 0:
             raise ValueError(f"similar.count must be a whole number >= 0, got {self.count!r}")
         score = self.min_score
-        if isinstance(score, bool) or not isinstance(score, Real) or not 0.0 <= score < math.inf:
+        if score is not None and (isinstance(score, bool) or not isinstance(score, Real) or not 0.0 <= score < math.inf):
             raise ValueError(f"similar.min_score must be a number >= 0, got {score!r}")
         unknown = [name for name in self.fields if name not in FIELDS]
         if unknown:

@@ -56,10 +56,11 @@ def edit(rng: random.Random, item: Article) -> Article:
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.integers(2, 60), st.integers(1, 12), st.sampled_from([0.0, 0.15]), st.booleans(), st.randoms())
+@given(st.integers(2, 60), st.integers(1, 12), st.sampled_from([0.0, 0.15, None]), st.booleans(), st.randoms())
 def test_every_edit_gives_what_a_computation_from_scratch_gives(
-    n: int, edits: int, min_score: float, short_profiles: bool, rng: random.Random
+    n: int, edits: int, min_score: float | None, short_profiles: bool, rng: random.Random
 ) -> None:
+    """(min_score None: `auto`, whose threshold an edit may move.)"""
     with pytest.MonkeyPatch.context() as patch:
         if short_profiles:  # profiles cut to a few terms, as in large digests
             patch.setattr(similarity, "_WORK_FLOOR", 0)

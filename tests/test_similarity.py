@@ -27,6 +27,7 @@ from generator.similarity import (
     top_pairs,
     word_bytes,
 )
+from tests.conftest import REPO
 
 MAKE_CORPUS = Path(__file__).resolve().parents[2] / "shared/bench/make_corpus.py"
 ANY = SimilarityConfig(min_score=0.0)
@@ -457,3 +458,52 @@ def test_large_digests_share_the_products_between_cores_with_the_same_result(mon
     monkeypatch.setattr(generator.workers.multiprocessing, "get_context", lambda method: CountingContext())
     assert compute_neighbours(articles, config) == serial
     assert forks, "the products were not shared with a worker"
+
+
+# --- min_score: auto ------------------------------------------------------------------------------
+
+
+def test_auto_threshold_is_a_fifth_of_the_median_best_score_rounded_down() -> None:
+    from generator.similarity import auto_units
+
+    src, dst = np.array([0, 0, 1, 2, 2]), np.array([1, 2, 0, 0, 1])
+    # Best scores 0.70, 0.70, 0.30 and a row without neighbours: the lower median is 0.30 -> 0.06.
+    assert auto_units((src, dst, np.array([7000, 3000, 7000, 3000, 100])), 4) == 600
+    assert auto_units((src, dst, np.array([7455, 3000, 7455, 7455, 100])), 3) == 1400  # 0.1491 -> 0.14
+    assert auto_units((np.zeros(0, int), np.zeros(0, int), np.zeros(0, int)), 3) == 1  # nothing scores
+
+
+def test_auto_threshold_finds_neighbours_in_a_digest_on_one_narrow_topic() -> None:
+    """The example digest is about CAR-T cells: every article shares the topic's words, which then
+    weigh little. A fixed 0.15 left 5 of its 13 articles without any neighbour; `auto` (the
+    default) lists related papers for every one, the oncology trials among each other."""
+    from generator.config import load_config
+    from generator.load import load_articles
+
+    config = load_config(REPO, {})
+    articles = load_articles(config.content_path, config.root).articles
+    fixed = compute_neighbours(articles, SimilarityConfig(min_score=0.15))
+    assert sum(1 for found in fixed.values() if not found) == 5
+    auto = compute_neighbours(articles, SimilarityConfig())
+    assert all(auto.values())
+    assert "29385370" in ids(auto["29226797"])  # axicabtagene ciloleucel: tisagenlecleucel, both CD19 CAR-T trials
+    for key, found in fixed.items():  # the stronger links are all still there, in the same order
+        assert ids(auto[key])[:len(found)] == ids(found)
+
+
+@pytest.mark.parametrize("text, expected", [("similar: {min_score: auto}\n", None), ("similar: {min_score: 0.2}\n", 0.2),
+                                            ("similar: {count: 3}\n", None)])
+def test_digest_yaml_min_score_is_a_number_or_auto(tmp_path, text: str, expected: float | None) -> None:
+    from generator.config import load_config
+
+    (tmp_path / "digest.yaml").write_text(text)
+    assert load_config(tmp_path, {}).similar.min_score == expected
+
+
+def test_digest_yaml_refuses_another_word_for_min_score(tmp_path) -> None:
+    from generator.config import load_config
+    from generator.errors import DigestError
+
+    (tmp_path / "digest.yaml").write_text("similar: {min_score: high}\n")
+    with pytest.raises(DigestError, match="min_score: a number >= 0 or auto"):
+        load_config(tmp_path, {})
