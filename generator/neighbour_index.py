@@ -12,7 +12,8 @@ is the best of its old list without A plus those, except when A held part of a f
 (what came next in u's row is unknown then): u is computed in full too.
 
 Anything digest-wide falls back to the full computation: other articles or settings, another
-profile length, a label shown for a term that changed, or more than a quarter of the rows changed.
+profile length, a label shown for a term that changed, an `auto` threshold that the edit moved, or
+more than a quarter of the rows changed.
 Articles' terms are read once: the index keeps them by a key that changes with the title, abstract,
 MeSH terms and keywords (`LinkState` gives a digest of them), so an edit reads one article.
 """

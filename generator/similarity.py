@@ -27,6 +27,11 @@ Neighbours
     rounded to 4 decimals desc, id asc). argpartition would need dense rows, n values each (1e10 at
     100,000 articles) at 4 to 75 ns a value (slowest when many values tie, as zeros do), and which
     of tied values it keeps is unspecified.
+Threshold
+    A neighbour scores at least `min_score`; `auto` (the default) is a fifth of the median of the
+    articles' best scores, rounded down to 0.01 (`auto_units`), because what a related paper scores
+    depends on the digest: 0.15 on the synthetic corpus of 30 topics, 0.04 on the example digest,
+    whose articles all share the words of one topic (see `SimilarityConfig`).
 
 Measured with benchmarks/similarity.py (synthetic corpus, 30 topics; count 5, min_score 0.15) on a
 2-core Xeon VM that other jobs kept busy (load average 3 to 8: wall time ran up to 2x CPU time).
