@@ -30,7 +30,7 @@ Neighbours
 Threshold
     A neighbour scores at least `min_score`; `auto` (the default) is a fifth of the median of the
     articles' best scores, rounded down to 0.01 (`auto_units`), because what a related paper scores
-    depends on the digest: 0.15 on the synthetic corpus of 30 topics, 0.04 on the example digest,
+    depends on the digest: 0.14-0.15 on the synthetic corpus of 30 topics, 0.04 on the example digest,
     whose articles all share the words of one topic (see `SimilarityConfig`).
 
 Measured with benchmarks/similarity.py (synthetic corpus, 30 topics; count 5, min_score 0.15) on a
