@@ -147,7 +147,7 @@ def thresholded_pairs(profiles: sp.csr_matrix, config: SimilarityConfig
         return top_pairs(profiles, config.count, units), units
     pairs = top_pairs(profiles, config.count, 1)
     units = auto_units(pairs, profiles.shape[0])
-    return pairs_from(pairs, units), units
+    return pairs_scoring_at_least(pairs, units), units
 
 
 def auto_units(pairs: tuple[np.ndarray, np.ndarray, np.ndarray], rows: int) -> int:
@@ -166,7 +166,7 @@ def auto_units(pairs: tuple[np.ndarray, np.ndarray, np.ndarray], rows: int) -> i
     return max(1, median // 5 // 100 * 100)
 
 
-def pairs_from(pairs: tuple[np.ndarray, np.ndarray, np.ndarray], min_units: int
+def pairs_scoring_at_least(pairs: tuple[np.ndarray, np.ndarray, np.ndarray], min_units: int
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Return the pairs scoring at least `min_units` (in the same order)."""
     keep = pairs[2] >= min_units
