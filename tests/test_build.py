@@ -435,3 +435,15 @@ def test_articles_per_year_chart_shows_years_without_articles_unlinked(make_site
     build_site(root)
     chart = (root / "site/map/index.html").read_text().split('class="bars"')[1].split("</svg>")[0]
     assert "href" not in chart and chart.count("<rect") == 4  # no year pages to link to
+
+
+def test_markdown_page_keeps_authors_citation_and_ids_apart(small_digest):
+    """The Markdown twin, rendered by a Markdown processor: the authors, the journal line and the
+    list of identifiers are three blocks, not one paragraph run together."""
+    import markdown
+
+    build_site(small_digest)
+    html = markdown.markdown((small_digest / "site/articles/40755780/index.md").read_text(encoding="utf-8"))
+    assert "<p>Jane Smith, John Doe</p>" in html
+    assert "<p><em>Frontiers in Immunology</em> 2025 Jul 18</p>" in html
+    assert '<ul>\n<li>PMID: <a href="https://pubmed.ncbi.nlm.nih.gov/40755780/">40755780</a></li>' in html
