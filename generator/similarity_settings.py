@@ -27,7 +27,9 @@ class SimilarityConfig:
     digest whose smallest topics have 4 articles, 0.1 let 18 cross-topic pairs fill their top 5,
     0.15 none). In a digest on one narrow topic every article shares the topic's words, which then
     weigh little: the example digest's related papers score 0.05 to 0.3, its best scores' median is
-    0.22, and the rule gives 0.04, where 0.15 left 5 of its 13 articles without a neighbour.
+    0.22, and the rule gives 0.04, where 0.15 left 5 of its 13 articles without a neighbour. Records
+    with little text score low too: a 3,700-entry Zotero library, mostly titles of many fields, gets
+    0.05 (median best 0.29) and 4.89 neighbours an article instead of 4.42, the added ones weaker.
     """
 
     count: int = 5
