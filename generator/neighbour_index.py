@@ -117,12 +117,11 @@ class NeighbourIndex:
             vectors, changes = self._vectors(config, ids, terms, edited)
             rank = self._entry_ranks(vectors.matrix, changes)
             profiles, length, counts = self._profiles(vectors.matrix, rank, changes)
-            units = min_units(config)
-            if units is None and self._last is not None:  # `auto`: the last threshold, unless it moves
-                units = self._last.units
+            auto = config.min_score is None  # `auto`: the last threshold, unless the edit moves it
+            units = (self._last.units if self._last is not None else None) if auto else min_units(config)
             computed = self._update(config, ids, vectors, profiles, length, units, changes) if units else None
-            if computed is not None and config.min_score is None and auto_units(computed.pairs, len(ids)) != units:
-                computed = None  # the edit moved `auto`'s threshold: every list may change
+            if computed is not None and auto and auto_units(computed.pairs, len(ids)) != units:
+                computed = None  # every list may change
             if computed is None:
                 pairs, units = thresholded_pairs(profiles, config)
                 shared = shared_terms(vectors, *pairs[:2])

@@ -188,9 +188,8 @@ def test_files_written_while_linking_are_those_of_a_one_process_build(example_co
     plan (see build._EarlyFiles); the site must be byte for byte the same, also when a build fails
     after them."""
     import generator.build as build_module
-    from generator.errors import DigestError
-
     import generator.render as render_module
+    from generator.errors import DigestError
 
     # As in a new process: no listing entries made by an earlier test's build (the writer would
     # inherit them, and have none to hand over).
