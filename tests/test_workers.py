@@ -1,16 +1,19 @@
 """Forked workers (generator.workers): what they compute comes back whole and in order, as a
-single process would compute it, and a load parsed on two cores is the load parsed on one."""
+single process would compute it, and a load parsed on two cores is the load parsed on one. The
+process reading content files ahead (generator.readahead) never gets stuck and is always reaped."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
 
 import generator.load as load_module
+from generator import readahead
 from generator.load import load_articles
 from generator.workers import can_fork, map_with_workers
 from tests.conftest import REPO
@@ -92,3 +95,46 @@ def test_article_keys_made_on_two_cores_are_those_made_on_one(tmp_path: Path, mo
     assert len(one) >= 70
     assert list(two) == list(one), "in the articles' order"
     assert two == one and store_two == store_one
+
+
+def _children() -> set[int]:
+    """This process's child processes (Linux), zombies included."""
+    found: set[int] = set()
+    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+        found.update(int(pid) for pid in (task / "children").read_text().split())
+    return found
+
+
+@pytest.mark.skipif(not hasattr(os, "posix_fadvise") or not Path("/proc/self/task").is_dir(),
+                    reason="reading ahead needs posix_fadvise; children are listed by Linux's /proc")
+def test_reading_ahead_skips_what_it_cannot_open_and_leaves_no_process(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(readahead, "READ_AHEAD_FILES", 3)
+    (tmp_path / "record.ris").write_text("TY  - JOUR\nER  - \n")
+    os.mkfifo(tmp_path / "pipe.ris")  # opened for reading without a writer, it would wait forever
+    (tmp_path / "folder.ris").mkdir()
+    paths = [str(tmp_path / name) for name in ("gone.ris", "pipe.ris", "folder.ris", "record.ris")]
+    before = _children()
+    stop = readahead.read_ahead(paths)
+    started = _children() - before
+    assert len(started) == 1, "one process reads ahead"
+    child = started.pop()
+    for _ in range(200):  # it gets through the paths and ends by itself
+        if Path(f"/proc/{child}/stat").read_text().split(") ")[1][0] == "Z":
+            break
+        time.sleep(0.01)
+    else:
+        pytest.fail("the process reading ahead is stuck on a path it cannot read")
+    stop()
+    assert child not in _children(), "stopping reaps it"
+    assert readahead.read_ahead(paths[:2])() is None, "too few files: nothing started"
+    assert _children() == before
+
+
+def test_files_are_read_ahead_in_the_order_the_readers_come_to_them() -> None:
+    def job(name: str, regular: bool = True) -> tuple:
+        return (name, name, (1, 2, 3, 4, 5) if regular else None, 0, None)
+
+    mine = [job("a0"), job("a1", regular=False), job("a2")]
+    rest = [job(f"b{n}") for n in range(8)]
+    assert load_module._reading_order(mine, rest, 2) == ["a0", "b0", "b1", "b2", "b3", "a2", "b4", "b5", "b6", "b7"]
+    assert load_module._reading_order(mine, rest[:3], 1) == ["a0", "b0", "b1", "a2", "b2"]

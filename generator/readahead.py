@@ -1,0 +1,67 @@
+"""Reading content files ahead of the readers.
+
+A load whose files are not in the kernel's page cache (after a reboot, or when a large site's
+output has pushed them out) waits on the disk one small file at a time: at 100,000 records, 40-50 %
+of the load's time was spent waiting. Asked for all the files at once, the kernel fetches them
+together: reading the 100,000 files after advising them took 2.9-4.8 s instead of 11-21 s.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable, Sequence
+
+from generator.workers import can_fork, worker_setup
+
+READ_AHEAD_FILES = 400  # fewer files than this are read before a helper process could help
+
+
+def read_ahead(paths: Sequence[str]) -> Callable[[], None]:
+    """Start asking the kernel to read `paths` into its page cache, in that order, and return the
+    function that stops asking (call it once the files are read).
+
+    A forked process does the asking: opening a file whose inode is not cached waits on the disk
+    too, and the readers should not. Where files are cached already this costs a few microseconds
+    a file, on that process. Only on systems with `posix_fadvise` (Linux, the BSDs) and fork.
+    """
+    if len(paths) < READ_AHEAD_FILES or not hasattr(os, "posix_fadvise") or not can_fork():
+        return lambda: None
+    try:
+        child = os.fork()
+    except OSError:
+        return lambda: None
+    if child == 0:  # pragma: no cover - runs in the forked process, which never returns
+        try:
+            worker_setup()
+            _advise(paths)
+        finally:
+            os._exit(0)
+
+    def stop() -> None:
+        try:
+            os.kill(child, 9)  # SIGKILL: it holds nothing that needs cleaning up
+        except OSError:
+            pass
+        try:
+            os.waitpid(child, 0)
+        except OSError:
+            pass
+
+    return stop
+
+
+def _advise(paths: Sequence[str]) -> None:
+    """Tell the kernel each file will be needed soon (POSIX_FADV_WILLNEED starts reading it and
+    returns). O_NONBLOCK: a path that became a pipe since it was listed does not block the open."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0)
+    for path in paths:
+        try:
+            handle = os.open(path, flags)
+        except OSError:
+            continue
+        try:
+            os.posix_fadvise(handle, 0, 0, os.POSIX_FADV_WILLNEED)
+        except OSError:
+            pass
+        finally:
+            os.close(handle)
