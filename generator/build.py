@@ -38,7 +38,7 @@ from generator.progress import NoProgress, Progress
 from generator.exports import CITATION_FILES, citation_file
 from generator import urls
 from generator.similarity_settings import PARALLEL_ROWS
-from generator.workers import can_fork, worker_setup
+from generator.workers import ForkedWorkers, can_fork, worker_setup
 from generator.write import (TREE_MARKER, SiteWriter, TreeFiles, checked_path, create_file, static_files,
                              write_all, write_spliced)
 
@@ -1277,7 +1277,7 @@ def render_into(tree, renderer: Renderer, jobs_to_render: list[PageJob], workers
     earlier = renderer.new_fragments  # a build may render in more than one call
     try:
         made: dict[str, str] = {}
-        if workers <= 1 or len(jobs_to_render) < PARALLEL_THRESHOLD or "fork" not in multiprocessing.get_all_start_methods():
+        if workers <= 1 or len(jobs_to_render) < PARALLEL_THRESHOLD or not can_fork():
             problems, made, written = _render_chunk(jobs_to_render)
             if problems:
                 raise DigestError(problems)
@@ -1288,10 +1288,9 @@ def render_into(tree, renderer: Renderer, jobs_to_render: list[PageJob], workers
             chunks = [ordered[i: i + size] for i in range(0, len(ordered), size)]
             done = 0
             renderer.rendered_in_workers = True  # what they made for reuse stays with them (see warm_up)
-            with multiprocessing.get_context("fork").Pool(workers, initializer=worker_setup) as pool:
-                for (problems, fragments, count), chunk in zip(pool.imap(_render_chunk, chunks), chunks):
+            with ForkedWorkers(_render_chunk, chunks, workers) as pool:
+                for (problems, fragments, count), chunk in zip(pool.in_order(), chunks):
                     if problems:
-                        pool.terminate()
                         raise DigestError(problems)
                     made.update(fragments)
                     written += count

@@ -562,18 +562,19 @@ def start_cli(root: Path, *options: str) -> tuple[subprocess.Popen, str]:
 
 
 # `digest serve` whose build forks two workers that sleep, as a parallel render does (build.py
-# renders big changes in a fork Pool), once content/slow.txt exists.
+# renders big changes in ForkedWorkers), once content/slow.txt exists.
 FORKING_SERVE = """
-import multiprocessing, sys, time
+import sys, time
 from generator import cli, serve
+from generator.workers import ForkedWorkers
 
 def sleep(seconds):
     time.sleep(seconds)
 
 def build(config, **options):
     if (config.content_path / "slow.txt").exists():
-        with multiprocessing.get_context("fork").Pool(2) as pool:
-            pool.map(sleep, [30, 30], chunksize=1)
+        with ForkedWorkers(sleep, [30, 30], 2) as pool:
+            pool.take_all()
 
 serve._default_build = build
 sys.exit(cli.main(sys.argv[1:]))

@@ -447,17 +447,16 @@ def test_large_digests_share_the_products_between_cores_with_the_same_result(mon
     monkeypatch.setattr(similarity, "PARALLEL_ROWS", 1)
     monkeypatch.setattr(similarity, "_BLOCK_WORK", 5000)  # many blocks, so the work can be shared
     monkeypatch.setattr(similarity, "idle_cores", lambda requested: 2)
-    forks = []
-    real_pool = generator.workers.multiprocessing.get_context("fork").Pool
+    shared = []
 
-    class CountingContext:
-        def Pool(self, *args, **kwargs):  # noqa: N802 - multiprocessing's name
-            forks.append(args)
-            return real_pool(*args, **kwargs)
+    class CountingWorkers(generator.workers.ForkedWorkers):
+        def __exit__(self, *exc_info):
+            shared.append(self.taken == len(self.shares))  # every share came back from a worker
+            return super().__exit__(*exc_info)
 
-    monkeypatch.setattr(generator.workers.multiprocessing, "get_context", lambda method: CountingContext())
+    monkeypatch.setattr(generator.workers, "ForkedWorkers", CountingWorkers)
     assert compute_neighbours(articles, config) == serial
-    assert forks, "the products were not shared with a worker"
+    assert shared == [True], "the products were shared with a worker"
 
 
 # --- min_score: auto ------------------------------------------------------------------------------

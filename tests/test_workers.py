@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import tempfile
 import time
 from pathlib import Path
@@ -15,10 +16,11 @@ import pytest
 import generator.load as load_module
 from generator import readahead
 from generator.load import load_articles
-from generator.workers import can_fork, map_with_workers
+from generator.workers import ForkedWorkers, can_fork, map_with_workers
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.skipif(not can_fork(), reason="workers are forked processes")
+lists_children = pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="children are listed by Linux's /proc")
 
 
 def _big(share: int) -> tuple[int, int, list[str]]:
@@ -45,6 +47,41 @@ def test_results_come_back_whole_and_in_order_from_other_processes(tmp_path: Pat
 def test_a_result_a_worker_cannot_send_is_computed_here() -> None:
     _unpicklable_in_workers.parent = os.getpid()  # type: ignore[attr-defined]
     assert map_with_workers(_unpicklable_in_workers, [1], [2, 3, 4], 2) == [2, 4, 6, 8]
+
+
+def _dies_in_workers(share: int) -> int:
+    if os.getpid() != _dies_in_workers.parent and share == 3:  # type: ignore[attr-defined]
+        os.kill(os.getpid(), signal.SIGKILL)
+    return share * 2
+
+
+def _fails_on_three(share: int) -> int:
+    if share == 3:
+        raise ValueError(f"share {share} is bad")
+    time.sleep(0.01)
+    return share
+
+
+@lists_children
+def test_a_killed_worker_leaves_the_work_to_this_process() -> None:
+    _dies_in_workers.parent = os.getpid()  # type: ignore[attr-defined]
+    before = _children()
+    assert map_with_workers(_dies_in_workers, [1], [2, 3, 4, 5, 6], 2) == [2, 4, 6, 8, 10, 12]
+    assert _children() == before, "every worker is reaped"
+
+
+@lists_children
+def test_an_error_in_a_worker_is_raised_here_and_no_worker_is_left_waiting() -> None:
+    before = _children()
+    with pytest.raises(ValueError, match="share 3 is bad"):
+        with ForkedWorkers(_fails_on_three, list(range(40)), 2) as pool:
+            assert len(_children() - before) == 2
+            for index, result in enumerate(pool.in_order()):
+                assert result == index
+    assert _children() == before, "the workers stop though shares were outstanding"
+    with ForkedWorkers(_fails_on_three, [0, 1, 2], 3) as pool:
+        assert pool.take_all() == [0, 1, 2]
+    assert _children() == before
 
 
 def test_a_load_parsed_on_two_cores_is_the_load_parsed_on_one(tmp_path: Path, monkeypatch) -> None:
@@ -105,8 +142,8 @@ def _children() -> set[int]:
     return found
 
 
-@pytest.mark.skipif(not hasattr(os, "posix_fadvise") or not Path("/proc/self/task").is_dir(),
-                    reason="reading ahead needs posix_fadvise; children are listed by Linux's /proc")
+@lists_children
+@pytest.mark.skipif(not hasattr(os, "posix_fadvise"), reason="reading ahead needs posix_fadvise")
 def test_reading_ahead_skips_what_it_cannot_open_and_leaves_no_process(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(readahead, "READ_AHEAD_FILES", 3)
     (tmp_path / "record.ris").write_text("TY  - JOUR\nER  - \n")
