@@ -90,45 +90,46 @@ class WorkerFailed(Exception):
 
 
 class ForkedWorkers:
-    """Forked processes computing `function(share)` for the shares this process hands each of them,
-    one at a time as it finishes the last, in order: the work of the parsing, similarity and
-    rendering stages' other cores.
+    """Forked processes computing `function(share)` for each of `shares`, each worker taking the
+    next share as it finishes the last: the work of the parsing, similarity and rendering stages'
+    other cores.
 
-    They inherit the shares and whatever `function` reads (nothing is pickled on the way out), and
-    each result comes back through a file without a name (a pipe takes 64 KB at a time: a worker
-    would wait for this process to read, which it does only between its own shares); a pipe per
-    worker says which share is done. No threads: multiprocessing's Pool has three, and its
-    `terminate` can wait for good when a worker failed with shares outstanding (CPython issue 96995,
-    seen here once in a test). Use as a context manager: leaving it stops and reaps every worker.
+    They inherit the shares and whatever `function` reads (nothing is pickled on the way out); the
+    shares' numbers wait in one pipe that every worker reads. Each result comes back through a file
+    without a name (a pipe takes 64 KB at a time: a worker would wait until this process reads,
+    which it does only between its own shares), and a pipe per worker says which share is done.
+    No threads: multiprocessing's Pool has three, and its `terminate` can wait for good when a
+    worker failed with shares outstanding (CPython issue 96995; it hung a test here once). Use as a
+    context manager: leaving it stops and reaps every worker.
     """
 
     def __init__(self, function: Callable[[Share], Result], shares: Sequence[Share], workers: int):
-        self.function, self.shares, self.workers = function, shares, max(1, workers)
+        self.function, self.shares, self.workers = function, shares, max(1, min(workers, len(shares)))
         self.files: list[IO[bytes]] = []
         self.results: dict[int, Any] = {}  # taken in, not yet given out
         self.taken = 0
-        self.handed = 0  # shares handed out so far (they go in order)
-        self.busy: dict[int, tuple[int, int]] = {}  # result pipe -> (worker's pid, its task pipe)
+        self.queued = 0  # numbers written to the shares' pipe, then as many ends as workers
+        self.queue: int | None = None  # the shares' pipe (this process's end)
+        self.working: dict[int, int] = {}  # a worker's pipe of results -> its pid, until it says it ended
         self.pids: list[int] = []
 
     def __enter__(self) -> ForkedWorkers:
         try:
             self.files = [tempfile.TemporaryFile() for _ in self.shares]
-            pipes: list[int] = []
-            for _ in range(min(self.workers, len(self.shares))):
-                tasks_out, tasks_in = os.pipe()
+            queue_out, self.queue = os.pipe()
+            for _ in range(self.workers):
                 results_out, results_in = os.pipe()
                 pid = os.fork()
                 if pid == 0:  # pragma: no cover - the worker, which never returns
-                    for handle in (*pipes, tasks_in, results_out):
+                    for handle in (*self.working, self.queue, results_out):
                         os.close(handle)
-                    _serve(self.function, self.shares, self.files, tasks_out, results_in)
-                os.close(tasks_out)
+                    _serve(self.function, self.shares, self.files, queue_out, results_in)
                 os.close(results_in)
-                pipes += [tasks_in, results_out]
                 self.pids.append(pid)
-                self.busy[results_out] = (pid, tasks_in)
-                self._hand_out(results_out)
+                self.working[results_out] = pid
+            os.close(queue_out)
+            os.set_blocking(self.queue, False)
+            self._queue_more()
         except BaseException:
             self._stop(kill=True)
             raise
@@ -138,25 +139,18 @@ class ForkedWorkers:
         self._stop(kill=kind is not None or self.taken < len(self.shares))
 
     def take(self, timeout: float | None) -> int:
-        """Take in the results that are ready within `timeout` seconds (None: at least one);
+        """Take in the results that are ready within `timeout` seconds (None: wait for one);
         return how many. Raises the exception a share raised in its worker, or WorkerFailed."""
-        if not self.busy:
-            return 0
-        ready, _, _ = select.select(list(self.busy), [], [], timeout)
-        for pipe in ready:
-            message = os.read(pipe, _MESSAGE.size)
-            if len(message) != _MESSAGE.size:
-                raise WorkerFailed("a worker ended before its share was done")
-            index, size = _MESSAGE.unpack(message)
-            if size == _UNSENDABLE:
-                raise WorkerFailed("a worker's result or error could not be pickled")
-            result = _read_result(self.files[index], abs(size))
-            if size < 0:
-                raise result
-            self.results[index] = result
-            self.taken += 1
-            self._hand_out(pipe)
-        return len(ready)
+        taken = 0
+        while self.working and self.taken < len(self.shares):
+            ready, _, _ = select.select(list(self.working), [], [], timeout)
+            if not ready:
+                break
+            for pipe in ready:
+                taken += self._take_from(pipe)
+            self._queue_more()
+            timeout = 0
+        return taken
 
     def take_all(self) -> list[Result]:
         """Wait for every share's result; return them in the shares' order."""
@@ -166,26 +160,45 @@ class ForkedWorkers:
         """Yield the results in the shares' order, each as soon as it and those before it are in."""
         for index in range(len(self.shares)):
             while index not in self.results:
+                if not self.working:
+                    raise WorkerFailed("the workers ended before every share was done")
                 self.take(None)
             yield self.results.pop(index)
 
-    def _hand_out(self, pipe: int) -> None:
-        """Give the worker behind `pipe` the next share, or tell it to end when none is left."""
-        pid, tasks = self.busy[pipe]
-        if self.handed < len(self.shares):
-            os.write(tasks, _TASK.pack(self.handed))
-            self.handed += 1
-            return
-        os.write(tasks, _TASK.pack(-1))
-        del self.busy[pipe]
-        os.close(pipe)
-        os.close(tasks)
+    def _take_from(self, pipe: int) -> int:
+        message = _read_exactly(pipe, _MESSAGE.size)
+        if len(message) != _MESSAGE.size:
+            raise WorkerFailed("a worker ended before its shares were done")
+        index, size = _MESSAGE.unpack(message)
+        if index < 0:  # it read an end: it has exited
+            del self.working[pipe]
+            os.close(pipe)
+            return 0
+        if size == _UNSENDABLE:
+            raise WorkerFailed("a worker's result or error could not be pickled")
+        result = _read_result(self.files[index], abs(size))
+        if size < 0:
+            raise result
+        self.results[index] = result
+        self.taken += 1
+        return 1
+
+    def _queue_more(self) -> None:
+        """Write the shares' numbers, then the workers' ends, as far as the pipe has room."""
+        while self.queue is not None and self.queued < len(self.shares) + self.workers:
+            try:
+                os.write(self.queue, _TASK.pack(self.queued if self.queued < len(self.shares) else -1))
+            except BlockingIOError:
+                return
+            self.queued += 1
 
     def _stop(self, kill: bool) -> None:
-        for pipe, (_, tasks) in self.busy.items():
+        if self.queue is not None:
+            os.close(self.queue)  # a worker waiting for a share reads the end of the pipe: it exits
+            self.queue = None
+        for pipe in self.working:
             os.close(pipe)
-            os.close(tasks)
-        self.busy = {}
+        self.working = {}
         for pid in self.pids:
             if kill:
                 try:
@@ -202,24 +215,26 @@ class ForkedWorkers:
         self.files = []
 
 
-_TASK = struct.Struct("<q")  # a share's index; -1: end
-_MESSAGE = struct.Struct("<qq")  # a share's index, its pickled result's size (negative: an exception's)
+_TASK = struct.Struct("<q")  # a share's number; -1: end (8 bytes: written and read whole by any worker)
+_MESSAGE = struct.Struct("<qq")  # a share's number, its pickled result's size (negative: an exception's)
 _UNSENDABLE = -(2 ** 62)
 
 
-def _serve(function: Callable[[Any], Any], shares: Sequence[Any], files: list[IO[bytes]], tasks: int,
+def _serve(function: Callable[[Any], Any], shares: Sequence[Any], files: list[IO[bytes]], queue: int,
            results: int) -> None:  # pragma: no cover - runs in a worker
-    """A worker's life: compute the shares this process is told, write each result (or the
-    exception it raised) to the share's file, say so, until told to end; then exit at once."""
+    """A worker's life: take the next share's number from `queue`, compute it, write its result
+    (or the exception it raised) to the share's file and say so on `results`; at the end, say so
+    and exit at once (nothing of the parent's to clean up)."""
     code = 1
     try:
         worker_setup()
         while True:
-            task = _read_exactly(tasks, _TASK.size)
+            task = _read_exactly(queue, _TASK.size)
             if len(task) < _TASK.size:
-                break  # the build is gone
+                break  # the build stopped
             (index,) = _TASK.unpack(task)
             if index < 0:
+                os.write(results, _MESSAGE.pack(-1, 0))
                 code = 0
                 break
             try:
