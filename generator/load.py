@@ -37,7 +37,7 @@ from generator.fields import coerce_native, is_safe_id
 from generator import model as model_module
 from generator.model import Article, MeshTerm, PubDate, Record, SourceRef
 from generator.readers import FORMAT_NAMES, READERS_BY_SUFFIX, SUPPORTED_SUFFIXES, read_text, reader_for
-from generator.readahead import read_ahead
+from generator.readahead import reading_ahead
 from generator.workers import idle_cores, map_with_workers
 
 MAX_FILE_BYTES = 50 * 1024 * 1024  # bigger than any real export; protects memory from stray dumps
@@ -428,11 +428,8 @@ def _read_files(jobs: list[tuple], workers: int) -> list[_Outcome]:
     result that cannot be pickled, a killed worker), this process reads their share too.
     """
     if workers <= 1 or len(jobs) < PARALLEL_FILES:
-        stop_reading_ahead = read_ahead([job[0] for job in jobs if job[2] is not None])
-        try:
+        with reading_ahead(_reading_order(jobs, [], 0)):
             return _read_chunk(jobs)
-        finally:
-            stop_reading_ahead()
     # An equal share: a worker also pickles what it parsed and this process unpickles it (0.07 to
     # 0.18 ms a file each way, where parsing takes 0.5-0.6). It reads its share in pieces and takes in
     # the workers' results between them, as they come (see map_with_workers): the smaller the
@@ -443,11 +440,8 @@ def _read_files(jobs: list[tuple], workers: int) -> list[_Outcome]:
     rest = jobs[mine:]
     size = max(25, len(rest) // ((workers - 1) * 8))
     chunks = [rest[i: i + size] for i in range(0, len(rest), size)]
-    stop_reading_ahead = read_ahead(_reading_order(jobs[:mine], rest, workers - 1))
-    try:
+    with reading_ahead(_reading_order(jobs[:mine], rest, workers - 1)):
         return [outcome for part in map_with_workers(_read_chunk, pieces, chunks, workers - 1) for outcome in part]
-    finally:
-        stop_reading_ahead()
 
 
 def _reading_order(mine: list[tuple], rest: list[tuple], workers: int) -> list[str]:

@@ -151,20 +151,19 @@ def test_reading_ahead_skips_what_it_cannot_open_and_leaves_no_process(tmp_path:
     (tmp_path / "folder.ris").mkdir()
     paths = [str(tmp_path / name) for name in ("gone.ris", "pipe.ris", "folder.ris", "record.ris")]
     before = _children()
-    stop = readahead.read_ahead(paths)
-    started = _children() - before
-    assert len(started) == 1, "one process reads ahead"
-    child = started.pop()
-    for _ in range(200):  # it gets through the paths and ends by itself
-        if Path(f"/proc/{child}/stat").read_text().split(") ")[1][0] == "Z":
-            break
-        time.sleep(0.01)
-    else:
-        pytest.fail("the process reading ahead is stuck on a path it cannot read")
-    stop()
-    assert child not in _children(), "stopping reaps it"
-    assert readahead.read_ahead(paths[:2])() is None, "too few files: nothing started"
-    assert _children() == before
+    with readahead.reading_ahead(paths):
+        started = _children() - before
+        assert len(started) == 1, "one process reads ahead"
+        child = started.pop()
+        for _ in range(200):  # it gets through the paths and ends by itself
+            if Path(f"/proc/{child}/stat").read_text().split(") ")[1][0] == "Z":
+                break
+            time.sleep(0.01)
+        else:
+            pytest.fail("the process reading ahead is stuck on a path it cannot read")
+    assert child not in _children(), "leaving the block reaps it"
+    with readahead.reading_ahead(paths[:2]):
+        assert _children() == before, "too few files: nothing started"
 
 
 def test_files_are_read_ahead_in_the_order_the_readers_come_to_them() -> None:
