@@ -110,7 +110,7 @@ class ForkedWorkers:
         self.taken = 0
         self.queued = 0  # numbers written to the shares' pipe, then as many ends as workers
         self.queue: int | None = None  # the shares' pipe (this process's end)
-        self.working: dict[int, int] = {}  # a worker's pipe of results -> its pid, until it says it ended
+        self.working: set[int] = set()  # the workers' pipes of results, each until it says it ended
         self.pids: list[int] = []
 
     def __enter__(self) -> ForkedWorkers:
@@ -119,14 +119,18 @@ class ForkedWorkers:
             queue_out, self.queue = os.pipe()
             for _ in range(self.workers):
                 results_out, results_in = os.pipe()
-                pid = os.fork()
+                self.working.add(results_out)
+                try:
+                    pid = os.fork()
+                except OSError:
+                    os.close(results_in)
+                    raise
                 if pid == 0:  # pragma: no cover - the worker, which never returns
-                    for handle in (*self.working, self.queue, results_out):
-                        os.close(handle)
+                    for handle in (*self.working, self.queue):
+                        os.close(handle)  # this process's ends: the worker's own pipes stay open
                     _serve(self.function, self.shares, self.files, queue_out, results_in)
                 os.close(results_in)
                 self.pids.append(pid)
-                self.working[results_out] = pid
             os.close(queue_out)
             os.set_blocking(self.queue, False)
             self._queue_more()
@@ -171,7 +175,7 @@ class ForkedWorkers:
             raise WorkerFailed("a worker ended before its shares were done")
         index, size = _MESSAGE.unpack(message)
         if index < 0:  # it read an end: it has exited
-            del self.working[pipe]
+            self.working.discard(pipe)
             os.close(pipe)
             return 0
         if size == _UNSENDABLE:
@@ -198,7 +202,7 @@ class ForkedWorkers:
             self.queue = None
         for pipe in self.working:
             os.close(pipe)
-        self.working = {}
+        self.working = set()
         for pid in self.pids:
             if kill:
                 try:
