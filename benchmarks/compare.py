@@ -4,6 +4,7 @@ in alternating pairs so that this machine's drift hits both alike.
     python benchmarks/compare.py --base c12ea44                 # HEAD against c12ea44, 10,000 records
     python benchmarks/compare.py --base main~3 --head main --size 1000 --cold 2 --edits 8
     python benchmarks/compare.py --base c12ea44 --daemon --cold 0  # edits through each commit's daemon
+    python benchmarks/compare.py --base 9aad728 --drop-caches --edits 0  # cold builds reading from the disk
 
 This VM runs the same build 10 to 30 % slower or faster from one quarter of an hour to the next, so
 two benchmark runs made apart cannot show a change of a few per cent. Each commit gets a git
@@ -88,12 +89,23 @@ class Side:
             shutil.rmtree(self.digest, ignore_errors=True)
 
 
-def compare(sides: list[Side], cold: int, edits: int, trash: bench.Trash, seed: int) -> None:
+def drop_caches() -> None:
+    """Empty the kernel's page, dentry and inode caches (Linux, as root), as after a reboot."""
+    os.sync()
+    try:
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+    except OSError as exc:
+        raise SystemExit(f"--drop-caches: cannot write /proc/sys/vm/drop_caches ({exc.strerror}); run as root")
+
+
+def compare(sides: list[Side], cold: int, edits: int, trash: bench.Trash, seed: int, uncached: bool = False) -> None:
     for number in range(cold):
         for side in sides if number % 2 == 0 else sides[::-1]:
             for name in ("site", ".site.spare", ".digest-cache"):
                 trash.discard(side.digest / name)
             os.sync()
+            if uncached:
+                drop_caches()
             wall, _ = side.build("cold")
             print(f"cold {number + 1}/{cold}: {side.label} {wall:.2f} s", flush=True)
     if not edits:
@@ -148,7 +160,12 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/digest-bench"))
     parser.add_argument("--keep", action="store_true", help="keep the two digests (their sites and caches)")
     parser.add_argument("--daemon", action="store_true", help="build through each commit's daemon")
+    parser.add_argument("--drop-caches", action="store_true",
+                        help="empty the kernel's caches before each cold build, so that it reads its files from "
+                             "the disk (Linux, as root)")
     args = parser.parse_args()
+    if args.drop_caches:
+        drop_caches()  # fails early without the right to
     commits = [subprocess.run(["git", "-C", str(REPO), "rev-parse", rev], check=True, capture_output=True,
                               text=True).stdout.strip() for rev in (args.base, args.head)]
     work = args.work / f"compare-{args.size}"
@@ -157,7 +174,8 @@ def main() -> None:
     trash = bench.Trash(work / "trash", delete_now=False)
     sides = [Side(label, commit, work, corpus, args.daemon) for label, commit in zip(("base", "head"), commits)]
     try:
-        compare(sides, args.cold, args.edits, trash, args.seed if args.seed is not None else time.time_ns())
+        compare(sides, args.cold, args.edits, trash, args.seed if args.seed is not None else time.time_ns(),
+                args.drop_caches)
         report(*sides)
     finally:
         for side in sides:
