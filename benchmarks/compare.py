@@ -103,9 +103,7 @@ def compare(sides: list[Side], cold: int, edits: int, trash: bench.Trash, seed: 
         for side in sides if number % 2 == 0 else sides[::-1]:
             for name in ("site", ".site.spare", ".digest-cache"):
                 trash.discard(side.digest / name)
-            os.sync()
-            if uncached:
-                drop_caches()
+            drop_caches() if uncached else os.sync()
             wall, _ = side.build("cold")
             print(f"cold {number + 1}/{cold}: {side.label} {wall:.2f} s", flush=True)
     if not edits:

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 from typing import Iterator, Sequence
 
-from generator.workers import can_fork, worker_setup
+from generator.workers import ForkedWorkers, can_fork
 
 READ_AHEAD_FILES = 400  # fewer files than this are read before a helper process could help
 
@@ -22,34 +21,18 @@ READ_AHEAD_FILES = 400  # fewer files than this are read before a helper process
 def reading_ahead(paths: Sequence[str]) -> Iterator[None]:
     """Ask the kernel to read `paths` into its page cache, in that order, while the block runs.
 
-    A forked process does the asking: opening a file whose inode is not cached waits on the disk
-    too, and the readers should not. Where files are cached already this costs a few microseconds
-    a file, in that process. Only on systems with `posix_fadvise` (Linux, the BSDs) and fork.
+    A forked worker (`ForkedWorkers`, which stops and reaps it when the block ends) does the asking:
+    opening a file whose inode is not cached waits on the disk too, and the readers should not.
+    Where files are cached already this costs a few microseconds a file, in that process. Only on
+    systems with `posix_fadvise` (Linux, the BSDs) and fork.
     """
-    child = None
-    if len(paths) >= READ_AHEAD_FILES and hasattr(os, "posix_fadvise") and can_fork():
-        try:
-            child = os.fork()
-        except OSError:
-            pass
-    if child == 0:  # pragma: no cover - runs in the forked process, which never returns
-        try:
-            worker_setup()
-            _advise(paths)
-        finally:
-            os._exit(0)
-    try:
+    with contextlib.ExitStack() as helper:
+        if len(paths) >= READ_AHEAD_FILES and hasattr(os, "posix_fadvise") and can_fork():
+            try:
+                helper.enter_context(ForkedWorkers(_advise, [paths], 1))
+            except OSError:  # no process or file to spare: the readers wait on the disk
+                pass
         yield
-    finally:
-        if child is not None:
-            try:
-                os.kill(child, signal.SIGKILL)  # it holds nothing that needs cleaning up
-            except OSError:
-                pass
-            try:
-                os.waitpid(child, 0)
-            except OSError:
-                pass
 
 
 def _advise(paths: Sequence[str]) -> None:

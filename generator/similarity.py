@@ -167,7 +167,7 @@ def auto_units(pairs: tuple[np.ndarray, np.ndarray, np.ndarray], rows: int) -> i
 
 
 def pairs_scoring_at_least(pairs: tuple[np.ndarray, np.ndarray, np.ndarray], min_units: int
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Return the pairs scoring at least `min_units` (in the same order)."""
     keep = pairs[2] >= min_units
     return pairs[0][keep], pairs[1][keep], pairs[2][keep]
