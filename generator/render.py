@@ -448,6 +448,7 @@ class Renderer:
         self._article_keys: dict[str, str] = {}
         self._similar_list_keys: dict[str, tuple[str, str]] = {}  # by article id: (with scores, as shown)
         self._depth_vars: dict[int, dict[str, Any]] = {}  # page helpers by folder depth (see _page_vars)
+        self._listed: dict[int, dict[str, Markup]] = {}  # listing entries by depth and id (see _listed_entries)
         self._updated_dates: dict[str, str] = {}  # updated_date() by article id
         self._ids: tuple[str, ...] | None = None  # see `ids`
         self.rendered_in_workers = False  # set by build.render_into when it forked workers
@@ -520,7 +521,7 @@ class Renderer:
                     continue
                 entries[position] = self._entry("_item.html", articles[position], path, depth, made)
         else:
-            entries = [self._entry("_item.html", article, path, depth, made) for article in articles]
+            entries = self._listed_entries(articles, ids, path, depth, made)
         # (A listing taken from the memo was checked when it was stored: its ids have keys.)
         if plan is not None and len(ids) >= LISTING_MEMO_MIN and \
                 (changed is not None or all(map(self._item_keys.__contains__, ids))):
@@ -528,6 +529,21 @@ class Renderer:
                 _LISTINGS.pop(next(iter(_LISTINGS)))
             _LISTINGS[memo_key] = (plan, entries)
         return entries
+
+    def _listed_entries(self, articles: Sequence[Article], ids: tuple[str, ...], path: str, depth: int,
+                        made: dict[str, tuple[str, Markup]]) -> list[Markup]:
+        """Return the listing entries of `articles` (whose ids are `ids`): looked up in C among those
+        this renderer already listed at `depth`, else made or found by `_entry`. The digest's 31,000
+        term pages list 227,000 entries at 10,000 articles: 0.44 s through `_entry`, one by one."""
+        listed = self._listed.get(depth)
+        if listed is None:
+            listed = self._listed[depth] = {}
+        try:
+            return list(map(listed.__getitem__, ids))
+        except KeyError:
+            entries = [self._entry("_item.html", article, path, depth, made) for article in articles]
+            listed.update(zip(ids, entries))
+            return entries
 
     def home_items(self) -> list[Markup]:
         """Return the home page's listing entries."""
