@@ -720,6 +720,7 @@ def _finish_early(early: _EarlyFiles, writer: SiteWriter, renderer: Renderer, al
         writer.written(dict.fromkeys((j.path for j in early_jobs), ""))
     written, placed, fragments, exports = found
     renderer.fragments.update(fragments)  # kept in the cache folder: the first edit's term pages need them
+    renderer.new_fragments.update(fragments)
     writer.written(placed)  # what the spare holds now, with the writer's keys
     writer.remove(placed.keys() - keys.keys())
     for kind, (size, index, complete) in exports.items():
@@ -983,6 +984,10 @@ def _search_indexing(writer: SiteWriter, plan: Any, keys: dict[str, str], config
 
 def _current_fragments(renderer: Renderer) -> dict[str, str]:
     """Return the fragments of the current articles only, so the cache does not grow without end."""
+    if renderer.fragments.keys() <= renderer.new_fragments.keys():
+        # All made by this build for its articles (a cold one's): going through the articles to pick
+        # them cost 0.15 s at 10,000 articles and about 2.5 s at 100,000, with the other core idle.
+        return renderer.fragments
     from generator.graph import layout_key, map_graph
     from generator.render import digest_entry_key, fragment_key
 

@@ -772,3 +772,30 @@ def test_a_template_reading_digest_wide_data_or_scores_gets_pages_remade_when_th
     after = read_tree(site)
     assert b'<p class="total">of 12</p>' in after[elsewhere]
     assert after == read_tree_of_clean_build(example_copy)
+
+
+def test_a_cold_build_keeps_in_its_cache_the_listing_entries_compaction_keeps(example_copy, monkeypatch):
+    """A cold build's fragments (listing and feed entries, its own and the early writer's) are all
+    of its articles: kept as they are, they are what going through the articles picks."""
+    import generator.build as build_module
+
+    monkeypatch.setattr(build_module, "EARLY_FILES_MIN", 1)  # the early writer makes term pages, as at 10,000
+    monkeypatch.setattr(build_module, "PARALLEL_THRESHOLD", 1)
+    picked = build_module._current_fragments
+    seen = []
+
+    def both(renderer):
+        kept = picked(renderer)
+        made = renderer.new_fragments
+        renderer.new_fragments = {}  # as if some came from an earlier build: picked article by article
+        try:
+            seen.append((kept is renderer.fragments, set(kept), set(picked(renderer))))
+        finally:
+            renderer.new_fragments = made
+        return kept
+
+    monkeypatch.setattr(build_module, "_current_fragments", both)
+    build(load_config(example_copy, {}), jobs=2, clean=True)
+    [(as_made, kept, by_article)] = seen
+    assert as_made and kept == by_article
+    assert len(kept) > 2 * 13  # each article's entries in listings at two depths, and more
