@@ -77,8 +77,7 @@ def map_with_workers(function: Callable[[Share], Result], mine: Sequence[Share],
             results = []
             for share in mine:
                 results.append(function(share))
-                while pool.take(0):
-                    pass
+                pool.take(0)  # every result that is ready (take goes on while any is)
             theirs = pool.take_all()
         return results + theirs
     except Exception:  # noqa: BLE001 - see the docstring
