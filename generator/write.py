@@ -92,44 +92,77 @@ def checked_paths(paths: Collection[str]) -> None:
 
 
 def write_file(target: str, data: bytes) -> None:
-    """Create one file with `data`, replacing (never modifying) what is there: it may be a hard link
-    shared with the live site. The folder it goes in must exist."""
-    handle = create_file(target)
+    """Put `data` in the file at `target` (see `open_for_writing`). The folder it goes in must exist."""
+    handle, old_size = open_for_writing(target)
     try:
         write_all(handle, data)
+        if old_size > len(data):
+            os.ftruncate(handle, len(data))
     finally:
         os.close(handle)
 
 
 def write_spliced(target: str, parts: Iterable[bytes | tuple[int, int]], source: int) -> None:
-    """Create one file (as `write_file`) from `parts`: bytes, or (start, end) ranges of the open file
-    `source`, which the kernel copies without a trip through this process (`copy_file_range`): an
-    edit at 10,000 articles rewrites 95 MB of digest-wide exports, nearly all of it the live ones'.
-    Consecutive bytes parts go in one write."""
-    handle = create_file(target)
+    """Put in the file at `target` (as `write_file`) the `parts`: bytes, or (start, end) ranges of
+    the open file `source`, which the kernel copies without a trip through this process
+    (`copy_file_range`): an edit at 10,000 articles rewrites 95 MB of digest-wide exports, nearly
+    all of it the live ones'. Consecutive bytes parts go in one write."""
+    handle, old_size = open_for_writing(target)
     try:
+        size = 0
         for is_range, run in itertools.groupby(parts, key=lambda part: isinstance(part, tuple)):
             if is_range:
                 for start, end in run:
                     _copy_range(source, handle, start, end)
+                    size += end - start
             else:
-                write_all(handle, b"".join(run))
+                data = b"".join(run)
+                write_all(handle, data)
+                size += len(data)
+        if old_size > size:
+            os.ftruncate(handle, size)
     finally:
         os.close(handle)
+
+
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+_REWRITE = os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def open_for_writing(target: str) -> tuple[int, int]:
+    """Return a descriptor to write a file's new bytes at `target` from its start, and the size of
+    the file it writes over (0 for a new one; the caller cuts what is left of it).
+
+    A file no other name shares (one link: not the live site's, which holds its files under a second
+    name) is written over in place; anything else is replaced (`create_file`). Replacing frees the
+    old file's blocks and inode and allocates new ones: 134 us a 3 KB file against 13 us written
+    over here (ext4 mounted with `discard` discards each freed extent, and while it looks for a
+    free inode it skips every recently freed one), so a build that changes every page (a template,
+    the site's title) spent a third of its time deleting the spare tree's old pages."""
+    try:
+        return os.open(target, _CREATE, 0o644), 0
+    except FileExistsError:
+        pass
+    try:
+        info = os.stat(target, follow_symlinks=False)
+        if stat.S_ISREG(info.st_mode) and info.st_nlink == 1:
+            return os.open(target, _REWRITE), info.st_size
+    except OSError:
+        pass  # gone or changed since: replaced below
+    return create_file(target), 0
 
 
 def create_file(target: str) -> int:
     """Return a descriptor of a new, empty file at `target`, open for writing: what is there is
     replaced, never modified (it may be a hard link shared with the live site)."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
     try:
-        return os.open(target, flags, 0o644)
+        return os.open(target, _CREATE, 0o644)
     except FileExistsError:
         if os.path.isdir(target) and not os.path.islink(target):
             shutil.rmtree(target)
         else:
             os.unlink(target)
-        return os.open(target, flags, 0o644)
+        return os.open(target, _CREATE, 0o644)
 
 
 def write_all(handle: int, data: bytes) -> None:

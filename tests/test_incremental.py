@@ -73,6 +73,71 @@ def test_incremental_builds_equal_clean_builds_after_edits_additions_and_removal
     assert read_tree(example_copy / "site") == read_tree_of_clean_build(example_copy)
 
 
+def test_a_build_that_changes_every_page_writes_over_the_spare_trees_own_files_and_never_the_live_ones(
+        example_copy, monkeypatch):
+    """A new site title changes every page. The spare tree (two builds old) then holds pages of its
+    own and pages it shares with the live site (hard links: cite files no title reaches). Its own
+    are written over in place (replacing them cost ten times as much: freeing, then allocating,
+    an inode and its blocks); the shared ones are replaced, so the live site stays as it was until
+    the exchange, and the site equals a clean build's."""
+    from generator import write
+
+    settings = example_copy / "digest.yaml"
+    config = load_config(example_copy, {})
+    build(config)
+    settings.write_text(settings.read_text().replace("title: CAR-T cells beyond cancer", "title: A first new title"))
+    build(load_config(example_copy, {}))
+    spare, live = example_copy / ".site.spare", example_copy / "site"
+    page = "articles/37147112/index.html"
+    own = open(spare / page, "rb")  # noqa: SIM115 - read after the build: the same file, or the replaced one
+    assert (spare / page).stat().st_nlink == 1 and (spare / page).read_bytes() != (live / page).read_bytes()
+    shared = next(p for p in spare.rglob("cite.bib") if p.stat().st_nlink == 2)
+    shared_path = shared.relative_to(spare).as_posix()
+    live_before = read_tree(live)
+    publish = write.SiteWriter.publish
+
+    def checked_publish(self):
+        assert read_tree(live) == live_before  # not a byte of the live site changed before the exchange
+        return publish(self)
+
+    monkeypatch.setattr(write.SiteWriter, "publish", checked_publish)
+    settings.write_text(settings.read_text().replace("A first new title", "A second title"))
+    build(load_config(example_copy, {}))
+    monkeypatch.undo()
+    with own:
+        assert own.read() == (live / page).read_bytes()  # written over, not replaced
+    assert b"A second title" in (live / page).read_bytes()
+    assert (spare / shared_path).read_bytes() == live_before[shared_path]
+    assert read_tree(live) == read_tree_of_clean_build(example_copy)
+
+
+def test_writing_over_a_file_cuts_it_to_the_new_length_and_never_writes_through_links(tmp_path):
+    from generator.write import write_file, write_spliced
+
+    own = tmp_path / "own.html"
+    own.write_bytes(b"x" * 5000)
+    with open(own, "rb") as before:
+        write_file(str(own), b"shorter")
+        assert before.read() == own.read_bytes() == b"shorter"  # the same file, cut to its new length
+    source = tmp_path / "source"
+    source.write_bytes(b"0123456789")
+    with open(source, "rb") as stream:
+        write_spliced(str(own), [b"<", (2, 5), b">"], stream.fileno())
+    assert own.read_bytes() == b"<234>"
+    live = tmp_path / "live.html"
+    live.write_bytes(b"the live page")
+    shared = tmp_path / "shared.html"
+    shared.hardlink_to(live)
+    write_file(str(shared), b"new")
+    assert shared.read_bytes() == b"new" and live.read_bytes() == b"the live page"
+    outside = tmp_path / "outside.txt"
+    outside.write_bytes(b"not ours")
+    link = tmp_path / "link.html"
+    link.symlink_to(outside)
+    write_file(str(link), b"page")
+    assert not link.is_symlink() and link.read_bytes() == b"page" and outside.read_bytes() == b"not ours"
+
+
 class OpenPages:
     """A stand-in for `digest serve`: these pages are open in a browser (see `build.Preview`)."""
 
