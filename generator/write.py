@@ -38,6 +38,7 @@ from generator.errors import DigestError, Problem
 from generator.workers import can_fork, worker_setup
 
 TREE_MARKER = ".digest-tree"
+_SPARE_SUFFIX = ".spare"  # `.site.spare/`: the spare tree beside the live `site/`
 TRASH_INFIX = ".trash-"  # `.site.trash-<random>/`: a tree being deleted after a build (`remove_discarded`)
 _REMOVER = "import shutil, sys\nfor path in sys.argv[1:]:\n    shutil.rmtree(path, ignore_errors=True)\n"
 _REMOVERS: list[subprocess.Popen] = []  # those this process started: reaped by the next build once done
@@ -208,6 +209,8 @@ class TreeFiles:
         self.tree = os.fspath(tree)
         self.live = os.fspath(live) if live is not None and os.path.isdir(live) and live != tree else None
         self.folders: set[str] = set()
+        self.trash: str | None = None  # where `_set_aside` moves files, made on first use
+        self.set_aside = 0
 
     def _folder_for(self, target: str) -> None:
         folder = target.rpartition("/")[0]
@@ -254,8 +257,28 @@ class TreeFiles:
             if os.path.isdir(target) and not os.path.islink(target):
                 shutil.rmtree(target)
             else:
-                os.unlink(target)
+                self._set_aside(target)
             os.link(source, target)
+
+    def _set_aside(self, target: str) -> None:
+        """Take the file at `target` out of the tree. One no other name shares is moved into a trash
+        folder beside the spare tree, which `SiteWriter.remove_discarded` deletes once the build is
+        over: deleting it here would free its blocks and inode while the build waits (111 us a file
+        against 13 us for the move; an edit right after a build that changed every page links
+        40,000 unchanged pages over the spare's own old ones at 10,000 articles)."""
+        try:
+            info = os.stat(target, follow_symlinks=False)
+            if stat.S_ISREG(info.st_mode) and info.st_nlink == 1 and self.tree.endswith(_SPARE_SUFFIX):
+                if self.trash is None:
+                    base = self.tree[:-len(_SPARE_SUFFIX)]
+                    self.trash = f"{base}{TRASH_INFIX}{os.urandom(6).hex()}"
+                    os.makedirs(self.trash, exist_ok=True)
+                self.set_aside += 1
+                os.rename(target, f"{self.trash}/{os.getpid()}.{self.set_aside}")  # (forked writers share it)
+                return
+        except OSError:
+            pass
+        os.unlink(target)
 
 
 def _exchange(a: Path, b: Path) -> bool:
@@ -282,7 +305,7 @@ class SiteWriter:
         """`again`: this process builds again (serve, the daemon), and keeps the manifests it reads."""
         self.again = again
         self.output = output.resolve()
-        self.spare = self.output.with_name(f".{self.output.name}.spare")
+        self.spare = self.output.with_name(f".{self.output.name}{_SPARE_SUFFIX}")
         self.previous = self.output.with_name(f".{self.output.name}.prev")
         self.manifests = cache_dir / "trees"
         recover_interrupted_swap(self.output)
@@ -622,7 +645,7 @@ def _discard_tree(output: Path, tree: Path) -> None:
 def recover_interrupted_swap(output: Path) -> None:
     """Finish a two-rename swap that a crash interrupted, so the output folder is a complete site."""
     previous = output.with_name(f".{output.name}.prev")
-    spare = output.with_name(f".{output.name}.spare")
+    spare = output.with_name(f".{output.name}{_SPARE_SUFFIX}")
     if previous.exists() and not output.exists():
         if spare.exists():
             spare.rename(output)  # the new site was complete before the swap began

@@ -138,6 +138,31 @@ def test_writing_over_a_file_cuts_it_to_the_new_length_and_never_writes_through_
     assert not link.is_symlink() and link.read_bytes() == b"page" and outside.read_bytes() == b"not ours"
 
 
+def test_linking_over_a_spare_trees_own_file_sets_it_aside_for_deletion_after_the_build(tmp_path):
+    from generator.write import _REMOVERS, SiteWriter, TreeFiles
+
+    live, spare = tmp_path / "site", tmp_path / ".site.spare"
+    (live / "a").mkdir(parents=True)
+    (spare / "a").mkdir(parents=True)
+    for name in ("own.html", "shared.html"):
+        (live / "a" / name).write_bytes(b"current " + name.encode())
+    (spare / "a/own.html").write_bytes(b"two builds old")
+    (live / "a/kept.html").write_bytes(b"kept")
+    (spare / "a/shared.html").hardlink_to(live / "a/kept.html")  # shared with the live tree
+    files = TreeFiles(spare)
+    for name in ("own.html", "shared.html"):
+        files.link(str(live / "a" / name), str(spare / "a" / name))
+        assert (spare / "a" / name).read_bytes() == b"current " + name.encode()
+    trash = list(tmp_path.glob(".site.trash-*"))
+    assert len(trash) == 1 and [p.read_bytes() for p in trash[0].iterdir()] == [b"two builds old"]
+    assert (live / "a/kept.html").read_bytes() == b"kept"  # a shared name is only unlinked
+    writer = SiteWriter(live, tmp_path / "cache")
+    writer.remove_discarded()
+    for remover in _REMOVERS:
+        remover.wait(timeout=30)
+    assert not list(tmp_path.glob(".site.trash-*"))
+
+
 class OpenPages:
     """A stand-in for `digest serve`: these pages are open in a browser (see `build.Preview`)."""
 
