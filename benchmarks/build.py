@@ -11,7 +11,11 @@ scenario the table shows the median wall time, CPU time (user+sys of the build a
 peak RSS of the largest process, pages written, and the ratio to Hugo *without* related content
 (the anchor of issue 8). Scenarios: cold build (empty output and cache), no-change rebuild, one
 record edited, and then another record edited ("next edit": the first rebuild after a cold build
-also fills the second tree of the atomic swap, one hard link per file). Search indexing is not included (see benchmarks/search.py).
+also fills the second tree of the atomic swap, one hard link per file); then the site's title
+changed, which every page shows ("site title": as after an edited template or a new version of the
+tool), changed again ("site title again": now the spare tree holds its own old copy of every page),
+and a record edited right after ("edit after": 40,000 unchanged pages linked over the spare's own
+old ones at 10,000 records). Search indexing is not included (see benchmarks/search.py).
 The rows "digest --daemon" run `digest build --daemon` on a copy of the digest: each scenario is a new
 client process (its wall time is what a curator waits), the builds run in the warm daemon its cold
 build started (CPU: the daemon's and its workers'; peak RSS: the daemon's); `--no-daemon` skips them.
@@ -104,6 +108,17 @@ def edit_one(project: Path, tool: str, index: int = 0) -> None:
     target.write_text(text)
 
 
+TITLE = re.compile(r'^(title = "|title: )(.*?)( \(retitled( again)?\))?("?)$', re.MULTILINE)
+
+
+def retitle(project: Path, tool: str, suffix: str) -> None:
+    """Give the site's title, shown on every page, this suffix ("" for none): every page is rendered
+    again (as after an edited template, or a new version of the tool)."""
+    settings = project / ("hugo.toml" if tool == "hugo" else "digest.yaml")
+    text = settings.read_text()
+    settings.write_text(TITLE.sub(lambda m: f"{m.group(1)}{m.group(2)}{suffix}{m.group(5)}", text, count=1))
+
+
 class Trash:
     """Somewhere to move old outputs until the measurements are over (see the module docstring)."""
 
@@ -143,6 +158,9 @@ def daemon_usage(project: Path) -> tuple[float, int]:
     return cpu, peak // 1024
 
 
+SCENARIOS = ("cold", "no-change", "one edit", "next edit", "site title", "site title again", "edit after")
+
+
 def scenarios(tool: str, project: Path, hugo: str | None, trash: Trash) -> dict[str, tuple[float, float, int, int]]:
     """Cold build, no-change rebuild, one edit, next edit. `tool` "daemon" is `digest build --daemon`:
     the client's time, and the CPU and peak memory of the daemon that builds."""
@@ -175,6 +193,16 @@ def scenarios(tool: str, project: Path, hugo: str | None, trash: Trash) -> dict[
     # link per file); from then on each edit touches only what it changed. Measure that too.
     edit_one(project, "hugo" if tool == "hugo" else "digest", index=1)
     measure("next edit")
+    # Every page changed, twice: the second time the spare tree holds its own copy of every page
+    # (two builds old), which the build writes over; and an edit right after that.
+    kind = "hugo" if tool == "hugo" else "digest"
+    retitle(project, kind, " (retitled)")
+    measure("site title")
+    retitle(project, kind, " (retitled again)")
+    measure("site title again")
+    edit_one(project, kind, index=2)
+    measure("edit after")
+    retitle(project, kind, "")
     if tool == "daemon":
         run([sys.executable, "-m", "generator", "daemon", "stop"], project)
     return results
@@ -237,7 +265,7 @@ def measure(args: argparse.Namespace, sizes: list[int], hugo: str | None, trash:
         for name, runs_of in samples.items():
             if not runs_of:
                 continue
-            for scenario in ("cold", "no-change", "one edit", "next edit"):
+            for scenario in SCENARIOS:
                 wall = statistics.median(r[scenario][0] for r in runs_of)
                 cpu = statistics.median(r[scenario][1] for r in runs_of)
                 rss = max(r[scenario][2] for r in runs_of)
