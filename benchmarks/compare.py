@@ -5,6 +5,7 @@ in alternating pairs so that this machine's drift hits both alike.
     python benchmarks/compare.py --base main~3 --head main --size 1000 --cold 2 --edits 8
     python benchmarks/compare.py --base c12ea44 --daemon --cold 0  # edits through each commit's daemon
     python benchmarks/compare.py --base 9aad728 --drop-caches --edits 0  # cold builds reading from the disk
+    python benchmarks/compare.py --base 8b82da2 --cold 0 --edits 0 --retitles 6  # every page rendered again
 
 This VM runs the same build 10 to 30 % slower or faster from one quarter of an hour to the next, so
 two benchmark runs made apart cannot show a change of a few per cent. Each commit gets a git
@@ -78,6 +79,12 @@ class Side:
         text = target.read_text()
         target.write_text(re.sub(r"^TI  - (Edit \d+: )?", f"TI  - Edit {tag}: ", text, count=1, flags=re.MULTILINE))
 
+    def retitle(self, tag: int) -> None:
+        """Give the site a new title, which every page shows: every page is rendered again."""
+        settings = self.digest / "digest.yaml"
+        settings.write_text(re.sub(r"^title: .*$", f"title: Benchmark {tag}", settings.read_text(), count=1,
+                                   flags=re.MULTILINE))
+
     def remove(self, keep_digest: bool) -> None:
         if self.daemon:
             env = dict(os.environ, PYTHONPATH=str(self.code))
@@ -98,7 +105,8 @@ def drop_caches() -> None:
         raise SystemExit(f"--drop-caches: cannot write /proc/sys/vm/drop_caches ({exc.strerror}); run as root")
 
 
-def compare(sides: list[Side], cold: int, edits: int, trash: bench.Trash, seed: int, uncached: bool = False) -> None:
+def compare(sides: list[Side], cold: int, edits: int, trash: bench.Trash, seed: int, uncached: bool = False,
+            retitles: int = 0) -> None:
     for number in range(cold):
         for side in sides if number % 2 == 0 else sides[::-1]:
             for name in ("site", ".site.spare", ".digest-cache"):
@@ -106,9 +114,21 @@ def compare(sides: list[Side], cold: int, edits: int, trash: bench.Trash, seed: 
             drop_caches() if uncached else os.sync()
             wall, _ = side.build("cold")
             print(f"cold {number + 1}/{cold}: {side.label} {wall:.2f} s", flush=True)
+    rng = random.Random(seed)
+    if retitles:
+        for side in sides:
+            if not (side.digest / "site").is_dir():
+                side.build(None)
+            side.retitle(rng.randrange(10**6))
+            side.build(None)  # from now on the spare tree holds its own copy of every page: not measured
+        for number in range(retitles):
+            tag, walls = rng.randrange(10**6), []
+            for side in sides if number % 2 == 0 else sides[::-1]:
+                side.retitle(tag)
+                walls.append(f"{side.label} {side.build('retitle')[0]:.2f} s")
+            print(f"retitle {number + 1}/{retitles}: {', '.join(walls)}", flush=True)
     if not edits:
         return
-    rng = random.Random(seed)
     count = len(list((sides[0].digest / "content").iterdir()))
     for side in sides:
         if not (side.digest / "site").is_dir():
@@ -124,11 +144,14 @@ def compare(sides: list[Side], cold: int, edits: int, trash: bench.Trash, seed: 
         print(f"edit {number + 1}/{edits}: {', '.join(walls)}", flush=True)
 
 
+SCENARIOS = ("cold", "retitle", "edit")
+
+
 def report(base: Side, head: Side) -> None:
     print(f"\n| scenario | base {base.commit[:10]} wall / CPU s | head {head.commit[:10]} wall / CPU s "
           "| head/base wall | pairs head faster |")
     print("|---|---:|---:|---:|---:|")
-    for scenario in ("cold", "edit"):
+    for scenario in SCENARIOS:
         ours, theirs = head.results.get(scenario, []), base.results.get(scenario, [])
         if not ours:
             continue
@@ -137,7 +160,7 @@ def report(base: Side, head: Side) -> None:
         faster = sum(h[0] < b[0] for h, b in zip(ours, theirs))
         print(f"| {scenario} | {walls[0]:.2f} / {cpus[0]:.1f} | {walls[1]:.2f} / {cpus[1]:.1f} "
               f"| {walls[1] / walls[0]:.3f} | {faster} of {len(ours)} |")
-    for scenario in ("cold", "edit"):
+    for scenario in SCENARIOS:
         if scenario not in head.results:
             continue
         stages = [name for name in head.results[scenario][0][2]]
@@ -154,6 +177,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=10000, help="records in the corpus")
     parser.add_argument("--cold", type=int, default=4, help="cold builds per commit")
     parser.add_argument("--edits", type=int, default=12, help="one-title edits per commit")
+    parser.add_argument("--retitles", type=int, default=0,
+                        help="builds after a new site title (every page rendered again) per commit")
     parser.add_argument("--seed", type=int, default=None, help="which records are edited (default: by time)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/digest-bench"))
     parser.add_argument("--keep", action="store_true", help="keep the two digests (their sites and caches)")
@@ -173,7 +198,7 @@ def main() -> None:
     sides = [Side(label, commit, work, corpus, args.daemon) for label, commit in zip(("base", "head"), commits)]
     try:
         compare(sides, args.cold, args.edits, trash, args.seed if args.seed is not None else time.time_ns(),
-                args.drop_caches)
+                args.drop_caches, args.retitles)
         report(*sides)
     finally:
         for side in sides:
