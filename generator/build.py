@@ -33,7 +33,7 @@ from generator.load import LoadState, collector_paused, freeze_for_good, load_ar
 from generator.render import (AGGREGATES, PageJob, PlanMemoFile, Renderer, article_keys,
                              citation_keys_of, export_frame, export_item, exports_key, fingerprint, join_export,
                              keep_compiled_templates, listing_page_key, own_article_templates, page_job, produce,
-                             records_key, rendering_code_stamp, template_references, theme_fingerprint, warm_up)
+                             records_key, rendering_code_stamp, template_references, warm_up)
 from generator.progress import NoProgress, Progress
 from generator.exports import CITATION_FILES, citation_file
 from generator import urls
@@ -532,7 +532,6 @@ def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, prog
 
 
 EARLY_FILES_MIN = 3000  # citation files worth a process of their own (below: the render stage writes them)
-TERM_PAGES_PER_ARTICLE = 3  # fewest seen: 3.1 at 10,000 synthetic articles (most authors on one article each)
 
 
 class _EarlyState(NamedTuple):
@@ -558,7 +557,7 @@ class _EarlyFiles:
     """Files a forked process writes while this one links and plans.
 
     A cold build: every article's citation files and every term page (topics, authors, journals,
-    years, types); a build after a new theme, site title or version of the tool: every term page. Neither depends on the similarity: a citation file on its article and citation
+    years, types). Neither depends on the similarity: a citation file on its article and citation
     key, a term page on the taxonomies and its articles' listing entries (unless a template reads
     `digest`: then term pages are left to the render stage). So they can be made as soon as the
     records are loaded. In a cold build of 10,000 articles they are 61,000 of the 82,000 files, and
@@ -594,19 +593,14 @@ class _EarlyFiles:
             return None
         known = len(key_store)
         keys = article_keys(loaded.articles, loaded.fingerprints, key_store)  # memoised: the plan asks again for free
-        with_terms = not template_references(config)[0]
-        # Every term page to make again: a new theme, site title or version of the tool since the
-        # live site was built (its 404 page is keyed by the theme alone), in a digest with thousands
-        # of term pages. The writer makes them while this process links and plans, as in a cold build.
-        restyled = with_terms and bool(writer.live) and len(loaded.articles) * TERM_PAGES_PER_ARTICLE >= EARLY_FILES_MIN \
-            and writer.live.get(urls.NOT_FOUND) != theme_fingerprint(config, None, False)
-        if writer.live and not restyled and (len(key_store) - known) * len(CITATION_FILES) < EARLY_FILES_MIN:
+        if writer.live and (len(key_store) - known) * len(CITATION_FILES) < EARLY_FILES_MIN:
             return None  # too few records new to the key store for the files to be worth it (an edit)
         citation = citation_keys_of(keys)  # likewise
         cites = _citation_files(loaded.articles, keys, citation)
         pending = writer.pending(cites)
-        if pending < EARLY_FILES_MIN and not restyled:
+        if pending < EARLY_FILES_MIN:
             return None
+        with_terms = not template_references(config)[0]
         # Every citation file new (a cold build) and the theme's key known without the digest: the
         # writer makes the exports from them as it goes, where the render stage would read them back.
         with_exports = pending == len(cites) and with_terms

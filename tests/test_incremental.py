@@ -864,32 +864,6 @@ def test_a_template_reading_digest_wide_data_or_scores_gets_pages_remade_when_th
     assert after == read_tree_of_clean_build(example_copy)
 
 
-def test_a_new_site_title_has_the_term_pages_made_while_linking_and_an_edit_does_not(example_copy, monkeypatch):
-    """Every term page changes with the site's title (and with a template or the tool's version):
-    in a digest with thousands of them the early writer makes them while this process links and
-    plans, as in a cold build. An edit keeps the theme: no writer."""
-    import generator.build as build_module
-    import generator.render as render_module
-
-    monkeypatch.setattr(render_module, "_ENTRIES_MADE", {})  # as in a new process
-    monkeypatch.setattr(build_module, "EARLY_FILES_MIN", 30)  # 13 articles: 39 term pages at least
-    build(load_config(example_copy, {}), jobs=1)  # one process: no writer for the cold build
-    settings = example_copy / "digest.yaml"
-    started, placed = watch_early_writer(monkeypatch, "start")
-    record = example_copy / "content/autoimmunity/36109639.yaml"
-    record.write_text(record.read_text().replace("refractory systemic lupus", "refractory lupus"))
-    build(load_config(example_copy, {}), jobs=2)
-    assert started == [None]
-    settings.write_text(settings.read_text().replace("title: CAR-T cells beyond cancer", "title: CAR-T cells, retitled"))
-    build(load_config(example_copy, {}), jobs=2)
-    assert started[-1] is not None
-    made = placed[-1][1]
-    terms = [path for path in made if path.split("/")[0] in ("authors", "topics", "journals", "years", "types")]
-    assert len(terms) > 39 and all(b"CAR-T cells, retitled" in (example_copy / "site" / path).read_bytes()
-                                   for path in terms if path.endswith(".html"))
-    assert read_tree(example_copy / "site") == read_tree_of_clean_build(example_copy)
-
-
 def test_a_cold_build_keeps_in_its_cache_the_listing_entries_compaction_keeps(example_copy, monkeypatch):
     """A cold build's fragments (listing and feed entries, its own and the early writer's) are all
     of its articles: kept as they are, they are what going through the articles picks."""
