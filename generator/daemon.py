@@ -422,13 +422,15 @@ class Daemon:
             print(f"could not load the digest ahead of the next build: {exc!r}", flush=True)
 
     def _session_for(self, config: Any) -> Any:
-        from generator.build import BuildSession
+        from generator.build import new_session
         from generator.input_check import InputCheck
 
         if self.session is None or self.session.config != config:
             # Each build checks its inputs (those the kernel says changed), and leaves saving its
             # fragments to `_settle`.
-            self.session = BuildSession(config=config, watched=False, saves_later=True, input_check=InputCheck())
+            replacing, self.session = self.session is not None, None
+            self.session = new_session(replacing, config=config, watched=False, saves_later=True,
+                                       input_check=InputCheck())
         return self.session
 
     def _watch(self, connection: socket.socket) -> None:

@@ -241,6 +241,12 @@ class _Graph:
 _GRAPH: _Graph | None = None
 
 
+def forget_digest_memos() -> None:
+    """Forget the last digest's graph and topic counts (see `render.forget_digest_memos`)."""
+    global _GRAPH, _TOPIC_COUNTS
+    _GRAPH = _TOPIC_COUNTS = None
+
+
 _YEARS_SHOWN = 200  # a chart spanning more years (a mistyped date) shows only those with articles
 
 

@@ -555,6 +555,7 @@ class DevServer:
             print(f"Changed: {', '.join(names[:3])}{more}", file=self.out, flush=True)
         if self._tidy is not None:
             self._tidy.cancel()
+            self._tidy = None  # nor does it hold the last session any longer (see `new_session`)
         self.state.begin_build()
         config = self.state.config
         problems: list[Problem] = []
@@ -563,13 +564,14 @@ class DevServer:
             config = load_config(self.root, self.overrides)
             preview = self.state if self.session is not None and self.session.config == config else None
             if self.session is None or self.session.config != config:
-                from generator.build import BuildSession
+                from generator.build import new_session
                 from generator.input_check import InputCheck
 
                 # A new digest.yaml starts afresh. The load stage takes its stats and its walk of
                 # content/ from the input check (only the files the kernel says changed).
                 # It leaves writing its fragments to the cache folder until saves pause (`_tidy_later`).
-                self.session = BuildSession(config=config, saves_later=True, input_check=InputCheck())
+                replacing, self.session = self.session is not None, None
+                self.session = new_session(replacing, config=config, saves_later=True, input_check=InputCheck())
             # Index for search on the first build only: a save should not wait for Pagefind.
             report = _default_build(config, index_search=self.builds == 0, session=self.session, preview=preview)
         except DigestError as exc:

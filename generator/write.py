@@ -617,6 +617,11 @@ def _with_entry(marshalled: bytes, key: str, value: str) -> bytes:
 _PUBLISHED: dict[str, dict[str, str]] = {}
 
 
+def forget_manifests() -> None:
+    """Forget the manifests kept of published trees (read again from the cache folder when needed)."""
+    _PUBLISHED.clear()
+
+
 def _remove_tree(path: Path) -> None:
     """Remove a folder (or a file or link in its place) without following links out of it."""
     if path.is_symlink() or not path.is_dir():
