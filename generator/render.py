@@ -1739,7 +1739,7 @@ def forget_digest_memos() -> None:
     """Forget what this process kept of the digests it rendered (this module's memos and the map's
     graph), as a new process starts. For serve and the daemon when a new digest.yaml starts a new
     session: its build loads the digest from the cache folder, and the memos would hold the last
-    digest's objects beside it (1.0 GB against 0.56 GB after a new site title at 10,000 articles)."""
+    digest's objects beside it (see `build.new_session`)."""
     global _KEY_MEMO, _LAST_KEYS, _DERIVING, _LAST_CITATION_KEYS, _SIMILAR_LAST, _ARTICLE_SEGMENT, _HTML_PATHS
     global _DIGEST_JSON
     _KEY_MEMO = _KeyMemo()
