@@ -1740,10 +1740,9 @@ def forget_digest_memos() -> None:
     graph), as a new process starts. For serve and the daemon when a new digest.yaml starts a new
     session: its build loads the digest from the cache folder, and the memos would hold the last
     digest's objects beside it (see `build.new_session`)."""
-    global _KEY_MEMO, _LAST_KEYS, _DERIVING, _LAST_CITATION_KEYS, _SIMILAR_LAST, _ARTICLE_SEGMENT, _HTML_PATHS
-    global _DIGEST_JSON
-    _KEY_MEMO = _KeyMemo()
-    _LAST_KEYS, _DERIVING, _LAST_CITATION_KEYS = ((), {}), [], ({}, {}, set())
+    global _KEY_MEMO, _LAST_KEYS, _LAST_CITATION_KEYS, _SIMILAR_LAST, _ARTICLE_SEGMENT, _HTML_PATHS, _DIGEST_JSON
+    _KEY_MEMO = _KeyMemo()  # (`_DERIVING` is emptied by the call that fills it)
+    _LAST_KEYS, _LAST_CITATION_KEYS = ((), {}), ({}, {}, set())
     _SIMILAR_LAST, _ARTICLE_SEGMENT, _HTML_PATHS = ((), [], {}, None), None, None
     _DIGEST_JSON = ((), (), [], None, [])
     for memo in (_LISTINGS, _ENTRIES_MADE, _SHOWN_TERMS, _TERM_SEGMENTS):

@@ -145,12 +145,12 @@ def open_for_writing(target: str) -> tuple[int, int]:
         return os.open(target, _CREATE, 0o644), 0
     except FileExistsError:
         pass
-    try:
-        info = os.stat(target, follow_symlinks=False)
-        if stat.S_ISREG(info.st_mode) and info.st_nlink == 1:
-            return os.open(target, _REWRITE), info.st_size
-    except OSError:
-        pass  # gone or changed since: replaced below
+    size = _own_file_size(target)
+    if size is not None:
+        try:
+            return os.open(target, _REWRITE), size
+        except OSError:
+            pass  # changed since: replaced below
     return create_file(target), 0
 
 
@@ -160,11 +160,18 @@ def create_file(target: str) -> int:
     try:
         return os.open(target, _CREATE, 0o644)
     except FileExistsError:
-        if os.path.isdir(target) and not os.path.islink(target):
-            shutil.rmtree(target)
-        else:
-            os.unlink(target)
+        _remove_tree(Path(target))
         return os.open(target, _CREATE, 0o644)
+
+
+def _own_file_size(target: str) -> int | None:
+    """Return the size of the regular file at `target` when no other name shares it (one link: the
+    live site holds its files under a second name), else None."""
+    try:
+        info = os.stat(target, follow_symlinks=False)
+    except OSError:
+        return None
+    return info.st_size if stat.S_ISREG(info.st_mode) and info.st_nlink == 1 else None
 
 
 def write_all(handle: int, data: bytes) -> None:
@@ -255,21 +262,17 @@ class TreeFiles:
         try:
             os.link(source, target)
         except FileExistsError:
-            if os.path.isdir(target) and not os.path.islink(target):
-                shutil.rmtree(target)
-            else:
-                self._set_aside(target)
+            self._set_aside(target)
             os.link(source, target)
 
     def _set_aside(self, target: str) -> None:
-        """Take the file at `target` out of the tree. One no other name shares is moved into a trash
+        """Take what is at `target` out of the tree. A file no other name shares is moved into a trash
         folder beside the spare tree, which `SiteWriter.remove_discarded` deletes once the build is
         over: deleting it here would free its blocks and inode while the build waits (111 us a file
         against 32 us to look at it and move it; an edit right after a build that changed every
         page links 41,800 unchanged pages over the spare's own old ones at 10,000 articles)."""
-        try:
-            info = os.stat(target, follow_symlinks=False)
-            if stat.S_ISREG(info.st_mode) and info.st_nlink == 1 and self.tree.endswith(_SPARE_SUFFIX):
+        if self.tree.endswith(_SPARE_SUFFIX) and _own_file_size(target) is not None:
+            try:
                 if self.trash is None:
                     base = self.tree[:-len(_SPARE_SUFFIX)]
                     self.trash = f"{base}{TRASH_INFIX}{os.urandom(6).hex()}"
@@ -277,9 +280,9 @@ class TreeFiles:
                 self.set_aside += 1
                 os.rename(target, f"{self.trash}/{os.getpid()}.{self.set_aside}")  # (forked writers share it)
                 return
-        except OSError:
-            pass
-        os.unlink(target)
+            except OSError:
+                pass
+        _remove_tree(Path(target))
 
 
 def _exchange(a: Path, b: Path) -> bool:
