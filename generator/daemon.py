@@ -428,7 +428,7 @@ class Daemon:
         if self.session is None or self.session.config != config:
             # Each build checks its inputs (those the kernel says changed), and leaves saving its
             # fragments to `_settle`.
-            replacing, self.session = self.session is not None, None
+            replacing, self.session = self.session, None
             self.session = new_session(replacing, config=config, watched=False, saves_later=True,
                                        input_check=InputCheck())
         return self.session

@@ -1738,8 +1738,8 @@ _DIGEST_JSON: tuple[tuple[str, ...], Any, list, str | None, list[str]] = ((), ()
 def forget_digest_memos() -> None:
     """Forget what this process kept of the digests it rendered (this module's memos and the map's
     graph), as a new process starts. For serve and the daemon when a new digest.yaml starts a new
-    session: its build loads the digest from the cache folder, and the memos would hold the last
-    digest's objects beside it (see `build.new_session`)."""
+    session: the new configuration makes their entries stale, and they would hold the last build's
+    objects beside the new one's (see `build.new_session`)."""
     global _KEY_MEMO, _LAST_KEYS, _LAST_CITATION_KEYS, _SIMILAR_LAST, _ARTICLE_SEGMENT, _HTML_PATHS, _DIGEST_JSON
     _KEY_MEMO = _KeyMemo()  # (`_DERIVING` is emptied by the call that fills it)
     _LAST_KEYS, _LAST_CITATION_KEYS = ((), {}), ({}, {}, set())

@@ -567,10 +567,11 @@ class DevServer:
                 from generator.build import new_session
                 from generator.input_check import InputCheck
 
-                # A new digest.yaml starts afresh. The load stage takes its stats and its walk of
-                # content/ from the input check (only the files the kernel says changed).
+                # A new digest.yaml starts a new session, with the last one's articles and similarity
+                # (see `new_session`). The load stage takes its stats and its walk of content/ from
+                # the input check (only the files the kernel says changed).
                 # It leaves writing its fragments to the cache folder until saves pause (`_tidy_later`).
-                replacing, self.session = self.session is not None, None
+                replacing, self.session = self.session, None
                 self.session = new_session(replacing, config=config, saves_later=True, input_check=InputCheck())
             # Index for search on the first build only: a save should not wait for Pagefind.
             report = _default_build(config, index_search=self.builds == 0, session=self.session, preview=preview)
