@@ -6,6 +6,7 @@ in alternating pairs so that this machine's drift hits both alike.
     python benchmarks/compare.py --base c12ea44 --daemon --cold 0  # edits through each commit's daemon
     python benchmarks/compare.py --base 9aad728 --drop-caches --edits 0  # cold builds reading from the disk
     python benchmarks/compare.py --base 8b82da2 --cold 0 --edits 0 --retitles 6  # every page rendered again
+    python benchmarks/compare.py --base d1c9f0b --cold 0 --edits 0 --retitles 4 --edit-after  # and an edit after each
 
 This VM runs the same build 10 to 30 % slower or faster from one quarter of an hour to the next, so
 two benchmark runs made apart cannot show a change of a few per cent. Each commit gets a git
@@ -106,7 +107,7 @@ def drop_caches() -> None:
 
 
 def compare(sides: list[Side], cold: int, edits: int, trash: bench.Trash, seed: int, uncached: bool = False,
-            retitles: int = 0) -> None:
+            retitles: int = 0, edit_after: bool = False) -> None:
     for number in range(cold):
         for side in sides if number % 2 == 0 else sides[::-1]:
             for name in ("site", ".site.spare", ".digest-cache"):
@@ -123,9 +124,13 @@ def compare(sides: list[Side], cold: int, edits: int, trash: bench.Trash, seed: 
             side.build(None)  # from now on the spare tree holds its own copy of every page: not measured
         for number in range(retitles):
             tag, walls = rng.randrange(10**6), []
+            index = rng.randrange(len(list((sides[0].digest / "content").iterdir())))
             for side in sides if number % 2 == 0 else sides[::-1]:
                 side.retitle(tag)
                 walls.append(f"{side.label} {side.build('retitle')[0]:.2f} s")
+                if edit_after:  # right after a build that changed every page: the spare is two builds old
+                    side.edit(index, tag)
+                    walls.append(f"then {side.build('edit after')[0]:.2f} s")
             print(f"retitle {number + 1}/{retitles}: {', '.join(walls)}", flush=True)
     if not edits:
         return
@@ -144,7 +149,7 @@ def compare(sides: list[Side], cold: int, edits: int, trash: bench.Trash, seed: 
         print(f"edit {number + 1}/{edits}: {', '.join(walls)}", flush=True)
 
 
-SCENARIOS = ("cold", "retitle", "edit")
+SCENARIOS = ("cold", "retitle", "edit after", "edit")
 
 
 def report(base: Side, head: Side) -> None:
@@ -179,6 +184,8 @@ def main() -> None:
     parser.add_argument("--edits", type=int, default=12, help="one-title edits per commit")
     parser.add_argument("--retitles", type=int, default=0,
                         help="builds after a new site title (every page rendered again) per commit")
+    parser.add_argument("--edit-after", action="store_true",
+                        help="follow each of those builds with a one-title edit, measured as 'edit after'")
     parser.add_argument("--seed", type=int, default=None, help="which records are edited (default: by time)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/digest-bench"))
     parser.add_argument("--keep", action="store_true", help="keep the two digests (their sites and caches)")
@@ -198,7 +205,7 @@ def main() -> None:
     sides = [Side(label, commit, work, corpus, args.daemon) for label, commit in zip(("base", "head"), commits)]
     try:
         compare(sides, args.cold, args.edits, trash, args.seed if args.seed is not None else time.time_ns(),
-                args.drop_caches, args.retitles)
+                args.drop_caches, args.retitles, args.edit_after)
         report(*sides)
     finally:
         for side in sides:

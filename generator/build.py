@@ -34,7 +34,7 @@ from generator.render import (AGGREGATES, PageJob, PlanMemoFile, Renderer, artic
                              citation_keys_of, export_frame, export_item, exports_key, fingerprint,
                              forget_digest_memos, join_export, keep_compiled_templates, listing_page_key,
                              own_article_templates, page_job, produce, records_key, rendering_code_stamp,
-                             template_references, warm_up)
+                             template_references, theme_fingerprint, warm_up)
 from generator.progress import NoProgress, Progress
 from generator.exports import CITATION_FILES, citation_file
 from generator import urls
@@ -230,7 +230,9 @@ def fill_spare_tree(config: SiteConfig) -> None:
     10,000 articles, 2.5-4 s, see `SiteWriter.fill_spare`)."""
     with _one_build_at_a_time(config, NoProgress()):
         writer = SiteWriter(config.output_path, config.root / CACHE_DIR, again=True)
-        writer.fill_spare()
+        # Not a stale spare: its own old files are what a next build that changes every page
+        # writes over in place (see `SiteWriter.fill_spare`).
+        writer.fill_spare(_renders_as_live(config, writer), stale_too=False)
         writer.keep_spare()
 
 
@@ -361,6 +363,14 @@ def _checked_build(config: SiteConfig, strict: bool, jobs: int | None, clean: bo
                       cleanup, process_ends, stats)
 
 
+def _renders_as_live(config: SiteConfig, writer: SiteWriter) -> bool:
+    """Whether this build renders with the theme (templates, assets, configuration, this code) the
+    live site was rendered with, as far as it can tell before loading: the live 404 page's key is
+    that theme's fingerprint. (A theme whose templates read the whole digest has another key.)"""
+    live_key = writer.live.get(urls.NOT_FOUND)
+    return live_key is not None and live_key == theme_fingerprint(config, None, False)
+
+
 def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, progress: Progress,
            index_search: bool, session: BuildSession | None, preview: Preview | None, report: BuildReport,
            start: float, inputs: str, cleanup: contextlib.ExitStack, process_ends: bool = False,
@@ -373,7 +383,8 @@ def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, prog
     cleanup.callback(writer.remove_discarded)  # last: once the build is over, published or not
     cleanup.callback(writer.stop_filling)
     if not warm_only:
-        writer.fill_spare()  # not in a process with threads (serve's)
+        # A session's load, link and plan are too short for linking a stale spare ahead to pay.
+        writer.fill_spare(_renders_as_live(config, writer), stale_too=session is None)
     # What a new process reads from the cache folder: also by a session's first build (serve's,
     # the daemon's), which would otherwise make every key again (1.5 s at 10,000 articles).
     from_files = (session is None or session.load_state is None) and not clean

@@ -631,8 +631,8 @@ def test_the_first_build_after_a_cold_one_fills_the_spare_tree_while_it_loads(ex
     filled = []
     fill = write.SiteWriter.fill_spare
 
-    def watched(self):
-        fill(self)
+    def watched(self, *args, **options):
+        fill(self, *args, **options)
         filled.append(self._filling is not None)
 
     monkeypatch.setattr(write.SiteWriter, "fill_spare", watched)
@@ -681,6 +681,55 @@ def test_the_first_build_after_a_cold_one_fills_the_spare_tree_while_it_loads(ex
     with pytest.raises(Exception):
         build(config)
     assert filled[-1] is True and not spare.exists() and read_tree(site) == before
+
+
+def test_an_edit_after_a_new_site_title_links_the_unchanged_pages_while_it_loads(example_copy, monkeypatch):
+    """After a build that changed every page (a new site title), the spare tree is two builds old.
+    The next build, rendered with the live site's theme (an edit), has a forked process link the
+    live pages over the spare's old ones while it loads; one that changes every page again (another
+    title) writes over the spare's own files instead, as linking them first would make it replace
+    each one. Either way the site is a clean build's, and the live site is untouched until the end."""
+    from generator import write
+
+    monkeypatch.setattr(write.threading, "active_count", lambda: 1)  # as in `digest build`
+    monkeypatch.setattr(write, "FILL_STALE_MIN", 10)  # the example has 222 files, not 82,000
+    filled: list[int] = []
+    fill = write.SiteWriter.fill_spare
+
+    def watched(self, *args, **options):
+        fill(self, *args, **options)
+        filled.append(len(self._filling[1]) if self._filling is not None else 0)
+
+    monkeypatch.setattr(write.SiteWriter, "fill_spare", watched)
+    config = load_config(example_copy, {})
+    site, spare = example_copy / "site", example_copy / ".site.spare"
+    record = example_copy / "content/autoimmunity/36109639.yaml"
+    settings = example_copy / "digest.yaml"
+    build(config)
+    record.write_text(record.read_text().replace("refractory systemic lupus", "refractory lupus"))
+    build(config)  # fills the unknown spare
+    settings.write_text(settings.read_text().replace("title: CAR-T cells beyond cancer", "title: New title"))
+    config = load_config(example_copy, {})
+    build(config)
+    assert filled[-1] == 0  # a new theme: nothing linked ahead
+    other_page = "404.html"  # shows the title, nothing of the record edited next
+    assert (site / other_page).stat().st_ino != (spare / other_page).stat().st_ino
+    live_before = read_tree(site)
+    record.write_text(record.read_text().replace("refractory lupus", "refractory SLE"))
+    report = build(config)
+    assert filled[-1] > report.written > 0  # the pages the edit left alone were linked ahead
+    assert (site / other_page).stat().st_ino == (spare / other_page).stat().st_ino
+    assert read_tree(spare) == live_before  # the last live site, as it was
+    assert read_tree(site) == read_tree_of_clean_build(example_copy)
+    settings.write_text(settings.read_text().replace("title: New title", "title: Newer title"))
+    config = load_config(example_copy, {})
+    build(config)
+    assert filled[-1] == 0
+    assert read_tree(site) == read_tree_of_clean_build(example_copy)
+    record.write_text(record.read_text().replace("refractory SLE", "refractory lupus"))
+    build(config)
+    assert filled[-1] > 0
+    assert read_tree(site) == read_tree_of_clean_build(example_copy)
 
 
 def test_a_spare_tree_of_unknown_contents_is_deleted_after_the_build_by_a_process_of_its_own(example_copy,
