@@ -230,8 +230,8 @@ def fill_spare_tree(config: SiteConfig) -> None:
     10,000 articles, 2.5-4 s, see `SiteWriter.fill_spare`)."""
     with _one_build_at_a_time(config, NoProgress()):
         writer = SiteWriter(config.output_path, config.root / CACHE_DIR, again=True)
-        # Not a stale spare: its own old files are what a next build that changes every page
-        # writes over in place (see `SiteWriter.fill_spare`).
+        # Only an unknown spare: a stale one holds its own old files, which a next build that
+        # changes every page again writes over in place (see `SiteWriter.fill_spare`).
         writer.fill_spare(_renders_as_live(config, writer), stale_too=False)
         writer.keep_spare()
 
