@@ -1735,20 +1735,23 @@ def digest_json(digest: Digest, config: SiteConfig, renderer: Renderer | None = 
 _DIGEST_JSON: tuple[tuple[str, ...], Any, list, str | None, list[str]] = ((), (), [], None, [])
 
 
-def forget_digest_memos() -> None:
+def forget_digest_memos(keep_article_keys: bool = False) -> None:
     """Forget what this process kept of the digests it rendered (this module's memos and the map's
     graph), as a new process starts. For serve and the daemon when a new digest.yaml starts a new
     session: the new configuration makes their entries stale, and they would hold the last build's
-    objects beside the new one's (see `build.new_session`)."""
+    objects beside the new one's (see `build.new_session`). `keep_article_keys`: keep the keys made
+    of the articles alone (their fingerprints, citation keys and similar-list keys), which no
+    setting changes, for a session that goes on with the same articles."""
     global _KEY_MEMO, _LAST_KEYS, _LAST_CITATION_KEYS, _SIMILAR_LAST, _ARTICLE_SEGMENT, _HTML_PATHS, _DIGEST_JSON
     _KEY_MEMO = _KeyMemo()  # (`_DERIVING` is emptied by the call that fills it)
-    _LAST_KEYS, _LAST_CITATION_KEYS = ((), {}), ({}, {}, set())
-    _SIMILAR_LAST, _ARTICLE_SEGMENT, _HTML_PATHS = ((), [], {}, None), None, None
+    if not keep_article_keys:
+        _LAST_KEYS, _LAST_CITATION_KEYS, _SIMILAR_LAST = ((), {}), ({}, {}, set()), ((), [], {}, None)
+        exports.forget_digest_memos()
+    _ARTICLE_SEGMENT, _HTML_PATHS = None, None
     _DIGEST_JSON = ((), (), [], None, [])
     for memo in (_LISTINGS, _ENTRIES_MADE, _SHOWN_TERMS, _TERM_SEGMENTS):
         memo.clear()
     forget_graph_memos()
-    exports.forget_digest_memos()
 
 
 def digest_entry_key(content_key: str, similar_key: str, base_url: str) -> str:
