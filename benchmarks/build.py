@@ -51,8 +51,12 @@ def run(command: list[str], cwd: Path) -> tuple[float, float, int]:
     os.wait4 gives the rusage of this one child including the workers it waited for; ru_maxrss is
     the peak of the largest single process in that tree.
     """
+    # Compiled modules written and read as an installed tool's are: with PYTHONDONTWRITEBYTECODE
+    # (set in some shells), an editable install compiled the package on every run (0.07 s of a
+    # no-change rebuild's 0.25 s here).
+    env = {name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"}
     start = time.perf_counter()
-    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - start
     stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
