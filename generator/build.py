@@ -369,7 +369,10 @@ def _renders_as_live(config: SiteConfig, writer: SiteWriter) -> bool:
     live site was rendered with, as far as it can tell before loading: the live 404 page's key is
     that theme's fingerprint. (A theme whose templates read the whole digest has another key.)"""
     live_key = writer.live.get(urls.NOT_FOUND)
-    return live_key is not None and live_key == theme_fingerprint(config, None, False)
+    try:
+        return live_key is not None and live_key == theme_fingerprint(config, None, False)
+    except OSError:  # a theme file that cannot be read: the renderer reports it
+        return False
 
 
 def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, progress: Progress,
