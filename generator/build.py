@@ -417,10 +417,12 @@ def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, prog
     # PARALLEL_ROWS articles or more the similarity's products could use the other core, but most of
     # linking runs on one, and starting the writer after it left that core idle: cold builds at
     # 25,000 articles took 0.92 of the time with the writer started here (3 of 3 pairs, same CPU).
+    # Not in a process with threads (serve's): it forks. A session (the daemon's) keeps its load state.
     early: _EarlyFiles | None = None
-    if session is None:
+    if session is None or threading.active_count() == 1:
         with _timed(report, "early files"):
-            early = _EarlyFiles.start(loaded, key_store, writer, jobs, config, cleanup, load_state)
+            early = _EarlyFiles.start(loaded, key_store, writer, jobs, config, cleanup,
+                                      load_state if session is None else None)
     with _timed(report, "link"):
         digest = link_articles(loaded.articles, config.similar, config.taxonomies, state=link_state,
                                fingerprints=loaded.fingerprints)
