@@ -766,6 +766,21 @@ def test_an_edit_after_a_new_site_title_links_the_unchanged_pages_while_it_loads
     build(config)
     assert filled[-1] > 0
     assert read_tree(site) == read_tree_of_clean_build(example_copy)
+    # A build with nothing to write after another new title keeps the linked spare as a copy of the
+    # live tree (what it held besides removed), named as the live tree: the next build starts from it.
+    (example_copy / "content/autoimmunity/37353278.yaml").unlink()  # its pages stay in the spare only
+    settings.write_text(settings.read_text().replace("title: Newer title", "title: Newest title"))
+    config = load_config(example_copy, {})
+    build(config)
+    assert (spare / "articles/37353278/index.html").exists()
+    record.write_text(record.read_text())  # touched, the same bytes
+    assert build(config).written == 0 and filled[-1] > 0
+    assert not (spare / "articles/37353278").exists()
+    assert (spare / ".digest-tree").read_text() == (site / ".digest-tree").read_text()
+    assert read_tree(spare) == read_tree(site)
+    record.write_text(record.read_text().replace("refractory lupus", "refractory SLE"))
+    build(config)
+    assert read_tree(site) == read_tree_of_clean_build(example_copy)
 
 
 def test_a_spare_tree_of_unknown_contents_is_deleted_after_the_build_by_a_process_of_its_own(example_copy,
