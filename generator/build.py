@@ -39,7 +39,7 @@ from generator.progress import NoProgress, Progress
 from generator.exports import CITATION_FILES, citation_file
 from generator import urls
 from generator.similarity_settings import PARALLEL_ROWS
-from generator.workers import ForkedWorkers, can_fork, worker_setup
+from generator.workers import ForkedWorkers, can_fork, can_fork_alone, worker_setup
 from generator.write import (TREE_MARKER, SiteWriter, TreeFiles, checked_path, create_file, forget_manifests,
                              static_files, write_all, write_spliced)
 
@@ -148,8 +148,8 @@ def new_session(replacing: BuildSession | None, **fields: Any) -> BuildSession:
     daemon's first build after a new title loaded for 2.0 s and linked for 2.2-2.3 s at 10,000
     articles, against 0.04 and 0.01 s now; its plan took 0.9-1.0 s, 0.5-0.6 s with those keys.)
     What else the process kept of that digest, the memos of pages and keys that the new
-    configuration makes stale, goes before the new session's first build: the daemon held 1.04-1.14 GB after new site titles at
-    10,000 articles when they stayed, 0.68-0.73 GB without."""
+    configuration makes stale, goes before the new session's first build: the daemon held
+    1.04-1.14 GB after new site titles at 10,000 articles when they stayed, 0.68-0.73 GB without."""
     session = BuildSession(**fields)
     if replacing is not None:
         session.load_state, session.link_state = replacing.hand_over(session.config)
@@ -233,7 +233,7 @@ def fill_spare_tree(config: SiteConfig) -> None:
         writer = SiteWriter(config.output_path, config.root / CACHE_DIR, again=True)
         # Only an unknown spare: a stale one holds its own old files, which a next build that
         # changes every page again writes over in place (see `SiteWriter.fill_spare`).
-        writer.fill_spare(_renders_as_live(config, writer), stale_too=False)
+        writer.fill_spare(lambda: _renders_as_live(config, writer), stale_too=False)
         writer.keep_spare()
 
 
@@ -388,7 +388,7 @@ def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, prog
     cleanup.callback(writer.stop_filling)
     if not warm_only:
         # A session's load, link and plan are too short for linking a stale spare ahead to pay.
-        writer.fill_spare(_renders_as_live(config, writer), stale_too=session is None)
+        writer.fill_spare(lambda: _renders_as_live(config, writer), stale_too=session is None)
     # What a new process reads from the cache folder: also by a session's first build (serve's,
     # the daemon's), which would otherwise make every key again (1.5 s at 10,000 articles).
     from_files = (session is None or session.load_state is None) and not clean
@@ -419,7 +419,7 @@ def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, prog
     # 25,000 articles took 0.92 of the time with the writer started here (3 of 3 pairs, same CPU).
     # Not in a process with threads (serve's): it forks. A session (the daemon's) keeps its load state.
     early: _EarlyFiles | None = None
-    if session is None or threading.active_count() == 1:
+    if session is None or can_fork_alone():
         with _timed(report, "early files"):
             early = _EarlyFiles.start(loaded, key_store, writer, jobs, config, cleanup,
                                       load_state if session is None else None)
@@ -953,7 +953,7 @@ def _save_states(states: tuple[LoadState, LinkState], may_fork: bool, cleanup: c
     Pickling and writing them takes 0.3 to 0.5 s after an edit at 10,000 articles; the child works
     from its copy of the states as they are now, and the build waits for it before it returns.
     """
-    if may_fork and can_fork() and threading.active_count() == 1:
+    if may_fork and can_fork_alone():
         child = os.fork()
         if child == 0:
             try:

@@ -187,12 +187,12 @@ def _shared(article: Article) -> tuple[str, tuple[str, ...]]:
     return shared
 
 
-
 def forget_digest_memos() -> None:
     """Forget the articles the memos above hold (see `render.forget_digest_memos`)."""
     global _BASE_KEYS
     _BASE_KEYS = {}
     _SHARED.clear()
+
 
 def _keyword_list(words: list[str]) -> str:
     """Join with '; ' so descriptors like 'Muscle, Skeletal' survive the readers' comma split."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ctypes
 import gc
 import multiprocessing
+import threading
 import os
 import pickle
 import select
@@ -40,6 +41,12 @@ def worker_setup() -> None:
 
 def can_fork() -> bool:
     return "fork" in multiprocessing.get_all_start_methods()
+
+
+def can_fork_alone() -> bool:
+    """Whether this process can fork a child that goes on running its code: it has no other thread
+    (serve's), whose locks would stay held in the child."""
+    return can_fork() and threading.active_count() == 1
 
 
 def idle_cores(requested: int | None) -> int:

@@ -29,13 +29,12 @@ import signal
 import stat
 import subprocess
 import sys
-import threading
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Collection, Iterable
+from typing import Callable, Collection, Iterable
 
 from generator.errors import DigestError, Problem
-from generator.workers import can_fork, worker_setup
+from generator.workers import can_fork_alone, worker_setup
 
 TREE_MARKER = ".digest-tree"
 _SPARE_SUFFIX = ".spare"  # `.site.spare/`: the spare tree beside the live `site/`
@@ -412,13 +411,14 @@ class SiteWriter:
         """Record files written into the spare tree since `prepare_some`."""
         self.spare_files.update(jobs)
 
-    def fill_spare(self, same_theme: bool, stale_too: bool = True) -> None:
+    def fill_spare(self, same_theme: Callable[[], bool], stale_too: bool = True) -> None:
         """Start bringing the spare tree up to the live one in a forked process, while this one
         loads, links and plans; `ready` waits for it. Only for a build that renders with the theme
-        the live tree was rendered with (`same_theme`), which keeps most live files (an edit): one
-        that renders every page again does better without, writing over the spare's own old files
-        in place (13 us a file here) or creating them in an empty spare, where a linked file must
-        be replaced (134 us). A process with threads (`digest serve`) links what it needs itself.
+        the live tree was rendered with (`same_theme()`, asked last: it reads the theme), which
+        keeps most live files (an edit): one that renders every page again does better without,
+        writing over the spare's own old files in place (13 us a file here) or creating them in an
+        empty spare, where a linked file must be replaced (134 us). A process with threads (`digest
+        serve`) links what it needs itself.
 
         - The spare unknown (the first build after a cold one): every live file is linked, 82,000
           links in 41,000 folders at 10,000 articles (2.5 s, nearly all of it the kernel's), which
@@ -427,8 +427,7 @@ class SiteWriter:
           build that changed most pages: a new site title or template): the live files it lacks
           (41,800 at 10,000 articles: an edit right after a new title took 4.8-5.2 s without,
           3.1-4.0 s with, in paired runs; a normal edit 2.6 s)."""
-        if not same_theme or self._filling is not None or self._spare_ready or not self.live \
-                or not can_fork() or threading.active_count() > 1:
+        if self._filling is not None or self._spare_ready or not self.live or not can_fork_alone():
             return
         if not self.spare_files:
             paths = [path for path in self.live if path != TREE_MARKER]
@@ -439,6 +438,8 @@ class SiteWriter:
             if len(paths) < FILL_STALE_MIN:
                 return  # the build links them as it goes
         else:
+            return
+        if not same_theme():
             return
         try:
             checked_paths(paths)  # a manifest edited by hand only costs the work

@@ -661,9 +661,9 @@ def test_the_first_build_after_a_cold_one_fills_the_spare_tree_while_it_loads(ex
     """With no spare tree (the first build after a cold one), a forked process hard-links the live
     files into it while the build loads and links; the build then writes only what changed. A link
     that fails leaves an empty spare, and the build links file by file as before."""
-    from generator import write
+    from generator import workers, write
 
-    monkeypatch.setattr(write.threading, "active_count", lambda: 1)  # as in `digest build`
+    monkeypatch.setattr(workers.threading, "active_count", lambda: 1)  # as in `digest build`
     filled = []
     fill = write.SiteWriter.fill_spare
 
@@ -725,9 +725,9 @@ def test_an_edit_after_a_new_site_title_links_the_unchanged_pages_while_it_loads
     live pages over the spare's old ones while it loads; one that changes every page again (another
     title) writes over the spare's own files instead, as linking them first would make it replace
     each one. Either way the site is a clean build's, and the live site is untouched until the end."""
-    from generator import write
+    from generator import workers, write
 
-    monkeypatch.setattr(write.threading, "active_count", lambda: 1)  # as in `digest build`
+    monkeypatch.setattr(workers.threading, "active_count", lambda: 1)  # as in `digest build`
     monkeypatch.setattr(write, "FILL_STALE_MIN", 10)  # the example has 222 files, not 82,000
     filled: list[int] = []
     fill = write.SiteWriter.fill_spare
