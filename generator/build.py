@@ -32,9 +32,9 @@ from generator.link import Digest, LinkState, SimilarLists, build_taxonomies, li
 from generator.load import LoadState, collect_frozen_garbage, collector_paused, freeze_for_good, load_articles
 from generator.render import (AGGREGATES, PageJob, PlanMemoFile, Renderer, article_keys,
                              citation_keys_of, export_frame, export_item, exports_key, fingerprint,
-                             forget_digest_memos, join_export, keep_compiled_templates, listing_page_key,
+                             forget_digest_memos, join_export, keep_compiled_templates,
                              own_article_templates, page_job, produce, records_key, rendering_code_stamp,
-                             template_references, theme_fingerprint, warm_up)
+                             template_references, term_jobs, term_page_keys, theme_fingerprint, warm_up)
 from generator.progress import NoProgress, Progress
 from generator.exports import CITATION_FILES, citation_file
 from generator import urls
@@ -813,9 +813,10 @@ def _write_early() -> tuple[int, dict[str, str], dict[str, str], dict[str, tuple
         items = {article_id: k.listing for article_id, k in keys.items()}
         for taxonomy, found in terms.items():
             for index, term in enumerate(found):
-                path = urls.output_file(urls.term_path(taxonomy, term.slug))
-                files[path] = listing_page_key(renderer.theme_key, (taxonomy, term.name), term.article_ids, items)
-                pages[path] = PageJob(path, "term", files[path], (taxonomy, index))
+                page_keys = term_page_keys(renderer.theme_key, taxonomy, term, items, config.per_page)
+                for job in term_jobs(taxonomy, index, term.slug, page_keys):
+                    files[job.path] = job.key
+                    pages[job.path] = job
     tree = TreeFiles(writer.spare, writer.output)
     streams = _ExportStreams(tree.tree, [a.id for a in articles]) if with_exports and renderer is not None else None
     written = 0
@@ -984,7 +985,7 @@ def _render_open_pages(preview: Preview, renderer: Renderer, last_jobs: list[Pag
         return pages
     last = {job.path: job for job in last_jobs if job.path in open_pages}
     for path in sorted(open_pages):
-        job = page_job(renderer.digest, last.get(path))
+        job = page_job(renderer.digest, last.get(path), renderer.config.per_page)
         if job is None:
             continue
         data = produce(renderer, job)

@@ -33,6 +33,7 @@ class SiteConfig:
     static_dir: str = "static"
     similar: SimilarityConfig | None = field(default_factory=SimilarityConfig)
     feed_limit: int = 50
+    per_page: int = 100  # articles per listing page (home, topic, author...); 0: every article on one page
     search: bool = True
     taxonomies: tuple[str, ...] = ("topics", "authors", "journals", "years", "types")
     ncbi_email: str = ""  # contact address sent to NCBI E-utilities by `digest add` and `digest refresh`
@@ -65,7 +66,7 @@ _SCALARS = {
     "content_dir": str, "output_dir": str, "templates_dir": str, "static_dir": str,
     "search": bool, "ncbi_email": str,
 }
-_KNOWN_KEYS = sorted(set(_SCALARS) | {"similar", "feed", "taxonomies"})
+_KNOWN_KEYS = sorted(set(_SCALARS) | {"similar", "feed", "taxonomies", "paginate"})
 _SIMILAR_KEYS = ("count", "min_score", "fields")
 _SIMILAR_FIELDS = ("title", "abstract", "mesh", "keywords")
 
@@ -136,6 +137,14 @@ def _validate(root: Path, data: dict[str, Any], lines: dict[str, int], shown: st
                 values["feed_limit"] = max(1, value.get("limit", 50))
             else:
                 fail(key, "'feed' must be a mapping like 'feed: {limit: 50}'")
+        elif key == "paginate":
+            if value is True:
+                values["per_page"] = SiteConfig.per_page
+            elif value is False or (isinstance(value, int) and value >= 0):
+                values["per_page"] = int(value)
+            else:
+                fail(key, f"'paginate' must be a number of articles per listing page, or false for one page, "
+                          f"got {value!r}", "e.g. 'paginate: 100'")
         elif key == "taxonomies":
             allowed = SiteConfig.taxonomies
             if not isinstance(value, list) or any(v not in allowed for v in value):

@@ -41,6 +41,7 @@ from generator.graph import forget_digest_memos as forget_graph_memos
 from generator.markup import inline_html, markdown_notes, markdown_text, plain_text, render_notes, safe_url, summary
 from generator.metadata import page_range, scholarly_json_ld, scholarly_json_ld_text, updated_date
 from generator.model import Article
+from generator.pagination import make_pager, page_ids
 from generator.search import merged_bundles
 from generator.workers import idle_cores, map_with_workers
 
@@ -546,13 +547,19 @@ class Renderer:
             listed.update(zip(ids, entries))
             return entries
 
-    def home_items(self) -> list[Markup]:
-        """Return the home page's listing entries."""
-        return self.items(self.digest.articles, 0, self.ids())
+    def home_items(self, number: int = 1) -> list[Markup]:
+        """Return the listing entries of the home page's page `number`."""
+        ids = self.ids()
+        if urls.page_count(len(ids), self.config.per_page) == 1:
+            return self.items(self.digest.articles, 0, ids)
+        shown = page_ids(ids, number, self.config.per_page)
+        path = urls.listing_page_path(urls.HOME, number)
+        return self.items(_ArticlesOf(self.digest.by_id, shown), urls.depth(path), shown)
 
-    def term_items(self, term: Any) -> list[Markup]:
-        """Return a term page's listing entries."""
-        return self.items(_ArticlesOf(self.digest.by_id, term.article_ids), 2, term.article_ids)
+    def term_items(self, term: Any, number: int = 1) -> list[Markup]:
+        """Return the listing entries of page `number` of a term's page."""
+        shown = page_ids(term.article_ids, number, self.config.per_page)
+        return self.items(_ArticlesOf(self.digest.by_id, shown), 2 if number == 1 else 4, shown)
 
     def entries(self, articles: Iterable[Article], path: str) -> list[Markup]:
         """Return Atom entries for the feed at `path`."""
@@ -1094,7 +1101,7 @@ class _KeyMemo:
                 if name[0] == "article":
                     made = article_jobs(name[1], *made)
                 elif name[0] == "term":
-                    made = term_jobs(name[1], made[0], name[2], *made[1:])
+                    made = term_jobs(name[1], made[0], name[2], *made[1:])  # (index, page keys, feed key)
                 entries[name] = (inputs, made)
             owner_print, items, contents = stored["owner"], dict(stored["items"]), dict(stored["contents"])
         except Exception:  # noqa: BLE001 - a missing, stale or corrupt cache only costs making keys
@@ -1141,8 +1148,9 @@ def _compact_entry(name: tuple, entry: tuple) -> tuple:
     inputs, made = entry
     if name[0] == "article":
         made = tuple(job.key for job in made if job.kind in ("article", "cite.bib"))
-    elif name[0] == "term":  # its index among the taxonomy's terms (the page's), then its keys
-        made = (made[0].args[1], *(job.key for job in made if job.kind in ("term", "topic_feed")))
+    elif name[0] == "term":  # its index among the taxonomy's terms (the pages'), its pages' keys, its feed's
+        made = (made[0].args[1], tuple(job.key for job in made if job.kind == "term"),
+                *(job.key for job in made if job.kind == "topic_feed"))
     if inputs.__class__ is tuple and any(len(part) > HASHED_ABOVE for part in inputs
                                          if isinstance(part, (tuple, list, dict))):
         inputs = HashedInputs(value_key(inputs))
@@ -1165,7 +1173,8 @@ def _apply_changes(stored: dict[str, Any], frame: dict[str, Any]) -> None:
 
 
 # The modules whose code decides a page's bytes, beyond the templates.
-RENDERING_MODULES = ("render.py", "urls.py", "exports.py", "metadata.py", "markup.py", "graph.py", "model.py")
+RENDERING_MODULES = ("render.py", "urls.py", "pagination.py", "exports.py", "metadata.py", "markup.py", "graph.py",
+                     "model.py")
 
 
 @functools.lru_cache(maxsize=1)
@@ -1278,8 +1287,10 @@ class SitePlan:
         for name, (path, data) in sorted(renderer.assets.items()):
             add(path, "asset", fingerprint(path, hashlib.sha256(data).hexdigest()), (name,))
         home = list(renderer.ids())  # read once per renderer: the home page asks too
-        add(urls.output_file(urls.HOME), "home", memo.get(("home",), (home,), home) or memo.put(
-            ("home",), (home,), self.listing_key("home", home)))
+        keys = memo.get(("home",), (home,), home) or memo.put(
+            ("home",), (home,), listing_page_keys(self.theme_key, ("home",), home, self.item_keys, config.per_page))
+        for number, key in enumerate(keys, 1):
+            add(urls.output_file(urls.listing_page_path(urls.HOME, number)), "home", key, (number,))
         similar_keys = renderer._similar_list_keys = _similar_keys(digest, renderer.templates_show_scores, self.keys)
         jobs = self.jobs
         # An article's five jobs, and a term's page and feed, are reused as they are while what
@@ -1413,10 +1424,6 @@ class SitePlan:
     def add(self, path: str, kind: str, key: str, args: tuple = ()) -> None:
         self.jobs.append(PageJob(path, kind, key, args))
 
-    def listing_key(self, *parts: object) -> str:
-        *head, ids = parts
-        return listing_page_key(self.theme_key, tuple(head), ids, self.item_keys)  # type: ignore[arg-type]
-
     def _article_jobs(self, article_id: str, inputs: tuple) -> tuple[PageJob, ...]:
         """Return an article's page, Markdown page and citation files; `inputs` are its content key,
         similar list key, backlinks and citation key."""
@@ -1425,11 +1432,11 @@ class SitePlan:
         return article_jobs(article_id, key, fingerprint(content, citation))
 
     def _term_jobs(self, taxonomy: str, index: int, term: Any, feed: bool) -> tuple[PageJob, ...]:
-        """Return a term's page and, for a topic, its feed."""
-        page_key = self.listing_key(taxonomy, term.name, term.article_ids)
+        """Return a term's pages and, for a topic, its feed."""
+        page_keys = term_page_keys(self.theme_key, taxonomy, term, self.item_keys, self.renderer.config.per_page)
         if not feed:
-            return term_jobs(taxonomy, index, term.slug, page_key)
-        return term_jobs(taxonomy, index, term.slug, page_key, self.feed_key(term.name, term.article_ids))
+            return term_jobs(taxonomy, index, term.slug, page_keys)
+        return term_jobs(taxonomy, index, term.slug, page_keys, self.feed_key(term.name, term.article_ids))
 
     def feed_key(self, title: str, ids: Sequence[str]) -> str:
         """Fingerprint a feed by the articles it shows."""
@@ -1499,12 +1506,15 @@ def warm_up(renderer: Renderer) -> None:
     digest.json's entries, from their fragments, where each article's terms are, and the map's
     topic counts. 0.4 s at 10,000 articles, of which the first edit after a cold build took 0.7 s
     longer otherwise."""
-    digest = renderer.digest
-    renderer.home_items()
-    for terms in digest.taxonomies.values():
-        for term in terms:
-            if len(term.article_ids) >= LISTING_MEMO_MIN:
-                renderer.term_items(term)
+    digest, per_page = renderer.digest, renderer.config.per_page
+    if not per_page or per_page >= LISTING_MEMO_MIN:  # (shorter pages are not kept: see `items`)
+        for number in range(1, urls.page_count(len(digest.by_id), per_page) + 1):
+            renderer.home_items(number)
+        for terms in digest.taxonomies.values():
+            for term in terms:
+                if len(term.article_ids) >= LISTING_MEMO_MIN:
+                    for number in range(1, urls.page_count(len(term.article_ids), per_page) + 1):
+                        renderer.term_items(term, number)
     digest_json(digest, renderer.config, renderer)
     for segment in _TERM_SEGMENTS.values():
         if segment.by_article is None:
@@ -1541,26 +1551,41 @@ def article_jobs(article_id: str, page_key: str, cite_key: str) -> tuple[PageJob
             *(PageJob(base + name, name, cite_key, args) for name in exports.CITATION_FILES))
 
 
-def term_jobs(taxonomy: str, index: int, slug: str, page_key: str, feed_key: str | None = None) -> tuple[PageJob, ...]:
-    """Return a term's page and, with a `feed_key` (a topic), its feed."""
+def term_jobs(taxonomy: str, index: int, slug: str, page_keys: tuple[str, ...], feed_key: str | None = None
+              ) -> tuple[PageJob, ...]:
+    """Return a term's pages (`page_keys`: `term_page_keys`) and, with a `feed_key` (a topic), its feed."""
     path = urls.term_path(taxonomy, slug)
-    page = PageJob(urls.output_file(path), "term", page_key, (taxonomy, index))
+    pages = tuple(PageJob(urls.output_file(urls.listing_page_path(path, number)), "term", key, (taxonomy, index, number))
+                  for number, key in enumerate(page_keys, 1))
     if feed_key is None:
-        return (page,)
-    return page, PageJob(path + "feed.xml", "topic_feed", feed_key, (index,))
+        return pages
+    return (*pages, PageJob(path + "feed.xml", "topic_feed", feed_key, (index,)))
 
 
-def listing_page_key(theme_key: str, head: tuple, ids: Sequence[str], item_keys: Any) -> str:
-    """Fingerprint a page listing articles `ids` (a term page: head is its taxonomy and name)."""
-    return value_key((theme_key, head, [item_keys[i] for i in ids]))
+def term_page_keys(theme_key: str, taxonomy: str, term: Any, item_keys: Any, per_page: int) -> tuple[str, ...]:
+    """Return the keys of a term's pages (`listing_page_keys`)."""
+    return listing_page_keys(theme_key, (taxonomy, term.name), term.article_ids, item_keys, per_page)
+
+
+def listing_page_keys(theme_key: str, head: tuple, ids: Sequence[str], item_keys: Any, per_page: int
+                      ) -> tuple[str, ...]:
+    """Fingerprint each page of a listing of articles `ids` (a term's: head is its taxonomy and name):
+    the entries it shows, and where it stands among the listing's pages (its pager)."""
+    count = urls.page_count(len(ids), per_page)
+    if count == 1:
+        return (value_key((theme_key, head, [item_keys[i] for i in ids])),)
+    return tuple(value_key((theme_key, head, number, count, len(ids),
+                            [item_keys[i] for i in page_ids(ids, number, per_page)]))
+                 for number in range(1, count + 1))
 
 
 _PAGE_KINDS = frozenset({"home", "article", "taxonomy", "term", "map", "search", "404"})
 
 
-def page_job(digest: Digest, last: PageJob | None) -> PageJob | None:
-    """Return the job that renders, from `digest`, the HTML page a job of the last plan rendered;
-    None when it is gone or not an HTML page. Its key is left blank: only the plan makes keys."""
+def page_job(digest: Digest, last: PageJob | None, per_page: int) -> PageJob | None:
+    """Return the job that renders, from `digest`, the HTML page a job of the last plan rendered
+    (listings `per_page` articles a page); None when it is gone or not an HTML page. Its key is
+    left blank: only the plan makes keys."""
     if last is None or last.kind not in _PAGE_KINDS:
         return None
     kind, args = last.kind, last.args
@@ -1570,9 +1595,13 @@ def page_job(digest: Digest, last: PageJob | None) -> PageJob | None:
         return PageJob(last.path, kind, "", args) if args[0] in digest.taxonomies else None
     if kind == "term":
         terms = digest.taxonomies.get(args[0], ())
-        paths = (urls.output_file(urls.term_path(args[0], term.slug)) for term in terms)
-        index = next((i for i, path in enumerate(paths) if path == last.path), None)
-        return None if index is None else PageJob(last.path, kind, "", (args[0], index))
+        base, number = urls.split_listing_page(last.path[: -len("index.html")])
+        index = next((i for i, term in enumerate(terms) if urls.term_path(args[0], term.slug) == base), None)
+        if index is None or number > urls.page_count(len(terms[index].article_ids), per_page):
+            return None
+        return PageJob(last.path, kind, "", (args[0], index, number))
+    if kind == "home" and args[0] > urls.page_count(len(digest.by_id), per_page):
+        return None
     return PageJob(last.path, kind, "", args)
 
 
@@ -1586,7 +1615,10 @@ def produce(renderer: "Renderer", job: PageJob) -> bytes:
     if kind == "asset":
         return renderer.assets[args[0]][1]
     if kind == "home":
-        return renderer.render("index.html", urls.HOME, items=renderer.home_items()).content
+        number = args[0]
+        path = urls.listing_page_path(urls.HOME, number)
+        return renderer.render("index.html", path, items=renderer.home_items(number),
+                               pager=make_pager(urls.HOME, number, len(digest.by_id), config.per_page)).content
     if kind in ("article", "article_md"):
         return render_article_page(renderer, digest.by_id[args[0]], markdown=kind == "article_md")
     if kind in exports.CITATION_FILES:
@@ -1596,10 +1628,12 @@ def produce(renderer: "Renderer", job: PageJob) -> bytes:
         return renderer.render("taxonomy.html", urls.taxonomy_path(taxonomy), taxonomy=taxonomy,
                                terms=digest.taxonomies[taxonomy]).content
     if kind == "term":
-        taxonomy, index = args
+        taxonomy, index, number = args
         term = digest.taxonomies[taxonomy][index]
-        return renderer.render("term.html", urls.term_path(taxonomy, term.slug), taxonomy=taxonomy, term=term,
-                               items=renderer.term_items(term)).content
+        path = urls.term_path(taxonomy, term.slug)
+        return renderer.render("term.html", urls.listing_page_path(path, number), taxonomy=taxonomy, term=term,
+                               items=renderer.term_items(term, number),
+                               pager=make_pager(path, number, len(term.article_ids), config.per_page)).content
     if kind == "topic_feed":
         term = digest.taxonomies["topics"][args[0]]
         return render_feed(renderer, job.path, [digest.by_id[i] for i in term.article_ids],

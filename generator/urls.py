@@ -42,6 +42,27 @@ def term_path(taxonomy: str, slug: str) -> str:
     return f"{taxonomy}/{slug}/"
 
 
+def listing_page_path(path: str, number: int) -> str:
+    """Return the path of page `number` of the listing at `path`: the first is the listing's own
+    (`topics/x/`), the next ones `topics/x/page/2/`, as Hugo names them."""
+    return path if number == 1 else f"{path}page/{number}/"
+
+
+_LISTING_PAGE = re.compile(r"(.*?)(?:page/([1-9][0-9]*)/)?")
+
+
+def split_listing_page(path: str) -> tuple[str, int]:
+    """Return the listing a page path belongs to and the page's number (`listing_page_path`'s inverse)."""
+    found = _LISTING_PAGE.fullmatch(path)
+    base, number = found.group(1), found.group(2)  # type: ignore[union-attr]
+    return (base, int(number)) if number and int(number) > 1 else (path, 1)
+
+
+def page_count(articles: int, per_page: int) -> int:
+    """Return how many pages a listing of `articles` has (`per_page` 0: one)."""
+    return max(1, -(-articles // per_page)) if per_page else 1
+
+
 def output_file(path: str) -> str:
     """Return the file a page path is written to: folders get `index.html`."""
     return f"{path}index.html" if path == "" or path.endswith("/") else path
