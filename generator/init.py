@@ -21,6 +21,7 @@ similar:
   min_score: auto                # the lowest score listed, 0 to 1; auto: a fifth of the articles' median best score
 feed:
   limit: 50                      # newest articles in feed.xml
+paginate: 100                    # articles per page of the home page and each topic, author...; false: one page
 # taxonomies: [topics, authors, journals, years, types]
 # search: true
 """
