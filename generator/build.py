@@ -1044,7 +1044,7 @@ def _current_fragments(renderer: Renderer) -> dict[str, str]:
         # them cost 0.15 s at 10,000 articles and about 2.5 s at 100,000, with the other core idle.
         return renderer.fragments
     from generator.graph import layout_key, map_graph
-    from generator.render import digest_entry_key, fragment_key
+    from generator.render import ANYWHERE, digest_entry_key, fragment_key
 
     current_layout = layout_key(*map_graph(renderer.digest))  # memoised: the plan asked already
     keep = {current_layout: renderer.fragments[current_layout]} if current_layout in renderer.fragments else {}
@@ -1052,7 +1052,7 @@ def _current_fragments(renderer: Renderer) -> dict[str, str]:
     for article_id, item_key in renderer._item_keys.items():
         content_key = renderer._article_keys[article_id]
         for kind, basis in (("_item.html", item_key), ("_entry.xml", content_key)):
-            for depth in (0, 2):
+            for depth in (ANYWHERE, 0, 2, 4):  # (made for each depth: see Renderer._placed_only)
                 key = fragment_key(renderer.theme_key, kind, basis, depth)
                 if key in renderer.fragments:
                     keep[key] = renderer.fragments[key]

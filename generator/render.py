@@ -456,6 +456,9 @@ class Renderer:
         self.rendered_in_workers = False  # set by build.render_into when it forked workers
         self._cites: dict[tuple[str, str], str] = {}
         self.plan_jobs: list = []
+        # Entry kinds made for each depth, not once for all (see `placed`): a NUL in the settings,
+        # or one an entry's template printed, which the markers could not be told from.
+        self._placed_only: set[str] = set() if not _has_nul(config) else {"_item.html", "_entry.xml"}
 
     def use_keys(self, keys: dict[str, ArticleKeys]) -> None:
         """Take the articles' keys (`article_keys`): listing and feed entries are found by them."""
@@ -593,11 +596,25 @@ class Renderer:
         entry = made.get(article.id)
         if entry is not None and entry[0] == basis:
             return entry[1]
-        key = fragment_key(self.theme_key, kind, basis, depth)
-        found = self.fragments.get(key)
-        if found is None:
-            found = self.render(kind, path, article=article).content.decode("utf-8").strip("\n")
-            self.fragments[key] = self.new_fragments[key] = found
+        found = None
+        if kind not in self._placed_only:
+            key = fragment_key(self.theme_key, kind, basis, ANYWHERE)
+            found = self.fragments.get(key)
+            if found is None:
+                found = self.render(kind, "", article=article, _depth=ANYWHERE).content.decode("utf-8").strip("\n")
+                if found.count("\x00") == found.count(_UP) + found.count(_HERE):
+                    self.fragments[key] = self.new_fragments[key] = found
+                else:  # a NUL the markers do not account for: made for each depth from now on
+                    self._placed_only.add(kind)
+                    found = None
+        if found is not None:
+            found = placed(found, depth)
+        else:
+            key = fragment_key(self.theme_key, kind, basis, depth)
+            found = self.fragments.get(key)
+            if found is None:
+                found = self.render(kind, path, article=article).content.decode("utf-8").strip("\n")
+                self.fragments[key] = self.new_fragments[key] = found
         markup = Markup(found)
         made[article.id] = (basis, markup)
         return markup
@@ -631,11 +648,12 @@ class Renderer:
         links: dict[str, str] = {}
         term_links: dict[tuple[str, str], str] = {}
         article_links: dict[str, str] = {}
+        relative = urls.url_from_depth if depth != ANYWHERE else _marked_url
 
         def url(target: str) -> str:
             found = links.get(target)
             if found is None:
-                found = links[target] = urls.url_from_depth(depth, target)
+                found = links[target] = relative(depth, target)
             return found
 
         def term_url(taxonomy: str, name: str) -> str:
@@ -668,11 +686,12 @@ class Renderer:
         }
         return found
 
-    def render(self, template_name: str, path: str, **context: Any) -> Page:
-        """Render one template to the page at `path`; template mistakes become DigestErrors."""
+    def render(self, template_name: str, path: str, _depth: int | None = None, **context: Any) -> Page:
+        """Render one template to the page at `path` (`_depth` ANYWHERE: an entry for pages of any
+        depth, see `placed`); template mistakes become DigestErrors."""
         try:
             template = self.env.get_template(template_name)
-            variables = self._page_vars(urls.depth(path)).copy()
+            variables = self._page_vars(urls.depth(path) if _depth is None else _depth).copy()
             variables["page_path"] = path
             variables.update(context)
             text = template.render_with(variables)  # (the environment's template class: _Template)
@@ -763,6 +782,33 @@ def _hashed(start: Any, data: bytes) -> str:
     hasher = start.copy()
     hasher.update(data)
     return hasher.hexdigest()
+
+
+# An article's listing or feed entry is rendered once for pages of every depth (the home page, a
+# topic's, its second page: 0, 2 and 4 folders deep), with markers where its relative links climb
+# to the site's root, and placed at a depth by putting the climb in (`placed`): 10,000 entries
+# rendered once, not three times. Articles hold no control characters (load.py removes them).
+ANYWHERE = -1  # the depth such entries are rendered at
+_UP = "\x00\x01"  # "../" once per folder
+_HERE = "\x00\x02"  # the same, or "./" at the root: a link to the root itself
+
+
+def _marked_url(depth: int, target: str) -> str:
+    """`urls.url_from_depth` for an entry of any depth: the climb left as a marker."""
+    quoted = urls.quote_path(target)
+    return _UP + quoted if quoted else _HERE
+
+
+def placed(entry: str, depth: int) -> str:
+    """Return an entry rendered at ANYWHERE as it is on a page `depth` folders deep."""
+    if "\x00" not in entry:
+        return entry
+    up = "../" * depth
+    return entry.replace(_UP, up).replace(_HERE, up or "./")
+
+
+def _has_nul(config: SiteConfig) -> bool:
+    return any(isinstance(value, str) and "\x00" in value for value in vars(config).values())
 
 
 @functools.lru_cache(maxsize=1 << 16)

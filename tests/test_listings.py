@@ -52,3 +52,46 @@ def test_every_term_page_lists_its_own_articles_whatever_was_listed_before(monke
         expected = [fresh._entry("_item.html", fresh.digest.by_id[i], "x/x/", 2, made) for i in term.article_ids]
         assert first[id(term)] == expected
 
+
+
+def _rendered_at(renderer: Renderer, kind: str, article, depth: int) -> str:
+    return renderer.render(kind, "x/" * depth, article=article).content.decode("utf-8").strip("\n")
+
+
+@pytest.mark.parametrize("kind", ["_item.html", "_entry.xml"])
+def test_an_entry_rendered_once_is_at_every_depth_what_rendering_it_there_gives(monkeypatch, kind):
+    """Entries are rendered once for pages of any depth (the home page, a topic's, its second page),
+    their links' climb to the root put in for each (see render.placed)."""
+    renderer = _renderer(monkeypatch)
+    for depth in (0, 1, 2, 4):
+        made = renderer._entries_made(kind, depth)
+        for article in renderer.digest.articles:
+            entry = str(renderer._entry(kind, article, "x/" * depth, depth, made))
+            assert entry == _rendered_at(renderer, kind, article, depth)
+            assert "\x00" not in entry
+    # One fragment per article and kind, whatever the depth.
+    assert len([k for k in renderer.new_fragments]) == len(renderer.digest.articles)
+
+
+@pytest.mark.parametrize(("author", "printed"), [('"a\\0b"', ""), ("someone", '{{ "\\x00" }}')])
+def test_a_nul_in_a_setting_or_a_template_makes_entries_for_each_depth(monkeypatch, tmp_path, author, printed):
+    """A NUL in a setting or printed by the entry's template could not be told from the markers:
+    entries are then rendered at each depth, as they were before."""
+    import shutil
+
+    shutil.copytree(EXAMPLE / "content", tmp_path / "content")
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates/_item.html").write_text(
+        '<li><a href="{{ article_url(article.id) }}">{{ article.title }}</a> {{ site.author }}'
+        ' <a href="{{ root }}">home</a>' + printed + '</li>\n')
+    (tmp_path / "digest.yaml").write_text(f"title: T\nauthor: {author}\n")
+    monkeypatch.setattr(render, "_ENTRIES_MADE", {})
+    config = load_config(tmp_path)
+    loaded = load_articles(config.content_path, config.root, jobs=1)
+    digest = link_articles(loaded.articles, config.similar, config.taxonomies, fingerprints=loaded.fingerprints)
+    renderer = Renderer(digest, config, loaded.fingerprints, None)
+    article = digest.articles[0]
+    for depth in (0, 2, 4):
+        entry = str(renderer._entry("_item.html", article, "x/" * depth, depth, renderer._entries_made("_item.html", depth)))
+        assert entry == _rendered_at(renderer, "_item.html", article, depth)
+        assert entry.count("\x00") == 1 and f'href="{"../" * depth}articles/' in entry
