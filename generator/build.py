@@ -507,7 +507,7 @@ def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, prog
         return report
     with _timed(report, "render"):
         try:
-            early_paths = {j.path for j in all_jobs if j.kind in early.kinds} if early is not None else set()
+            early_paths = {j.path for j in all_jobs if early.takes(j)} if early is not None else set()
             pending = set(writer.prepare(keys, leave=early_paths))
             # (Picked in C: an edit's few dozen of 82,000 jobs.)
             pending_jobs = list(itertools.compress(all_jobs, map(pending.__contains__, map(_PATH, all_jobs))))
@@ -681,6 +681,14 @@ class _EarlyFiles:
         cleanup.callback(early.end)
         return early
 
+    def takes(self, job: PageJob) -> bool:
+        """Whether `job` is one of the writer's files: of its kinds, and of a term's pages only the
+        first. The others (a long listing's `page/2/`...) go to the render stage: in a cold build
+        the writer is the process the build waits for last, and what it has not made when the
+        render workers are done they make again, two processes creating files in the same
+        folders (`authors/`), 2-4 s more at 10,000 articles."""
+        return job.kind in self.kinds and (job.kind != "term" or job.args[2] == 1)
+
     def stop(self) -> None:
         """Ask the writer to stop after the file it is writing (see `finish`)."""
         self.stop_flag.value = 1
@@ -768,7 +776,7 @@ def _finish_early(early: _EarlyFiles, writer: SiteWriter, renderer: Renderer, al
     `_aggregate`). Return how many files got new bytes, and those exports (added to `pending`)."""
     early.stop()
     found = early.finish()
-    early_jobs = [j for j in all_jobs if j.kind in early.kinds]
+    early_jobs = [j for j in all_jobs if early.takes(j)]
     if found is None:  # it failed: what it wrote is unknown
         found = (0, {}, {}, {})
         writer.written(dict.fromkeys((j.path for j in early_jobs), ""))
@@ -814,9 +822,9 @@ def _write_early() -> tuple[int, dict[str, str], dict[str, str], dict[str, tuple
         for taxonomy, found in terms.items():
             for index, term in enumerate(found):
                 page_keys = term_page_keys(renderer.theme_key, taxonomy, term, items, config.per_page)
-                for job in term_jobs(taxonomy, index, term.slug, page_keys):
-                    files[job.path] = job.key
-                    pages[job.path] = job
+                job = term_jobs(taxonomy, index, term.slug, page_keys)[0]  # (see _EarlyFiles.takes)
+                files[job.path] = job.key
+                pages[job.path] = job
     tree = TreeFiles(writer.spare, writer.output)
     streams = _ExportStreams(tree.tree, [a.id for a in articles]) if with_exports and renderer is not None else None
     written = 0
