@@ -133,19 +133,21 @@ def test_builds_that_add_move_and_drop_pages_give_the_bytes_of_a_clean_build(exa
     assert (site / "page/6/index.html").is_file() and not (site / "page/7").exists()
 
 
-def test_the_early_writer_makes_the_pages_of_long_term_listings_as_the_render_stage_would(example_copy, monkeypatch):
+def test_the_early_writer_makes_the_first_page_of_each_term_and_the_render_stage_the_others(example_copy,
+                                                                                            monkeypatch):
     import generator.build as build_module
     import generator.render as render_module
 
     monkeypatch.setattr(render_module, "_ENTRIES_MADE", {})
     monkeypatch.setattr(build_module, "EARLY_FILES_MIN", 20)
-    started = []
-    start = build_module._EarlyFiles.start
-    monkeypatch.setattr(build_module._EarlyFiles, "start",
-                        classmethod(lambda cls, *a, **k: started.append(start(*a, **k)) or started[-1]))
+    placed = []
+    finish = build_module._EarlyFiles.finish
+    monkeypatch.setattr(build_module._EarlyFiles, "finish", lambda self: placed.append(finish(self)) or placed[-1])
     paginated(example_copy, 2)
     build(load_config(example_copy), jobs=2)
-    assert started and started[-1] is not None
+    assert placed and placed[-1] is not None  # the forked writer ran
+    made = placed[-1][1]
+    assert "topics/car-t/index.html" in made and not any("/page/" in path for path in made)
     site = example_copy / "site"
     assert (site / "topics/car-t/page/3/index.html").is_file()
     assert read_tree(site) == read_tree_of_clean_build(example_copy)
