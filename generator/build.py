@@ -611,10 +611,11 @@ class _EarlyFiles:
     """Files a forked process writes while this one links and plans.
 
     A cold build: every article's citation files and every term's page (topics, authors, journals,
-    years, types; of a long one, its first page: see `takes`). Neither depends on the similarity: a citation file on its article and citation
-    key, a term page on the taxonomies and its articles' listing entries (unless a template reads
-    `digest`: then term pages are left to the render stage). So they can be made as soon as the
-    records are loaded. In a cold build of 10,000 articles they are 61,000 of the 82,000 files, and
+    years, types; of a long one, its first page: see `takes`). Neither depends on the similarity:
+    a citation file on its article and citation key, a term page on the taxonomies and its
+    articles' listing entries (unless a template reads `digest`: then term pages are left to the
+    render stage). So they can be made as soon as the records are loaded. In a cold build of
+    10,000 articles they are 61,000 of the 83,000 files, and
     making them keeps a core busy that would otherwise sit idle while linking and planning run on
     the other; the writer goes on while the render stage renders the rest. Once the render workers
     are done, it stops after the file it is writing, and they make what it has not (on a slow file
@@ -1058,10 +1059,14 @@ def _current_fragments(renderer: Renderer) -> dict[str, str]:
     current_layout = layout_key(*map_graph(renderer.digest))  # memoised: the plan asked already
     keep = {current_layout: renderer.fragments[current_layout]} if current_layout in renderer.fragments else {}
     base_url, similar_keys = renderer.config.base_url, renderer._similar_list_keys
+    # An entry is made once for every depth, or for each when this process found it could not be
+    # (Renderer._placed_only; a worker that found it keeps its own, made again the next time).
+    depths = {kind: (0, 2, 4) if kind in renderer._placed_only else (ANYWHERE,)
+              for kind in ("_item.html", "_entry.xml")}
     for article_id, item_key in renderer._item_keys.items():
         content_key = renderer._article_keys[article_id]
         for kind, basis in (("_item.html", item_key), ("_entry.xml", content_key)):
-            for depth in (ANYWHERE, 0, 2, 4):  # (made for each depth: see Renderer._placed_only)
+            for depth in depths[kind]:
                 key = fragment_key(renderer.theme_key, kind, basis, depth)
                 if key in renderer.fragments:
                     keep[key] = renderer.fragments[key]

@@ -95,3 +95,34 @@ def test_a_nul_in_a_setting_or_a_template_makes_entries_for_each_depth(monkeypat
         entry = str(renderer._entry("_item.html", article, "x/" * depth, depth, renderer._entries_made("_item.html", depth)))
         assert entry == _rendered_at(renderer, "_item.html", article, depth)
         assert entry.count("\x00") == 1 and f'href="{"../" * depth}articles/' in entry
+
+
+def test_the_cache_keeps_one_entry_per_article_for_every_depth_when_its_journal_is_folded(example_copy,
+                                                                                         monkeypatch):
+    """The next process finds each article's listing and feed entries in the cache folder, made
+    once for every depth (see render.placed), also after the fragment journal is folded into its
+    base, which keeps the current articles' entries only (`build._current_fragments`)."""
+    import generator.cache_files as cache_files
+    from generator.build import build
+    from generator.cache_files import JournaledDict
+    from generator.render import ANYWHERE, fragment_key
+    from tests.test_incremental import build_in_new_process
+
+    record = example_copy / "content/autoimmunity/36109639.yaml"
+    build_in_new_process(example_copy)
+    record.write_text(record.read_text().replace("refractory systemic lupus", "refractory lupus"))
+    monkeypatch.setattr(cache_files, "journal_is_full", lambda *sizes: True)
+    monkeypatch.setattr(render, "_ENTRIES_MADE", {})
+    build(load_config(example_copy))  # the journal is folded
+    stored = JournaledDict(example_copy / ".digest-cache/fragments.pickle").load()
+    config = load_config(example_copy)
+    loaded = load_articles(config.content_path, config.root, jobs=1)
+    digest = link_articles(loaded.articles, config.similar, config.taxonomies, fingerprints=loaded.fingerprints)
+    renderer = Renderer(digest, config, loaded.fingerprints, None)
+    renderer.plan()  # gives it the articles' keys
+    wanted = {fragment_key(renderer.theme_key, kind, keys[article_id], ANYWHERE)
+              for kind, keys in (("_item.html", renderer._item_keys), ("_entry.xml", renderer._article_keys))
+              for article_id in keys}
+    assert len(wanted) == 2 * len(renderer.digest.articles) and wanted <= stored.keys()
+    entries = [key for key in stored if not key.startswith("layout:")]
+    assert len(entries) <= len(wanted) + len(renderer.digest.articles)  # (and digest.json's entries)
