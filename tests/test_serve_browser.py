@@ -91,3 +91,42 @@ def test_saved_edits_and_errors_show_up_in_the_open_page_then_ctrl_c_stops(serve
     port = int(re.search(r":(\d+)/", url).group(1))
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
+
+
+def test_an_open_listing_page_follows_edits_and_the_pages_moving_under_it(tmp_path):
+    """A reader on page 2 of a listing (`paginate`) sees an edit of an article on it, and the page's
+    new articles when one is added before them."""
+    root = tmp_path / "digest"
+    (root / "content").mkdir(parents=True)
+    for n, year in ((1, 2021), (2, 2022), (3, 2023)):
+        (root / f"content/{n}.yaml").write_text(
+            f"title: Article {n}\npmid: {n}00\njournal: Journal of Tests\npublished: {year}-01-02\n", encoding="utf-8")
+    (root / "digest.yaml").write_text("title: Pages\npaginate: 1\n", encoding="utf-8")
+    process = subprocess.Popen([sys.executable, "-m", "generator", "serve", "--root", str(root), "--port", "0"],
+                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    expect = sync_api.expect
+    try:
+        line = ""
+        while "Serving" not in line:
+            line = process.stdout.readline()
+            assert line, f"digest serve exited: {process.stderr.read()}"
+        url = re.search(r"http://\S+", line).group(0)
+        with sync_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page()
+                page.goto(url + "page/2/")  # newest first: the 2022 article
+                expect(page.locator(".items .item-title")).to_have_text("Article 2")
+                (root / "content/2.yaml").write_text(
+                    "title: Article 2, edited\npmid: 200\njournal: Journal of Tests\npublished: 2022-01-02\n",
+                    encoding="utf-8")
+                expect(page.locator(".items .item-title")).to_have_text("Article 2, edited", timeout=8000)
+                (root / "content/4.yaml").write_text(
+                    "title: Article 4\npmid: 400\njournal: Journal of Tests\npublished: 2024-01-02\n", encoding="utf-8")
+                expect(page.locator(".items .item-title")).to_have_text("Article 3", timeout=8000)
+                expect(page.locator(".count")).to_contain_text("page 2 of 4")
+            finally:
+                browser.close()
+    finally:
+        process.kill()
+        process.wait()
