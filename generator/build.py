@@ -32,9 +32,9 @@ from generator.link import Digest, LinkState, SimilarLists, build_taxonomies, li
 from generator.load import LoadState, collect_frozen_garbage, collector_paused, freeze_for_good, load_articles
 from generator.render import (AGGREGATES, PageJob, PlanMemoFile, Renderer, article_keys,
                              citation_keys_of, export_frame, export_item, exports_key, fingerprint,
-                             forget_digest_memos, join_export, keep_compiled_templates,
+                             forget_digest_memos, join_export, keep_compiled_templates, listing_page_key,
                              own_article_templates, page_job, produce, records_key, rendering_code_stamp,
-                             template_references, term_jobs, term_page_keys, theme_fingerprint, warm_up)
+                             template_references, term_jobs, theme_fingerprint, warm_up)
 from generator.progress import NoProgress, Progress
 from generator.exports import CITATION_FILES, citation_file
 from generator import urls
@@ -823,8 +823,10 @@ def _write_early() -> tuple[int, dict[str, str], dict[str, str], dict[str, tuple
         items = {article_id: k.listing for article_id, k in keys.items()}
         for taxonomy, found in terms.items():
             for index, term in enumerate(found):
-                page_keys = term_page_keys(renderer.theme_key, taxonomy, term, items, config.per_page)
-                job = term_jobs(taxonomy, index, term.slug, page_keys)[0]  # (see _EarlyFiles.takes)
+                # Its first page only (see _EarlyFiles.takes).
+                key = listing_page_key(renderer.theme_key, (taxonomy, term.name), term.article_ids, items,
+                                       config.per_page, 1)
+                job = term_jobs(taxonomy, index, term.slug, (key,))[0]
                 files[job.path] = job.key
                 pages[job.path] = job
     tree = TreeFiles(writer.spare, writer.output)

@@ -552,12 +552,9 @@ class Renderer:
 
     def home_items(self, number: int = 1) -> list[Markup]:
         """Return the listing entries of the home page's page `number`."""
-        ids = self.ids()
-        if urls.page_count(len(ids), self.config.per_page) == 1:
-            return self.items(self.digest.articles, 0, ids)
-        shown = page_ids(ids, number, self.config.per_page)
-        path = urls.listing_page_path(urls.HOME, number)
-        return self.items(_ArticlesOf(self.digest.by_id, shown), urls.depth(path), shown)
+        shown = page_ids(self.ids(), number, self.config.per_page)
+        depth = urls.depth(urls.listing_page_path(urls.HOME, number))
+        return self.items(_ArticlesOf(self.digest.by_id, shown), depth, shown)
 
     def term_items(self, term: Any, number: int = 1) -> list[Markup]:
         """Return the listing entries of page `number` of a term's page."""
@@ -1480,7 +1477,8 @@ class SitePlan:
 
     def _term_jobs(self, taxonomy: str, index: int, term: Any, feed: bool) -> tuple[PageJob, ...]:
         """Return a term's pages and, for a topic, its feed."""
-        page_keys = term_page_keys(self.theme_key, taxonomy, term, self.item_keys, self.renderer.config.per_page)
+        page_keys = listing_page_keys(self.theme_key, (taxonomy, term.name), term.article_ids, self.item_keys,
+                                      self.renderer.config.per_page)
         if not feed:
             return term_jobs(taxonomy, index, term.slug, page_keys)
         return term_jobs(taxonomy, index, term.slug, page_keys, self.feed_key(term.name, term.article_ids))
@@ -1600,7 +1598,7 @@ def article_jobs(article_id: str, page_key: str, cite_key: str) -> tuple[PageJob
 
 def term_jobs(taxonomy: str, index: int, slug: str, page_keys: tuple[str, ...], feed_key: str | None = None
               ) -> tuple[PageJob, ...]:
-    """Return a term's pages (`page_keys`: `term_page_keys`) and, with a `feed_key` (a topic), its feed."""
+    """Return a term's pages (`page_keys`: `listing_page_keys`) and, with a `feed_key` (a topic), its feed."""
     path = urls.term_path(taxonomy, slug)
     pages = tuple(PageJob(urls.output_file(urls.listing_page_path(path, number)), "term", key, (taxonomy, index, number))
                   for number, key in enumerate(page_keys, 1))
@@ -1609,21 +1607,23 @@ def term_jobs(taxonomy: str, index: int, slug: str, page_keys: tuple[str, ...], 
     return (*pages, PageJob(path + "feed.xml", "topic_feed", feed_key, (index,)))
 
 
-def term_page_keys(theme_key: str, taxonomy: str, term: Any, item_keys: Any, per_page: int) -> tuple[str, ...]:
-    """Return the keys of a term's pages (`listing_page_keys`)."""
-    return listing_page_keys(theme_key, (taxonomy, term.name), term.article_ids, item_keys, per_page)
-
-
 def listing_page_keys(theme_key: str, head: tuple, ids: Sequence[str], item_keys: Any, per_page: int
                       ) -> tuple[str, ...]:
-    """Fingerprint each page of a listing of articles `ids` (a term's: head is its taxonomy and name):
-    the entries it shows, and where it stands among the listing's pages (its pager)."""
+    """Fingerprint each page of a listing of articles `ids` (`listing_page_key`)."""
+    return tuple(listing_page_key(theme_key, head, ids, item_keys, per_page, number)
+                 for number in range(1, urls.page_count(len(ids), per_page) + 1))
+
+
+def listing_page_key(theme_key: str, head: tuple, ids: Sequence[str], item_keys: Any, per_page: int,
+                     number: int) -> str:
+    """Fingerprint page `number` of a listing of articles `ids` (a term's: head is its taxonomy and
+    name): the entries it shows and, when the listing has more pages, where it stands among them
+    (its pager)."""
     count = urls.page_count(len(ids), per_page)
     if count == 1:
-        return (value_key((theme_key, head, [item_keys[i] for i in ids])),)
-    return tuple(value_key((theme_key, head, number, count, len(ids),
-                            [item_keys[i] for i in page_ids(ids, number, per_page)]))
-                 for number in range(1, count + 1))
+        return value_key((theme_key, head, [item_keys[i] for i in ids]))
+    return value_key((theme_key, head, number, count, len(ids),
+                      [item_keys[i] for i in page_ids(ids, number, per_page)]))
 
 
 _PAGE_KINDS = frozenset({"home", "article", "taxonomy", "term", "map", "search", "404"})

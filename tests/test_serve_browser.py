@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
@@ -28,13 +29,9 @@ pytestmark = [
 sync_api = pytest.importorskip("playwright.sync_api")
 
 
-@pytest.fixture
-def serve_process(tmp_path: Path) -> Iterator[tuple[subprocess.Popen, str, Path]]:
-    """Run `digest serve --port 0` on a one-article digest published under a sub-path."""
-    root = tmp_path / "digest"
-    (root / "content").mkdir(parents=True)
-    (root / "content/a.yaml").write_text(RECORD.format(title="First title"), encoding="utf-8")
-    (root / "digest.yaml").write_text("title: Browser test\nbase_url: https://u.github.io/repo/\n", encoding="utf-8")
+@contextmanager
+def serving(root: Path) -> Iterator[tuple[subprocess.Popen, str]]:
+    """Run `digest serve --port 0` on the digest at `root`; yield the process and its address."""
     process = subprocess.Popen(
         [sys.executable, "-m", "generator", "serve", "--root", str(root), "--port", "0"],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -44,12 +41,22 @@ def serve_process(tmp_path: Path) -> Iterator[tuple[subprocess.Popen, str, Path]
         while "Serving" not in line:
             line = process.stdout.readline()
             assert line, f"digest serve exited: {process.stderr.read()}"
-        url = re.search(r"http://\S+", line).group(0)
-        yield process, url, root
+        yield process, re.search(r"http://\S+", line).group(0)
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+@pytest.fixture
+def serve_process(tmp_path: Path) -> Iterator[tuple[subprocess.Popen, str, Path]]:
+    """Run `digest serve --port 0` on a one-article digest published under a sub-path."""
+    root = tmp_path / "digest"
+    (root / "content").mkdir(parents=True)
+    (root / "content/a.yaml").write_text(RECORD.format(title="First title"), encoding="utf-8")
+    (root / "digest.yaml").write_text("title: Browser test\nbase_url: https://u.github.io/repo/\n", encoding="utf-8")
+    with serving(root) as (process, url):
+        yield process, url, root
 
 
 def test_saved_edits_and_errors_show_up_in_the_open_page_then_ctrl_c_stops(serve_process):
@@ -102,15 +109,8 @@ def test_an_open_listing_page_follows_edits_and_the_pages_moving_under_it(tmp_pa
         (root / f"content/{n}.yaml").write_text(
             f"title: Article {n}\npmid: {n}00\njournal: Journal of Tests\npublished: {year}-01-02\n", encoding="utf-8")
     (root / "digest.yaml").write_text("title: Pages\npaginate: 1\n", encoding="utf-8")
-    process = subprocess.Popen([sys.executable, "-m", "generator", "serve", "--root", str(root), "--port", "0"],
-                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     expect = sync_api.expect
-    try:
-        line = ""
-        while "Serving" not in line:
-            line = process.stdout.readline()
-            assert line, f"digest serve exited: {process.stderr.read()}"
-        url = re.search(r"http://\S+", line).group(0)
+    with serving(root) as (_, url):
         with sync_api.sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
             try:
@@ -127,6 +127,3 @@ def test_an_open_listing_page_follows_edits_and_the_pages_moving_under_it(tmp_pa
                 expect(page.locator(".count")).to_contain_text("page 2 of 4")
             finally:
                 browser.close()
-    finally:
-        process.kill()
-        process.wait()
