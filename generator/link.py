@@ -16,7 +16,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Protocol, Sequence
 
 from generator.load import collector_paused, replaced_positions, slugify
-from generator.model import Article
+from generator.model import Article, Author
 from generator.similarity_settings import SimilarityConfig
 
 if TYPE_CHECKING:  # numpy and scipy are imported when neighbours are computed (see _compute_neighbours)
@@ -101,6 +101,12 @@ class Term:
     name: str
     slug: str
     article_ids: tuple[str, ...]  # newest first
+    index_name: str = ""  # how its taxonomy's index lists it when not by `name`: "Bianchi, Akiko A"
+
+    @property
+    def listed_as(self) -> str:
+        """Return the name the taxonomy's index sorts and shows (an author by family name)."""
+        return self.index_name or self.name
 
 
 @dataclass(frozen=True)
@@ -448,7 +454,8 @@ class LinkState:
         return terms, slugs
 
     def _names_key(self, articles: Sequence[Article], taxonomies: tuple[str, ...], prints: list[bytes]) -> bytes:
-        """Return a key of what the taxonomies are made from: each article's id and names, in order."""
+        """Return a key of what the taxonomies are made from: each article's id and names (and its
+        authors' index names), in order."""
         kept = self._section("names_digests")
         known = kept[1] if kept is not None and kept[0] == taxonomies else {}
         digests: dict[bytes, bytes] = {}
@@ -456,7 +463,8 @@ class LinkState:
         for article, fingerprint in zip(articles, prints):
             digest = known.get(fingerprint)
             if digest is None:
-                digest = _digest((article.id, [article_terms(article, taxonomy) for taxonomy in taxonomies]))
+                digest = _digest((article.id, [article_terms(article, taxonomy) for taxonomy in taxonomies],
+                                  _author_index_names(article) if "authors" in taxonomies else None))
             digests[fingerprint] = digest
             hasher.update(digest)
         if kept is None or kept[0] != taxonomies or digests.keys() != known.keys():
@@ -572,11 +580,12 @@ def _expand_entry(entry: tuple, by_id: Mapping[str, Article], bases: dict[str, d
 
 
 def _compact_terms(terms: Mapping[str, tuple[Term, ...]]) -> dict[str, tuple]:
-    return {taxonomy: tuple((t.name, t.slug, t.article_ids) for t in found) for taxonomy, found in terms.items()}
+    return {taxonomy: tuple((t.name, t.slug, t.article_ids, t.index_name) for t in found)
+            for taxonomy, found in terms.items()}
 
 
 def _expand_terms(compact: dict[str, tuple]) -> dict[str, tuple[Term, ...]]:
-    return {taxonomy: tuple(_new_term(taxonomy, name, slug, ids) for name, slug, ids in found)
+    return {taxonomy: tuple(_new_term(taxonomy, name, slug, ids, index_name) for name, slug, ids, index_name in found)
             for taxonomy, found in compact.items()}
 
 
@@ -751,18 +760,40 @@ def article_terms(article: Article, taxonomy: str) -> list[str]:
     return [n for n in dict.fromkeys([n.strip() for n in names]) if n]
 
 
+_AUTHOR_INDEX_NAMES = "authors:index"  # (a key of the names cache of `_build_taxonomies`)
+
+
+def _author_index_names(article: Article) -> dict[str, str]:
+    """Return the index name of each author of an article that has one, by the name it files under."""
+    found: dict[str, str] = {}
+    for author in article.authors:
+        index_name = author_index_name(author)
+        if index_name:
+            found.setdefault(author.name.strip(), index_name)
+    return found
+
+
 def build_taxonomies(articles: Sequence[Article], taxonomies: Sequence[str]):
     """Group articles by term; names that slug alike ('T-Cells', 't cells') are one term."""
     return _build_taxonomies(articles, taxonomies, [{} for _ in articles], slugify)
 
 
-def _new_term(taxonomy: str, name: str, slug: str, article_ids: tuple[str, ...]) -> Term:
+def author_index_name(author: Author) -> str:
+    """Return how an author is listed in the authors' index: family name first ('Bianchi, Akiko A'),
+    so the index sorts and groups by it; a collective, or a name with no family part, as it is."""
+    if author.collective or not author.family or author.family == author.name:
+        return ""
+    first = author.given or author.initials
+    return f"{author.family}, {first}" if first else author.family
+
+
+def _new_term(taxonomy: str, name: str, slug: str, article_ids: tuple[str, ...], index_name: str = "") -> Term:
     term = object.__new__(Term)
-    term.__dict__.update(taxonomy=taxonomy, name=name, slug=slug, article_ids=article_ids)
+    term.__dict__.update(taxonomy=taxonomy, name=name, slug=slug, article_ids=article_ids, index_name=index_name)
     return term
 
 
-def _build_taxonomies(articles: Sequence[Article], taxonomies: Sequence[str], names: list[dict[str, list[str]]],
+def _build_taxonomies(articles: Sequence[Article], taxonomies: Sequence[str], names: list[dict[str, Any]],
                       slug_of, memo: dict[str, tuple] | None = None):
     """`names[i]` caches `article_terms(articles[i], taxonomy)` per taxonomy (filled here when missing).
 
@@ -779,11 +810,21 @@ def _build_taxonomies(articles: Sequence[Article], taxonomies: Sequence[str], na
             if terms is None:
                 terms = known[taxonomy] = article_terms(article, taxonomy)
             lists.append(terms)
+        index_lists = []  # an author's index name by name, per article (the family name can change alone)
+        if taxonomy == "authors":
+            for article, known in zip(articles, names):
+                found = known.get(_AUTHOR_INDEX_NAMES)
+                if found is None:
+                    found = known[_AUTHOR_INDEX_NAMES] = _author_index_names(article)
+                index_lists.append(found)
         before = memo.get(taxonomy) if memo is not None else None
-        if before is not None and before[0] == ids_in_order and before[1] == lists:
+        if before is not None and before[0] == ids_in_order and before[1] == lists and before[4] == index_lists:
             result[taxonomy] = before[2]
             slugs.update(before[3])
             continue
+        index_names: dict[str, str] = {}  # the newest article's, for each name
+        for found in reversed(index_lists):
+            index_names.update(found)
         first_slug = len(slugs)
         # Articles per name as written, newest first: each article lists a name once, so the length
         # is how many articles spell the term that way.
@@ -816,12 +857,12 @@ def _build_taxonomies(articles: Sequence[Article], taxonomies: Sequence[str], na
                 if position is None:
                     position = {a.id: i for i, a in enumerate(articles)}
                 ids = tuple(sorted({i for n in spellings for i in by_name[n]}, key=position.__getitem__))
-            terms_list.append(_new_term(taxonomy, name, slug, ids))
+            terms_list.append(_new_term(taxonomy, name, slug, ids, index_names.get(name, "")))
         if taxonomy == "years":
             terms_list.sort(key=lambda t: t.slug, reverse=True)
         else:
             terms_list.sort(key=lambda t: (t.name.casefold(), t.slug))
         result[taxonomy] = tuple(terms_list)
         if memo is not None:
-            memo[taxonomy] = (ids_in_order, lists, result[taxonomy], list(slugs.items())[first_slug:])
+            memo[taxonomy] = (ids_in_order, lists, result[taxonomy], list(slugs.items())[first_slug:], index_lists)
     return result, slugs

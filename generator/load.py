@@ -1236,7 +1236,7 @@ def _identity(record: Record) -> str:
 
 # Letters that Unicode does not decompose to ASCII but that have a usual spelling in it: without them
 # 'TNF-α' and 'TNF-β' would both be 'tnf', and 'Łukasz' would be 'ukasz'.
-_TRANSLITERATIONS = str.maketrans({
+TRANSLITERATIONS = str.maketrans({
     "α": "alpha", "β": "beta", "γ": "gamma", "δ": "delta", "ε": "epsilon", "ζ": "zeta", "η": "eta",
     "θ": "theta", "ι": "iota", "κ": "kappa", "λ": "lambda", "μ": "mu", "ν": "nu", "ξ": "xi", "ο": "omicron",
     "π": "pi", "ρ": "rho", "σ": "sigma", "ς": "sigma", "τ": "tau", "υ": "upsilon", "φ": "phi", "χ": "chi",
@@ -1273,7 +1273,7 @@ def _fold(text: str) -> tuple[str, str, bool]:
     """`slugify`'s steps for any text: the folded name, its ASCII slug, and whether letters or
     digits were lost on the way to ASCII."""
     folded = unicodedata.normalize("NFKC", " ".join(text.split())).casefold()
-    decomposed = unicodedata.normalize("NFKD", folded.translate(_TRANSLITERATIONS))
+    decomposed = unicodedata.normalize("NFKD", folded.translate(TRANSLITERATIONS))
     ascii_text = decomposed.encode("ascii", "ignore").decode("ascii")
     slug = _NOT_IN_SLUG.sub("-", ascii_text).strip("-")
     lost = any(unicodedata.category(c)[0] in "LN" for c in decomposed if ord(c) > 127)

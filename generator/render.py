@@ -43,6 +43,7 @@ from generator.metadata import page_range, scholarly_json_ld, scholarly_json_ld_
 from generator.model import Article
 from generator.pagination import make_pager, page_ids
 from generator.search import merged_bundles
+from generator.term_index import IndexPage, index_pages, letter_bar
 from generator.workers import idle_cores, map_with_workers
 
 THEME_DIR = Path(__file__).resolve().parent / "theme"
@@ -1217,8 +1218,8 @@ def _apply_changes(stored: dict[str, Any], frame: dict[str, Any]) -> None:
 
 
 # The modules whose code decides a page's bytes, beyond the templates.
-RENDERING_MODULES = ("render.py", "urls.py", "pagination.py", "exports.py", "metadata.py", "markup.py", "graph.py",
-                     "model.py")
+RENDERING_MODULES = ("render.py", "urls.py", "pagination.py", "term_index.py", "exports.py", "metadata.py",
+                     "markup.py", "graph.py", "model.py")
 
 
 @functools.lru_cache(maxsize=1)
@@ -1347,11 +1348,12 @@ class SitePlan:
             if last is not None and last[0] is terms:
                 shown = last[1]
             else:
-                shown = [(t.name, t.slug, len(t.article_ids)) for t in terms]
+                shown = [(t.name, t.index_name, t.slug, len(t.article_ids)) for t in terms]
                 _SHOWN_TERMS[taxonomy] = (terms, shown)
-            key = memo.get(("taxonomy", taxonomy), (shown,)) or memo.put(
-                ("taxonomy", taxonomy), (shown,), fingerprint(self.theme_key, taxonomy, shown))
-            add(urls.output_file(urls.taxonomy_path(taxonomy)), "taxonomy", key, (taxonomy,))
+            pages = memo.get(("taxonomy", taxonomy), (shown,)) or memo.put(
+                ("taxonomy", taxonomy), (shown,), self._index_keys(taxonomy, terms))
+            for path, letter, key in pages:
+                add(urls.output_file(path), "taxonomy", key, (taxonomy, letter))
             jobs.extend(itertools.chain.from_iterable(self._terms_jobs(taxonomy, terms)))
         add(urls.output_file(urls.MAP), "map", fingerprint(self.theme_key, self.map_inputs()))
         if config.search:
@@ -1450,6 +1452,17 @@ class SitePlan:
         self._segments.append(kept)
         return made
 
+    def _index_keys(self, taxonomy: str, terms: Sequence[Any]) -> tuple[tuple[str, str, str], ...]:
+        """Return the path, letter and key of each page of a taxonomy's index. A page shows its
+        terms, the bar of letters and the taxonomy's size: a new author changes the page of its
+        letter (and, as the count goes up, the other letters' pages)."""
+        pages = index_pages_of(self.renderer.digest, taxonomy, self.renderer.config.per_page)
+        letters = [page.letter for page in pages]
+        return tuple((page.path, page.letter, fingerprint(
+            self.theme_key, taxonomy, page.letter, letters, len(terms),
+            [(t.name, t.index_name, t.slug, len(t.article_ids)) for t in page.terms],
+            [section.letter for section in page.sections])) for page in pages)
+
     def _html_paths(self, home: list[str], terms: tuple) -> list[str]:
         """Return the paths of the jobs so far that are HTML pages (the sitemap lists them): the last
         plan's when this one follows it with the same articles and the very same terms (80,000
@@ -1498,7 +1511,20 @@ class SitePlan:
                           [k.subjects for k in self.keys.values()], articles_per_year(digest)))
 
 
-_SHOWN_TERMS: dict[str, tuple[tuple, list[tuple[str, str, int]]]] = {}  # taxonomy -> (its terms, what its index shows)
+_SHOWN_TERMS: dict[str, tuple[tuple, list[tuple[str, str, str, int]]]] = {}  # taxonomy -> (its terms, what its index shows)
+_INDEX_PAGES: dict[str, tuple[tuple, int, list[IndexPage]]] = {}  # taxonomy -> (its terms, per_page, its index's pages)
+
+
+def index_pages_of(digest: Digest, taxonomy: str, per_page: int) -> list[IndexPage]:
+    """Return the pages of a taxonomy's index (`term_index.index_pages`): the last ones while the
+    linker hands back the same terms (sorting 31,000 authors once, not once per letter page)."""
+    terms = digest.taxonomies[taxonomy]
+    last = _INDEX_PAGES.get(taxonomy)
+    if last is not None and last[0] is terms and last[1] == per_page:
+        return last[2]
+    pages = index_pages(taxonomy, terms, per_page)
+    _INDEX_PAGES[taxonomy] = (terms, per_page, pages)
+    return pages
 
 
 @dataclass
@@ -1639,7 +1665,11 @@ def page_job(digest: Digest, last: PageJob | None, per_page: int) -> PageJob | N
     if kind == "article":
         return PageJob(last.path, kind, "", args) if args[0] in digest.by_id else None
     if kind == "taxonomy":
-        return PageJob(last.path, kind, "", args) if args[0] in digest.taxonomies else None
+        if args[0] not in digest.taxonomies:
+            return None
+        pages = index_pages_of(digest, args[0], per_page)
+        page = next((page for page in pages if urls.output_file(page.path) == last.path), None)
+        return PageJob(last.path, kind, "", (args[0], page.letter)) if page is not None else None
     if kind == "term":
         terms = digest.taxonomies.get(args[0], ())
         base, number = urls.split_listing_page(last.path[: -len("index.html")])
@@ -1671,9 +1701,12 @@ def produce(renderer: "Renderer", job: PageJob) -> bytes:
     if kind in exports.CITATION_FILES:
         return renderer.cite(digest.by_id[args[0]], kind).encode("utf-8")
     if kind == "taxonomy":
-        taxonomy = args[0]
-        return renderer.render("taxonomy.html", urls.taxonomy_path(taxonomy), taxonomy=taxonomy,
-                               terms=digest.taxonomies[taxonomy]).content
+        taxonomy, letter = args
+        pages = index_pages_of(digest, taxonomy, config.per_page)
+        page = next(page for page in pages if page.letter == letter)
+        return renderer.render("taxonomy.html", page.path, taxonomy=taxonomy, page=page, terms=page.terms,
+                               sections=page.sections, letters=letter_bar(pages, page),
+                               total=len(digest.taxonomies[taxonomy])).content
     if kind == "term":
         taxonomy, index, number = args
         term = digest.taxonomies[taxonomy][index]
@@ -1830,7 +1863,7 @@ def forget_digest_memos(keep_article_keys: bool = False) -> None:
         exports.forget_digest_memos()
     _ARTICLE_SEGMENT, _HTML_PATHS = None, None
     _DIGEST_JSON = ((), (), [], None, [])
-    for memo in (_LISTINGS, _ENTRIES_MADE, _SHOWN_TERMS, _TERM_SEGMENTS):
+    for memo in (_LISTINGS, _ENTRIES_MADE, _SHOWN_TERMS, _INDEX_PAGES, _TERM_SEGMENTS):
         memo.clear()
     forget_graph_memos()
 

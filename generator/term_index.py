@@ -1,0 +1,111 @@
+"""A taxonomy's index: its terms in alphabetical order under their initial letters, with a bar of
+letters to jump by. An index too long for one page is split into a page per letter: at 10,000
+articles the authors' index lists 31,000 authors (2.7 MB of HTML on one page), the topics' 1,800.
+
+Authors are listed by family name ('Bianchi, Akiko A', see `link.author_index_name`); accents
+and case do not change the order ('Åberg' sorts with 'Aberg', under A). Years keep their order,
+newest first, with no letters.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from generator import urls
+from generator.load import TRANSLITERATIONS
+
+OTHER = "#"  # the letter of terms that start with neither A-Z nor an accented Latin letter
+LETTERED_ABOVE = 30  # terms: a shorter index is one plain list
+SPLIT_PAGES = 10  # an index of more terms than ten listing pages' worth (`paginate`) gets a page per letter
+LETTERS_FOLDER = "letter"  # `authors/letter/b/`: a term's own pages never hold a one-letter folder
+
+
+@dataclass(frozen=True)
+class Section:
+    """The terms under one letter (`letter` "" in an index without letters)."""
+
+    letter: str
+    anchor: str  # the id of its heading: `letter-b`
+    terms: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class IndexPage:
+    """One page of a taxonomy's index: the whole index, or one letter of a split one."""
+
+    path: str
+    letter: str  # "" when the index is one page
+    sections: tuple[Section, ...]
+
+    @property
+    def terms(self) -> list[Any]:
+        return [term for section in self.sections for term in section.terms]
+
+
+@dataclass(frozen=True)
+class LetterLink:
+    """One letter of the bar: to its page (`path`) in a split index, else to its heading (`anchor`)."""
+
+    letter: str
+    path: str
+    anchor: str
+    current: bool
+
+
+def sort_key(name: str) -> str:
+    """Return the key a name sorts by: case and accents folded, letters that do not decompose spelt
+    as `slugify` spells them ('Ødegaard' with the O's, 'α-synuclein' with the A's), leading
+    punctuation dropped."""
+    decomposed = unicodedata.normalize("NFKD", name.casefold().translate(TRANSLITERATIONS))
+    folded = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return folded.lstrip("\"'([{<*#-_.,;:!?¿¡ ")
+
+
+def initial(key: str) -> str:
+    """Return the letter a sort key is filed under: A-Z, or OTHER."""
+    first = key[:1]
+    return first.upper() if "a" <= first <= "z" else OTHER
+
+
+def letter_segment(letter: str) -> str:
+    """Return a letter's folder: `b`, or `other` for OTHER."""
+    return "other" if letter == OTHER else letter.lower()
+
+
+def letter_page_path(taxonomy: str, letter: str, first: bool) -> str:
+    """Return the path of a letter's page of a split index: the first letter's is the index's own."""
+    path = urls.taxonomy_path(taxonomy)
+    return path if first else f"{path}{LETTERS_FOLDER}/{letter_segment(letter)}/"
+
+
+def index_pages(taxonomy: str, terms: Sequence[Any], per_page: int) -> list[IndexPage]:
+    """Return the pages of a taxonomy's index (`per_page`: articles a listing page, 0 for one page)."""
+    path = urls.taxonomy_path(taxonomy)
+    if taxonomy == "years" or len(terms) <= LETTERED_ABOVE:
+        return [IndexPage(path, "", (Section("", "", tuple(terms)),))]
+    keyed = sorted(((sort_key(term.listed_as), term.slug), term) for term in terms)
+    grouped: dict[str, list[Any]] = {}
+    for (key, _), term in keyed:
+        grouped.setdefault(initial(key), []).append(term)
+    if OTHER in grouped:  # after Z, as the bar shows it
+        grouped[OTHER] = grouped.pop(OTHER)
+    sections = [Section(letter, f"letter-{letter_segment(letter)}", tuple(found)) for letter, found in grouped.items()]
+    if len(sections) == 1:
+        return [IndexPage(path, "", (Section("", "", sections[0].terms),))]
+    if not per_page or len(terms) <= SPLIT_PAGES * per_page:
+        return [IndexPage(path, "", tuple(sections))]
+    return [IndexPage(letter_page_path(taxonomy, section.letter, n == 0), section.letter, (section,))
+            for n, section in enumerate(sections)]
+
+
+def letter_bar(pages: Sequence[IndexPage], page: IndexPage) -> list[LetterLink]:
+    """Return the bar of letters shown on `page` (empty for an index without letters)."""
+    if len(pages) > 1:
+        return [LetterLink(other.letter, other.path, other.sections[0].anchor, other is page) for other in pages]
+    sections = page.sections
+    if len(sections) < 2:
+        return []
+    return [LetterLink(section.letter, "", section.anchor, False) for section in sections]

@@ -1,0 +1,187 @@
+"""A taxonomy's index in alphabetical order under initial letters (`term_index.py`): authors by family
+name, a bar of letters that leads to each letter's heading or, in an index too long for one page, to
+each letter's own page; every term listed exactly once; incremental builds that add and drop letter
+pages with the bytes of a clean build."""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from dataclasses import replace
+from pathlib import Path
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from generator.build import BuildSession, build
+from generator.config import load_config
+from generator.link import Term, author_index_name
+from generator.model import Author
+from generator.term_index import LETTERED_ABOVE, OTHER, SPLIT_PAGES, index_pages, initial, letter_bar, sort_key
+from tests.conftest import read_tree
+from tests.test_incremental import read_tree_of_clean_build
+from tests.test_pagination import paginated
+
+TERM_LINK = re.compile(r'<li><a href="([^"]+)">([^<]+)</a> <span class="n">')
+BAR = re.compile(r'<nav class="letters".*?</nav>', re.S)
+BAR_LINK = re.compile(r'<a href="([^"]+)"( aria-current="page")?[^>]*>([^<]+)</a>')
+
+
+def index_html(site: Path, path: str) -> str:
+    return (site / path / "index.html").read_text()
+
+
+def listed(site: Path, path: str) -> list[tuple[str, str]]:
+    """The terms an index page lists: (the term's folder, the name shown), checking each leads to a page."""
+    found = []
+    for href, name in TERM_LINK.findall(index_html(site, path)):
+        target = posixpath.normpath(posixpath.join(path, href))
+        assert (site / target / "index.html").is_file(), f"{path}: {href} leads nowhere"
+        found.append((target, name))
+    return found
+
+
+def bar(site: Path, path: str) -> list[tuple[str, bool, str]]:
+    """The bar of letters of an index page: (where each letter leads, whether it is this page's, the letter)."""
+    found = BAR.search(index_html(site, path))
+    if found is None:
+        return []
+    return [(href, bool(current), letter) for href, current, letter in BAR_LINK.findall(found.group(0))]
+
+
+def term_folders(site: Path, taxonomy: str) -> set[str]:
+    return {f"{taxonomy}/{p.name}" for p in (site / taxonomy).iterdir() if p.is_dir() and p.name != "letter"}
+
+
+def test_a_long_index_has_a_page_per_letter_that_lists_each_term_once_in_order(example_copy):
+    paginated(example_copy, 2)  # an index of more than 20 terms gets a page per letter
+    build(load_config(example_copy))
+    site = example_copy / "site"
+    for taxonomy in ("authors", "topics"):
+        first = bar(site, f"{taxonomy}/")
+        assert first[0][1] and first[0][2] == "A"  # the index's own address is its first letter's page
+        pages = [posixpath.normpath(posixpath.join(f"{taxonomy}/", href)) + "/" for href, _, _ in first]
+        assert pages[0] == f"{taxonomy}/" and all(p == f"{taxonomy}/letter/{letter.lower()}/"
+                                                    for p, (_, _, letter) in zip(pages[1:], first[1:]))
+        everything = []
+        for page, (_, _, letter) in zip(pages, first):
+            # Each page has the same bar, with its own letter current, and the letter in its title.
+            assert [(current, name) for _, current, name in bar(site, page)] == \
+                [(p == page, name) for p, (_, _, name) in zip(pages, first)]
+            html = index_html(site, page)
+            assert f"<title>{'Authors' if taxonomy == 'authors' else 'Topics'}: {letter} · " in html
+            terms = listed(site, page)
+            assert terms and all(initial(sort_key(name)) == letter for _, name in terms)
+            assert [sort_key(name) for _, name in terms] == sorted(sort_key(name) for _, name in terms)
+            everything += terms
+        folders = [folder for folder, _ in everything]
+        assert sorted(folders) == sorted(term_folders(site, taxonomy))  # every term, exactly once
+    authors = dict(listed(site, "authors/letter/b/"))
+    assert authors["authors/sebastian-boltz"] == "Böltz, Sebastian"  # by family name, accents folded
+    assert "authors/letter/b/" in (site / "sitemap.xml").read_text().replace("https://review-digest.github.io/review-digest/", "")
+
+
+def test_a_shorter_index_is_one_page_with_a_heading_per_letter(example_copy):
+    build(load_config(example_copy))  # paginate: 100
+    site = example_copy / "site"
+    html = index_html(site, "authors/")
+    headings = re.findall(r'<h2 id="([^"]+)" class="letter">([^<]+)</h2>', html)
+    assert [(href, letter) for href, _, letter in bar(site, "authors/")] == \
+        [(f"#{anchor}", letter) for anchor, letter in headings]
+    assert [letter for _, letter in headings] == sorted(letter for _, letter in headings)
+    assert not (site / "authors/letter").exists()
+    assert sorted(folder for folder, _ in listed(site, "authors/")) == sorted(term_folders(site, "authors"))
+    # Years stay newest first, without letters; so does a short index (the example's 4 journals).
+    years = [name for _, name in listed(site, "years/")]
+    assert years == sorted(years, reverse=True) and not bar(site, "years/") and not bar(site, "journals/")
+
+
+def test_builds_that_add_and_drop_letter_pages_give_the_bytes_of_a_clean_build(example_copy):
+    paginated(example_copy, 2)
+    config = load_config(example_copy)
+    build(config)
+    site = example_copy / "site"
+    assert not (site / "authors/letter/o").exists()
+    # A new author under a new letter (Ø files with the O's), and a family name changed on its own.
+    (example_copy / "content/new.yaml").write_text(
+        "pmid: 31234567\ntitle: A record with a new author\npublished: 2025-08-01\n"
+        "authors: ['Ødegaard, Zoë', {name: Georg Schett, family: Schett-Berg, given: Georg}]\n")
+    build(config)
+    assert ("authors/zoe-odegaard", "Ødegaard, Zoë") in listed(site, "authors/letter/o/")
+    assert read_tree(site) == read_tree_of_clean_build(example_copy)
+    record = example_copy / "content/new.yaml"
+    record.write_text(record.read_text().replace("Schett-Berg", "Schett-Baum"))  # (the cache folder's terms)
+    build(config)
+    assert ("authors/georg-schett", "Schett-Baum, Georg") in listed(site, "authors/letter/s/")
+    # In one session (serve's, the daemon's) too, and the page goes with its last author.
+    session = BuildSession(config=config)
+    build(config, session=session)
+    for family in ("Schettberg", "Schett-Bergmann"):  # (the second time, the session's linker remembers terms)
+        record.write_text(re.sub(r"family: [^,]+,", f"family: {family},", record.read_text()))
+        build(config, session=session)
+        assert ("authors/georg-schett", f"{family}, Georg") in listed(site, "authors/letter/s/")
+        assert read_tree(site) == read_tree_of_clean_build(example_copy)
+    record.unlink()
+    build(config, session=session)
+    assert not (site / "authors/letter/o").exists()
+    assert read_tree(site) == read_tree_of_clean_build(example_copy)
+    paginated(example_copy, False)  # one page again, with headings
+    config = load_config(example_copy)
+    build(config, session=BuildSession(config=config))
+    assert not (site / "authors/letter").exists()
+    assert read_tree(site) == read_tree_of_clean_build(example_copy)
+
+
+def test_a_preview_keeps_an_open_letter_page_while_its_letter_has_terms(example_copy):
+    from generator.link import link_articles
+    from generator.load import load_articles
+    from generator.render import PageJob, page_job
+
+    config = replace(load_config(example_copy), per_page=2)
+    loaded = load_articles(config.content_path, config.root, jobs=1)
+    digest = link_articles(loaded.articles, config.similar, config.taxonomies, fingerprints=loaded.fingerprints)
+    last = PageJob("authors/letter/b/index.html", "taxonomy", "k", ("authors", "B"))
+    assert page_job(digest, last, 2) == PageJob(last.path, "taxonomy", "", ("authors", "B"))
+    assert page_job(digest, last, 100) is None  # one page now: the letter's page is gone
+    gone = PageJob("authors/letter/q/index.html", "taxonomy", "k", ("authors", "Q"))
+    assert page_job(digest, gone, 2) is None
+
+
+def test_an_author_is_listed_by_family_name():
+    assert author_index_name(Author("Akiko A Bianchi", family="Bianchi", given="Akiko A", initials="AA")) == \
+        "Bianchi, Akiko A"
+    assert author_index_name(Author("Bianchi AA", family="Bianchi", initials="AA")) == "Bianchi, AA"
+    assert author_index_name(Author("CAR-T Study Group", collective=True)) == ""  # listed by its name
+    assert author_index_name(Author("Prince", family="Prince")) == ""
+
+
+NAMES = st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), min_size=1, max_size=12)
+
+
+@given(names=st.lists(NAMES, max_size=120, unique=True), per_page=st.integers(0, 8),
+       taxonomy=st.sampled_from(["topics", "authors", "years"]))
+def test_index_pages_list_every_term_once_in_order_under_its_letter(names, per_page, taxonomy):
+    terms = [Term(taxonomy, name, f"s{n}", ("1",)) for n, name in enumerate(names)]
+    pages = index_pages(taxonomy, terms, per_page)
+    listed_terms = [term for page in pages for term in page.terms]
+    assert sorted(t.slug for t in listed_terms) == sorted(t.slug for t in terms)
+    if taxonomy == "years" or len(terms) <= LETTERED_ABOVE:
+        assert len(pages) == 1 and listed_terms == terms and not letter_bar(pages, pages[0])
+        return
+    keys = [(sort_key(t.name), t.slug) for t in listed_terms]
+    letters = [section.letter for page in pages for section in page.sections]
+    if len(pages[0].sections) == 1 and not pages[0].sections[0].letter:  # all under one letter
+        assert keys == sorted(keys)
+        return
+    assert letters == sorted(set(letters), key=lambda letter: (letter == OTHER, letter))
+    for page in pages:
+        for section in page.sections:
+            assert all(initial(sort_key(t.name)) == section.letter for t in section.terms)
+            section_keys = [(sort_key(t.name), t.slug) for t in section.terms]
+            assert section_keys == sorted(section_keys)
+    split = bool(per_page) and len(terms) > SPLIT_PAGES * per_page
+    assert len(pages) == (len(letters) if split else 1)
+    links = letter_bar(pages, pages[0])
+    assert [link.letter for link in links] == letters
+    assert all(bool(link.path) == split for link in links)
+    assert [link.current for link in links] == ([True] + [False] * (len(links) - 1) if split else [False] * len(links))
