@@ -59,9 +59,15 @@ def sort_key(name: str) -> str:
     """Return the key a name sorts by: case and accents folded, letters that do not decompose spelt
     as `slugify` spells them ('Ødegaard' with the O's, 'α-synuclein' with the A's), leading
     punctuation dropped."""
+    if name.isascii():  # nearly every name: nothing to fold but case
+        return name.lower().lstrip(_LEADING)
     decomposed = unicodedata.normalize("NFKD", name.casefold().translate(TRANSLITERATIONS))
-    folded = "".join(c for c in decomposed if not unicodedata.combining(c))
-    return folded.lstrip("\"'([{<*#-_.,;:!?¿¡ ")
+    if not decomposed.isascii():
+        decomposed = "".join([c for c in decomposed if not unicodedata.combining(c)])
+    return decomposed.lstrip(_LEADING)
+
+
+_LEADING = "\"'([{<*#-_.,;:!?¿¡ "  # dropped from the start of a name ('"Quoted" title', '(R)-...')
 
 
 def initial(key: str) -> str:
@@ -86,10 +92,15 @@ def index_pages(taxonomy: str, terms: Sequence[Any], per_page: int) -> list[Inde
     path = urls.taxonomy_path(taxonomy)
     if taxonomy == "years" or len(terms) <= LETTERED_ABOVE:
         return [IndexPage(path, "", (Section("", "", tuple(terms)),))]
-    keyed = sorted(((sort_key(term.listed_as), term.slug), term) for term in terms)
+    keys = [(sort_key(term.index_name or term.name), term.slug) for term in terms]
     grouped: dict[str, list[Any]] = {}
-    for (key, _), term in keyed:
-        grouped.setdefault(initial(key), []).append(term)
+    for n in sorted(range(len(terms)), key=keys.__getitem__):
+        letter = initial(keys[n][0])
+        found = grouped.get(letter)
+        if found is None:
+            grouped[letter] = [terms[n]]
+        else:
+            found.append(terms[n])
     if OTHER in grouped:  # after Z, as the bar shows it
         grouped[OTHER] = grouped.pop(OTHER)
     sections = [Section(letter, f"letter-{letter_segment(letter)}", tuple(found)) for letter, found in grouped.items()]
