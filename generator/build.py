@@ -997,7 +997,7 @@ def _render_open_pages(preview: Preview, renderer: Renderer, last_jobs: list[Pag
         return pages
     last = {job.path: job for job in last_jobs if job.path in open_pages}
     for path in sorted(open_pages):
-        job = page_job(renderer.digest, last.get(path), renderer.config.per_page)
+        job = page_job(renderer.digest, last.get(path), renderer.config.per_page, renderer.index_per_page)
         if job is None:
             continue
         data = produce(renderer, job)

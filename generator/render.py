@@ -25,6 +25,7 @@ import jinja2
 import jinja2.bccache
 import jinja2.compiler
 import jinja2.filters
+import jinja2.meta
 import jinja2.nodes
 import jinja2.runtime
 import jinja2.utils
@@ -304,6 +305,27 @@ def collect_assets(config: SiteConfig) -> dict[str, tuple[str, bytes]]:
 TEMPLATE_SUFFIXES = (".html", ".md", ".xml", ".txt", ".json")
 
 
+_LETTER_BARS: dict[str, bool] = {}  # taxonomy.html's checksum -> whether it reads `letters`
+
+
+def _draws_letter_bar(env: jinja2.Environment) -> bool:
+    """Whether the taxonomy.html in effect reads `letters` (the bar of letters, see `term_index`):
+    one written before the bar would leave a split index's other letters out of reach."""
+    try:
+        source = env.loader.get_source(env, "taxonomy.html")[0]  # type: ignore[union-attr]
+    except jinja2.TemplateNotFound:
+        return True
+    checksum = hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest()
+    found = _LETTER_BARS.get(checksum)
+    if found is None:
+        try:
+            found = "letters" in jinja2.meta.find_undeclared_variables(env.parse(source))
+        except jinja2.TemplateSyntaxError:
+            found = False  # reported when the template is used
+        _LETTER_BARS[checksum] = found
+    return found
+
+
 def template_references(config: SiteConfig) -> tuple[bool, bool]:
     """Return whether any template reads `digest` (digest-wide data) or a `.score` attribute.
 
@@ -443,6 +465,9 @@ class Renderer:
                               if record_fingerprints is not None else exports.citation_keys(digest.articles))
         uses_digest, self.templates_show_scores = template_references(config)
         self.theme_key = theme_fingerprint(config, digest, uses_digest)
+        # Articles a listing page, as a taxonomy's index is split by: 0 (one page) for a digest's
+        # own taxonomy.html that does not draw the bar of letters, which leads to the other pages.
+        self.index_per_page = config.per_page if _draws_letter_bar(self.env) else 0
         # Listing entries and feed entries, by (fingerprint, depth): kept across builds in the cache,
         # so an edit re-renders the listings that show the article without re-rendering every entry.
         self.fragments: dict[str, str] = {}
@@ -1456,7 +1481,7 @@ class SitePlan:
         """Return the path, letter and key of each page of a taxonomy's index. A page shows its
         terms, the bar of letters and the taxonomy's size: a new author changes the page of its
         letter (and, as the count goes up, the other letters' pages)."""
-        pages = index_pages_of(self.renderer.digest, taxonomy, self.renderer.config.per_page)
+        pages = index_pages_of(self.renderer.digest, taxonomy, self.renderer.index_per_page)
         letters = [page.letter for page in pages]
         return tuple((page.path, page.letter, fingerprint(
             self.theme_key, taxonomy, page.letter, letters, len(terms),
@@ -1655,10 +1680,12 @@ def listing_page_key(theme_key: str, head: tuple, ids: Sequence[str], item_keys:
 _PAGE_KINDS = frozenset({"home", "article", "taxonomy", "term", "map", "search", "404"})
 
 
-def page_job(digest: Digest, last: PageJob | None, per_page: int) -> PageJob | None:
+def page_job(digest: Digest, last: PageJob | None, per_page: int, index_per_page: int | None = None
+             ) -> PageJob | None:
     """Return the job that renders, from `digest`, the HTML page a job of the last plan rendered
-    (listings `per_page` articles a page); None when it is gone or not an HTML page. Its key is
-    left blank: only the plan makes keys."""
+    (listings `per_page` articles a page; taxonomy indexes split by `index_per_page`, the
+    renderer's, by default the same); None when it is gone or not an HTML page. Its key is left
+    blank: only the plan makes keys."""
     if last is None or last.kind not in _PAGE_KINDS:
         return None
     kind, args = last.kind, last.args
@@ -1667,7 +1694,7 @@ def page_job(digest: Digest, last: PageJob | None, per_page: int) -> PageJob | N
     if kind == "taxonomy":
         if args[0] not in digest.taxonomies:
             return None
-        pages = index_pages_of(digest, args[0], per_page)
+        pages = index_pages_of(digest, args[0], per_page if index_per_page is None else index_per_page)
         page = next((page for page in pages if urls.output_file(page.path) == last.path), None)
         return PageJob(last.path, kind, "", (args[0], page.letter)) if page is not None else None
     if kind == "term":
@@ -1702,7 +1729,7 @@ def produce(renderer: "Renderer", job: PageJob) -> bytes:
         return renderer.cite(digest.by_id[args[0]], kind).encode("utf-8")
     if kind == "taxonomy":
         taxonomy, letter = args
-        pages = index_pages_of(digest, taxonomy, config.per_page)
+        pages = index_pages_of(digest, taxonomy, renderer.index_per_page)
         page = next(page for page in pages if page.letter == letter)
         return renderer.render("taxonomy.html", page.path, taxonomy=taxonomy, page=page, terms=page.terms,
                                sections=page.sections, letters=letter_bar(pages, page),

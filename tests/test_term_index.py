@@ -185,3 +185,21 @@ def test_index_pages_list_every_term_once_in_order_under_its_letter(names, per_p
     assert [link.letter for link in links] == letters
     assert all(bool(link.path) == split for link in links)
     assert [link.current for link in links] == ([True] + [False] * (len(links) - 1) if split else [False] * len(links))
+
+
+def test_a_digests_own_index_template_without_the_bar_keeps_every_term_on_one_page(example_copy):
+    paginated(example_copy, 2)
+    (example_copy / "templates").mkdir()
+    own = example_copy / "templates/taxonomy.html"
+    own.write_text('{% extends "base.html" %}{% block main %}<ul>{% for term in terms %}'
+                   '<li><a href="{{ url(taxonomy ~ \'/\' ~ term.slug ~ \'/\') }}">{{ term.name }}</a> <span class="n">'
+                   '</span></li>{% endfor %}</ul>{% endblock %}\n')
+    build(load_config(example_copy))
+    site = example_copy / "site"
+    assert not (site / "authors/letter").exists()  # its pages would be out of reach: no bar leads there
+    assert sorted(folder for folder, _ in listed(site, "authors/")) == sorted(term_folders(site, "authors"))
+    # One that draws the bar gets a page per letter again.
+    own.write_text(own.read_text().replace("<ul>", "{% for link in letters %}{{ link.letter }}{% endfor %}<ul>"))
+    build(load_config(example_copy))
+    assert (site / "authors/letter/b/index.html").is_file()
+    assert read_tree(site) == read_tree_of_clean_build(example_copy)
