@@ -55,12 +55,13 @@ class SubPathHandler(SimpleHTTPRequestHandler):
         pass
 
 
-def build_example(folder: Path, search: bool = True):
-    """Build the repository's example digest into `folder` (the build indexes it for search)."""
+def build_example(folder: Path, search: bool = True, **settings):
+    """Build the repository's example digest into `folder` (the build indexes it for search), with
+    other `settings` of its SiteConfig if given (`per_page=4`)."""
     from generator.build import build
     from generator.config import load_config
 
-    config = replace(load_config(REPO), output_dir=str(folder), search=search)
+    config = replace(load_config(REPO), output_dir=str(folder), search=search, **settings)
     build(config)
     return config
 
@@ -132,3 +133,22 @@ def install_axe() -> Path | None:
         except (OSError, subprocess.SubprocessError):
             return None
     return AXE if AXE.exists() else None
+
+
+def serious_axe_violations(browser, site_url: str, paths: list[str], scheme: str) -> list[str]:
+    """Run axe-core on pages of a served site in a colour scheme; return its serious and critical
+    violations, one line each ("path: rule [impact] help"). Skips the test without axe-core."""
+    axe = install_axe()
+    if axe is None:
+        pytest.skip("needs axe-core: npm install axe-core (npm missing or offline)")
+    context = browser.new_context(color_scheme=scheme, bypass_csp=True)
+    page = context.new_page()
+    found = []
+    for path in paths:
+        page.goto(site_url + path)
+        page.add_script_tag(path=str(axe))
+        result = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
+        found += [f"{path}: {v['id']} [{v['impact']}] {v['help']}" for v in result["violations"]
+                  if v["impact"] in ("serious", "critical")]
+    context.close()
+    return found

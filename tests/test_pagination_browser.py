@@ -3,12 +3,9 @@ alone, and axe-core finds no serious or critical violation on a middle page, lig
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 
-from tests.browser_site import CHROMIUM, browser, install_axe, serving  # noqa: F401
-from tests.conftest import REPO
+from tests.browser_site import CHROMIUM, browser, build_example, serious_axe_violations, serving  # noqa: F401
 
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's /usr/bin/chromium")]
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -18,11 +15,8 @@ expect = sync_api.expect
 @pytest.fixture(scope="module")
 def paginated_example(tmp_path_factory):
     """The example digest, four articles to a listing page, served under /review-digest/."""
-    from generator.build import build
-    from generator.config import load_config
-
     folder = tmp_path_factory.mktemp("paginated") / "site"
-    build(replace(load_config(REPO), output_dir=str(folder), search=False, per_page=4))
+    build_example(folder, search=False, per_page=4)
     with serving(folder) as url:
         yield url
 
@@ -56,17 +50,5 @@ def test_readers_page_through_a_listing_with_the_keyboard(browser, paginated_exa
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 def test_no_serious_or_critical_axe_violation_on_a_listing_page(browser, paginated_example, scheme):  # noqa: F811
-    axe = install_axe()
-    if axe is None:
-        pytest.skip("needs axe-core: npm install axe-core (npm missing or offline)")
-    context = browser.new_context(color_scheme=scheme, bypass_csp=True)
-    page = context.new_page()
-    found = []
-    for path in ("page/2/", "topics/car-t/page/2/"):
-        page.goto(paginated_example + path)
-        page.add_script_tag(path=str(axe))
-        result = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
-        found += [f"{path}: {v['id']} [{v['impact']}] {v['help']}" for v in result["violations"]
-                  if v["impact"] in ("serious", "critical")]
-    context.close()
+    found = serious_axe_violations(browser, paginated_example, ["page/2/", "topics/car-t/page/2/"], scheme)
     assert not found, "\n".join(found)

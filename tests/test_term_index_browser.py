@@ -4,12 +4,9 @@ violation on a letter's page, light or dark."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 
-from tests.browser_site import CHROMIUM, browser, install_axe, serving  # noqa: F401
-from tests.conftest import REPO
+from tests.browser_site import CHROMIUM, browser, build_example, serious_axe_violations, serving  # noqa: F401
 
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's /usr/bin/chromium")]
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -20,11 +17,8 @@ expect = sync_api.expect
 def lettered_example(tmp_path_factory):
     """The example digest with two articles to a listing page: its indexes of more than 20 terms
     (33 authors, 40 topics) get a page per letter. Served under /review-digest/."""
-    from generator.build import build
-    from generator.config import load_config
-
     folder = tmp_path_factory.mktemp("lettered") / "site"
-    build(replace(load_config(REPO), output_dir=str(folder), search=False, per_page=2))
+    build_example(folder, search=False, per_page=2)
     with serving(folder) as url:
         yield url
 
@@ -58,17 +52,5 @@ def test_a_reader_picks_a_letter_with_the_keyboard_and_reaches_an_author(browser
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 def test_no_serious_or_critical_axe_violation_on_a_letter_page(browser, lettered_example, scheme):  # noqa: F811
-    axe = install_axe()
-    if axe is None:
-        pytest.skip("needs axe-core: npm install axe-core (npm missing or offline)")
-    context = browser.new_context(color_scheme=scheme, bypass_csp=True)
-    page = context.new_page()
-    found = []
-    for path in ("authors/", "topics/letter/c/"):
-        page.goto(lettered_example + path)
-        page.add_script_tag(path=str(axe))
-        result = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
-        found += [f"{path}: {v['id']} [{v['impact']}] {v['help']}" for v in result["violations"]
-                  if v["impact"] in ("serious", "critical")]
-    context.close()
+    found = serious_axe_violations(browser, lettered_example, ["authors/", "topics/letter/c/"], scheme)
     assert not found, "\n".join(found)
