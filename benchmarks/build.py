@@ -16,6 +16,10 @@ changed, which every page shows ("site title": as after an edited template or a 
 tool), changed again ("site title again": now the spare tree holds its own old copy of every page),
 and a record edited right after ("edit after": 40,000 unchanged pages linked over the spare's own
 old ones at 10,000 records). Search indexing is not included (see benchmarks/search.py).
+The rows "digest, Hugo's taxonomies" build the digest with the taxonomies the Hugo site has (topics,
+journals; not authors, years and publication types): the same browsing pages as Hugo's, besides
+what only the digest makes (similar articles, backlinks, each article's Markdown page and citation
+files, the map, the exports); `--no-like-hugo` skips them.
 The rows "digest --daemon" run `digest build --daemon` on a copy of the digest: each scenario is a new
 client process (its wall time is what a curator waits), the builds run in the warm daemon its cold
 build started (CPU: the daemon's and its workers'; peak RSS: the daemon's); `--no-daemon` skips them.
@@ -78,13 +82,20 @@ def make_corpus(size: int, work: Path) -> Path:
     return corpus
 
 
-def digest_project(corpus: Path, name: str = "digest") -> Path:
+# The taxonomies of the Hugo site that make_corpus.py writes (tags and MeSH terms, which the digest
+# files together as topics, and journals): the digest's others (authors, years, publication types)
+# are 31,500 more pages at 10,000 records, 38 % of the default site's files.
+HUGO_TAXONOMIES = "taxonomies: [topics, journals]\n"
+
+
+def digest_project(corpus: Path, name: str = "digest", settings: str = "") -> Path:
     project = corpus / name
     project.mkdir(exist_ok=True)
     content = project / "content"
     if not content.exists():
         shutil.copytree(corpus / "medline", content)
-    (project / "digest.yaml").write_text("title: Benchmark\nbase_url: https://example.org/digest/\nsearch: false\n")
+    (project / "digest.yaml").write_text("title: Benchmark\nbase_url: https://example.org/digest/\nsearch: false\n"
+                                         + settings)
     return project
 
 
@@ -221,6 +232,8 @@ def main() -> None:
     parser.add_argument("--no-related", action="store_true",
                         help="skip Hugo with related content (slow: ~100 s a build at 10,000)")
     parser.add_argument("--no-daemon", action="store_true", help="skip the rows of `digest build --daemon`")
+    parser.add_argument("--no-like-hugo", action="store_true",
+                        help="skip the rows of the digest with the Hugo site's taxonomies only (topics, journals)")
     parser.add_argument("--rmtree", action="store_true",
                         help="delete old outputs right before each cold build instead of moving them aside")
     args = parser.parse_args()
@@ -248,6 +261,8 @@ def measure(args: argparse.Namespace, sizes: list[int], hugo: str | None, trash:
     for size in sizes:
         corpus = make_corpus(size, args.work)
         projects = {"digest": digest_project(corpus)}
+        if not args.no_like_hugo:
+            projects["digest, Hugo's taxonomies"] = digest_project(corpus, "digest-hugo-taxonomies", HUGO_TAXONOMIES)
         if not args.no_daemon:
             projects["digest --daemon"] = digest_project(corpus, "digest-daemon")
         if hugo and not args.no_related:
