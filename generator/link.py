@@ -817,7 +817,7 @@ def _new_term(taxonomy: str, name: str, slug: str, article_ids: tuple[str, ...],
 
 def _build_taxonomies(articles: Sequence[Article], taxonomies: Sequence[str], names: list[dict[str, Any]],
                       slug_of, memo: dict[str, tuple] | None = None):
-    """`names[i]` caches `article_terms(articles[i], taxonomy)` per taxonomy (filled here when missing).
+    """`names[i]` caches what `articles[i]` files under (`_filed_names`; filled here when missing).
 
     `memo` (taxonomy -> ids, names, terms, slugs of the last call) lets a taxonomy whose articles
     and names are all unchanged keep its terms: a notes edit rebuilds none.
@@ -825,20 +825,11 @@ def _build_taxonomies(articles: Sequence[Article], taxonomies: Sequence[str], na
     result: dict[str, tuple[Term, ...]] = {}
     slugs: dict[tuple[str, str], str] = {}
     ids_in_order = tuple(a.id for a in articles) if memo is not None else ()
+    filed = [_filed_names(article, taxonomies, known) for article, known in zip(articles, names)]
     for taxonomy in taxonomies:
-        lists = []
-        for article, known in zip(articles, names):
-            terms = known.get(taxonomy)
-            if terms is None:
-                terms = known[taxonomy] = article_terms(article, taxonomy)
-            lists.append(terms)
-        index_lists = []  # an author's index name by name, per article (the family name can change alone)
-        if taxonomy == "authors":
-            for article, known in zip(articles, names):
-                found = known.get(_AUTHOR_INDEX_NAMES)
-                if found is None:
-                    found = known[_AUTHOR_INDEX_NAMES] = _author_index_names(article)
-                index_lists.append(found)
+        lists = [known[taxonomy] for known in filed]
+        # An author's index name by name, per article (the family name can change alone).
+        index_lists = [known[_AUTHOR_INDEX_NAMES] for known in filed] if taxonomy == "authors" else []
         before = memo.get(taxonomy) if memo is not None else None
         if before is not None and before[0] == ids_in_order and before[1] == lists and before[4] == index_lists:
             result[taxonomy] = before[2]

@@ -585,7 +585,7 @@ class Renderer:
     def term_items(self, term: Any, number: int = 1) -> list[Markup]:
         """Return the listing entries of page `number` of a term's page."""
         shown = page_ids(term.article_ids, number, self.config.per_page)
-        depth = 2 if number == 1 else 4  # topics/x/, topics/x/page/2/ (urls.listing_page_path)
+        depth = urls.depth(urls.listing_page_path(urls.term_path(term.taxonomy, term.slug), number))
         return self.items(_ArticlesOf(self.digest.by_id, shown), depth, shown)
 
     def entries(self, articles: Iterable[Article], path: str) -> list[Markup]:

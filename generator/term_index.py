@@ -20,7 +20,6 @@ from generator.load import TRANSLITERATIONS
 OTHER = "#"  # the letter of terms that start with neither A-Z nor an accented Latin letter
 LETTERED_ABOVE = 30  # terms: a shorter index is one plain list
 SPLIT_PAGES = 10  # an index of more terms than ten listing pages' worth (`paginate`) gets a page per letter
-LETTERS_FOLDER = "letter"  # `authors/letter/b/`: a term's own pages never hold a one-letter folder
 
 
 @dataclass(frozen=True)
@@ -77,14 +76,8 @@ def initial(key: str) -> str:
 
 
 def letter_segment(letter: str) -> str:
-    """Return a letter's folder: `b`, or `other` for OTHER."""
+    """Return a letter's name in paths and anchors: `b`, or `other` for OTHER."""
     return "other" if letter == OTHER else letter.lower()
-
-
-def letter_page_path(taxonomy: str, letter: str, first: bool) -> str:
-    """Return the path of a letter's page of a split index: the first letter's is the index's own."""
-    path = urls.taxonomy_path(taxonomy)
-    return path if first else f"{path}{LETTERS_FOLDER}/{letter_segment(letter)}/"
 
 
 def index_pages(taxonomy: str, terms: Sequence[Any], per_page: int) -> list[IndexPage]:
@@ -108,8 +101,9 @@ def index_pages(taxonomy: str, terms: Sequence[Any], per_page: int) -> list[Inde
         return [IndexPage(path, "", (Section("", "", sections[0].terms),))]
     if not per_page or len(terms) <= SPLIT_PAGES * per_page:
         return [IndexPage(path, "", tuple(sections))]
-    return [IndexPage(letter_page_path(taxonomy, section.letter, n == 0), section.letter, (section,))
-            for n, section in enumerate(sections)]
+    # The first letter's page is the index's own.
+    return [IndexPage(urls.letter_page_path(taxonomy, letter_segment(section.letter)) if n else path,
+                      section.letter, (section,)) for n, section in enumerate(sections)]
 
 
 def letter_bar(pages: Sequence[IndexPage], page: IndexPage) -> list[LetterLink]:

@@ -42,6 +42,13 @@ def term_path(taxonomy: str, slug: str) -> str:
     return f"{taxonomy}/{slug}/"
 
 
+def letter_page_path(taxonomy: str, segment: str) -> str:
+    """Return the page of one initial letter (`segment`: `b`, `other`) of a taxonomy's index split
+    into a page per letter (`term_index`): `authors/letter/b/`. A term's own pages (`authors/x/`,
+    `authors/x/page/2/`) never hold a one-letter folder, so no term's page can be there."""
+    return f"{taxonomy_path(taxonomy)}letter/{segment}/"
+
+
 def listing_page_path(path: str, number: int) -> str:
     """Return the path of page `number` of the listing at `path`: the first is the listing's own
     (`topics/x/`), the next ones `topics/x/page/2/`, as Hugo names them."""
