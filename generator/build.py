@@ -34,7 +34,7 @@ from generator.render import (AGGREGATES, PageJob, PlanMemoFile, Renderer, artic
                              citation_keys_of, export_frame, export_item, exports_key, fingerprint,
                              forget_digest_memos, join_export, keep_compiled_templates, listing_page_key,
                              own_article_templates, page_job, produce, records_key, rendering_code_stamp,
-                             template_references, term_jobs, theme_fingerprint, warm_up)
+                             template_references, term_jobs, term_places_of, theme_fingerprint, warm_up)
 from generator.progress import NoProgress, Progress
 from generator.exports import CITATION_FILES, citation_file
 from generator import urls
@@ -822,10 +822,11 @@ def _write_early() -> tuple[int, dict[str, str], dict[str, str], dict[str, tuple
         renderer.use_keys(keys)  # listing entries are found by the articles' keys
         items = {article_id: k.listing for article_id, k in keys.items()}
         for taxonomy, found in terms.items():
+            places = term_places_of(renderer.digest, taxonomy, renderer.index_per_page)
             for index, term in enumerate(found):
-                # Its first page only (see _EarlyFiles.takes).
-                key = listing_page_key(renderer.theme_key, (taxonomy, term.name), term.article_ids, items,
-                                       config.per_page, 1)
+                # Its first page only (see _EarlyFiles.takes); the key as `SitePlan._term_jobs` makes it.
+                key = listing_page_key(renderer.theme_key, (taxonomy, term.name, places[term.slug]),
+                                       term.article_ids, items, config.per_page, 1)
                 job = term_jobs(taxonomy, index, term.slug, (key,))[0]
                 files[job.path] = job.key
                 pages[job.path] = job

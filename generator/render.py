@@ -44,7 +44,7 @@ from generator.metadata import page_range, scholarly_json_ld, scholarly_json_ld_
 from generator.model import Article
 from generator.pagination import make_pager, page_ids
 from generator.search import merged_bundles
-from generator.term_index import IndexPage, index_pages, letter_bar
+from generator.term_index import IndexPage, index_pages, letter_bar, term_places
 from generator.workers import idle_cores, map_with_workers
 
 THEME_DIR = Path(__file__).resolve().parent / "theme"
@@ -1454,9 +1454,13 @@ class SitePlan:
         are looked at: 31,000 author pages at 10,000 articles, 0.09 s a rebuild otherwise."""
         memo, feeds = self.memo, taxonomy == "topics"
         changed = memo.changed_items | memo.changed_contents if feeds else memo.changed_items
+        index_per_page = self.renderer.index_per_page
+        places = term_places_of(self.renderer.digest, taxonomy, index_per_page)
         kept = _TERM_SEGMENTS.get(taxonomy)
         positions: Sequence[int] | None = None
-        if kept is not None and kept.terms is terms and kept.stamp == memo.generation:
+        # (The same terms in an index split alike: every term in the same place in it.)
+        if kept is not None and kept.terms is terms and kept.stamp == memo.generation \
+                and kept.index_per_page == index_per_page:
             memo.keep(kept.names)
             if kept.by_article is None:
                 kept.by_article = _positions_by_article(terms)
@@ -1465,15 +1469,16 @@ class SitePlan:
         if positions is None:
             positions = range(len(terms))
             made = [()] * len(terms)
-            kept = _TermSegment(terms, [("term", taxonomy, term.slug) for term in terms], made)
+            kept = _TermSegment(terms, [("term", taxonomy, term.slug) for term in terms], made, index_per_page)
             _TERM_SEGMENTS[taxonomy] = kept
         for index in positions:
             term = terms[index]
             ids = term.article_ids
-            inputs = (index, term.name, ids)
+            place = places[term.slug]
+            inputs = (index, term.name, ids, place)
             name = kept.names[index]
             made[index] = memo.get(name, inputs, ids, ids if feeds else ()) or memo.put(
-                name, inputs, self._term_jobs(taxonomy, index, term, feeds))
+                name, inputs, self._term_jobs(taxonomy, index, term, place, feeds))
         self._segments.append(kept)
         return made
 
@@ -1513,10 +1518,11 @@ class SitePlan:
         key = fingerprint(self.theme_key, content, similar, [self.item_keys[i] for i in linked], citation)
         return article_jobs(article_id, key, fingerprint(content, citation))
 
-    def _term_jobs(self, taxonomy: str, index: int, term: Any, feed: bool) -> tuple[PageJob, ...]:
-        """Return a term's pages and, for a topic, its feed."""
-        page_keys = listing_page_keys(self.theme_key, (taxonomy, term.name), term.article_ids, self.item_keys,
-                                      self.renderer.config.per_page)
+    def _term_jobs(self, taxonomy: str, index: int, term: Any, place: tuple[str, str], feed: bool
+                   ) -> tuple[PageJob, ...]:
+        """Return a term's pages (which link to its `place` in the index) and, for a topic, its feed."""
+        page_keys = listing_page_keys(self.theme_key, (taxonomy, term.name, place), term.article_ids,
+                                      self.item_keys, self.renderer.config.per_page)
         if not feed:
             return term_jobs(taxonomy, index, term.slug, page_keys)
         return term_jobs(taxonomy, index, term.slug, page_keys, self.feed_key(term.name, term.article_ids))
@@ -1538,6 +1544,7 @@ class SitePlan:
 
 _SHOWN_TERMS: dict[str, tuple[tuple, list[tuple[str, str, str, int]]]] = {}  # taxonomy -> (its terms, what its index shows)
 _INDEX_PAGES: dict[str, tuple[tuple, int, list[IndexPage]]] = {}  # taxonomy -> (its terms, per_page, its index's pages)
+_TERM_PLACES: dict[str, tuple[list[IndexPage], dict[str, tuple[str, str]]]] = {}  # taxonomy -> (its pages, `term_places`)
 
 
 def index_pages_of(digest: Digest, taxonomy: str, per_page: int) -> list[IndexPage]:
@@ -1552,6 +1559,24 @@ def index_pages_of(digest: Digest, taxonomy: str, per_page: int) -> list[IndexPa
     return pages
 
 
+def term_places_of(digest: Digest, taxonomy: str, per_page: int) -> dict[str, tuple[str, str]]:
+    """Return where a taxonomy's index lists each of its terms (`term_index.term_places`), made
+    once for the same index pages."""
+    pages = index_pages_of(digest, taxonomy, per_page)
+    last = _TERM_PLACES.get(taxonomy)
+    if last is not None and last[0] is pages:
+        return last[1]
+    places = term_places(pages)
+    _TERM_PLACES[taxonomy] = (pages, places)
+    return places
+
+
+def index_place_url(place: tuple[str, str], page_path: str) -> str:
+    """Return the link from the page at `page_path` to a term's `place` in its index."""
+    path, anchor = place
+    return urls.relative_url(page_path, path) + (f"#{anchor}" if anchor else "")
+
+
 @dataclass
 class _TermSegment:
     """A taxonomy's terms as the last plan of this process went through them (see
@@ -1560,6 +1585,7 @@ class _TermSegment:
     terms: Sequence[Any]  # the digest's list of them (compared by identity)
     names: list[tuple]
     made: list[tuple[PageJob, ...]]
+    index_per_page: int  # how the index was split (`Renderer.index_per_page`): where each term is in it
     stamp: int = -1  # the memo generation this is true in
     by_article: dict[str, list[int]] | None = None  # article id -> positions of its terms, once asked
 
@@ -1738,8 +1764,10 @@ def produce(renderer: "Renderer", job: PageJob) -> bytes:
         taxonomy, index, number = args
         term = digest.taxonomies[taxonomy][index]
         path = urls.term_path(taxonomy, term.slug)
-        return renderer.render("term.html", urls.listing_page_path(path, number), taxonomy=taxonomy, term=term,
-                               items=renderer.term_items(term, number),
+        page_path = urls.listing_page_path(path, number)
+        place = term_places_of(digest, taxonomy, renderer.index_per_page)[term.slug]
+        return renderer.render("term.html", page_path, taxonomy=taxonomy, term=term,
+                               index_url=index_place_url(place, page_path), items=renderer.term_items(term, number),
                                pager=make_pager(path, number, len(term.article_ids), config.per_page)).content
     if kind == "topic_feed":
         term = digest.taxonomies["topics"][args[0]]
@@ -1890,7 +1918,7 @@ def forget_digest_memos(keep_article_keys: bool = False) -> None:
         exports.forget_digest_memos()
     _ARTICLE_SEGMENT, _HTML_PATHS = None, None
     _DIGEST_JSON = ((), (), [], None, [])
-    for memo in (_LISTINGS, _ENTRIES_MADE, _SHOWN_TERMS, _INDEX_PAGES, _TERM_SEGMENTS):
+    for memo in (_LISTINGS, _ENTRIES_MADE, _SHOWN_TERMS, _INDEX_PAGES, _TERM_PLACES, _TERM_SEGMENTS):
         memo.clear()
     forget_graph_memos()
 

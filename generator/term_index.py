@@ -114,3 +114,12 @@ def letter_bar(pages: Sequence[IndexPage], page: IndexPage) -> list[LetterLink]:
     if len(sections) < 2:
         return []
     return [LetterLink(section.letter, "", section.anchor, False) for section in sections]
+
+
+def term_places(pages: Sequence[IndexPage]) -> dict[str, tuple[str, str]]:
+    """Return where the index lists each term, by slug: the path of its page and, on an index of
+    one page with headings, the anchor of its letter's (a term page's way back to the index lands
+    where the reader left it: 'Smith' on the S page, or at S)."""
+    lettered = len(pages) == 1
+    return {term.slug: (page.path, section.anchor if lettered else "")
+            for page in pages for section in page.sections for term in section.terms}

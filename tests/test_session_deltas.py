@@ -29,7 +29,8 @@ def page_keys(root: Path, site: Path) -> dict[str, str]:
 
 def made_from_nothing(root: Path, monkeypatch) -> tuple[dict[str, str], dict[str, bytes]]:
     """The page keys and files of a clean build that starts with nothing this process kept (as a
-    new process's): the plan's memo, its term segments and HTML paths, the map's graph, listings."""
+    new process's): the plan's memo, its term segments and HTML paths, the indexes' pages, the map's
+    graph, listings."""
     from dataclasses import replace
 
     out = root.parent / "from-nothing"
@@ -37,6 +38,8 @@ def made_from_nothing(root: Path, monkeypatch) -> tuple[dict[str, str], dict[str
     with monkeypatch.context() as patch:
         patch.setattr(render, "_KEY_MEMO", render._KeyMemo())
         patch.setattr(render, "_TERM_SEGMENTS", {})
+        patch.setattr(render, "_INDEX_PAGES", {})
+        patch.setattr(render, "_TERM_PLACES", {})
         patch.setattr(render, "_HTML_PATHS", None)
         patch.setattr(render, "_ARTICLE_SEGMENT", None)
         patch.setattr(render, "_LISTINGS", {})

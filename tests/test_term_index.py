@@ -132,6 +132,46 @@ def test_builds_that_add_and_drop_letter_pages_give_the_bytes_of_a_clean_build(e
     assert read_tree(site) == read_tree_of_clean_build(example_copy)
 
 
+CRUMB = re.compile(r'<p class="crumbs"><a href="([^"#]+)(?:#([^"]+))?">')
+
+
+def crumb(site: Path, folder: str) -> tuple[str, str]:
+    """Where a term page's way back to its index leads: (the index page's folder, the anchor)."""
+    href, anchor = CRUMB.search(index_html(site, folder)).groups()
+    return posixpath.normpath(posixpath.join(folder + "/", href)) + "/", anchor or ""
+
+
+def test_a_term_page_leads_back_to_where_the_index_lists_it(example_copy):
+    paginated(example_copy, 2)
+    config = load_config(example_copy)
+    build(config)
+    site = example_copy / "site"
+    for taxonomy in ("authors", "topics"):
+        pages = [posixpath.normpath(posixpath.join(f"{taxonomy}/", href)) + "/" for href, _, _ in bar(site, f"{taxonomy}/")]
+        assert len(pages) > 2
+        for page in pages:  # "Böltz" leads to the B page, not the index's first (A)
+            assert all(crumb(site, folder) == (page, "") for folder, _ in listed(site, page))
+    assert crumb(site, "authors/sebastian-boltz") == ("authors/letter/b/", "")
+    # The first letter's last author goes (a family name changed alone): B's page becomes the
+    # index's own, and the B authors' pages, whose articles did not change, lead there.
+    record = example_copy / "content/autoimmunity/36109639.yaml"
+    record.write_text(record.read_text().replace("  - Michael Aigner", "  - {name: Michael Aigner, family: Zaigner, given: Michael}"))
+    build(config)
+    assert crumb(site, "authors/sebastian-boltz") == ("authors/", "")
+    assert crumb(site, "authors/michael-aigner") == ("authors/letter/z/", "")
+    assert read_tree(site) == read_tree_of_clean_build(example_copy)
+    # An index of one page with a heading per letter: to its letter's heading; years have none.
+    paginated(example_copy, False)
+    config = load_config(example_copy)
+    build(config)
+    html = index_html(site, "authors/")
+    for folder, name in listed(site, "authors/"):
+        page, anchor = crumb(site, folder)
+        assert page == "authors/" and anchor == f"letter-{initial(sort_key(name)).lower()}" and f'id="{anchor}"' in html
+    assert {crumb(site, folder) for folder, _ in listed(site, "years/")} == {("years/", "")}
+    assert read_tree(site) == read_tree_of_clean_build(example_copy)
+
+
 def test_a_preview_keeps_an_open_letter_page_while_its_letter_has_terms(example_copy):
     from generator.link import link_articles
     from generator.load import load_articles
