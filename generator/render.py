@@ -271,9 +271,14 @@ def make_environment(config: SiteConfig) -> jinja2.Environment:
     env.filters.update(
         notes=render_notes, inline=inline_html, summary=summary, safe_url=safe_url, plain=plain_text,
         tojson_script=json_for_script, md=markdown_text, md_notes=markdown_notes, tojson=_tojson,
-        lines=html_lines,
+        lines=html_lines, number=grouped_number,
     )
     return env
+
+
+def grouped_number(value: int) -> str:
+    """Return a count as the site's English text writes it: 31,030 (not 31030)."""
+    return f"{value:,}"
 
 
 def scholarly_json_ld_script(article: Article, page_url: str = "") -> Markup:

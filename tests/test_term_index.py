@@ -243,3 +243,19 @@ def test_a_digests_own_index_template_without_the_bar_keeps_every_term_on_one_pa
     build(load_config(example_copy))
     assert (site / "authors/letter/b/index.html").is_file()
     assert read_tree(site) == read_tree_of_clean_build(example_copy)
+
+
+def test_counts_of_thousands_are_written_with_separators(example_copy):
+    """A big digest's counts read as English writes them: '1,200 authors', not '1200 authors'."""
+    folder = example_copy / "content/many"
+    folder.mkdir()
+    for n in range(1200):
+        (folder / f"{n}.yaml").write_text(f"id: many-{n}\ntitle: Record {n}\npublished: 2020-01-01\n"
+                                          f"authors: [Author{n:04d} Person]\nkeywords: [Shared topic]\n")
+    build(load_config(example_copy))
+    site = example_copy / "site"
+    total = sum(1 for p in (site / "authors").iterdir() if p.is_dir() and p.name != "letter")
+    assert total > 1200 and f'<p class="count">{total:,} authors;' in index_html(site, "authors/")
+    assert re.search(r'<p class="count">1,2\d\d articles, newest first: 1–100 on page 1 of 13\.', index_html(site, ""))
+    assert '<p class="count">1,200 articles, newest first' in index_html(site, "topics/shared-topic")
+    assert '>Shared topic</a> <span class="n">1,200</span>' in index_html(site, "topics/")
