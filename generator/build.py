@@ -60,10 +60,10 @@ class BuildReport:
 
     def summary(self) -> str:
         """Return the one line a build prints."""
-        changed = f"{self.written} written" + (f", {self.removed} removed" if self.removed else "") + \
-            (f"; {self.searched} indexed for search" if self.searched else "")
-        warn = f", {len(self.warnings)} warning{'s' * (len(self.warnings) != 1)}" if self.warnings else ""
-        return (f"Built {self.articles} article{'s' * (self.articles != 1)}: {self.pages} pages "
+        changed = f"{self.written:,} written" + (f", {self.removed:,} removed" if self.removed else "") + \
+            (f"; {self.searched:,} indexed for search" if self.searched else "")
+        warn = f", {len(self.warnings):,} warning{'s' * (len(self.warnings) != 1)}" if self.warnings else ""
+        return (f"Built {self.articles:,} article{'s' * (self.articles != 1)}: {self.pages:,} pages "
                 f"({changed}){warn} in {self.seconds:.2f} s")
 
 

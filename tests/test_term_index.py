@@ -246,13 +246,15 @@ def test_a_digests_own_index_template_without_the_bar_keeps_every_term_on_one_pa
 
 
 def test_counts_of_thousands_are_written_with_separators(example_copy):
-    """A big digest's counts read as English writes them: '1,200 authors', not '1200 authors'."""
+    """A big digest's counts read as English writes them: '1,200 authors', not '1200 authors'; and
+    so does the line a build prints."""
     folder = example_copy / "content/many"
     folder.mkdir()
     for n in range(1200):
         (folder / f"{n}.yaml").write_text(f"id: many-{n}\ntitle: Record {n}\npublished: 2020-01-01\n"
                                           f"authors: [Author{n:04d} Person]\nkeywords: [Shared topic]\n")
-    build(load_config(example_copy))
+    report = build(load_config(example_copy))
+    assert report.summary().startswith(f"Built 1,213 articles: {report.pages:,} pages ({report.pages:,} written")
     site = example_copy / "site"
     total = sum(1 for p in (site / "authors").iterdir() if p.is_dir() and p.name != "letter")
     assert total > 1200 and f'<p class="count">{total:,} authors;' in index_html(site, "authors/")
