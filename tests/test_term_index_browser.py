@@ -1,5 +1,5 @@
 """A long taxonomy index in real headless Chromium: a reader on a phone picks a letter from the bar
-with the keyboard alone and reaches an author's page; axe-core finds no serious or critical
+with the keyboard alone and reaches an author's page, whose way back leads to that letter; axe-core finds no serious or critical
 violation on a letter's page, light or dark."""
 
 from __future__ import annotations
@@ -44,10 +44,27 @@ def test_a_reader_picks_a_letter_with_the_keyboard_and_reaches_an_author(browser
     expect(author).to_have_count(1)
     author.click()  # two folders up, then into the author's folder
     expect(page.locator("h1")).to_have_text("Sebastian Böltz")
-    page.go_back()
+    page.locator(".crumbs a").click()  # the way back leads to B's page, not the index's first (A)
+    page.wait_for_url(lettered_example + "authors/letter/b/")
+    expect(page.locator("h1")).to_have_text("Authors: B")
     page.locator(".letters a", has_text="A").click()
     page.wait_for_url(lettered_example + "authors/")
     page.close()
+
+
+def test_an_author_page_leads_back_to_its_letter_on_an_index_of_one_page(browser, tmp_path_factory):  # noqa: F811
+    folder = tmp_path_factory.mktemp("one-page") / "site"
+    build_example(folder, search=False)  # 100 articles to a listing page: the index is one page
+    with serving(folder) as url:
+        page = browser.new_page(viewport={"width": 390, "height": 844})
+        page.goto(url + "authors/sebastian-boltz/")
+        page.locator(".crumbs a").click()
+        page.wait_for_url(url + "authors/#letter-b")
+        heading = page.locator("#letter-b")
+        expect(heading).to_have_text("B")
+        expect(heading).to_be_in_viewport()  # scrolled to, below the letters before it
+        assert page.evaluate("window.scrollY") > 0
+        page.close()
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
