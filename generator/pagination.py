@@ -33,6 +33,7 @@ class Pager:
     previous: str  # relative URL of the page before, or ""
     next: str  # relative URL of the page after, or ""
     links: tuple[PagerLink, ...]  # the first, the last and the pages near this one, with gaps
+    steps: tuple[str, str] = ("← Newer", "Older →")  # the words of the links to the page before and after
 
 
 def page_ids(ids: Sequence[str], number: int, per_page: int) -> Sequence[str]:
@@ -40,13 +41,22 @@ def page_ids(ids: Sequence[str], number: int, per_page: int) -> Sequence[str]:
     return ids[(number - 1) * per_page: number * per_page] if per_page else ids
 
 
-def make_pager(listing_path: str, number: int, total: int, per_page: int) -> Pager:
-    """Return the pager of page `number` of the listing at `listing_path` (a page path: `topics/x/`)."""
+ALPHABETICAL_STEPS = ("← Previous", "Next →")  # for a list in alphabetical order, not newest first
+
+
+def make_pager(listing_path: str, number: int, total: int, per_page: int,
+               page_paths: Sequence[str] | None = None, steps: tuple[str, str] | None = None) -> Pager:
+    """Return the pager of page `number` of the listing at `listing_path` (a page path: `topics/x/`),
+    or of the listing whose pages are at `page_paths` (a letter of a split index: see term_index)."""
     count = urls.page_count(total, per_page)
-    depth = urls.depth(urls.listing_page_path(listing_path, number))
+
+    def path(page: int) -> str:
+        return page_paths[page - 1] if page_paths is not None else urls.listing_page_path(listing_path, page)
+
+    depth = urls.depth(path(number))
 
     def url(page: int) -> str:
-        return urls.url_from_depth(depth, urls.listing_page_path(listing_path, page))
+        return urls.url_from_depth(depth, path(page))
 
     shown = sorted({1, count, *range(max(1, number - WINDOW), min(count, number + WINDOW) + 1)})
     links: list[PagerLink] = []
@@ -58,4 +68,4 @@ def make_pager(listing_path: str, number: int, total: int, per_page: int) -> Pag
     last = min(total, number * per_page) if per_page else total
     return Pager(number=number, count=count, total=total, first=first, last=last,
                  previous=url(number - 1) if number > 1 else "", next=url(number + 1) if number < count else "",
-                 links=tuple(links))
+                 links=tuple(links), **({"steps": steps} if steps else {}))

@@ -42,9 +42,9 @@ from generator.graph import forget_digest_memos as forget_graph_memos
 from generator.markup import inline_html, markdown_notes, markdown_text, plain_text, render_notes, safe_url, summary
 from generator.metadata import page_range, scholarly_json_ld, scholarly_json_ld_text, updated_date
 from generator.model import Article
-from generator.pagination import make_pager, page_ids
+from generator.pagination import ALPHABETICAL_STEPS, make_pager, page_ids
 from generator.search import merged_bundles
-from generator.term_index import IndexPage, index_pages, letter_bar, term_places
+from generator.term_index import SPLIT_PAGES, IndexPage, index_pages, letter_bar, letter_pager_paths, term_places
 from generator.workers import idle_cores, map_with_workers
 
 THEME_DIR = Path(__file__).resolve().parent / "theme"
@@ -314,8 +314,9 @@ _LETTER_BARS: dict[str, bool] = {}  # taxonomy.html's checksum -> whether it rea
 
 
 def _draws_letter_bar(env: jinja2.Environment) -> bool:
-    """Whether the taxonomy.html in effect reads `letters` (the bar of letters, see `term_index`):
-    one written before the bar would leave a split index's other letters out of reach."""
+    """Whether the taxonomy.html in effect reads `letters` (the bar of letters, see `term_index`)
+    and `pager` (a long letter's pages): one written before them would leave a split index's other
+    letters, or pages, out of reach."""
     try:
         source = env.loader.get_source(env, "taxonomy.html")[0]  # type: ignore[union-attr]
     except jinja2.TemplateNotFound:
@@ -324,7 +325,7 @@ def _draws_letter_bar(env: jinja2.Environment) -> bool:
     found = _LETTER_BARS.get(checksum)
     if found is None:
         try:
-            found = "letters" in jinja2.meta.find_undeclared_variables(env.parse(source))
+            found = {"letters", "pager"} <= jinja2.meta.find_undeclared_variables(env.parse(source))
         except jinja2.TemplateSyntaxError:
             found = False  # reported when the template is used
         _LETTER_BARS[checksum] = found
@@ -1382,8 +1383,8 @@ class SitePlan:
                 _SHOWN_TERMS[taxonomy] = (terms, shown)
             pages = memo.get(("taxonomy", taxonomy), (shown,)) or memo.put(
                 ("taxonomy", taxonomy), (shown,), self._index_keys(taxonomy, terms))
-            for path, letter, key in pages:
-                add(urls.output_file(path), "taxonomy", key, (taxonomy, letter))
+            for path, letter, number, key in pages:
+                add(urls.output_file(path), "taxonomy", key, (taxonomy, letter, number))
             jobs.extend(itertools.chain.from_iterable(self._terms_jobs(taxonomy, terms)))
         add(urls.output_file(urls.MAP), "map", fingerprint(self.theme_key, self.map_inputs()))
         if config.search:
@@ -1487,14 +1488,15 @@ class SitePlan:
         self._segments.append(kept)
         return made
 
-    def _index_keys(self, taxonomy: str, terms: Sequence[Any]) -> tuple[tuple[str, str, str], ...]:
-        """Return the path, letter and key of each page of a taxonomy's index. A page shows its
-        terms, the bar of letters and the taxonomy's size: a new author changes the page of its
-        letter (and, as the count goes up, the other letters' pages)."""
+    def _index_keys(self, taxonomy: str, terms: Sequence[Any]) -> tuple[tuple[str, str, int, str], ...]:
+        """Return the path, letter, number among its letter's pages and key of each page of a
+        taxonomy's index. A page shows its terms, the bar of letters, the taxonomy's size and where
+        it stands among its letter's pages: a new author changes the page of its letter (and, as the
+        count goes up, the other letters' pages)."""
         pages = index_pages_of(self.renderer.digest, taxonomy, self.renderer.index_per_page)
-        letters = [page.letter for page in pages]
-        return tuple((page.path, page.letter, fingerprint(
-            self.theme_key, taxonomy, page.letter, letters, len(terms),
+        letters = [(page.letter, page.path) for page in pages]
+        return tuple((page.path, page.letter, page.number, fingerprint(
+            self.theme_key, taxonomy, page.letter, page.number, page.count, page.letter_total, letters, len(terms),
             [(t.name, t.index_name, t.slug, len(t.article_ids)) for t in page.terms],
             [section.letter for section in page.sections])) for page in pages)
 
@@ -1727,7 +1729,7 @@ def page_job(digest: Digest, last: PageJob | None, per_page: int, index_per_page
             return None
         pages = index_pages_of(digest, args[0], per_page if index_per_page is None else index_per_page)
         page = next((page for page in pages if urls.output_file(page.path) == last.path), None)
-        return PageJob(last.path, kind, "", (args[0], page.letter)) if page is not None else None
+        return PageJob(last.path, kind, "", (args[0], page.letter, page.number)) if page is not None else None
     if kind == "term":
         terms = digest.taxonomies.get(args[0], ())
         base, number = urls.split_listing_page(last.path[: -len("index.html")])
@@ -1759,11 +1761,13 @@ def produce(renderer: "Renderer", job: PageJob) -> bytes:
     if kind in exports.CITATION_FILES:
         return renderer.cite(digest.by_id[args[0]], kind).encode("utf-8")
     if kind == "taxonomy":
-        taxonomy, letter = args
+        taxonomy, letter, number = args
         pages = index_pages_of(digest, taxonomy, renderer.index_per_page)
-        page = next(page for page in pages if page.letter == letter)
+        page = next(page for page in pages if page.letter == letter and page.number == number)
+        pager = make_pager(page.path, number, page.letter_total, SPLIT_PAGES * renderer.index_per_page,
+                           letter_pager_paths(pages, page), ALPHABETICAL_STEPS) if page.count > 1 else None
         return renderer.render("taxonomy.html", page.path, taxonomy=taxonomy, page=page, terms=page.terms,
-                               sections=page.sections, letters=letter_bar(pages, page),
+                               sections=page.sections, letters=letter_bar(pages, page), pager=pager,
                                total=len(digest.taxonomies[taxonomy])).content
     if kind == "term":
         taxonomy, index, number = args

@@ -33,11 +33,16 @@ class Section:
 
 @dataclass(frozen=True)
 class IndexPage:
-    """One page of a taxonomy's index: the whole index, or one letter of a split one."""
+    """One page of a taxonomy's index: the whole index, or one letter of a split one (or, of a
+    letter with more terms than a page holds, one page of it)."""
 
     path: str
     letter: str  # "" when the index is one page
     sections: tuple[Section, ...]
+    number: int = 1  # its place among its letter's pages, from 1
+    count: int = 1  # its letter's pages
+    letter_total: int = 0  # terms under its letter (a split index's)
+    first: int = 1  # the position of its first term among its letter's, from 1
 
     @property
     def terms(self) -> list[Any]:
@@ -99,21 +104,40 @@ def index_pages(taxonomy: str, terms: Sequence[Any], per_page: int) -> list[Inde
     sections = [Section(letter, f"letter-{letter_segment(letter)}", tuple(found)) for letter, found in grouped.items()]
     if len(sections) == 1:
         return [IndexPage(path, "", (Section("", "", sections[0].terms),))]
-    if not per_page or len(terms) <= SPLIT_PAGES * per_page:
+    limit = SPLIT_PAGES * per_page
+    if not per_page or len(terms) <= limit:
         return [IndexPage(path, "", tuple(sections))]
-    # The first letter's page is the index's own.
-    return [IndexPage(urls.letter_page_path(taxonomy, letter_segment(section.letter)) if n else path,
-                      section.letter, (section,)) for n, section in enumerate(sections)]
+    pages = []
+    for n, section in enumerate(sections):
+        letter_path = urls.letter_page_path(taxonomy, letter_segment(section.letter))
+        found = section.terms
+        count = -(-len(found) // limit)  # a letter of more terms than `limit` gets more pages
+        for number in range(1, count + 1):
+            if number == 1:
+                page_path = letter_path if n else path  # the first letter's first page is the index's own
+            else:
+                page_path = urls.listing_page_path(letter_path, number)
+            chunk = found[(number - 1) * limit: number * limit] if count > 1 else found
+            pages.append(IndexPage(page_path, section.letter, (Section(section.letter, section.anchor, chunk),),
+                                   number, count, len(found), (number - 1) * limit + 1))
+    return pages
 
 
 def letter_bar(pages: Sequence[IndexPage], page: IndexPage) -> list[LetterLink]:
-    """Return the bar of letters shown on `page` (empty for an index without letters)."""
+    """Return the bar of letters shown on `page` (empty for an index without letters): in a split
+    index, each letter to its first page, current on every page of its own."""
     if len(pages) > 1:
-        return [LetterLink(other.letter, other.path, other.sections[0].anchor, other is page) for other in pages]
+        return [LetterLink(other.letter, other.path, other.sections[0].anchor, other.letter == page.letter)
+                for other in pages if other.number == 1]
     sections = page.sections
     if len(sections) < 2:
         return []
     return [LetterLink(section.letter, "", section.anchor, False) for section in sections]
+
+
+def letter_pager_paths(pages: Sequence[IndexPage], page: IndexPage) -> list[str]:
+    """Return the paths of the pages of `page`'s letter, in order (one path: the letter has one page)."""
+    return [other.path for other in pages if other.letter == page.letter]
 
 
 def term_places(pages: Sequence[IndexPage]) -> dict[str, tuple[str, str]]:

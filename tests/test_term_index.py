@@ -10,7 +10,7 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
-from hypothesis import given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from generator.build import BuildSession, build
@@ -180,10 +180,10 @@ def test_a_preview_keeps_an_open_letter_page_while_its_letter_has_terms(example_
     config = replace(load_config(example_copy), per_page=2)
     loaded = load_articles(config.content_path, config.root, jobs=1)
     digest = link_articles(loaded.articles, config.similar, config.taxonomies, fingerprints=loaded.fingerprints)
-    last = PageJob("authors/letter/b/index.html", "taxonomy", "k", ("authors", "B"))
-    assert page_job(digest, last, 2) == PageJob(last.path, "taxonomy", "", ("authors", "B"))
+    last = PageJob("authors/letter/b/index.html", "taxonomy", "k", ("authors", "B", 1))
+    assert page_job(digest, last, 2) == PageJob(last.path, "taxonomy", "", ("authors", "B", 1))
     assert page_job(digest, last, 100) is None  # one page now: the letter's page is gone
-    gone = PageJob("authors/letter/q/index.html", "taxonomy", "k", ("authors", "Q"))
+    gone = PageJob("authors/letter/q/index.html", "taxonomy", "k", ("authors", "Q", 1))
     assert page_job(digest, gone, 2) is None
 
 
@@ -196,35 +196,50 @@ def test_an_author_is_listed_by_family_name():
 
 
 NAMES = st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), min_size=1, max_size=12)
+CROWDED = st.text("aAbBä", min_size=1, max_size=8)  # names under two letters: long letters get pages
 
 
-@given(names=st.lists(NAMES, max_size=120, unique=True), per_page=st.integers(0, 8),
+@settings(max_examples=200)
+@given(names=st.lists(st.one_of(NAMES, CROWDED), max_size=120, unique=True), per_page=st.integers(0, 4),
        taxonomy=st.sampled_from(["topics", "authors", "years"]))
+@example(names=[f"a{n}" for n in range(45)] + ["b", "Zeta", "7"], per_page=1, taxonomy="authors")
 def test_index_pages_list_every_term_once_in_order_under_its_letter(names, per_page, taxonomy):
     terms = [Term(taxonomy, name, f"s{n}", ("1",)) for n, name in enumerate(names)]
     pages = index_pages(taxonomy, terms, per_page)
     listed_terms = [term for page in pages for term in page.terms]
     assert sorted(t.slug for t in listed_terms) == sorted(t.slug for t in terms)
+    assert len({page.path for page in pages}) == len(pages) and pages[0].path == "%s/" % taxonomy
     if taxonomy == "years" or len(terms) <= LETTERED_ABOVE:
         assert len(pages) == 1 and listed_terms == terms and not letter_bar(pages, pages[0])
         return
     keys = [(sort_key(t.name), t.slug) for t in listed_terms]
-    letters = [section.letter for page in pages for section in page.sections]
     if len(pages[0].sections) == 1 and not pages[0].sections[0].letter:  # all under one letter
         assert keys == sorted(keys)
         return
-    assert letters == sorted(set(letters), key=lambda letter: (letter == OTHER, letter))
+    filed = [(initial(key) == OTHER, initial(key), key, slug) for key, slug in keys]
+    assert filed == sorted(filed)  # by letter, # last, then by name across a letter's pages too
+    letters = list(dict.fromkeys(section.letter for page in pages for section in page.sections))
     for page in pages:
         for section in page.sections:
             assert all(initial(sort_key(t.name)) == section.letter for t in section.terms)
-            section_keys = [(sort_key(t.name), t.slug) for t in section.terms]
-            assert section_keys == sorted(section_keys)
     split = bool(per_page) and len(terms) > SPLIT_PAGES * per_page
-    assert len(pages) == (len(letters) if split else 1)
-    links = letter_bar(pages, pages[0])
+    if not split:
+        assert len(pages) == 1 and [section.letter for section in pages[0].sections] == letters
+    for letter in letters if split else ():
+        # A letter of more terms than ten listing pages' worth gets pages of that many, numbered.
+        own = [page for page in pages if page.letter == letter]
+        total = sum(len(page.terms) for page in own)
+        limit = SPLIT_PAGES * per_page
+        assert len(own) == -(-total // limit) and all(len(page.terms) <= limit for page in own)
+        assert [(page.number, page.count, page.letter_total, page.first) for page in own] == \
+            [(n, len(own), total, (n - 1) * limit + 1) for n in range(1, len(own) + 1)]
+        assert all(page.path.startswith(f"{taxonomy}/letter/") for page in own[1:])
+    links = letter_bar(pages, pages[-1])
     assert [link.letter for link in links] == letters
     assert all(bool(link.path) == split for link in links)
-    assert [link.current for link in links] == ([True] + [False] * (len(links) - 1) if split else [False] * len(links))
+    # In a split index each letter leads to its first page, and is current on all of its pages.
+    assert [link.path for link in links] == ([p.path for p in pages if p.number == 1] if split else [""] * len(links))
+    assert [link.current for link in links] == [split and letter == pages[-1].letter for letter in letters]
 
 
 def test_a_digests_own_index_template_without_the_bar_keeps_every_term_on_one_page(example_copy):
@@ -238,21 +253,62 @@ def test_a_digests_own_index_template_without_the_bar_keeps_every_term_on_one_pa
     site = example_copy / "site"
     assert not (site / "authors/letter").exists()  # its pages would be out of reach: no bar leads there
     assert sorted(folder for folder, _ in listed(site, "authors/")) == sorted(term_folders(site, "authors"))
-    # One that draws the bar gets a page per letter again.
-    own.write_text(own.read_text().replace("<ul>", "{% for link in letters %}{{ link.letter }}{% endfor %}<ul>"))
+    # One that draws the bar and a long letter's pager gets a page per letter again.
+    own.write_text(own.read_text().replace("<ul>", "{% for link in letters %}{{ link.letter }}{% endfor %}<ul>")
+                   .replace("{% endblock %}", "{% if pager %}{{ pager.count }}{% endif %}{% endblock %}"))
     build(load_config(example_copy))
     assert (site / "authors/letter/b/index.html").is_file()
+    assert read_tree(site) == read_tree_of_clean_build(example_copy)
+
+
+def add_records(root: Path, count: int) -> Path:
+    """Add `count` records to a digest, each with an author of its own, all named Person, and one
+    keyword; return their folder."""
+    folder = root / "content/many"
+    folder.mkdir()
+    for n in range(count):
+        (folder / f"{n}.yaml").write_text(f"id: many-{n}\ntitle: Record {n}\npublished: 2020-01-01\n"
+                                          f"authors: [Author{n:04d} Person]\nkeywords: [Shared topic]\n")
+    return folder
+
+
+def test_a_letter_longer_than_a_page_gets_pages_of_its_own(example_copy):
+    """At `paginate: 100` an index of more than 1,000 terms gets a page per letter, and a letter of
+    more than 1,000 terms pages of a thousand, linked by a pager; every term is listed once."""
+    folder = add_records(example_copy, 1200)
+    config = load_config(example_copy)
+    build(config)
+    site = example_copy / "site"
+    letters = [posixpath.normpath(posixpath.join("authors/", href)) + "/" for href, _, _ in bar(site, "authors/")]
+    assert "authors/letter/p/" in letters and "authors/letter/p/page/2/" not in letters  # the bar: letters
+    first, second = listed(site, "authors/letter/p/"), listed(site, "authors/letter/p/page/2/")
+    assert len(first) == 1000 and all(initial(sort_key(name)) == "P" for _, name in first + second)
+    assert [sort_key(name) for _, name in first + second] == sorted(sort_key(name) for _, name in first + second)
+    everything = [folder for page in letters + ["authors/letter/p/page/2/"] for folder, _ in listed(site, page)]
+    assert sorted(everything) == sorted(term_folders(site, "authors"))
+    html = index_html(site, "authors/letter/p/page/2/")
+    total = len(everything)
+    assert "<title>Authors: P · page 2 · " in html and "<h1>Authors: P</h1>" in html
+    assert f"{total:,} authors; {len(first + second):,} under P: 1,001–{len(first + second):,} on page 2 of 2" in html
+    previous = re.search(r'<a class="pager-step" href="([^"]+)" rel="prev">← Previous</a>', html).group(1)
+    assert posixpath.normpath(posixpath.join("authors/letter/p/page/2/", previous)) == "authors/letter/p"
+    assert [letter for _, current, letter in bar(site, "authors/letter/p/page/2/") if current] == ["P"]
+    assert crumb(site, second[-1][0]) == ("authors/letter/p/page/2/", "")
+    assert "authors/letter/p/page/2/</loc>" in (site / "sitemap.xml").read_text()
+    # Fewer records: P fits on one page again (the index still has a page per letter), and the
+    # build has a clean build's bytes.
+    for n in range(len(first + second) - 1000):
+        (folder / f"{n}.yaml").unlink()
+    build(config)
+    assert not (site / "authors/letter/p/page").exists() and len(listed(site, "authors/letter/p/")) == 1000
+    assert "Previous" not in index_html(site, "authors/letter/p/")
     assert read_tree(site) == read_tree_of_clean_build(example_copy)
 
 
 def test_counts_of_thousands_are_written_with_separators(example_copy):
     """A big digest's counts read as English writes them: '1,200 authors', not '1200 authors'; and
     so does the line a build prints."""
-    folder = example_copy / "content/many"
-    folder.mkdir()
-    for n in range(1200):
-        (folder / f"{n}.yaml").write_text(f"id: many-{n}\ntitle: Record {n}\npublished: 2020-01-01\n"
-                                          f"authors: [Author{n:04d} Person]\nkeywords: [Shared topic]\n")
+    add_records(example_copy, 1200)
     report = build(load_config(example_copy))
     assert report.summary().startswith(f"Built 1,213 articles: {report.pages:,} pages ({report.pages:,} written")
     site = example_copy / "site"
