@@ -827,7 +827,7 @@ def _write_early() -> tuple[int, dict[str, str], dict[str, str], dict[str, tuple
                 # Its first page only (see _EarlyFiles.takes); the key as `SitePlan._term_jobs` makes it.
                 key = listing_page_key(renderer.theme_key, (taxonomy, term.name, places[term.slug]),
                                        term.article_ids, items, config.per_page, 1)
-                job = term_jobs(taxonomy, index, term.slug, (key,))[0]
+                job = term_jobs(taxonomy, index, term.slug, places[term.slug], (key,))[0]
                 files[job.path] = job.key
                 pages[job.path] = job
     tree = TreeFiles(writer.spare, writer.output)

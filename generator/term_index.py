@@ -42,7 +42,6 @@ class IndexPage:
     number: int = 1  # its place among its letter's pages, from 1
     count: int = 1  # its letter's pages
     letter_total: int = 0  # terms under its letter (a split index's)
-    first: int = 1  # the position of its first term among its letter's, from 1
 
     @property
     def terms(self) -> list[Any]:
@@ -119,7 +118,7 @@ def index_pages(taxonomy: str, terms: Sequence[Any], per_page: int) -> list[Inde
                 page_path = urls.listing_page_path(letter_path, number)
             chunk = found[(number - 1) * limit: number * limit] if count > 1 else found
             pages.append(IndexPage(page_path, section.letter, (Section(section.letter, section.anchor, chunk),),
-                                   number, count, len(found), (number - 1) * limit + 1))
+                                   number, count, len(found)))
     return pages
 
 

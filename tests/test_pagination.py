@@ -209,8 +209,9 @@ def test_a_preview_renders_an_open_listing_page_while_it_exists(example_copy):
     topics = digest.taxonomies["topics"]
     index = next(i for i, term in enumerate(topics) if term.slug == "car-t")
     pages = urls.page_count(len(topics[index].article_ids), 2)
-    last = PageJob(f"topics/car-t/page/{pages}/index.html", "term", "k", (("topics", 0, 1)))
-    assert page_job(digest, last, 2) == PageJob(last.path, "term", "", ("topics", index, pages))
+    last = PageJob(f"topics/car-t/page/{pages}/index.html", "term", "k", ("topics", 0, 1, ("topics/", "")))
+    # (with where the index lists the term: C's page of an index in a page per letter)
+    assert page_job(digest, last, 2) == PageJob(last.path, "term", "", ("topics", index, pages, ("topics/letter/c/", "")))
     assert page_job(digest, last, 100) is None  # one page now: the open page is gone
     home = PageJob("page/7/index.html", "home", "k", (7,))
     assert page_job(digest, home, 2) == PageJob(home.path, "home", "", (7,))

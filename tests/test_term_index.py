@@ -231,8 +231,9 @@ def test_index_pages_list_every_term_once_in_order_under_its_letter(names, per_p
         total = sum(len(page.terms) for page in own)
         limit = SPLIT_PAGES * per_page
         assert len(own) == -(-total // limit) and all(len(page.terms) <= limit for page in own)
-        assert [(page.number, page.count, page.letter_total, page.first) for page in own] == \
-            [(n, len(own), total, (n - 1) * limit + 1) for n in range(1, len(own) + 1)]
+        assert [(page.number, page.count, page.letter_total) for page in own] == \
+            [(n, len(own), total) for n in range(1, len(own) + 1)]
+        assert all(len(page.terms) == limit for page in own[:-1])  # full pages but the last
         assert all(page.path.startswith(f"{taxonomy}/letter/") for page in own[1:])
     links = letter_bar(pages, pages[-1])
     assert [link.letter for link in links] == letters
