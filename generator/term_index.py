@@ -144,5 +144,9 @@ def term_places(pages: Sequence[IndexPage]) -> dict[str, tuple[str, str]]:
     one page with headings, the anchor of its letter's (a term page's way back to the index lands
     where the reader left it: 'Smith' on the S page, or at S)."""
     lettered = len(pages) == 1
-    return {term.slug: (page.path, section.anchor if lettered else "")
-            for page in pages for section in page.sections for term in section.terms}
+    places = {}
+    for page in pages:
+        for section in page.sections:
+            place = (page.path, section.anchor if lettered else "")  # one object per page and letter
+            places.update(dict.fromkeys([term.slug for term in section.terms], place))
+    return places
