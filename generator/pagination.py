@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from generator import urls
 
 WINDOW = 2  # pages linked on each side of the current one, besides the first and the last
+NEWEST_FIRST_STEPS = ("← Newer", "Older →")  # the words of the links to the page before and after
+ALPHABETICAL_STEPS = ("← Previous", "Next →")  # the same, for a list in alphabetical order
 
 
 @dataclass(frozen=True)
@@ -33,7 +35,7 @@ class Pager:
     previous: str  # relative URL of the page before, or ""
     next: str  # relative URL of the page after, or ""
     links: tuple[PagerLink, ...]  # the first, the last and the pages near this one, with gaps
-    steps: tuple[str, str] = ("← Newer", "Older →")  # the words of the links to the page before and after
+    steps: tuple[str, str] = NEWEST_FIRST_STEPS  # the words of the links to the page before and after
 
 
 def page_ids(ids: Sequence[str], number: int, per_page: int) -> Sequence[str]:
@@ -41,11 +43,8 @@ def page_ids(ids: Sequence[str], number: int, per_page: int) -> Sequence[str]:
     return ids[(number - 1) * per_page: number * per_page] if per_page else ids
 
 
-ALPHABETICAL_STEPS = ("← Previous", "Next →")  # for a list in alphabetical order, not newest first
-
-
 def make_pager(listing_path: str, number: int, total: int, per_page: int,
-               page_paths: Sequence[str] | None = None, steps: tuple[str, str] | None = None) -> Pager:
+               page_paths: Sequence[str] | None = None, steps: tuple[str, str] = NEWEST_FIRST_STEPS) -> Pager:
     """Return the pager of page `number` of the listing at `listing_path` (a page path: `topics/x/`),
     or of the listing whose pages are at `page_paths` (a letter of a split index: see term_index)."""
     count = urls.page_count(total, per_page)
@@ -68,4 +67,4 @@ def make_pager(listing_path: str, number: int, total: int, per_page: int,
     last = min(total, number * per_page) if per_page else total
     return Pager(number=number, count=count, total=total, first=first, last=last,
                  previous=url(number - 1) if number > 1 else "", next=url(number + 1) if number < count else "",
-                 links=tuple(links), **({"steps": steps} if steps else {}))
+                 links=tuple(links), steps=steps)

@@ -313,7 +313,7 @@ TEMPLATE_SUFFIXES = (".html", ".md", ".xml", ".txt", ".json")
 _LETTER_BARS: dict[str, bool] = {}  # taxonomy.html's checksum -> whether it reads `letters`
 
 
-def _draws_letter_bar(env: jinja2.Environment) -> bool:
+def _draws_letter_pages(env: jinja2.Environment) -> bool:
     """Whether the taxonomy.html in effect reads `letters` (the bar of letters, see `term_index`)
     and `pager` (a long letter's pages): one written before them would leave a split index's other
     letters, or pages, out of reach."""
@@ -473,7 +473,7 @@ class Renderer:
         self.theme_key = theme_fingerprint(config, digest, uses_digest)
         # Articles a listing page, as a taxonomy's index is split by: 0 (one page) for a digest's
         # own taxonomy.html that does not draw the bar of letters, which leads to the other pages.
-        self.index_per_page = config.per_page if _draws_letter_bar(self.env) else 0
+        self.index_per_page = config.per_page if _draws_letter_pages(self.env) else 0
         # Listing entries and feed entries, by (fingerprint, depth): kept across builds in the cache,
         # so an edit re-renders the listings that show the article without re-rendering every entry.
         self.fragments: dict[str, str] = {}
