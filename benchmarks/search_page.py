@@ -23,29 +23,22 @@ per host); GitHub Pages speaks HTTP/2, where many small requests cost less than 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import shutil
 import statistics
 import sys
-import threading
 import time
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-CHROMIUM = "/usr/bin/chromium"
+from tests.browser_site import CHROMIUM, serving  # noqa: E402 - the browser tests' Chromium and server
 SUMMARY_SAYS = """(query) => {
     const text = document.querySelector('pagefind-summary')?.textContent || '';
     return /results? for/i.test(text) && text.includes(query);
 }"""
-
-
-class QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, *args) -> None:  # noqa: D102 - no line per request
-        pass
 
 
 def build_copy(root: Path, work: Path, shards: int) -> Path:
@@ -71,12 +64,6 @@ def build_copy(root: Path, work: Path, shards: int) -> Path:
         search.SHARD_ARTICLES, search.MAX_SHARDS = saved
     print(f"{shards} shards: {report.summary()}", file=sys.stderr)
     return site
-
-
-def serve(site: Path) -> tuple[ThreadingHTTPServer, str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(QuietHandler, directory=str(site)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_port}/"
 
 
 def one_search(browser, url: str, first: str, then: str, latency: float, mbps: float) -> dict[str, float]:
@@ -120,22 +107,20 @@ def main() -> None:
     from playwright.sync_api import sync_playwright
 
     sites = {shards: build_copy(args.root.resolve(), args.work, shards) for shards in args.shards}
-    servers = {shards: serve(site) for shards, site in sites.items()}
     results: dict[int, list[dict[str, float]]] = {shards: [] for shards in sites}
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+    with contextlib.ExitStack() as servers, sync_playwright() as playwright:
+        addresses = {shards: servers.enter_context(serving(site)) for shards, site in sites.items()}
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
         try:
             for run in range(args.runs):
                 order = list(sites) if run % 2 == 0 else list(reversed(sites))  # alternate who goes first
                 for shards in order:
-                    found = one_search(browser, servers[shards][1], *args.queries, args.latency, args.mbps)
+                    found = one_search(browser, addresses[shards], *args.queries, args.latency, args.mbps)
                     results[shards].append(found)
                     print(f"run {run + 1}: {shards} shards: first {found['first']:.2f} s, next {found['next']:.2f} s, "
                           f"{found['requests']} requests, {found['KB']:.0f} KB", file=sys.stderr)
         finally:
             browser.close()
-            for server, _ in servers.values():
-                server.shutdown()
     network = f", {args.latency:g} ms, {args.mbps:g} Mbit/s" if args.latency or args.mbps else ", localhost"
     print(f"\n| shards{network} | first results s | next query s | requests (first query) | KB |")
     print("|---:|---:|---:|---:|---:|")

@@ -79,6 +79,16 @@ def serving(folder: Path) -> Iterator[str]:
         server.server_close()
 
 
+@contextmanager
+def serving_example(tmp_path_factory, name: str, **settings) -> Iterator[str]:
+    """Build the example digest without search, with `settings` (`per_page=2`), into a new folder
+    named after `name`; serve it as `serving` does and yield its address."""
+    folder = tmp_path_factory.mktemp(name) / "site"
+    build_example(folder, search=False, **settings)
+    with serving(folder) as url:
+        yield url
+
+
 @pytest.fixture(scope="module")
 def served_example(tmp_path_factory) -> Iterator[ServedSite]:
     """The example digest, built, indexed and served over HTTP on 127.0.0.1 under /review-digest/."""

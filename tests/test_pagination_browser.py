@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser_site import CHROMIUM, browser, build_example, serious_axe_violations, serving  # noqa: F401
+from tests.browser_site import CHROMIUM, browser, serious_axe_violations, serving_example  # noqa: F401
 
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's /usr/bin/chromium")]
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -15,9 +15,7 @@ expect = sync_api.expect
 @pytest.fixture(scope="module")
 def paginated_example(tmp_path_factory):
     """The example digest, four articles to a listing page, served under /review-digest/."""
-    folder = tmp_path_factory.mktemp("paginated") / "site"
-    build_example(folder, search=False, per_page=4)
-    with serving(folder) as url:
+    with serving_example(tmp_path_factory, "paginated", per_page=4) as url:
         yield url
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser_site import CHROMIUM, browser, build_example, serious_axe_violations, serving  # noqa: F401
+from tests.browser_site import CHROMIUM, browser, serious_axe_violations, serving_example  # noqa: F401
 
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's /usr/bin/chromium")]
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -17,9 +17,7 @@ expect = sync_api.expect
 def lettered_example(tmp_path_factory):
     """The example digest with two articles to a listing page: its indexes of more than 20 terms
     (33 authors, 40 topics) get a page per letter. Served under /review-digest/."""
-    folder = tmp_path_factory.mktemp("lettered") / "site"
-    build_example(folder, search=False, per_page=2)
-    with serving(folder) as url:
+    with serving_example(tmp_path_factory, "lettered", per_page=2) as url:
         yield url
 
 
@@ -53,9 +51,7 @@ def test_a_reader_picks_a_letter_with_the_keyboard_and_reaches_an_author(browser
 
 
 def test_an_author_page_leads_back_to_its_letter_on_an_index_of_one_page(browser, tmp_path_factory):  # noqa: F811
-    folder = tmp_path_factory.mktemp("one-page") / "site"
-    build_example(folder, search=False)  # 100 articles to a listing page: the index is one page
-    with serving(folder) as url:
+    with serving_example(tmp_path_factory, "one-page") as url:  # 100 articles a listing page: the index is one page
         page = browser.new_page(viewport={"width": 390, "height": 844})
         page.goto(url + "authors/sebastian-boltz/")
         page.locator(".crumbs a").click()
