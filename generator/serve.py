@@ -613,12 +613,14 @@ class DevServer:
         session = self.session
 
         def tidy() -> None:
-            from generator.load import collect_frozen_garbage
+            from generator.load import collect_frozen_garbage, release_free_memory
 
             if session is not None:
                 _settle_quietly(session)
             if collect:
-                collect_frozen_garbage()
+                collect_frozen_garbage()  # (which gives back the free memory too)
+            else:
+                release_free_memory()
 
         self._tidy = threading.Timer(TIDY_SECONDS, tidy)
         self._tidy.daemon = True
