@@ -487,6 +487,9 @@ class Renderer:
         self._ids: tuple[str, ...] | None = None  # see `ids`
         self.rendered_in_workers = False  # set by build.render_into when it forked workers
         self._cites: dict[tuple[str, str], str] = {}
+        # Article id -> (citation key, its cite.bib text) made by another process for this build (the
+        # early writer's, see `build._EarlyFiles.handed_over`), taken while the key is the same.
+        self.handed_bibtex: dict[str, tuple[str, str]] = {}
         self.plan_jobs: list = []
         # Entry kinds made for each depth, not once for all (see `placed`): a NUL in the settings,
         # or one an entry's template printed, which the markers could not be told from.
@@ -653,12 +656,15 @@ class Renderer:
         """Return an article's citation file text (`cite.bib`, `cite.ris`, `cite.json`), made once.
 
         Only the last article's are kept: its page and its files are consecutive jobs, and keeping
-        every article's would hold 75 MB at 10,000 articles for the whole build."""
+        every article's would hold 75 MB at 10,000 articles for the whole build. (A cold build's
+        BibTeX, 25 MB, comes made from the early writer: `handed_bibtex`.)"""
         cached = self._cites.get((article.id, kind))
         if cached is None:
             if self._cites and next(iter(self._cites))[0] != article.id:
                 self._cites.clear()
-            cached = exports.citation_file(article, kind, self.citation_keys[article.id])
+            key = self.citation_keys[article.id]
+            handed = self.handed_bibtex.get(article.id) if kind == "cite.bib" else None
+            cached = handed[1] if handed is not None and handed[0] == key else exports.citation_file(article, kind, key)
             self._cites[(article.id, kind)] = cached
         return cached
 
