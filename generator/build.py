@@ -626,8 +626,9 @@ class _EarlyFiles:
     are done, it stops after the file it is writing, and they make what it has not (on a slow file
     system it was the process the build waited for at the end, 5 s in one run, with a core idle).
 
-    It works out the taxonomies and keys with the functions the link stage and the plan use, and
-    says which files it placed with which key; any file of its kinds not placed with the plan's key
+    It works out the taxonomies and keys with the functions the link stage and the plan use, hands
+    the render stage what its workers would each make again (`handed_over`), and says which files
+    it placed with which key; any file of its kinds not placed with the plan's key
     is sorted by the render stage (`_finish_early`). It is a plain forked process, not a pool: this
     one keeps no threads, so the link and load states can still be saved by a forked child (see
     `_save_states`). It leaves its answer in a file of the cache folder and says so on a pipe, then
