@@ -673,6 +673,8 @@ class _EarlyFiles:
         state = _EarlyState(loaded.articles, citation, keys, cites, with_terms, with_exports, config, writer,
                             load_state, config.root / CACHE_DIR / f"early.{os.getpid()}.pickle",
                             config.root / CACHE_DIR / f"early.{os.getpid()}.handover.pickle", stop_flag)
+        with contextlib.suppress(OSError):  # one a killed build of a process with this id left: not this one's
+            state.handover_path.unlink()
         _early_state = state
         ready, told = os.pipe()
         try:
