@@ -590,6 +590,9 @@ def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, prog
 
 
 EARLY_FILES_MIN = 3000  # citation files worth a process of their own (below: the render stage writes them)
+# Articles up to which the early writer hands the render stage its BibTeX (see `_EarlyFiles.handed_over`):
+# 25 MB of text at 10,000 articles; at 100,000 it would add 250 MB to this process's peak (3.0 GB).
+HANDED_BIBTEX_MAX = 20_000
 
 
 class _EarlyState(NamedTuple):
@@ -704,7 +707,8 @@ class _EarlyFiles:
     def handed_over(self) -> tuple[dict[str, str], dict[str, tuple[str, str]]]:
         """Return what the writer makes before its files and the render stage would make again,
         once it has left it (else nothing): the listing entries (fragments, as `Renderer` keeps
-        them) and each article's BibTeX (`Renderer.handed_bibtex`). The render stage takes them
+        them) and each article's BibTeX (`Renderer.handed_bibtex`; up to HANDED_BIBTEX_MAX
+        articles). The render stage takes them
         before it forks its workers. Each of them made nearly every article's entry again (the
         home page's pages, topics, journals and years list them all) and, for the article pages,
         half the articles' BibTeX: 0.6 s and 0.3 s of CPU each at 10,000 articles, where the
@@ -866,7 +870,8 @@ def _write_early() -> tuple[int, dict[str, str], dict[str, str], dict[str, tuple
     # The BibTeX of the citation files it makes, before them: that and the entries are what the
     # render stage takes from here (see `_EarlyFiles.handed_over`).
     bibtex = {article_id: (citation[article_id], citation_file(by_id[article_id], name, citation[article_id]))
-              for article_id, name in (path.split("/")[1:] for path in to_make if path.endswith("/cite.bib"))}
+              for article_id, name in (path.split("/")[1:] for path in to_make if path.endswith("/cite.bib"))
+              } if len(articles) <= HANDED_BIBTEX_MAX else {}
     _leave(state.handover_path, (renderer.new_fragments if renderer is not None else {}, bibtex))
     made = 0
     try:
@@ -879,8 +884,9 @@ def _write_early() -> tuple[int, dict[str, str], dict[str, str], dict[str, tuple
                 data = produce(renderer, job)
             else:
                 _, article_id, name = path.split("/")
-                text = bibtex[article_id][1] if name == "cite.bib" else citation_file(by_id[article_id], name, citation[article_id])
-                data = text.encode("utf-8")
+                handed = bibtex.get(article_id) if name == "cite.bib" else None
+                data = (handed[1] if handed is not None else citation_file(by_id[article_id], name, citation[article_id])
+                        ).encode("utf-8")
                 if streams is not None:
                     streams.add(article_id, name, data, files[path])
             written += tree.put(path, data)

@@ -436,6 +436,16 @@ def test_a_cold_build_makes_each_listing_entry_and_bibtex_once(example_copy, mon
         assert len(pids) == 13 and len(set(pids)) == 1 and pids[0] != str(os.getpid())  # the writer
     assert not list((example_copy / ".digest-cache").glob("early.*"))  # the hand-over is gone
     assert read_tree(example_copy / "site") == read_tree_of_clean_build(example_copy)
+    # Above HANDED_BIBTEX_MAX articles, the entries only (the BibTeX would weigh on the peak memory).
+    for tree in ("site", ".digest-cache"):
+        shutil.rmtree(example_copy / tree)
+    made_by.unlink()
+    monkeypatch.setattr(build_module, "HANDED_BIBTEX_MAX", 12)
+    monkeypatch.setattr(render_module, "_ENTRIES_MADE", {})
+    build(load_config(example_copy, {}), jobs=2)
+    large = makers()
+    assert len(large["entry"]) == 13 and len(large["bibtex"]) == 26
+    assert read_tree(example_copy / "site") == read_tree_of_clean_build(example_copy)
     # Without it (a writer that left nothing), the workers make what they show: the same site.
     shutil.rmtree(example_copy / "site")
     shutil.rmtree(example_copy / ".digest-cache")
