@@ -400,6 +400,9 @@ def test_a_cold_build_makes_each_listing_entry_and_bibtex_once(example_copy, mon
     monkeypatch.setattr(build_module, "EARLY_FILES_MIN", 20)
     monkeypatch.setattr(build_module, "PARALLEL_THRESHOLD", 2)  # the example's pages to two workers
     started, _ = watch_early_writer(monkeypatch, "start")
+    # On so small a digest the render stage can start before the writer has left them: here it waits.
+    real_handed_over = build_module._EarlyFiles.handed_over
+    monkeypatch.setattr(build_module._EarlyFiles, "handed_over", lambda self: (self.wait(), real_handed_over(self))[1])
     made_by = tmp_path / "made-by"  # a line per entry or BibTeX made: what, and the process that made it
 
     def noted(what: str) -> None:
