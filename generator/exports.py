@@ -238,13 +238,18 @@ def _bibtex_verbatim(text: str) -> str:
 
 
 def _bibtex_name(author: Author) -> str:
-    """`Family, Given`, with parts braced when they hold a comma or ' and '; groups as `{Name}`."""
+    """`Family, Given`, with parts braced when they hold a comma or the word `and` in any case (which
+    BibTeX reads as the next author: a given name "And"); groups as `{Name}`."""
     if author.collective or not author.family:
         return "{" + bibtex_escape(author.name) + "}"
     family, given = bibtex_escape(author.family), bibtex_escape(author.given)
-    family = f"{{{family}}}" if "," in family or " and " in family.lower() else family
-    given = f"{{{given}}}" if "," in given or " and " in given.lower() else given
+    family = f"{{{family}}}" if _splits_names(family) else family
+    given = f"{{{given}}}" if _splits_names(given) else given
     return f"{family}, {given}" if given else family
+
+
+def _splits_names(part: str) -> bool:
+    return "," in part or any(word.lower() == "and" for word in part.split())
 
 
 CITATION_FILES = ("cite.bib", "cite.ris", "cite.json")  # written in every article's folder
