@@ -713,12 +713,8 @@ class _EarlyFiles:
         home page's pages, topics, journals and years list them all) and, for the article pages,
         half the articles' BibTeX: 0.6 s and 0.3 s of CPU each at 10,000 articles, where the
         writer makes both anyway, for its term pages and citation files."""
-        try:
-            with open(self.handover_path, "rb") as stream:
-                entries, bibtex = pickle.load(stream)
-        except Exception:  # noqa: BLE001 - not there yet (or unreadable): the workers make them
-            return {}, {}
-        return entries, bibtex
+        found = load_pickle(self.handover_path)  # ({} when not there yet: the workers make them)
+        return found.get("entries", {}), found.get("bibtex", {})
 
     def stop(self) -> None:
         """Ask the writer to stop after the file it is writing (see `finish`)."""
@@ -872,7 +868,7 @@ def _write_early() -> tuple[int, dict[str, str], dict[str, str], dict[str, tuple
     bibtex = {article_id: (citation[article_id], citation_file(by_id[article_id], name, citation[article_id]))
               for article_id, name in (path.split("/")[1:] for path in to_make if path.endswith("/cite.bib"))
               } if len(articles) <= HANDED_BIBTEX_MAX else {}
-    _leave(state.handover_path, (renderer.new_fragments if renderer is not None else {}, bibtex))
+    save_pickle(state.handover_path, {"entries": renderer.new_fragments if renderer is not None else {}, "bibtex": bibtex})
     made = 0
     try:
         for path in to_make:
@@ -901,19 +897,6 @@ def _write_early() -> tuple[int, dict[str, str], dict[str, str], dict[str, tuple
         placed.update(dict.fromkeys(complete, key))
         written += len(complete)
     return written, placed, renderer.new_fragments if renderer is not None else {}, exports
-
-
-def _leave(path: Path, value: Any) -> None:
-    """Pickle `value` into the file at `path`, which appears whole or not at all (nor at all when it
-    cannot be written: whoever reads it does without)."""
-    temporary = path.with_name(f"{path.name}.tmp")
-    try:
-        with open(temporary, "wb") as stream:
-            pickle.dump(value, stream, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(temporary, path)
-    except OSError:
-        with contextlib.suppress(OSError):
-            temporary.unlink()
 
 
 @dataclass

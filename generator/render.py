@@ -310,7 +310,7 @@ def collect_assets(config: SiteConfig) -> dict[str, tuple[str, bytes]]:
 TEMPLATE_SUFFIXES = (".html", ".md", ".xml", ".txt", ".json")
 
 
-_LETTER_BARS: dict[str, bool] = {}  # taxonomy.html's checksum -> whether it reads `letters`
+_DRAWS_LETTER_PAGES: dict[str, bool] = {}  # taxonomy.html's checksum -> whether it reads `letters` and `pager`
 
 
 def _draws_letter_pages(env: jinja2.Environment) -> bool:
@@ -322,13 +322,13 @@ def _draws_letter_pages(env: jinja2.Environment) -> bool:
     except jinja2.TemplateNotFound:
         return True
     checksum = hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest()
-    found = _LETTER_BARS.get(checksum)
+    found = _DRAWS_LETTER_PAGES.get(checksum)
     if found is None:
         try:
             found = {"letters", "pager"} <= jinja2.meta.find_undeclared_variables(env.parse(source))
         except jinja2.TemplateSyntaxError:
             found = False  # reported when the template is used
-        _LETTER_BARS[checksum] = found
+        _DRAWS_LETTER_PAGES[checksum] = found
     return found
 
 
@@ -472,7 +472,8 @@ class Renderer:
         uses_digest, self.templates_show_scores = template_references(config)
         self.theme_key = theme_fingerprint(config, digest, uses_digest)
         # Articles a listing page, as a taxonomy's index is split by: 0 (one page) for a digest's
-        # own taxonomy.html that does not draw the bar of letters, which leads to the other pages.
+        # own taxonomy.html that does not draw the bar of letters and the pager, which lead to the
+        # other pages.
         self.index_per_page = config.per_page if _draws_letter_pages(self.env) else 0
         # Listing entries and feed entries, by (fingerprint, depth): kept across builds in the cache,
         # so an edit re-renders the listings that show the article without re-rendering every entry.
