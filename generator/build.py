@@ -1067,6 +1067,7 @@ def _unmerged_shards(writer: SiteWriter, all_jobs: list[PageJob]) -> list[Proble
                     hint="give search.js the shards as the packaged search.html does (data-merge from merged_bundles)")]
 
 
+SEARCH_STAGE = "search-stage"  # in the cache folder: the pages each search shard was made from (search._stage)
 SEARCH_FIRST_MAX = 500  # at most this many article pages to render before Pagefind starts (else: after all)
 
 
@@ -1083,7 +1084,8 @@ def _search_indexing(writer: SiteWriter, plan: Any, keys: dict[str, str], config
     else:  # the packaged theme indexes only what the record and the theme give
         search_keys = {i: fingerprint(plan.theme_key, content) for i, content in plan.article_keys.items()}
     shards = plan_shards(search_keys, pagefind_identity())
-    return SearchIndexing(writer.spare, config, shards, live_dir=None if clean else writer.output, refresh=refresh)
+    return SearchIndexing(writer.spare, config, shards, live_dir=None if clean else writer.output, refresh=refresh,
+                          stage=config.root / CACHE_DIR / SEARCH_STAGE)
 
 
 def _current_fragments(renderer: Renderer) -> dict[str, str]:

@@ -11,7 +11,8 @@ a digest of 10,000 would cost 25 s. Above `SHARD_ARTICLES` articles the index is
 shards by a hash of the article id: `pagefind/` holds the first (and Pagefind's UI), `pagefind/shards/N/`
 the others, which the search page merges (Pagefind's `mergeIndex`: one result list, filter counts
 added up). Each shard carries a key of what it was made from; a build indexes only the shards whose
-key changed and hard-links the others from the live site.
+key changed. It keeps the others: those its own tree's older copy holds with the same key are moved
+into the new bundle as they are (one rename each), the rest hard-linked from the live site.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from generator.errors import DigestError, Problem
 BUNDLE_DIR = "pagefind"
 SHARDS_DIR = "shards"  # pagefind/shards/N/: the shards after the first
 KEY_FILE = ".digest-search-key"  # in each shard's folder: the key of what it was made from, and of its articles
+STAGE_KEYS = ".digest-stage-keys"  # in each shard's folder of pages for Pagefind: the key of each page linked
 ARTICLE_GLOB = "articles/*/index.html"
 SHARD_ARTICLES = 1500  # at most this many articles per shard (about 3.5 s of Pagefind here)...
 MAX_SHARDS = 16  # ...unless that needs more shards: each is a few more requests per search
@@ -61,6 +63,7 @@ class Shard:
     number: int
     article_ids: tuple[str, ...]
     key: str = ""
+    page_keys: tuple[str, ...] = ()  # per article, a key of what its page gives Pagefind ("": unknown)
 
     @property
     def in_bundle(self) -> str:
@@ -124,7 +127,7 @@ def plan_shards(search_keys: Mapping[str, str], common: str) -> list[Shard]:
         hasher = hashlib.blake2b(f"{common}\x1f{number}".encode(), digest_size=16)
         for article_id in sorted(ids):
             hasher.update(f"\x1e{article_id}\x1f{search_keys[article_id]}".encode("utf-8", "surrogatepass"))
-        shards.append(Shard(number, tuple(ids), hasher.hexdigest()))
+        shards.append(Shard(number, tuple(ids), hasher.hexdigest(), tuple(search_keys[i] for i in ids)))
     return shards
 
 
@@ -173,9 +176,9 @@ def index_site(site_dir: Path, config: SiteConfig, shards: Sequence[Shard] | Non
     """Index the article pages of a written site into `<site_dir>/pagefind/`; return what was indexed.
 
     `shards` (default: those of the article pages found, with no keys) say how the index is split.
-    A shard whose key the live site's copy (`live_dir`) carries is hard-linked from it, not indexed;
-    with `refresh` False (`digest serve`), so is any shard whose live copy holds the same articles,
-    up to date or not.
+    With a `live_dir`, a shard whose key `site_dir`'s own bundle or the live site's copy carries is
+    kept from it, not indexed; with `refresh` False (`digest serve`), so is any shard whose copy
+    holds the same articles, up to date or not.
     Raise DigestError when Pagefind is missing or fails; the site itself is left as it was written.
     """
     indexing = SearchIndexing(site_dir, config, shards, live_dir, refresh)
@@ -190,24 +193,40 @@ class SearchIndexing:
     """A search index being made for a written tree (see `index_site`), in two steps, so a build can
     go on rendering while Pagefind runs: `start` once the article pages of the shards to index
     (`pages_first`) are written, `finish` once everything else is; `stop` ends it, done or not.
-    Pagefind never deletes files of an older bundle: the new one is made beside it, then swapped in."""
+    Pagefind never deletes files of an older bundle: the new one is made beside it, then swapped in.
+
+    A build writes into the spare tree, whose bundle is the one of two builds ago: the shards it
+    holds with their current key are moved into the new bundle (one rename each, where hard-linking
+    a shard's 1,300 files from the live site and deleting the old copy's took 0.5 s of an edit at
+    10,000 articles). What is left of the old bundle (the shards indexed again) is then deleted."""
 
     def __init__(self, site_dir: Path, config: SiteConfig, shards: Sequence[Shard] | None = None,
-                 live_dir: Path | None = None, refresh: bool = True):
+                 live_dir: Path | None = None, refresh: bool = True, stage: Path | None = None):
         site_dir = Path(site_dir).resolve()
         if not site_dir.is_dir():
             raise DigestError(Problem(str(site_dir), "cannot index for search: the site folder does not exist"))
         self.site_dir, self.config, self.started_at = site_dir, config, time.perf_counter()
         self.bundle, self.fresh = site_dir / BUNDLE_DIR, site_dir / f".{BUNDLE_DIR}.new"
-        self.stale, self.stage = site_dir / f".{BUNDLE_DIR}.old", site_dir.with_name(f".{site_dir.name}.search-stage")
-        for leftover in (self.fresh, self.stale, self.stage):
-            shutil.rmtree(leftover, ignore_errors=True)
+        self.stale = site_dir / f".{BUNDLE_DIR}.old"
+        # The folders of pages Pagefind reads: kept between builds in `stage` (see `_stage`), unless
+        # this index starts afresh (no live site: `--clean`); else made beside the site and dropped.
+        self.stage = Path(stage) if stage is not None else site_dir.with_name(f".{site_dir.name}.search-stage")
+        self.keeps_stage = stage is not None and live_dir is not None
+        for leftover in (self.fresh, self.stale) if self.keeps_stage else (self.fresh, self.stale, self.stage):
+            _remove(leftover)
         if shards is None:
             found = sorted(page.parent.name for page in site_dir.glob(ARTICLE_GLOB))
             shards = [Shard(number, tuple(ids)) for number, ids in assign_shards(found).items()]
         self.shards = list(shards)
+        if self.keeps_stage:
+            self._tidy_stage()
+        # A shard's copy in this tree's own bundle, else the live site's (None: index it). Without a
+        # live site (`--clean`, or a site indexed on its own), every shard is indexed.
         self.sources = {shard.number: _reusable(shard, live_dir, refresh) for shard in self.shards}
-        self.waiting = [shard for shard in self.shards if self.sources[shard.number] is None]
+        self.own = {shard.number for shard in self.shards
+                    if live_dir is not None and _own_copy(shard, site_dir, self.sources[shard.number], refresh)}
+        self.waiting = [shard for shard in self.shards
+                        if shard.number not in self.own and self.sources[shard.number] is None]
         self.to_index = list(self.waiting)
         self.running: list[tuple[Shard, subprocess.Popen, Path]] = []
         self.started = False
@@ -218,8 +237,9 @@ class SearchIndexing:
         return {f"articles/{article_id}/index.html" for shard in self.to_index for article_id in shard.article_ids}
 
     def start(self) -> None:
-        """Start Pagefind on as many shards as there are idle cores, then hard-link the shards kept
-        from the live site while it runs (it keeps about 1.4 cores busy)."""
+        """Start Pagefind on as many shards as there are idle cores, then move the shards kept from
+        the tree's old bundle and hard-link those from the live site while it runs (it keeps about
+        1.4 cores busy)."""
         from generator.workers import idle_cores
 
         if self.started or not self.shards:
@@ -230,7 +250,9 @@ class SearchIndexing:
         self._launch()
         for shard in self.shards:
             source = self.sources[shard.number]
-            if source is not None:
+            if shard.number in self.own:
+                _move_shard(shard, self.bundle, self.fresh)
+            elif source is not None:
                 _link_shard(shard, source, self.fresh)
 
     def finish(self) -> SearchReport:
@@ -249,14 +271,15 @@ class SearchIndexing:
             _check_indexed(self.site_dir, process.returncode, printed or "", output)
             (output / KEY_FILE).write_text(f"{shard.key or '-'}\n{shard.members}\n", encoding="ascii")
             self._launch()
-        shutil.rmtree(self.stage, ignore_errors=True)
+        if not self.keeps_stage:
+            _remove(self.stage)
         try:
             if self.bundle.exists():
                 self.bundle.rename(self.stale)
             self.fresh.rename(self.bundle)
         except OSError as exc:
             raise DigestError(Problem(str(self.bundle), f"cannot put the search index in place: {exc.strerror or exc}"))
-        shutil.rmtree(self.stale, ignore_errors=True)
+        _remove(self.stale)
         return SearchReport(pages=sum(len(s.article_ids) for s in self.shards),
                             seconds=time.perf_counter() - self.started_at,
                             indexed=sum(len(s.article_ids) for s in self.to_index))
@@ -267,8 +290,22 @@ class SearchIndexing:
             process.kill()
             process.wait()
         self.running = []
-        for leftover in (self.fresh, self.stage):
-            shutil.rmtree(leftover, ignore_errors=True)
+        for leftover in (self.fresh,) if self.keeps_stage else (self.fresh, self.stage):
+            _remove(leftover)
+
+    def _tidy_stage(self) -> None:
+        """Drop the kept folders of pages of shards this index does not have (see `_stage`)."""
+        numbers = {str(shard.number) for shard in self.shards}
+        try:
+            entries = list(os.scandir(self.stage))
+        except FileNotFoundError:
+            return
+        except NotADirectoryError:
+            _remove(self.stage)
+            return
+        for entry in entries:
+            if entry.name not in numbers:
+                _remove(Path(entry.path))
 
     def _launch(self) -> None:
         """Start Pagefind on waiting shards while there are free slots, each on a folder of its pages."""
@@ -295,13 +332,57 @@ def _reusable(shard: Shard, live_dir: Path | None, refresh: bool) -> Path | None
     if live_dir is None:
         return None
     source = Path(live_dir) / bundle_folder(shard.number)
-    try:
-        known = (source / KEY_FILE).read_text(encoding="ascii").split()
-    except (OSError, UnicodeDecodeError):
+    known = _key_lines(source)
+    if known is None:
         return None
     if refresh:
         return source if shard.key and known[:1] == [shard.key] else None
     return source if known[1:2] == [shard.members] else None
+
+
+def _own_copy(shard: Shard, site_dir: Path, live_copy: Path | None, refresh: bool) -> bool:
+    """Whether a tree's own bundle holds the shard as the new bundle needs it: with the shard's key,
+    or, with `refresh` off, the very index the live copy that would be taken holds."""
+    known = _key_lines(site_dir / bundle_folder(shard.number))
+    if known is None:
+        return False
+    if refresh:
+        return bool(shard.key) and known[:1] == [shard.key]
+    return live_copy is not None and known == _key_lines(live_copy)
+
+
+def _key_lines(folder: Path) -> list[str] | None:
+    """Return the key and members a shard's folder carries (see KEY_FILE), None if it carries none."""
+    try:
+        return (folder / KEY_FILE).read_text(encoding="ascii").split()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _move_shard(shard: Shard, bundle: Path, fresh: Path) -> None:
+    """Move a shard's folder from the tree's old bundle into the new one. The first shard's files are
+    the bundle's own (beside `shards/`): its key file goes first, so that a build killed half-way
+    leaves an old bundle that no longer claims the shard."""
+    if shard.number:
+        (fresh / SHARDS_DIR).mkdir(parents=True, exist_ok=True)
+        os.rename(bundle / shard.in_bundle, fresh / shard.in_bundle)
+        return
+    fresh.mkdir(parents=True, exist_ok=True)
+    names = sorted(os.listdir(bundle), key=lambda name: name != KEY_FILE)
+    for name in names:
+        if name != SHARDS_DIR:
+            os.rename(bundle / name, fresh / name)
+
+
+def _remove(path: Path) -> None:
+    """Delete a file or folder, whatever it holds, if it is there."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
 
 
 def _link_shard(shard: Shard, source: Path, fresh: Path) -> None:
@@ -314,18 +395,54 @@ def _link_shard(shard: Shard, source: Path, fresh: Path) -> None:
 def _stage(site_dir: Path, stage: Path, shard: Shard) -> Path:
     """Return a folder holding (hard links to) the shard's article pages where the site has them,
     so Pagefind sees the same paths, and gives the same URLs, as in the site. (Pointing Pagefind at
-    the site with a glob naming the shard's 1,250 articles costs as much as making this folder.)"""
-    site, articles = os.fspath(site_dir), os.path.join(stage, "articles")
+    the site with a glob naming the shard's 1,250 articles costs as much as making this folder.)
+
+    A kept folder (in the cache folder) serves the shard's next indexing: it holds the page key of
+    each link (STAGE_KEYS), and a page whose key is the same gives Pagefind the same, so an edit
+    links one page again instead of 1,300 in as many new folders, unless the site no longer has the
+    page's file (a page whose similar list changed): the folder would be all that keeps it. (Until
+    the shard is indexed again, its folder may keep such a file: at most one old copy of each
+    article page, in the cache folder.) The keys are dropped before the folder changes and written
+    once it is complete: a build stopped half-way leaves a folder whose links are all made again."""
+    site, articles, keys_file = os.fspath(site_dir), os.path.join(stage, "articles"), os.path.join(stage, STAGE_KEYS)
+    try:
+        with open(keys_file, encoding="utf-8") as stream:
+            linked = dict(line.rstrip("\n").split("\t", 1) for line in stream if "\t" in line)
+        os.unlink(keys_file)
+    except (OSError, UnicodeDecodeError, ValueError):
+        linked = {}
     os.makedirs(articles, exist_ok=True)
-    for article_id in shard.article_ids:
+    wanted = set(shard.article_ids)
+    for entry in os.scandir(articles):
+        if entry.name not in wanted:
+            _remove(Path(entry.path))
+    keys = shard.page_keys if len(shard.page_keys) == len(shard.article_ids) else ("",) * len(shard.article_ids)
+    kept = []
+    for article_id, key in zip(shard.article_ids, keys):
         source, folder = f"{site}/articles/{article_id}/index.html", f"{articles}/{article_id}"
-        os.mkdir(folder)
+        target = f"{folder}/index.html"
+        if key and linked.get(article_id) == key:
+            try:
+                kept_only_here = os.stat(target).st_nlink < 2
+            except FileNotFoundError:
+                kept_only_here = True
+            if not kept_only_here:
+                kept.append(f"{article_id}\t{key}\n")
+                continue
         try:
-            os.link(source, f"{folder}/index.html")
+            os.unlink(target)
+        except FileNotFoundError:
+            os.makedirs(folder, exist_ok=True)
+        try:
+            os.link(source, target)
         except FileNotFoundError:
             continue
         except OSError:  # another file system, or no hard links here
-            shutil.copyfile(source, f"{folder}/index.html")
+            shutil.copyfile(source, target)
+        if key:
+            kept.append(f"{article_id}\t{key}\n")
+    with open(keys_file, "w", encoding="utf-8") as stream:
+        stream.writelines(kept)
     return stage
 
 

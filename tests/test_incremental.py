@@ -998,6 +998,116 @@ def test_an_edit_indexes_again_only_the_search_shard_of_the_edited_article(examp
     assert search_fragments(site) == search_fragments(clean)
 
 
+def bundle_files(site: Path) -> list[str]:
+    """Return the files of a site's search index, hashes in names left out (Pagefind's filter and
+    metadata files are named by a hash of bytes that differ from run to run)."""
+    return sorted(re.sub(r"[0-9a-f]{7,}", "#", p.relative_to(site).as_posix()) for p in site.glob("pagefind/**/*")
+                  if p.is_file())
+
+
+def test_an_edit_keeps_the_search_shards_and_staged_pages_it_can_and_the_index_stays_a_clean_builds(
+        example_copy, monkeypatch):
+    """A build writes into the tree of two builds ago: the search shards whose key that tree's bundle
+    still carries are moved into the new bundle as they are, not hard-linked file by file from the
+    live site, and the folder of pages Pagefind reads for a shard is kept in the cache folder, where
+    an edit links again only the pages that changed. A tree or folder a failed build left half
+    changed is not trusted. After each build the index holds exactly what a clean build's does."""
+    from generator import search
+    from generator.errors import DigestError
+
+    monkeypatch.setattr(search, "SHARD_ARTICLES", 4)  # the example's 13 articles: four shards
+    config = load_config(example_copy, {})
+    site, stage = example_copy / "site", example_copy / ".digest-cache/search-stage"
+    kept = {"moved": [], "linked": [], "indexed": [], "staged": []}
+    real_move, real_link, real_init, real_os_link = (search._move_shard, search._link_shard,
+                                                     search.SearchIndexing.__init__, search.os.link)
+    monkeypatch.setattr(search, "_move_shard", lambda shard, *a: kept["moved"].append(shard.number) or real_move(shard, *a))
+    monkeypatch.setattr(search, "_link_shard", lambda shard, *a: kept["linked"].append(shard.number) or real_link(shard, *a))
+
+    def init(self, *args, **named):
+        real_init(self, *args, **named)
+        kept["indexed"].extend(shard.number for shard in self.to_index)
+
+    def os_link(source, target, *args, **named):
+        if "search-stage" in str(target):
+            kept["staged"].append(Path(target).parent.name)
+        return real_os_link(source, target, *args, **named)
+
+    monkeypatch.setattr(search.SearchIndexing, "__init__", init)
+    monkeypatch.setattr(search.os, "link", os_link)
+    build(config)
+    cold = read_tree(site)
+    shards = search.assign_shards(a.name for a in (site / "articles").iterdir())
+    mine = next(number for number, ids in shards.items() if "37353278" in ids)
+    others = sorted(set(shards) - {mine})
+    assert len(shards) > 2 and mine != 0  # (the first shard's files are the bundle's own: moved one by one)
+    record = example_copy / "content/autoimmunity/37353278.yaml"
+    clean = example_copy.parent / "clean-copy"
+
+    def edit(old: str, new: str) -> dict[str, list]:
+        for found in kept.values():
+            found.clear()
+        record.write_text(record.read_text().replace(old, new))
+        build(config)
+        seen = {name: sorted(found) for name, found in kept.items()}
+        # A clean build of a copy (one of this digest into another folder would share its cache).
+        shutil.rmtree(clean, ignore_errors=True)
+        shutil.copytree(example_copy / "content", clean / "content")
+        shutil.copy(example_copy / "digest.yaml", clean / "digest.yaml")
+        build(load_config(clean, {}), clean=True)
+        assert search_fragments(site) == search_fragments(clean / "site")
+        assert bundle_files(site) == bundle_files(clean / "site")
+        return seen
+
+    # The first edit's tree has no bundle yet: the other shards come from the live site.
+    first = edit("myasthenia gravis (MG-001)", "MG (MG-001)")
+    assert first["indexed"] == [mine] and first["linked"] == others and first["moved"] == []
+    assert first["staged"] == ["37353278"]  # the cold build's folder of pages, with one page linked again
+
+    def changed_since_cold(article_id: str) -> bool:
+        path = f"articles/{article_id}/index.html"
+        return (site / path).read_bytes() != cold[path]
+
+    # The second writes into the cold build's tree, which holds the other shards as they are now.
+    second = edit("MG (MG-001)", "myasthenia (MG-001)")
+    assert second["indexed"] == [mine] and second["moved"] == others and second["linked"] == []
+    # Linked again: the edited page, and pages whose old file only the folder still held (a page
+    # that lists the edited title as similar, rewritten by the first edit), never an unchanged one.
+    assert "37353278" in second["staged"] and len(second["staged"]) < len(shards[mine])
+    assert all(changed_since_cold(article_id) for article_id in second["staged"])
+    # (and the shard's folder no longer keeps an old page alive that the site has replaced)
+    assert all(page.stat().st_nlink > 1 for page in (stage / str(mine)).rglob("index.html"))
+    # A build that fails while moving the first shard's files out of its tree's bundle (here: the
+    # second file) leaves a tree the next build does not trust: it links every shard from the live
+    # site (the key file went first anyway: see test_search).
+    real_rename, renames = search.os.rename, []
+
+    def failing_rename(source, target, *args, **named):
+        if ".pagefind.new" in str(target) and "shards" not in str(target):
+            renames.append(Path(source).name)
+            if len(renames) == 2:
+                raise OSError(28, "No space left on device")
+        return real_rename(source, target, *args, **named)
+
+    monkeypatch.setattr(search.os, "rename", failing_rename)
+    record.write_text(record.read_text().replace("myasthenia (MG-001)", "myasthenia gravis (MG-001)"))
+    with pytest.raises(DigestError, match="No space left"):
+        build(config)
+    assert renames[0] == search.KEY_FILE
+    monkeypatch.setattr(search.os, "rename", real_rename)
+    # One stopped while staging pages has left no keys there: every page of that shard is linked again.
+    (stage / str(mine) / search.STAGE_KEYS).unlink()
+    third = edit("myasthenia gravis (MG-001)", "myasthenia gravis (MG 001)")
+    assert third["indexed"] == [mine] and third["linked"] == others and third["moved"] == []
+    assert third["staged"] == sorted(shards[mine])
+    # --clean starts the index afresh: every shard indexed, and every page staged again.
+    for found in kept.values():
+        found.clear()
+    build(config, clean=True)
+    assert sorted(kept["indexed"]) == sorted(shards) and kept["moved"] == kept["linked"] == []
+    assert sorted(kept["staged"]) == sorted(i for ids in shards.values() for i in ids)
+
+
 def test_digest_templates_count_as_its_own_only_when_they_differ_from_the_packaged_ones(example_copy):
     from generator.render import THEME_DIR, own_article_templates
 

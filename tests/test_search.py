@@ -103,3 +103,88 @@ def test_shards_split_large_digests_and_keep_each_article_where_it_was():
     assert all(set(part) <= set(grown[number]) for number, part in shards.items())
     assert merged_bundles(ids) == [f"pagefind/shards/{n}/" for n in range(1, 8)]
     assert merged_bundles(ids[:1500]) == [] and assign_shards([]) == {}
+
+
+def test_a_first_shard_moved_half_way_out_of_a_bundle_is_no_longer_claimed_by_it(tmp_path, monkeypatch):
+    """The first shard's files are the bundle's own, beside `shards/`: they are moved one by one,
+    its key file first, so that a move stopped half-way leaves a bundle that no longer says it
+    holds the shard (a later build links or indexes it instead of taking what is left)."""
+    from generator import search
+
+    bundle, fresh = tmp_path / "pagefind", tmp_path / ".pagefind.new"
+    (bundle / "shards/1").mkdir(parents=True)
+    for name in ("filter", "fragment", "index"):
+        (bundle / name).mkdir()
+    (bundle / "pagefind-entry.json").write_text("{}")
+    shard = search.Shard(0, ("1", "2"), "k0")
+    (bundle / search.KEY_FILE).write_text(f"k0\n{shard.members}\n")
+    assert search._own_copy(shard, tmp_path, None, refresh=True)
+    moved, real_rename = [], search.os.rename
+
+    def rename(source, target):
+        if moved:
+            raise OSError(5, "Input/output error")
+        moved.append(Path(source).name)
+        real_rename(source, target)
+
+    monkeypatch.setattr(search.os, "rename", rename)
+    with pytest.raises(OSError):
+        search._move_shard(shard, bundle, fresh)
+    assert moved == [search.KEY_FILE] and (bundle / "filter").is_dir()
+    assert not search._own_copy(shard, tmp_path, None, refresh=True)
+    monkeypatch.setattr(search.os, "rename", real_rename)
+    # Moved whole, the shard's files leave `shards/` (the other shards) where it was.
+    (fresh / search.KEY_FILE).rename(bundle / search.KEY_FILE)
+    search._move_shard(shard, bundle, fresh)
+    assert sorted(p.name for p in bundle.iterdir()) == ["shards"]
+    assert sorted(p.name for p in fresh.iterdir()) == sorted([search.KEY_FILE, "filter", "fragment", "index",
+                                                              "pagefind-entry.json"])
+
+
+def test_staged_pages_are_linked_again_unless_their_key_says_pagefind_reads_the_same(tmp_path, monkeypatch):
+    """The folder of pages Pagefind reads for a shard is kept with each page's key: a page whose key
+    is the same is not linked again; one whose key changed is. Its keys are dropped while it
+    changes, so a staging stopped half-way (after linking a new page) cannot leave a key that
+    says the folder holds what it no longer does."""
+    import os
+
+    from generator import search
+
+    site, live, stage = tmp_path / "site", tmp_path / "live", tmp_path / "stage"
+    live.mkdir()
+    write_site(site, {"a": ("Alpha", "first", "2020"), "b": ("Beta", "second", "2021")})
+    page = site / "articles/a/index.html"
+
+    def rewrite(text: str) -> None:  # as the site's writer does: a new file (the live tree keeps the old)
+        page.unlink()
+        page.write_text(text, encoding="utf-8")
+
+    def staged() -> str:
+        return (stage / "articles/a/index.html").read_text(encoding="utf-8")
+
+    search._stage(site, stage, search.Shard(0, ("a", "b"), "k", ("ka", "kb")))
+    assert staged() == page.read_text(encoding="utf-8") and (stage / search.STAGE_KEYS).is_file()
+    links, real_link = [], os.link
+    monkeypatch.setattr(search.os, "link", lambda source, target: links.append(target) or real_link(source, target))
+    search._stage(site, stage, search.Shard(0, ("a", "b"), "k", ("ka", "kb")))
+    assert links == []  # the same keys: nothing linked again
+    os.link(page, live / "a.html")
+    old = page.read_text(encoding="utf-8")
+    rewrite(old.replace("Alpha", "Alpha two"))
+
+    def failing(source, target):
+        if "/b/" in str(target):
+            raise OSError(5, "Input/output error")
+        return real_link(source, target)
+
+    monkeypatch.setattr(search.os, "link", failing)
+    monkeypatch.setattr(search.shutil, "copyfile", failing)
+    with pytest.raises(OSError):
+        search._stage(site, stage, search.Shard(0, ("a", "b"), "k2", ("ka2", "kb2")))
+    assert "Alpha two" in staged()
+    monkeypatch.setattr(search.os, "link", real_link)
+    monkeypatch.undo()
+    os.link(page, live / "a2.html")  # the live tree holds the edited page now
+    rewrite(old)  # the edit undone: the page's key is "ka" again
+    search._stage(site, stage, search.Shard(0, ("a", "b"), "k", ("ka", "kb")))
+    assert staged() == old and (stage / "articles/b/index.html").is_file()
