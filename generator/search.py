@@ -230,21 +230,40 @@ class SearchIndexing:
         self.to_index = list(self.waiting)
         self.running: list[tuple[Shard, subprocess.Popen, Path]] = []
         self.started = False
+        self.pages: Mapping[str, bytes] | None = None  # the pages given to `start`: then none is read from the tree
 
     @property
     def pages_first(self) -> set[str]:
-        """The site paths of the article pages Pagefind will read."""
+        """The site paths of the article pages Pagefind will read from the tree (none once started)."""
+        if self.started:
+            return set()
         return {f"articles/{article_id}/index.html" for shard in self.to_index for article_id in shard.article_ids}
 
-    def start(self) -> None:
+    def pages_to_stage(self) -> list[str]:
+        """Return the articles of the shards to index whose pages the kept folders of pages do not
+        hold with their current key (see `_stage`): what `start` must be given, or read from the
+        tree, for Pagefind to index them as they are now."""
+        found = []
+        for shard in self.to_index:
+            folder = self.stage / str(shard.number)
+            linked = _staged_keys(folder) if self.keeps_stage else {}
+            keys = shard.page_keys or ("",) * len(shard.article_ids)
+            found += [i for i, key in zip(shard.article_ids, keys)
+                      if not key or linked.get(i) != key or not os.path.isfile(folder / "articles" / i / "index.html")]
+        return found
+
+    def start(self, pages: Mapping[str, bytes] | None = None) -> None:
         """Start Pagefind on as many shards as there are idle cores, then move the shards kept from
         the tree's old bundle and hard-link those from the live site while it runs (it keeps about
-        1.4 cores busy)."""
+        1.4 cores busy). `pages` (article id -> page) are indexed as given instead of as the tree
+        has them: an edit's, rendered before the tree is written (what Pagefind reads of a page is
+        what its key says)."""
         from generator.workers import idle_cores
 
         if self.started or not self.shards:
             return
         self.started = True
+        self.pages = pages
         self.command = pagefind_command()
         self.slots = max(1, min(len(self.waiting), idle_cores(None)))
         self._launch()
@@ -314,7 +333,7 @@ class SearchIndexing:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PAGEFIND_") or k == "PAGEFIND_BINARY_PATH"}
         while self.waiting and len(self.running) < self.slots:
             shard = self.waiting.pop(0)
-            pages = _stage(self.site_dir, self.stage / str(shard.number), shard)
+            pages = _stage(self.site_dir, self.stage / str(shard.number), shard, self.pages)
             output = self.fresh / shard.in_bundle
             output.parent.mkdir(parents=True, exist_ok=True)
             command = self.command + pagefind_arguments(pages, self.config, output=output)
@@ -392,7 +411,7 @@ def _link_shard(shard: Shard, source: Path, fresh: Path) -> None:
                     dirs_exist_ok=True)
 
 
-def _stage(site_dir: Path, stage: Path, shard: Shard) -> Path:
+def _stage(site_dir: Path, stage: Path, shard: Shard, given: Mapping[str, bytes] | None = None) -> Path:
     """Return a folder holding (hard links to) the shard's article pages where the site has them,
     so Pagefind sees the same paths, and gives the same URLs, as in the site. (Pointing Pagefind at
     the site with a glob naming the shard's 1,250 articles costs as much as making this folder.)
@@ -403,14 +422,17 @@ def _stage(site_dir: Path, stage: Path, shard: Shard) -> Path:
     page's file (a page whose similar list changed): the folder would be all that keeps it. (Until
     the shard is indexed again, its folder may keep such a file: at most one old copy of each
     article page, in the cache folder.) The keys are dropped before the folder changes and written
-    once it is complete: a build stopped half-way leaves a folder whose links are all made again."""
+    once it is complete: a build stopped half-way leaves a folder whose links are all made again.
+
+    With `given` pages (article id -> bytes: an edit's, rendered before the tree is written), those
+    are written there as they are, and the others kept whatever the site holds now."""
     site, articles, keys_file = os.fspath(site_dir), os.path.join(stage, "articles"), os.path.join(stage, STAGE_KEYS)
+    linked = _staged_keys(Path(stage))
     try:
-        with open(keys_file, encoding="utf-8") as stream:
-            linked = dict(line.rstrip("\n").split("\t", 1) for line in stream if "\t" in line)
         os.unlink(keys_file)
-    except (OSError, UnicodeDecodeError, ValueError):
-        linked = {}
+    except FileNotFoundError:
+        pass
+    tree_written, given = given is None, given or {}
     os.makedirs(articles, exist_ok=True)
     wanted = set(shard.article_ids)
     for entry in os.scandir(articles):
@@ -421,9 +443,19 @@ def _stage(site_dir: Path, stage: Path, shard: Shard) -> Path:
     for article_id, key in zip(shard.article_ids, keys):
         source, folder = f"{site}/articles/{article_id}/index.html", f"{articles}/{article_id}"
         target = f"{folder}/index.html"
+        if article_id in given:
+            try:
+                os.unlink(target)
+            except FileNotFoundError:
+                os.makedirs(folder, exist_ok=True)
+            with open(target, "wb") as stream:
+                stream.write(given[article_id])
+            if key:
+                kept.append(f"{article_id}\t{key}\n")
+            continue
         if key and linked.get(article_id) == key:
             try:
-                kept_only_here = os.stat(target).st_nlink < 2
+                kept_only_here = tree_written and os.stat(target).st_nlink < 2
             except FileNotFoundError:
                 kept_only_here = True
             if not kept_only_here:
@@ -444,6 +476,15 @@ def _stage(site_dir: Path, stage: Path, shard: Shard) -> Path:
     with open(keys_file, "w", encoding="utf-8") as stream:
         stream.writelines(kept)
     return stage
+
+
+def _staged_keys(stage: Path) -> dict[str, str]:
+    """Return the page key of each page a kept folder of pages holds (see `_stage`), {} if none."""
+    try:
+        with open(stage / STAGE_KEYS, encoding="utf-8") as stream:
+            return dict(line.rstrip("\n").split("\t", 1) for line in stream if "\t" in line)
+    except (OSError, UnicodeDecodeError, ValueError):
+        return {}
 
 
 def _check_indexed(site_dir: Path, code: int, printed: str, output: Path) -> None:

@@ -508,6 +508,11 @@ class SiteWriter:
         self.spare.mkdir(parents=True)
         self.spare_files = {}
 
+    @property
+    def filling(self) -> bool:
+        """Whether the process `fill_spare` started may still be linking files into the spare tree."""
+        return self._filling is not None
+
     def remove_discarded(self) -> None:
         """Delete the trees `_discard_tree` moved aside (this build's and any a killed build left) in a
         process of their own that outlives this one: the user does not wait for the deletion."""

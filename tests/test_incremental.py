@@ -1015,7 +1015,12 @@ def test_an_edit_keeps_the_search_shards_and_staged_pages_it_can_and_the_index_s
     from generator import search
     from generator.errors import DigestError
 
+    from generator import build as build_module
+
     monkeypatch.setattr(search, "SHARD_ARTICLES", 4)  # the example's 13 articles: four shards
+    # Pagefind reading the pages from the tree, once written (more pages than this to render
+    # before the plan); an edit's early start is the next test's.
+    monkeypatch.setattr(build_module, "EARLY_SEARCH_MAX", 0)
     config = load_config(example_copy, {})
     site, stage = example_copy / "site", example_copy / ".digest-cache/search-stage"
     kept = {"moved": [], "linked": [], "indexed": [], "staged": []}
@@ -1106,6 +1111,65 @@ def test_an_edit_keeps_the_search_shards_and_staged_pages_it_can_and_the_index_s
     build(config, clean=True)
     assert sorted(kept["indexed"]) == sorted(shards) and kept["moved"] == kept["linked"] == []
     assert sorted(kept["staged"]) == sorted(i for ids in shards.values() for i in ids)
+
+
+def test_an_edit_starts_pagefind_before_the_plan_on_the_edited_page_rendered_first(example_copy, monkeypatch):
+    """What Pagefind reads of a packaged article page is what its search key says, so an edit does
+    not wait for the render stage to write the pages of the shard to index: the kept folder of
+    pages has the others, and the edited article's page is rendered for it before the plan. The
+    index is then exactly a clean build's. With more pages than EARLY_SEARCH_MAX to render first,
+    or with article templates of the digest's own, Pagefind waits for the written pages."""
+    from generator import build as build_module
+    from generator import render, search
+
+    monkeypatch.setattr(search, "SHARD_ARTICLES", 4)
+    config = load_config(example_copy, {})
+    site = example_copy / "site"
+    build(config)
+    events: list[str] = []
+    real_start, real_plan, real_stage = search.SearchIndexing.start, render.Renderer.plan, search._stage
+
+    def start(self, pages=None):
+        if not self.started:
+            events.append(f"pagefind with {sorted(pages) if pages is not None else 'the tree'}")
+        return real_start(self, pages)
+
+    monkeypatch.setattr(search.SearchIndexing, "start", start)
+    monkeypatch.setattr(render.Renderer, "plan", lambda self: events.append("plan") or real_plan(self))
+    record = example_copy / "content/autoimmunity/37353278.yaml"
+    clean = example_copy.parent / "clean-copy"
+
+    def edit(old: str, new: str) -> list[str]:
+        events.clear()
+        record.write_text(record.read_text().replace(old, new))
+        report = build(config)
+        assert report.searched > 0
+        shutil.rmtree(clean, ignore_errors=True)
+        shutil.copytree(example_copy / "content", clean / "content")
+        shutil.copy(example_copy / "digest.yaml", clean / "digest.yaml")
+        build(load_config(clean, {}), clean=True)
+        assert search_fragments(site) == search_fragments(clean / "site")
+        assert bundle_files(site) == bundle_files(clean / "site")
+        return events[:2]
+
+    # The first edit after a cold build fills its tree from the live one in another process
+    # meanwhile (see SiteWriter.fill_spare): Pagefind waits for the written pages.
+    assert edit("myasthenia gravis (MG-001)", "MG (MG-001)") == ["plan", "pagefind with the tree"]
+    assert edit("MG (MG-001)", "myasthenia (MG-001)") == ["pagefind with ['37353278']", "plan"]
+    assert edit("myasthenia (MG-001)", "myasthenia gravis (MG-001)") == ["pagefind with ['37353278']", "plan"]
+    # A page that cannot be rendered first: Pagefind waits (the render stage reports any error).
+    real_render = build_module.render_article_page
+    monkeypatch.setattr(build_module, "render_article_page", lambda *a, **k: 1 / 0)
+    assert edit("myasthenia gravis (MG-001)", "MG (MG-001)") == ["plan", "pagefind with the tree"]
+    monkeypatch.setattr(build_module, "render_article_page", real_render)
+    monkeypatch.setattr(build_module, "EARLY_SEARCH_MAX", 0)
+    assert edit("MG (MG-001)", "myasthenia (MG-001)") == ["plan", "pagefind with the tree"]
+    monkeypatch.setattr(build_module, "EARLY_SEARCH_MAX", 20)
+    (example_copy / "templates").mkdir()
+    (example_copy / "templates/article.html").write_text((REPO / "templates/article.html").read_text()
+                                                         .replace("Abstract</h2>", "Summary</h2>"))
+    build(config)
+    assert edit("myasthenia (MG-001)", "myasthenia gravis (MG-001)") == ["plan", "pagefind with the tree"]
 
 
 def test_digest_templates_count_as_its_own_only_when_they_differ_from_the_packaged_ones(example_copy):
