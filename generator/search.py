@@ -418,14 +418,15 @@ def _stage(site_dir: Path, stage: Path, shard: Shard, given: Mapping[str, bytes]
 
     A kept folder (in the cache folder) serves the shard's next indexing: it holds the page key of
     each link (STAGE_KEYS), and a page whose key is the same gives Pagefind the same, so an edit
-    links one page again instead of 1,300 in as many new folders, unless the site no longer has the
-    page's file (a page whose similar list changed): the folder would be all that keeps it. (Until
-    the shard is indexed again, its folder may keep such a file: at most one old copy of each
-    article page, in the cache folder.) The keys are dropped before the folder changes and written
-    once it is complete: a build stopped half-way leaves a folder whose links are all made again.
+    links one page again instead of 1,300 in as many new folders. The keys are dropped before the
+    folder changes and written once it is complete: a build stopped half-way leaves a folder whose
+    links are all made again.
 
     With `given` pages (article id -> bytes: an edit's, rendered before the tree is written), those
-    are written there as they are, and the others kept whatever the site holds now."""
+    are written there as they are, and the others kept whatever the tree holds now. Without, a
+    page whose file the site no longer has (rewritten since: a page whose similar list changed) is
+    linked again, so as not to be all that keeps the old file; until then a folder may keep such
+    files, at most one old copy of each article page of its shard."""
     site, articles, keys_file = os.fspath(site_dir), os.path.join(stage, "articles"), os.path.join(stage, STAGE_KEYS)
     linked = _staged_keys(Path(stage))
     try:
