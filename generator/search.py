@@ -209,7 +209,11 @@ class SearchIndexing:
         self.bundle, self.fresh = site_dir / BUNDLE_DIR, site_dir / f".{BUNDLE_DIR}.new"
         self.stale = site_dir / f".{BUNDLE_DIR}.old"
         # The folders of pages Pagefind reads: kept between builds in `stage` (see `_stage`), unless
-        # this index starts afresh (no live site: `--clean`); else made beside the site and dropped.
+        # this index starts afresh (no live site: `--clean`) or hard links from the site cannot
+        # reach it (another file system: 250 MB of copies at 10,000 articles); else made beside the
+        # site and dropped.
+        if stage is not None and not _same_file_system(Path(stage).parent, site_dir):
+            stage = None
         self.stage = Path(stage) if stage is not None else site_dir.with_name(f".{site_dir.name}.search-stage")
         self.keeps_stage = stage is not None and live_dir is not None
         for leftover in (self.fresh, self.stale) if self.keeps_stage else (self.fresh, self.stale, self.stage):
@@ -391,6 +395,14 @@ def _move_shard(shard: Shard, bundle: Path, fresh: Path) -> None:
     for name in names:
         if name != SHARDS_DIR:
             os.rename(bundle / name, fresh / name)
+
+
+def _same_file_system(folder: Path, other: Path) -> bool:
+    """Whether two existing folders are on one file system (a hard link can join them)."""
+    try:
+        return os.stat(folder).st_dev == os.stat(other).st_dev
+    except OSError:
+        return False
 
 
 def _remove(path: Path) -> None:

@@ -1172,6 +1172,33 @@ def test_an_edit_starts_pagefind_before_the_plan_on_the_edited_page_rendered_fir
     assert edit("myasthenia (MG-001)", "myasthenia gravis (MG-001)") == ["plan", "pagefind with the tree"]
 
 
+def test_a_site_on_another_file_system_gets_no_copies_of_its_pages_in_the_cache_folder(example_copy, tmp_path_factory):
+    """The folder of pages Pagefind reads is kept in the cache folder only on the site's file
+    system, where it is hard links: a site written elsewhere (`--out` on another disk) would put a
+    copy of every article page there (250 MB at 10,000 articles). It is then made beside the site
+    and removed once the index is made; the index is the same."""
+    import os
+    import tempfile
+
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or os.stat(shm).st_dev == os.stat(example_copy).st_dev:
+        pytest.skip("no second file system (/dev/shm) here")
+    with tempfile.TemporaryDirectory(dir=shm) as elsewhere:
+        site = Path(elsewhere) / "site"
+        config = replace(load_config(example_copy, {}), output_dir=str(site))
+        build(config)
+        record = example_copy / "content/autoimmunity/37353278.yaml"
+        record.write_text(record.read_text().replace("myasthenia gravis (MG-001)", "MG (MG-001)"))
+        assert build(config).searched > 0
+        assert not (example_copy / ".digest-cache/search-stage").exists()
+        assert not [p for p in Path(elsewhere).iterdir() if p.name.endswith(".search-stage")]
+        clean = tmp_path_factory.mktemp("clean")
+        shutil.copytree(example_copy / "content", clean / "content")
+        shutil.copy(example_copy / "digest.yaml", clean / "digest.yaml")
+        build(load_config(clean, {}), clean=True)
+        assert search_fragments(site) == search_fragments(clean / "site")
+
+
 def test_digest_templates_count_as_its_own_only_when_they_differ_from_the_packaged_ones(example_copy):
     from generator.render import THEME_DIR, own_article_templates
 
