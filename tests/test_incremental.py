@@ -1005,6 +1005,20 @@ def bundle_files(site: Path) -> list[str]:
                   if p.is_file())
 
 
+def assert_search_index_is_a_clean_builds(root: Path, site: Path, clean: Path) -> None:
+    """Build a copy of the digest `root` from scratch in `clean` (a clean build of the digest itself
+    into another folder would share its cache) and check that `site`'s search index holds what the
+    copy's does."""
+    shutil.rmtree(clean, ignore_errors=True)
+    shutil.copytree(root / "content", clean / "content")
+    shutil.copy(root / "digest.yaml", clean / "digest.yaml")
+    if (root / "templates").is_dir():
+        shutil.copytree(root / "templates", clean / "templates")
+    build(load_config(clean, {}), clean=True)
+    assert search_fragments(site) == search_fragments(clean / "site")
+    assert bundle_files(site) == bundle_files(clean / "site")
+
+
 def test_an_edit_keeps_the_search_shards_and_staged_pages_it_can_and_the_index_stays_a_clean_builds(
         example_copy, monkeypatch):
     """A build writes into the tree of two builds ago: the search shards whose key that tree's bundle
@@ -1055,13 +1069,7 @@ def test_an_edit_keeps_the_search_shards_and_staged_pages_it_can_and_the_index_s
         record.write_text(record.read_text().replace(old, new))
         build(config)
         seen = {name: sorted(found) for name, found in kept.items()}
-        # A clean build of a copy (one of this digest into another folder would share its cache).
-        shutil.rmtree(clean, ignore_errors=True)
-        shutil.copytree(example_copy / "content", clean / "content")
-        shutil.copy(example_copy / "digest.yaml", clean / "digest.yaml")
-        build(load_config(clean, {}), clean=True)
-        assert search_fragments(site) == search_fragments(clean / "site")
-        assert bundle_files(site) == bundle_files(clean / "site")
+        assert_search_index_is_a_clean_builds(example_copy, site, clean)
         return seen
 
     # The first edit's tree has no bundle yet: the other shards come from the live site.
@@ -1144,12 +1152,7 @@ def test_an_edit_starts_pagefind_before_the_plan_on_the_edited_page_rendered_fir
         record.write_text(record.read_text().replace(old, new))
         report = build(config)
         assert report.searched > 0
-        shutil.rmtree(clean, ignore_errors=True)
-        shutil.copytree(example_copy / "content", clean / "content")
-        shutil.copy(example_copy / "digest.yaml", clean / "digest.yaml")
-        build(load_config(clean, {}), clean=True)
-        assert search_fragments(site) == search_fragments(clean / "site")
-        assert bundle_files(site) == bundle_files(clean / "site")
+        assert_search_index_is_a_clean_builds(example_copy, site, clean)
         return events[:2]
 
     # The first edit after a cold build fills its tree from the live one in another process
@@ -1192,11 +1195,7 @@ def test_a_site_on_another_file_system_gets_no_copies_of_its_pages_in_the_cache_
         assert build(config).searched > 0
         assert not (example_copy / ".digest-cache/search-stage").exists()
         assert not [p for p in Path(elsewhere).iterdir() if p.name.endswith(".search-stage")]
-        clean = tmp_path_factory.mktemp("clean")
-        shutil.copytree(example_copy / "content", clean / "content")
-        shutil.copy(example_copy / "digest.yaml", clean / "digest.yaml")
-        build(load_config(clean, {}), clean=True)
-        assert search_fragments(site) == search_fragments(clean / "site")
+        assert_search_index_is_a_clean_builds(example_copy, site, tmp_path_factory.mktemp("clean"))
 
 
 def test_digest_templates_count_as_its_own_only_when_they_differ_from_the_packaged_ones(example_copy):
