@@ -208,15 +208,16 @@ class SearchIndexing:
         self.site_dir, self.config, self.started_at = site_dir, config, time.perf_counter()
         self.bundle, self.fresh = site_dir / BUNDLE_DIR, site_dir / f".{BUNDLE_DIR}.new"
         self.stale = site_dir / f".{BUNDLE_DIR}.old"
-        # The folders of pages Pagefind reads: kept between builds in `stage` (see `_stage`), unless
-        # this index starts afresh (no live site: `--clean`) or hard links from the site cannot
-        # reach it (another file system: 250 MB of copies at 10,000 articles); else made beside the
-        # site and dropped.
+        # The folders of pages Pagefind reads: kept between builds in `stage` (see `_stage`; made
+        # anew when this index starts afresh, without a live site: `--clean`), unless hard links
+        # from the site cannot reach it (another file system: 250 MB of copies at 10,000
+        # articles); else made beside the site and dropped.
         if stage is not None and not _same_file_system(Path(stage).parent, site_dir):
             stage = None
         self.stage = Path(stage) if stage is not None else site_dir.with_name(f".{site_dir.name}.search-stage")
-        self.keeps_stage = stage is not None and live_dir is not None
-        for leftover in (self.fresh, self.stale) if self.keeps_stage else (self.fresh, self.stale, self.stage):
+        self.keeps_stage = stage is not None
+        for leftover in (self.fresh, self.stale) if self.keeps_stage and live_dir is not None else \
+                (self.fresh, self.stale, self.stage):
             _remove(leftover)
         if shards is None:
             found = sorted(page.parent.name for page in site_dir.glob(ARTICLE_GLOB))

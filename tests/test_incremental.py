@@ -1113,12 +1113,16 @@ def test_an_edit_keeps_the_search_shards_and_staged_pages_it_can_and_the_index_s
     third = edit("myasthenia gravis (MG-001)", "myasthenia gravis (MG 001)")
     assert third["indexed"] == [mine] and third["linked"] == others and third["moved"] == []
     assert third["staged"] == sorted(shards[mine])
-    # --clean starts the index afresh: every shard indexed, and every page staged again.
+    # --clean starts the index afresh: every shard indexed, and every page staged again, in folders
+    # that the next edit uses.
     for found in kept.values():
         found.clear()
     build(config, clean=True)
     assert sorted(kept["indexed"]) == sorted(shards) and kept["moved"] == kept["linked"] == []
     assert sorted(kept["staged"]) == sorted(i for ids in shards.values() for i in ids)
+    record.write_text(record.read_text().replace("(MG 001)", "(MG-001)"))
+    after_clean = edit("myasthenia gravis (MG-001)", "MG (MG-001)")
+    assert after_clean["indexed"] == [mine] and after_clean["staged"] == ["37353278"]
 
 
 def test_an_edit_starts_pagefind_before_the_plan_on_the_edited_page_rendered_first(example_copy, monkeypatch):
