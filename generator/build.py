@@ -439,6 +439,11 @@ def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, prog
         session.saved = True
         load_state.save()
         link_state.save()
+    if session is not None and load_state is not None and link_state is not None:
+        # This process builds again from the states it holds: the cache files' bytes of them, read
+        # with them, only doubled its memory (90 MB at 10,000 articles). Saving pickles them again.
+        load_state.drop_pickles()
+        link_state.drop_pickles()
     if session is None:
         if load_state is not None and link_state is not None:
             # Not above PARALLEL_ROWS articles: a child holding 370 MB of states (at 100,000) while

@@ -623,6 +623,11 @@ class LoadState:
         with collector_paused():
             self._save()
 
+    def drop_pickles(self) -> None:
+        """Free the cache file's bytes of the articles, which this state holds unpickled (a process
+        that builds again: 39 MB at 10,000 articles); the next save pickles them again."""
+        self._blobs = [None] * _SHARDS
+
     def load(self, content_dir: Path, root: Path, read: ReadFile = read_file, jobs: int | None = None,
              stats: Mapping[str, os.stat_result] | None = None, listing: object = None) -> LoadResult:
         """Do what `load_articles` does (see there), reusing and updating this state."""

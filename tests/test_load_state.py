@@ -3,6 +3,7 @@ exactly what a build from scratch gives, doing only the work a change implies.""
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import shutil
@@ -267,10 +268,11 @@ def test_an_edits_load_is_the_load_made_afresh(start, steps):
         content = root / "content"
         content.mkdir()
         names: list[str] = []
+        made = itertools.count()  # a new file's number: never one a file had (one may have been removed)
 
         def put(number: int, kind_text: tuple[str, str]) -> None:
             kind, text = kind_text
-            stem = names[number].rsplit(".", 1)[0] if number < len(names) else f"r{len(names)}"
+            stem = names[number].rsplit(".", 1)[0] if number < len(names) else f"r{next(made)}"
             name = f"{stem}.{kind}"
             if number < len(names) and names[number] != name:
                 (content / names[number]).unlink()
