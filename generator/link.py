@@ -205,6 +205,9 @@ class LinkState:
         # (taxonomies, article fingerprint -> digest of the article's id and names in each): see `_taxonomies`
         self._names_digests: tuple[tuple[str, ...], dict[bytes, bytes]] | None = None
         self._terms: tuple[bytes, dict, dict] | None = None  # the last taxonomies: (key, compact terms, term slugs)
+        # What made them, for a new process to seed `_taxonomy_memo` with (see `_seed_taxonomy_memo`):
+        # (their key, taxonomies, articles' fingerprints in order, taxonomy -> its memo but the terms).
+        self._names_memo: tuple[bytes, tuple[str, ...], tuple[bytes, ...], dict[str, tuple]] | None = None
         self._last_terms: tuple[bytes, dict, dict] = (b"", {}, {})  # as returned, in this process
         self._blobs: dict[str, bytes] = {}  # section -> its pickle, as in the cache file
         self._changed: set[str] = set()  # sections to pickle again
@@ -455,12 +458,41 @@ class LinkState:
             terms, slugs = _expand_terms(stored[1]), dict(stored[2])
             self._last_terms = (key, terms, slugs)
             return terms, slugs
+        if stored is not None:
+            self._seed_taxonomy_memo(articles, taxonomies, prints, stored, filed)  # type: ignore[arg-type]
         terms, slugs = self._build_terms(articles, taxonomies, filed)
         self._last_terms = (key, terms, slugs)
         if key and (self._terms is None or self._terms[0] != key):
             self._terms = (key, _compact_terms(terms), slugs)
             self._changed.add("terms")
+            self._names_memo = (key, taxonomies, tuple(prints),  # type: ignore[arg-type]
+                                {taxonomy: (ids, lists, slug_items, index_lists)
+                                 for taxonomy, (ids, lists, _, slug_items, index_lists) in self._taxonomy_memo.items()})
+            self._changed.add("names_memo")
         return terms, slugs
+
+    def _seed_taxonomy_memo(self, articles: Sequence[Article], taxonomies: tuple[str, ...], prints: list[bytes],
+                            stored: tuple[bytes, dict, dict], filed: dict[int, tuple[Article, dict[str, Any]]]) -> None:
+        """In a new process whose names changed (a journal's, an author's, a tag): give
+        `_build_taxonomies` the last build's memo, from the cache file, so that it makes again only
+        the taxonomies whose names changed (0.5 s for all five at 10,000 articles), and give each
+        article with the last build's fingerprint at its place the names it filed under then."""
+        saved = self._section("names_memo")
+        if saved is None or saved[0] != stored[0] or saved[1] != taxonomies or len(saved[2]) != len(prints):
+            return
+        _, _, last_prints, memos = saved
+        if set(memos) != set(taxonomies):
+            return
+        terms = _expand_terms(stored[1])
+        self._taxonomy_memo = {taxonomy: (ids, lists, terms[taxonomy], slug_items, index_lists)
+                               for taxonomy, (ids, lists, slug_items, index_lists) in memos.items()}
+        index_lists = memos["authors"][3] if "authors" in memos else None
+        for position, (article, fingerprint) in enumerate(zip(articles, prints)):
+            if fingerprint == last_prints[position] and id(article) not in filed:
+                known = {taxonomy: memos[taxonomy][1][position] for taxonomy in taxonomies}
+                if index_lists is not None:
+                    known[_AUTHOR_INDEX_NAMES] = index_lists[position]
+                filed[id(article)] = (article, known)
 
     def _names_key(self, articles: Sequence[Article], taxonomies: tuple[str, ...], prints: list[bytes],
                    filed: dict[int, tuple[Article, dict[str, Any]]]) -> bytes:
@@ -540,6 +572,7 @@ class LinkState:
                 return
             self._neighbours_key, self._output_key, self._blobs = neighbours_key, output_key, dict(blobs)
             self._digests = self._index = self._output = self._slugs = self._names_digests = self._terms = None
+            self._names_memo = None
         except Exception:  # noqa: BLE001 - a missing, stale or corrupt cache only costs computing again
             pass
 

@@ -371,7 +371,7 @@ def test_a_session_drops_its_states_cache_bytes_and_still_saves_them_whole(diges
     assert warm_session(session)
     # (no article, nor any section of the links the session holds, is held as the cache file's bytes too)
     links = session.link_state
-    assert not any(session.load_state._blobs) and links._blobs.keys() <= {"slugs", "terms", "names_digests"}
+    assert not any(session.load_state._blobs) and links._blobs.keys() <= {"slugs", "terms", "names_digests", "names_memo"}
     assert all(getattr(links, f"_{name}") is None for name in links._blobs) and links._output is not None
     save_session(session)  # (as when the daemon ends)
     with open(digest_root / ".digest-cache/links.pickle", "rb") as stream:

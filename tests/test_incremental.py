@@ -1211,6 +1211,51 @@ def test_a_site_on_another_file_system_gets_no_copies_of_its_pages_in_the_cache_
         assert_search_index_is_a_clean_builds(example_copy, site, tmp_path_factory.mktemp("clean"))
 
 
+def test_a_new_process_makes_again_only_the_taxonomy_whose_names_an_edit_changed(example_copy, monkeypatch):
+    """The link state's cache file keeps what the last build's taxonomies were made from, so a new
+    process whose edit changes a name (a journal's) makes that taxonomy again and takes the others
+    as they were (0.5 s for all five at 10,000 articles); the site is a clean build's."""
+    from generator import link
+
+    config = load_config(example_copy, {})
+    record = example_copy / "content/autoimmunity/37353278.yaml"
+    build(config)
+    record.write_text(record.read_text().replace("journal: The Lancet. Neurology", "journal: Lancet Neurology"))
+    build(config)  # (the first build of these names: what it made them from goes to the cache file)
+    made: list[str] = []  # the taxonomies whose terms are made (not those taken from the cache file)
+    real_new, real_build = link._new_term, link._build_taxonomies
+    building = []
+
+    def new_term(taxonomy, *rest):
+        if building:
+            made.append(taxonomy)
+        return real_new(taxonomy, *rest)
+
+    def build_taxonomies(*args, **named):
+        building.append(True)
+        try:
+            return real_build(*args, **named)
+        finally:
+            building.pop()
+
+    monkeypatch.setattr(link, "_new_term", new_term)
+    monkeypatch.setattr(link, "_build_taxonomies", build_taxonomies)
+    monkeypatch.setattr(link, "article_terms", _counting(link.article_terms, filed := []))
+    record.write_text(record.read_text().replace("journal: Lancet Neurology", "journal: The Lancet Neurology"))
+    build(config)  # a new process's: its link state reads the cache file
+    assert set(made) == {"journals"}
+    assert {article.id for article, _ in filed} == {"37353278"}  # only the edited article's names worked out
+    monkeypatch.undo()
+    assert read_tree(example_copy / "site") == read_tree_of_clean_build(example_copy)
+
+
+def _counting(function, calls: list):
+    def counted(*args, **named):
+        calls.append(args)
+        return function(*args, **named)
+    return counted
+
+
 def test_digest_templates_count_as_its_own_only_when_they_differ_from_the_packaged_ones(example_copy):
     from generator.render import THEME_DIR, own_article_templates
 

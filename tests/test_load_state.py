@@ -66,13 +66,28 @@ def test_state_builds_equal_fresh_builds_through_edits(digest):
         lambda: (digest / "content/dup.yaml").unlink(),
         lambda: (digest / "content/oncology/29226797.xml").unlink(),
         lambda: (digest / "content/ctrl.yaml").write_text('title: "Bad \\x01 title"\n'),
+        lambda: (digest / "content/ctrl.yaml").unlink(),
+        # Names the taxonomies file under: a new process makes again only the taxonomy changed.
+        lambda: edit_text("content/autoimmunity/37353278.yaml", "journal: The Lancet. Neurology", "journal: Lancet Neurol"),
+        lambda: edit_text("content/autoimmunity/32472023.yaml", "family: Jin\n", "family: Jinn\n"),
+        lambda: edit_text("content/autoimmunity/32472023.yaml", "published: 2021-08", "published: 2021-08\ntags: [mouse model]"),
+        lambda: edit_text("content/autoimmunity/32472023.yaml", "published: 2021-08", "published: 2019-01"),  # (its place)
     ]
+
+    def edit_text(name: str, old: str, new: str) -> None:
+        path = digest / name
+        assert old in path.read_text()
+        path.write_text(path.read_text().replace(old, new, 1))
+
+    processes = cache / "processes"  # a new process for each edit, each reading what the last one saved
     for edit in edits:
         edit()
         expected = everything(digest)
         assert everything(digest, load_state, link_state) == expected
         # A new process: the states read back from their cache files.
         assert everything(digest, LoadState(cache / "records.pickle"), LinkState(cache / "links.pickle")) == expected
+        assert everything(digest, LoadState(processes / "records.pickle"), LinkState(processes / "links.pickle")) \
+            == expected
 
 
 def test_unchanged_files_are_not_read_and_unchanged_articles_are_the_same_objects(digest, monkeypatch):
