@@ -473,8 +473,8 @@ def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, prog
         if preview is not None and session is not None and session.jobs:
             first = _render_open_pages(preview, renderer, session.jobs, config.output_path)
         search = None
-        if config.search and index_search and not clean and writer.live and not own_article_templates(config) \
-                and not writer.filling:
+        own_templates = config.search and own_article_templates(config)  # (asked once: it reads them)
+        if config.search and index_search and not clean and writer.live and not own_templates and not writer.filling:
             search = _search_started_early(writer, renderer, config)
             cleanup.callback(search.stop)
         plan = renderer.plan()
@@ -535,7 +535,7 @@ def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, prog
             files = TreeFiles(writer.spare, writer.output)
             written_count = 0
             if search is None and config.search:
-                search = _search_indexing(writer, plan, keys, config, index_search, clean)
+                search = _search_indexing(writer, plan, keys, config, index_search, clean, own_templates)
                 cleanup.callback(search.stop)
             if search is not None:
                 needed = search.pages_first
@@ -1084,19 +1084,24 @@ SEARCH_FIRST_MAX = 500  # at most this many article pages to render before Pagef
 
 
 def _search_indexing(writer: SiteWriter, plan: Any, keys: dict[str, str], config: SiteConfig,
-                     refresh: bool, clean: bool) -> Any:
+                     refresh: bool, clean: bool, own_templates: bool) -> Any:
     """Return the new tree's search index, to be made: the shards whose article pages changed what
-    they give Pagefind are indexed again, the others hard-linked from the live site (see
-    generator.search). Without `refresh` (serve's rebuilds) the live site's shards are kept as they
-    are; with `clean` none is."""
-    from generator.search import SearchIndexing, pagefind_identity, plan_shards
-
-    if own_article_templates(config):  # the page itself says what is indexed
+    they give Pagefind are indexed again, the others kept (see generator.search). Without `refresh`
+    (serve's rebuilds) the live site's shards are kept as they are; with `clean` none is."""
+    if own_templates:  # the page itself says what is indexed
         search_keys = {i: keys[urls.output_file(urls.article_path(i))] for i in plan.article_keys}
     else:  # the packaged theme indexes only what the record and the theme give
         search_keys = _theme_search_keys(plan.theme_key, plan.article_keys)
-    shards = plan_shards(search_keys, pagefind_identity())
-    return SearchIndexing(writer.spare, config, shards, live_dir=None if clean else writer.output, refresh=refresh,
+    return _new_search_index(writer, config, search_keys, refresh, clean)
+
+
+def _new_search_index(writer: SiteWriter, config: SiteConfig, search_keys: Mapping[str, str], refresh: bool,
+                      clean: bool) -> Any:
+    """Return the spare tree's search index in shards of these articles' search keys."""
+    from generator.search import SearchIndexing, pagefind_identity, plan_shards
+
+    return SearchIndexing(writer.spare, config, plan_shards(search_keys, pagefind_identity()),
+                          live_dir=None if clean else writer.output, refresh=refresh,
                           stage=config.root / CACHE_DIR / SEARCH_STAGE)
 
 
@@ -1117,13 +1122,10 @@ def _search_started_early(writer: SiteWriter, renderer: Renderer, config: SiteCo
     articles) then runs while the plan and the render stage do, where it started once the render
     stage had written them. Not started when more pages would have to be rendered first, or when
     rendering one fails (the render stage reports it)."""
-    from generator.search import SearchIndexing, pagefind_identity, plan_shards
-
     keys = article_keys(renderer.digest.articles, renderer.record_fingerprints, renderer.key_store)  # (memoised)
-    search_keys = _theme_search_keys(renderer.theme_key, {i: k.content for i, k in keys.items()})
     writer.ready()
-    search = SearchIndexing(writer.spare, config, plan_shards(search_keys, pagefind_identity()),
-                            live_dir=writer.output, refresh=True, stage=config.root / CACHE_DIR / SEARCH_STAGE)
+    search_keys = _theme_search_keys(renderer.theme_key, {i: k.content for i, k in keys.items()})
+    search = _new_search_index(writer, config, search_keys, refresh=True, clean=False)
     ids = search.pages_to_stage()
     if len(ids) > EARLY_SEARCH_MAX:
         return search

@@ -216,9 +216,10 @@ class SearchIndexing:
             stage = None
         self.stage = Path(stage) if stage is not None else site_dir.with_name(f".{site_dir.name}.search-stage")
         self.keeps_stage = stage is not None
-        for leftover in (self.fresh, self.stale) if self.keeps_stage and live_dir is not None else \
-                (self.fresh, self.stale, self.stage):
-            _remove(leftover)
+        _remove(self.fresh)
+        _remove(self.stale)
+        if not self.keeps_stage or live_dir is None:
+            _remove(self.stage)
         if shards is None:
             found = sorted(page.parent.name for page in site_dir.glob(ARTICLE_GLOB))
             shards = [Shard(number, tuple(ids)) for number, ids in assign_shards(found).items()]
