@@ -32,10 +32,10 @@ from generator.link import Digest, LinkState, SimilarLists, build_taxonomies, li
 from generator.load import LoadState, collect_frozen_garbage, collector_paused, freeze_for_good, load_articles
 from generator.render import (AGGREGATES, PageJob, PlanMemoFile, Renderer, article_keys,
                              citation_keys_of, export_frame, export_item, exports_key, fingerprint,
-                             forget_digest_memos, join_export, keep_compiled_templates, listing_page_key,
-                             own_article_templates, page_job, produce, records_key, render_article_page,
-                             rendering_code_stamp, template_references, term_jobs, term_places_of, theme_fingerprint,
-                             warm_up)
+                             forget_digest_memos, forget_entries_made, join_export, keep_compiled_templates,
+                             listing_page_key, own_article_templates, page_job, produce, records_key,
+                             render_article_page, rendering_code_stamp, template_references, term_jobs,
+                             term_places_of, theme_fingerprint, warm_up)
 from generator.progress import NoProgress, Progress
 from generator.exports import CITATION_FILES, citation_file
 from generator import urls
@@ -459,8 +459,10 @@ def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, prog
         fragment_store = _fragment_store(config, session)
         if session is not None and session.fragments is not None and not clean:
             renderer.fragments = dict(session.fragments)
-        elif not clean:
-            renderer.fragments = fragment_store.load()
+        else:
+            forget_entries_made()  # they are in the fragments of the builds that made them, not in these
+            if not clean:
+                renderer.fragments = fragment_store.load()
         plan_file = config.root / CACHE_DIR / "plan.pickle"
         exports_file = config.root / CACHE_DIR / "exports.pickle"
         plan_store = PlanMemoFile(plan_file) if from_files else None

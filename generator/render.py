@@ -1942,6 +1942,14 @@ def digest_json(digest: Digest, config: SiteConfig, renderer: Renderer | None = 
 _DIGEST_JSON: tuple[tuple[str, ...], Any, list, str | None, list[str]] = ((), (), [], None, [])
 
 
+def forget_entries_made() -> None:
+    """Forget the listing and feed entries this process made. A renderer takes one from here
+    without adding it to its fragments (see `Renderer._entry`), so a build that does not start from
+    the fragments they went into (a clean one, another digest's, one started from the cache file)
+    would leave them out of the cache it saves, and the next process would render them again."""
+    _ENTRIES_MADE.clear()
+
+
 def forget_digest_memos(keep_article_keys: bool = False) -> None:
     """Forget what this process kept of the digests it rendered (this module's memos and the map's
     graph), as a new process starts. For serve and the daemon when a new digest.yaml starts a new

@@ -1340,3 +1340,21 @@ def test_a_cold_build_keeps_in_its_cache_the_listing_entries_compaction_keeps(ex
     [(as_made, kept, by_article)] = seen
     assert as_made and kept == by_article
     assert len(kept) > 2 * 13  # each article's entries in listings at two depths, and more
+
+
+def test_a_second_build_in_one_process_keeps_in_its_cache_the_entries_it_reused(example_copy, tmp_path, monkeypatch):
+    """A process that builds twice (a script, a test run, serve after a new digest.yaml) reuses the
+    listing and feed entries it made for the first build; the second build's cache must still
+    hold them, or the next process renders them all again."""
+    import generator.render as render_module
+    from generator.cache_files import JournaledDict
+
+    monkeypatch.setattr(render_module, "_ENTRIES_MADE", {})  # as in a new process
+    build(load_config(example_copy, {}), jobs=1)
+    twin = tmp_path / "twin"
+    shutil.copytree(example_copy / "content", twin / "content")
+    shutil.copy(example_copy / "digest.yaml", twin / "digest.yaml")
+    build(load_config(twin, {}), jobs=1)
+    first, second = (JournaledDict(root / ".digest-cache/fragments.pickle").load() for root in (example_copy, twin))
+    assert len(first) > 2 * 13  # each article's listing and feed entry, and more
+    assert second == first
