@@ -31,7 +31,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Callable, Collection, Iterable
+from typing import BinaryIO, Callable, Collection, Iterable
 
 from generator.errors import DigestError, Problem
 from generator.workers import can_fork_alone, worker_setup
@@ -173,6 +173,19 @@ def _own_file_size(target: str) -> int | None:
     return info.st_size if stat.S_ISREG(info.st_mode) and info.st_nlink == 1 else None
 
 
+_COMPARED_AT_ONCE = 1 << 20
+
+
+def _holds(stream: BinaryIO, data: bytes) -> bool:
+    """Whether the rest of the open file is `data` (its size checked), read a megabyte at a time:
+    a digest-wide export is 16 to 30 MB at 10,000 articles, which reading whole held twice."""
+    view = memoryview(data)
+    for start in range(0, len(data), _COMPARED_AT_ONCE):
+        if stream.read(_COMPARED_AT_ONCE) != view[start: start + _COMPARED_AT_ONCE]:
+            return False
+    return not stream.read(1)
+
+
 def write_all(handle: int, data: bytes) -> None:
     """Write all of `data` to the open file `handle`."""
     view = memoryview(data)
@@ -251,7 +264,7 @@ class TreeFiles:
             if not stat.S_ISREG(info.st_mode) or info.st_size != len(data):
                 return False
             with open(source, "rb") as stream:
-                return stream.read() == data
+                return _holds(stream, data)
         except OSError:
             return False
 

@@ -385,6 +385,23 @@ def test_digest_json_exports_similar_articles_with_origin(small_digest):
     assert len(keys) == len(set(keys))
 
 
+def test_digest_json_is_json_dumps_of_the_whole_across_the_pieces_it_is_encoded_in(example_copy, monkeypatch):
+    """digest.json is encoded some entries at a time: its bytes are still json.dumps of the whole
+    (one key, no spaces, keys sorted, letters beyond ASCII as themselves), wherever the pieces end."""
+    import json
+
+    import generator.render as render_module
+
+    (example_copy / "content/accents.yaml").write_text(
+        "title: Lupus néphritis and CAR-T — Ωmega\npmid: 1\nauthors: [Łukasz Müller]\n", encoding="utf-8")
+    monkeypatch.setattr(render_module, "_ENCODED_AT_ONCE", 2)
+    build_site(example_copy)
+    data = (example_copy / "site/digest.json").read_bytes()
+    whole = json.loads(data)
+    assert len(whole["articles"]) == 14 and "Ωmega" in data.decode("utf-8")
+    assert data == (json.dumps(whole, ensure_ascii=False, separators=(",", ":"), sort_keys=True) + "\n").encode("utf-8")
+
+
 def test_similar_false_turns_computation_off(make_site):
     import json
 

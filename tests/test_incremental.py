@@ -139,6 +139,29 @@ def test_writing_over_a_file_cuts_it_to_the_new_length_and_never_writes_through_
     assert not link.is_symlink() and link.read_bytes() == b"page" and outside.read_bytes() == b"not ours"
 
 
+def test_a_file_of_the_live_sites_size_is_linked_only_when_every_byte_is_the_same(tmp_path, monkeypatch):
+    """The writer links a page from the live site when its bytes are the same, comparing a
+    megabyte at a time; a difference in any piece, or a file of another size, is written."""
+    import generator.write as write_module
+    from generator.write import TreeFiles
+
+    monkeypatch.setattr(write_module, "_COMPARED_AT_ONCE", 4)
+    live, spare = tmp_path / "site", tmp_path / ".site.spare"
+    live.mkdir()
+    spare.mkdir()
+    (live / "same.json").write_bytes(b"0123456789abcdef!")
+    (live / "last.json").write_bytes(b"0123456789abcdef!")
+    (live / "first.json").write_bytes(b"0123456789abcdef!")
+    files = TreeFiles(spare, live)
+    assert files.put("same.json", b"0123456789abcdef!") is False
+    assert (spare / "same.json").stat().st_ino == (live / "same.json").stat().st_ino
+    assert files.put("last.json", b"0123456789abcdef?") is True
+    assert files.put("first.json", b"x123456789abcdef!") is True
+    assert (spare / "last.json").read_bytes() == b"0123456789abcdef?"
+    assert (spare / "last.json").stat().st_ino != (live / "last.json").stat().st_ino
+    assert (spare / "first.json").read_bytes() == b"x123456789abcdef!"
+
+
 def test_linking_over_a_spare_trees_own_file_sets_it_aside_for_deletion_after_the_build(tmp_path):
     from generator.write import _REMOVERS, SiteWriter, TreeFiles
 
