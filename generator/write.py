@@ -178,7 +178,7 @@ _COMPARED_AT_ONCE = 1 << 20
 
 def _holds(stream: BinaryIO, data: bytes) -> bool:
     """Whether the rest of the open file is `data` (its size checked), read a megabyte at a time:
-    a digest-wide export is 16 to 30 MB at 10,000 articles, which reading whole held twice."""
+    digest.json is 16 MB at 10,000 articles, which reading whole held twice."""
     view = memoryview(data)
     for start in range(0, len(data), _COMPARED_AT_ONCE):
         if stream.read(_COMPARED_AT_ONCE) != view[start: start + _COMPARED_AT_ONCE]:
