@@ -363,8 +363,13 @@ def _loaded(load) -> tuple:
 def test_a_title_edit_in_a_session_loads_only_what_it_changed(digest, monkeypatch):
     """The daemon's edit: the input check names the one file, and the load stage reads it alone and
     makes its group again; every other article is the same object, and the result a fresh load's."""
+    import generator.input_check as input_check_module
     from generator.input_check import InputCheck
 
+    # The content folder only: the package's own folders are inputs too, and a file another process
+    # creates there (a parallel test run) makes the next check a full one, whose new listing sends
+    # the load down its full path (slower, not wrong; this test is about the edit's path).
+    monkeypatch.setattr(input_check_module, "input_folders", lambda config: [config.content_path])
     config = load_config(digest, {})
     check, state = InputCheck(), LoadState()
     first = state.load(config.content_path, config.root, stats=_stated(check, config), listing=check.listing)
