@@ -160,6 +160,9 @@ def test_a_file_of_the_live_sites_size_is_linked_only_when_every_byte_is_the_sam
     assert (spare / "last.json").read_bytes() == b"0123456789abcdef?"
     assert (spare / "last.json").stat().st_ino != (live / "last.json").stat().st_ino
     assert (spare / "first.json").read_bytes() == b"x123456789abcdef!"
+    assert files.put("same.json", b"0123456789abcdef!!") is True  # longer: not read at all
+    assert (spare / "same.json").read_bytes() == b"0123456789abcdef!!"
+    assert (live / "same.json").read_bytes() == b"0123456789abcdef!"  # (not written through the link)
 
 
 def test_linking_over_a_spare_trees_own_file_sets_it_aside_for_deletion_after_the_build(tmp_path):
@@ -1366,7 +1369,7 @@ def test_a_cold_build_keeps_in_its_cache_the_listing_entries_compaction_keeps(ex
 
 
 def test_a_second_build_in_one_process_keeps_in_its_cache_the_entries_it_reused(example_copy, tmp_path, monkeypatch):
-    """A process that builds twice (a script, a test run, serve after a new digest.yaml) reuses the
+    """A process that builds twice (a script, a test run) reuses the
     listing and feed entries it made for the first build; the second build's cache must still
     hold them, or the next process renders them all again."""
     import generator.render as render_module
