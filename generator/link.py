@@ -571,8 +571,8 @@ class LinkState:
             if stamp != (self.VERSION, _code_stamp()):
                 return
             self._neighbours_key, self._output_key, self._blobs = neighbours_key, output_key, dict(blobs)
-            self._digests = self._index = self._output = self._slugs = self._names_digests = self._terms = None
-            self._names_memo = None
+            self._digests = self._index = self._output = self._slugs = self._names_digests = self._terms = \
+                self._names_memo = None
         except Exception:  # noqa: BLE001 - a missing, stale or corrupt cache only costs computing again
             pass
 

@@ -66,6 +66,13 @@ class Shard:
     page_keys: tuple[str, ...] = ()  # per article, a key of what its page gives Pagefind ("": unknown)
 
     @property
+    def known_page_keys(self) -> tuple[str, ...]:
+        """`page_keys`, one per article ("" for each when they are not known)."""
+        if len(self.page_keys) == len(self.article_ids):
+            return self.page_keys
+        return ("",) * len(self.article_ids)
+
+    @property
     def in_bundle(self) -> str:
         """Its folder within the first shard's ("" for the first)."""
         return f"{SHARDS_DIR}/{self.number}" if self.number else ""
@@ -253,8 +260,7 @@ class SearchIndexing:
         for shard in self.to_index:
             folder = self.stage / str(shard.number)
             linked = _staged_keys(folder) if self.keeps_stage else {}
-            keys = shard.page_keys or ("",) * len(shard.article_ids)
-            found += [i for i, key in zip(shard.article_ids, keys)
+            found += [i for i, key in zip(shard.article_ids, shard.known_page_keys)
                       if not key or linked.get(i) != key or not os.path.isfile(folder / "articles" / i / "index.html")]
         return found
 
@@ -315,8 +321,9 @@ class SearchIndexing:
             process.kill()
             process.wait()
         self.running = []
-        for leftover in (self.fresh,) if self.keeps_stage else (self.fresh, self.stage):
-            _remove(leftover)
+        _remove(self.fresh)
+        if not self.keeps_stage:
+            _remove(self.stage)
 
     def _tidy_stage(self) -> None:
         """Drop the kept folders of pages of shards this index does not have (see `_stage`)."""
@@ -443,26 +450,19 @@ def _stage(site_dir: Path, stage: Path, shard: Shard, given: Mapping[str, bytes]
     files, at most one old copy of each article page of its shard."""
     site, articles, keys_file = os.fspath(site_dir), os.path.join(stage, "articles"), os.path.join(stage, STAGE_KEYS)
     linked = _staged_keys(Path(stage))
-    try:
-        os.unlink(keys_file)
-    except FileNotFoundError:
-        pass
+    _remove(Path(keys_file))
     tree_written, given = given is None, given or {}
     os.makedirs(articles, exist_ok=True)
     wanted = set(shard.article_ids)
     for entry in os.scandir(articles):
         if entry.name not in wanted:
             _remove(Path(entry.path))
-    keys = shard.page_keys if len(shard.page_keys) == len(shard.article_ids) else ("",) * len(shard.article_ids)
     kept = []
-    for article_id, key in zip(shard.article_ids, keys):
+    for article_id, key in zip(shard.article_ids, shard.known_page_keys):
         source, folder = f"{site}/articles/{article_id}/index.html", f"{articles}/{article_id}"
         target = f"{folder}/index.html"
         if article_id in given:
-            try:
-                os.unlink(target)
-            except FileNotFoundError:
-                os.makedirs(folder, exist_ok=True)
+            _make_room(target, folder)
             with open(target, "wb") as stream:
                 stream.write(given[article_id])
             if key:
@@ -476,10 +476,7 @@ def _stage(site_dir: Path, stage: Path, shard: Shard, given: Mapping[str, bytes]
             if not kept_only_here:
                 kept.append(f"{article_id}\t{key}\n")
                 continue
-        try:
-            os.unlink(target)
-        except FileNotFoundError:
-            os.makedirs(folder, exist_ok=True)
+        _make_room(target, folder)
         try:
             os.link(source, target)
         except FileNotFoundError:
@@ -491,6 +488,14 @@ def _stage(site_dir: Path, stage: Path, shard: Shard, given: Mapping[str, bytes]
     with open(keys_file, "w", encoding="utf-8") as stream:
         stream.writelines(kept)
     return stage
+
+
+def _make_room(target: str, folder: str) -> None:
+    """Unlink the file at `target` (in `folder`), or make the folder when there is none."""
+    try:
+        os.unlink(target)
+    except FileNotFoundError:
+        os.makedirs(folder, exist_ok=True)
 
 
 def _staged_keys(stage: Path) -> dict[str, str]:
