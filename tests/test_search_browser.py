@@ -51,6 +51,24 @@ def result_count(page) -> int:
     return int(summary.inner_text().split()[0].replace(",", ""))
 
 
+def load_all_results(page, count: int) -> None:
+    """Scroll until all `count` results are shown. Pagefind loads a result when its placeholder
+    comes within 50 px of the list's view: the first placeholder still waiting is brought to the
+    middle each time (scrolling to the last loaded link was not enough when that link was already
+    in view and the placeholder after it was not)."""
+    for _ in range(50):
+        if page.locator(RESULT_LINKS).count() >= count or not page.evaluate(_SCROLL_TO_FIRST_WAITING):
+            break
+        page.wait_for_timeout(100)
+
+
+_SCROLL_TO_FIRST_WAITING = """() => {
+    const waiting = [...document.querySelectorAll('pagefind-results li')].find(li => !li.querySelector('a.pf-result-link'));
+    if (waiting) waiting.scrollIntoView({block: 'center'});
+    return Boolean(waiting);
+}"""
+
+
 def choose_filter(page, name: str, value: str) -> None:
     """Open a filter dropdown and tick one of its values."""
     page.locator(f'pagefind-filter-dropdown[filter="{name}"] button.pf-dropdown-trigger').click()
@@ -133,11 +151,7 @@ def test_an_index_in_shards_finds_and_filters_exactly_what_one_index_does(browse
         page.goto(site.url + "search/?q=car")
         count = result_count(page)
         page.locator(RESULT_LINKS).first.wait_for()
-        for _ in range(50):  # results load as they scroll into view
-            if page.locator(RESULT_LINKS).count() >= count:
-                break
-            page.locator(RESULT_LINKS).last.scroll_into_view_if_needed()
-            page.wait_for_timeout(100)
+        load_all_results(page, count)
         expect(page.locator(RESULT_LINKS)).to_have_count(count)
         links = sorted(page.locator(RESULT_LINKS).evaluate_all("links => links.map(a => a.getAttribute('href'))"))
         page.locator('pagefind-filter-dropdown[filter="year"] button.pf-dropdown-trigger').click()
