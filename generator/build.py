@@ -451,6 +451,8 @@ def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, prog
             may_fork = len(loaded.articles) < PARALLEL_ROWS and (jobs or os.cpu_count() or 1) > 1
             # The early writer, when there is one, saves the load state (see _write_early).
             _save_states((link_state,) if early is not None else (load_state, link_state), may_fork, cleanup)
+        if process_ends and load_state is not None:
+            _keep_until_exit(load_state)
         load_state = link_state = None  # their pickled caches (370 MB at 100,000 articles) can go
         if process_ends:
             freeze_for_good(collect=False)
@@ -1029,6 +1031,20 @@ def _save_states(states: tuple[LoadState, LinkState], may_fork: bool, cleanup: c
         return
     for state in states:
         state.save()
+
+
+# The command line's load state, past its last use (see `_keep_until_exit`).
+_KEPT_UNTIL_EXIT: list[LoadState] = []
+
+
+def _keep_until_exit(load_state: LoadState) -> None:
+    """Free the load state's cache-file bytes (39 MB at 10,000 articles), and keep what it unpickled
+    from them until the process ends, which `cli.run` does without freeing anything: freed object by
+    object, those groups took 0.09 s of a new process's edit at 10,000 articles and gave no memory
+    back to the system. (The link state is freed: its similarity index's arrays are 18 MB, freed in
+    12 ms.) Only the last build's state is kept, for a process that builds more than once (tests)."""
+    load_state.drop_pickles()
+    _KEPT_UNTIL_EXIT[:] = [load_state]
 
 
 def _wait_for(child: int) -> None:
