@@ -12,7 +12,8 @@ This VM runs the same build 10 to 30 % slower or faster from one quarter of an h
 two benchmark runs made apart cannot show a change of a few per cent. Each commit gets a git
 worktree and its own copy of the digest; in each pair both commits build, in turns first, and an
 edit changes the same record's title the same way in both copies. Printed: per scenario the
-medians of wall and CPU time, the head/base ratio and in how many pairs the head was faster; per
+medians of wall and CPU time, the head/base ratio, in how many pairs the head was faster and the
+medians of peak RSS (the largest process of a build: with `--daemon` the client's, not the daemon's); per
 stage the medians of `digest build -v`'s timings. Outputs of cold builds are moved aside and
 deleted when measuring is over (see benchmarks/build.py), as are the worktrees and the copies.
 With `--daemon` every build is a `digest build --daemon` client of its commit's own daemon (the
@@ -54,7 +55,8 @@ class Side:
             shutil.copytree(corpus / "medline", self.digest / "content")
         (self.digest / "digest.yaml").write_text("title: Benchmark\nbase_url: https://example.org/digest/\n"
                                                  "search: false\n")
-        self.results: dict[str, list[tuple[float, float, dict[str, float]]]] = {}
+        # Per scenario: (wall s, CPU s, peak RSS MB, stage ms) of each build.
+        self.results: dict[str, list[tuple[float, float, float, dict[str, float]]]] = {}
 
     def build(self, scenario: str | None) -> tuple[float, float]:
         """Run `digest build -v` with this commit's code; record it under `scenario` (None: a warm-up)."""
@@ -71,7 +73,8 @@ class Side:
         cpu = usage.ru_utime + usage.ru_stime
         if scenario is not None:
             stages = {name: float(ms) for name, ms in STAGE.findall(output)}
-            self.results.setdefault(scenario, []).append((wall, cpu, stages))
+            peak = usage.ru_maxrss / 1024  # KiB on Linux: the build's largest process (a --daemon client's own)
+            self.results.setdefault(scenario, []).append((wall, cpu, peak, stages))
         return wall, cpu
 
     def edit(self, index: int, tag: int) -> None:
@@ -154,22 +157,23 @@ SCENARIOS = ("cold", "retitle", "edit after", "edit")
 
 def report(base: Side, head: Side) -> None:
     print(f"\n| scenario | base {base.commit[:10]} wall / CPU s | head {head.commit[:10]} wall / CPU s "
-          "| head/base wall | pairs head faster |")
-    print("|---|---:|---:|---:|---:|")
+          "| head/base wall | pairs head faster | peak RSS MB base -> head |")
+    print("|---|---:|---:|---:|---:|---:|")
     for scenario in SCENARIOS:
         ours, theirs = head.results.get(scenario, []), base.results.get(scenario, [])
         if not ours:
             continue
         walls = [statistics.median(r[0] for r in runs) for runs in (theirs, ours)]
         cpus = [statistics.median(r[1] for r in runs) for runs in (theirs, ours)]
+        peaks = [statistics.median(r[2] for r in runs) for runs in (theirs, ours)]
         faster = sum(h[0] < b[0] for h, b in zip(ours, theirs))
         print(f"| {scenario} | {walls[0]:.2f} / {cpus[0]:.1f} | {walls[1]:.2f} / {cpus[1]:.1f} "
-              f"| {walls[1] / walls[0]:.3f} | {faster} of {len(ours)} |")
+              f"| {walls[1] / walls[0]:.3f} | {faster} of {len(ours)} | {peaks[0]:.0f} -> {peaks[1]:.0f} |")
     for scenario in SCENARIOS:
         if scenario not in head.results:
             continue
-        stages = [name for name in head.results[scenario][0][2]]
-        medians = [{name: statistics.median(r[2].get(name, 0.0) for r in side.results[scenario]) for name in stages}
+        stages = [name for name in head.results[scenario][0][3]]
+        medians = [{name: statistics.median(r[3].get(name, 0.0) for r in side.results[scenario]) for name in stages}
                    for side in (base, head)]
         print(f"\n{scenario}, stage medians in ms (base -> head): "
               + ", ".join(f"{name} {medians[0][name]:.0f} -> {medians[1][name]:.0f}" for name in stages))
