@@ -286,7 +286,8 @@ def build(config: SiteConfig, strict: bool = False, jobs: int | None = None, cle
 
     `process_ends` (the command line's one build) keeps what loading and linking made out of the
     garbage collector's reach until the process ends: each full collection would walk the whole
-    digest again (0.5 to 0.7 s at 10,000 articles, one during the build and one at exit).
+    digest again (0.5 to 0.7 s at 10,000 articles, one during the build and one at exit); and it
+    leaves the load state to the process's end instead of freeing it (`_keep_until_exit`).
 
     With `search` on, the new tree is indexed before it is published whenever an article page
     changed; otherwise the live index is reused. `index_search=False` (serve's rebuilds) always
