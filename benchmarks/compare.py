@@ -12,10 +12,16 @@ This VM runs the same build 10 to 30 % slower or faster from one quarter of an h
 two benchmark runs made apart cannot show a change of a few per cent. Each commit gets a git
 worktree and its own copy of the digest; in each pair both commits build, in turns first, and an
 edit changes the same record's title the same way in both copies. Printed: per scenario the
-medians of wall and CPU time, the head/base ratio, in how many pairs the head was faster and the
-medians of peak RSS (the largest process of a build: with `--daemon` the client's, not the daemon's); per
-stage the medians of `digest build -v`'s timings. Outputs of cold builds are moved aside and
-deleted when measuring is over (see benchmarks/build.py), as are the worktrees and the copies.
+medians of wall and CPU time (and of that, the system's), the head/base ratio, in how many pairs
+the head was faster and the medians of peak RSS (the largest process of a build: with `--daemon`
+the client's, not the daemon's); per stage the medians of `digest build -v`'s timings. Outputs of
+cold builds are moved aside and deleted when measuring is over (see benchmarks/build.py), as are
+the worktrees and the copies. On a file system that skips recently freed inodes (this VM's ext4
+has no journal), cold builds started within about 6 minutes of a large deletion, such as the end of
+another run of this script, are slowed, and not evenly: in one run the head's took 19.6-29.0 s
+(44 s of CPU) and the base's 14.0-15.9 s (27 s) for a change that made no difference in quiet
+runs (13.3-15.3 s against 13.7-14.2 s, 5.3-6.0 s of system time each). A side whose system time
+stands out measured the file system: wait and run again.
 With `--daemon` every build is a `digest build --daemon` client of its commit's own daemon (the
 warm process of `digest serve` and the daemon); the daemons are stopped at the end.
 """
@@ -33,6 +39,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 REPO = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("build_benchmark", Path(__file__).with_name("build.py"))
@@ -40,6 +47,16 @@ bench = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(bench)  # type: ignore[union-attr]
 
 STAGE = re.compile(r"^\s+(\w[\w ]*?)\s+([\d.]+) ms$", re.MULTILINE)
+
+
+class Run(NamedTuple):
+    """What one build measured."""
+
+    wall: float  # s
+    cpu: float  # s, user and system, of the build and its child processes
+    system: float  # s of it in the kernel
+    peak: float  # MB of RSS
+    stages: dict[str, float]  # ms, as `digest build -v` prints them
 
 
 class Side:
@@ -55,8 +72,7 @@ class Side:
             shutil.copytree(corpus / "medline", self.digest / "content")
         (self.digest / "digest.yaml").write_text("title: Benchmark\nbase_url: https://example.org/digest/\n"
                                                  "search: false\n")
-        # Per scenario: (wall s, CPU s, peak RSS MB, stage ms) of each build.
-        self.results: dict[str, list[tuple[float, float, float, dict[str, float]]]] = {}
+        self.results: dict[str, list[Run]] = {}  # per scenario, each build's
 
     def build(self, scenario: str | None) -> tuple[float, float]:
         """Run `digest build -v` with this commit's code; record it under `scenario` (None: a warm-up)."""
@@ -74,7 +90,7 @@ class Side:
         if scenario is not None:
             stages = {name: float(ms) for name, ms in STAGE.findall(output)}
             peak = usage.ru_maxrss / 1024  # KiB on Linux: the build's largest process (a --daemon client's own)
-            self.results.setdefault(scenario, []).append((wall, cpu, peak, stages))
+            self.results.setdefault(scenario, []).append(Run(wall, cpu, usage.ru_stime, peak, stages))
         return wall, cpu
 
     def edit(self, index: int, tag: int) -> None:
@@ -156,24 +172,23 @@ SCENARIOS = ("cold", "retitle", "edit after", "edit")
 
 
 def report(base: Side, head: Side) -> None:
-    print(f"\n| scenario | base {base.commit[:10]} wall / CPU s | head {head.commit[:10]} wall / CPU s "
+    print(f"\n| scenario | base {base.commit[:10]} wall / CPU (system) s | head {head.commit[:10]} wall / CPU (system) s "
           "| head/base wall | pairs head faster | peak RSS MB base -> head |")
     print("|---|---:|---:|---:|---:|---:|")
     for scenario in SCENARIOS:
         ours, theirs = head.results.get(scenario, []), base.results.get(scenario, [])
         if not ours:
             continue
-        walls = [statistics.median(r[0] for r in runs) for runs in (theirs, ours)]
-        cpus = [statistics.median(r[1] for r in runs) for runs in (theirs, ours)]
-        peaks = [statistics.median(r[2] for r in runs) for runs in (theirs, ours)]
-        faster = sum(h[0] < b[0] for h, b in zip(ours, theirs))
-        print(f"| {scenario} | {walls[0]:.2f} / {cpus[0]:.1f} | {walls[1]:.2f} / {cpus[1]:.1f} "
-              f"| {walls[1] / walls[0]:.3f} | {faster} of {len(ours)} | {peaks[0]:.0f} -> {peaks[1]:.0f} |")
+        walls, cpus, systems, peaks = ([statistics.median(getattr(run, field) for run in runs) for runs in (theirs, ours)]
+                                       for field in ("wall", "cpu", "system", "peak"))
+        faster = sum(h.wall < b.wall for h, b in zip(ours, theirs))
+        print(f"| {scenario} | {walls[0]:.2f} / {cpus[0]:.1f} ({systems[0]:.1f}) | {walls[1]:.2f} / {cpus[1]:.1f} "
+              f"({systems[1]:.1f}) | {walls[1] / walls[0]:.3f} | {faster} of {len(ours)} | {peaks[0]:.0f} -> {peaks[1]:.0f} |")
     for scenario in SCENARIOS:
         if scenario not in head.results:
             continue
-        stages = [name for name in head.results[scenario][0][3]]
-        medians = [{name: statistics.median(r[3].get(name, 0.0) for r in side.results[scenario]) for name in stages}
+        stages = [name for name in head.results[scenario][0].stages]
+        medians = [{name: statistics.median(r.stages.get(name, 0.0) for r in side.results[scenario]) for name in stages}
                    for side in (base, head)]
         print(f"\n{scenario}, stage medians in ms (base -> head): "
               + ", ".join(f"{name} {medians[0][name]:.0f} -> {medians[1][name]:.0f}" for name in stages))
