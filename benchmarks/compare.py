@@ -187,7 +187,7 @@ def report(base: Side, head: Side) -> None:
     for scenario in SCENARIOS:
         if scenario not in head.results:
             continue
-        stages = [name for name in head.results[scenario][0].stages]
+        stages = list(head.results[scenario][0].stages)
         medians = [{name: statistics.median(r.stages.get(name, 0.0) for r in side.results[scenario]) for name in stages}
                    for side in (base, head)]
         print(f"\n{scenario}, stage medians in ms (base -> head): "
