@@ -74,8 +74,9 @@ class Side:
                                                  "search: false\n")
         self.results: dict[str, list[Run]] = {}  # per scenario, each build's
 
-    def build(self, scenario: str | None) -> tuple[float, float]:
-        """Run `digest build -v` with this commit's code; record it under `scenario` (None: a warm-up)."""
+    def build(self, scenario: str | None) -> Run:
+        """Run `digest build -v` with this commit's code; return what it measured, recorded under
+        `scenario` (None: a warm-up, not recorded)."""
         env = dict(os.environ, PYTHONPATH=str(self.code))
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         start = time.perf_counter()
@@ -86,12 +87,12 @@ class Side:
         wall = time.perf_counter() - start
         if os.waitstatus_to_exitcode(status) != 0:
             raise SystemExit(f"{self.label} ({self.commit}) failed:\n{output[-2000:]}")
-        cpu = usage.ru_utime + usage.ru_stime
+        peak = usage.ru_maxrss / 1024  # KiB on Linux: the build's largest process (a --daemon client's own)
+        run = Run(wall, usage.ru_utime + usage.ru_stime, usage.ru_stime, peak,
+                  {name: float(ms) for name, ms in STAGE.findall(output)})
         if scenario is not None:
-            stages = {name: float(ms) for name, ms in STAGE.findall(output)}
-            peak = usage.ru_maxrss / 1024  # KiB on Linux: the build's largest process (a --daemon client's own)
-            self.results.setdefault(scenario, []).append(Run(wall, cpu, usage.ru_stime, peak, stages))
-        return wall, cpu
+            self.results.setdefault(scenario, []).append(run)
+        return run
 
     def edit(self, index: int, tag: int) -> None:
         """Give the `index`-th record (by name) a new title prefix."""
@@ -132,8 +133,7 @@ def compare(sides: list[Side], cold: int, edits: int, trash: bench.Trash, seed: 
             for name in ("site", ".site.spare", ".digest-cache"):
                 trash.discard(side.digest / name)
             drop_caches() if uncached else os.sync()
-            wall, _ = side.build("cold")
-            print(f"cold {number + 1}/{cold}: {side.label} {wall:.2f} s", flush=True)
+            print(f"cold {number + 1}/{cold}: {side.label} {side.build('cold').wall:.2f} s", flush=True)
     rng = random.Random(seed)
     if retitles:
         for side in sides:
@@ -146,10 +146,10 @@ def compare(sides: list[Side], cold: int, edits: int, trash: bench.Trash, seed: 
             index = rng.randrange(len(list((sides[0].digest / "content").iterdir())))
             for side in sides if number % 2 == 0 else sides[::-1]:
                 side.retitle(tag)
-                walls.append(f"{side.label} {side.build('retitle')[0]:.2f} s")
+                walls.append(f"{side.label} {side.build('retitle').wall:.2f} s")
                 if edit_after:  # right after a build that changed every page: the spare is two builds old
                     side.edit(index, tag)
-                    walls.append(f"then {side.build('edit after')[0]:.2f} s")
+                    walls.append(f"then {side.build('edit after').wall:.2f} s")
             print(f"retitle {number + 1}/{retitles}: {', '.join(walls)}", flush=True)
     if not edits:
         return
@@ -164,7 +164,7 @@ def compare(sides: list[Side], cold: int, edits: int, trash: bench.Trash, seed: 
         walls = []
         for side in sides if number % 2 == 0 else sides[::-1]:
             side.edit(index, tag)
-            walls.append(f"{side.label} {side.build('edit')[0]:.2f} s")
+            walls.append(f"{side.label} {side.build('edit').wall:.2f} s")
         print(f"edit {number + 1}/{edits}: {', '.join(walls)}", flush=True)
 
 
