@@ -13,6 +13,11 @@ Every write to a local file queues its event before the writing call returns, so
 before the client asked for a build is always seen (not a change made on another machine through a
 network file system, nor through a shared memory map, which inotify does not report); the
 fingerprint is the full check's, byte for byte (a test compares them).
+
+Times can change without the bytes: a file touched, saved unchanged, or checked out again by git
+(`git switch` there and back, `git stash` and `pop`). `InputDigests` keeps the content hash of each
+input of the last build, so that the check then hashes the files whose times moved and finds the
+same bytes, instead of a build that changes nothing (as git and Bazel do; make goes by times alone).
 """
 
 from __future__ import annotations
@@ -20,12 +25,15 @@ from __future__ import annotations
 import ctypes
 import errno
 import hashlib
+import itertools
 import marshal
+import operator
 import os
 import struct
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Mapping
 
 from generator.config import SiteConfig
 
@@ -48,6 +56,11 @@ def input_fingerprint(config: SiteConfig, stats: dict[str, os.stat_result] | Non
     each file's `os.stat`, for the load stage (10,000 of them are 0.04 s here).
     """
     return InputCheck(watch=False).fingerprint(config, {} if stats is None else stats)
+
+
+def config_key(config: SiteConfig) -> str:
+    """Fingerprint the configuration alone, as the input fingerprint takes it in."""
+    return _digest(config, [repr(config)])
 
 
 def _digest(config: SiteConfig, entries: list[object]) -> str:
@@ -84,6 +97,97 @@ def walk_files(folder: Path, before_scan: Callable[[str], object] | None = None)
             else:
                 found.append(entry.path)
     return sorted(found)
+
+
+# A file modified this close to the moment its size and time were taken may change again within the
+# same timestamp tick without them changing (as git's "racily clean" entries; see load._RACY_NS): its
+# times vouch for nothing, so it has no digest, and it is a change as soon as its times move.
+RACY_NS = 2_000_000_000
+DIGESTS_VERSION = 1
+
+
+def file_digest(path: str, size: int, mtime_ns: int) -> str | None:
+    """Return the hash of a file's bytes (as the load stage hashes a record file) when it still has
+    this size and modification time (taken before reading), else None."""
+    try:
+        with open(path, "rb") as stream:
+            info = os.fstat(stream.fileno())
+            if (info.st_size, info.st_mtime_ns) != (size, mtime_ns):
+                return None
+            return hashlib.blake2b(stream.read(), digest_size=16).hexdigest()
+    except OSError:
+        return None
+
+
+@dataclass
+class CheckedInputs:
+    """What one no-change check stated: its `InputCheck.entries` (a copy), from `checked_ns` on."""
+
+    entries: list[object]
+    checked_ns: int
+
+
+@dataclass
+class InputDigests:
+    """The inputs of a build as its no-change check stated them (`InputCheck.entries`: the settings,
+    then each file's path, size and modification time), with the hash of each file's bytes that the
+    build used (None where the times vouch for nothing: `RACY_NS`)."""
+
+    config_key: str
+    entries: list[object]
+    digests: list[str | None]  # per file: entries[1:]
+
+    @classmethod
+    def made(cls, config: SiteConfig, checked: CheckedInputs, known: Callable[[str, int, int], str | None],
+             last: InputDigests | None = None) -> InputDigests:
+        """The digests of the inputs `checked` stated: the last ones' for a file with the same
+        size and time at the same place, else what `known(path, size, mtime_ns)` says (an edit asks
+        for a file or two; the lists are compared in C: 10,000 files in a millisecond)."""
+        entries = checked.entries
+        if last is not None and len(last.entries) == len(entries):
+            digests = list(last.digests)
+            redo = itertools.compress(range(1, len(entries)), map(operator.ne, entries[1:], last.entries[1:]))
+        else:
+            digests = [None] * (len(entries) - 1)
+            redo = range(1, len(entries))  # type: ignore[assignment]
+        for position in redo:
+            path, size, mtime_ns = entries[position]  # type: ignore[misc]
+            fresh = mtime_ns + RACY_NS < checked.checked_ns
+            digests[position - 1] = known(path, size, mtime_ns) if fresh else None
+        return cls(config_key(config), entries, digests)
+
+    def moved_alone(self, config: SiteConfig, checked: CheckedInputs) -> list[str] | None:
+        """Return the files whose time alone moved, when the inputs `checked` stated are those
+        these digests describe (the same settings and files, each with the same size and either
+        the same time or the same bytes), else None. Hashes only the files whose time moved, and
+        stops at the first change."""
+        entries = checked.entries
+        if len(entries) != len(self.entries) or entries[0] != self.entries[0] or self.config_key != config_key(config):
+            return None
+        moved = []
+        for position in itertools.compress(range(1, len(entries)), map(operator.ne, entries[1:], self.entries[1:])):
+            path, size, mtime_ns = entries[position]  # type: ignore[misc]
+            old_path, old_size, _ = self.entries[position]  # type: ignore[misc]
+            digest = self.digests[position - 1]
+            if path != old_path or size != old_size or digest is None or file_digest(path, size, mtime_ns) != digest:
+                return None
+            moved.append(position)
+        return moved
+
+    def to_bytes(self) -> bytes:
+        # marshal: 10,000 entries in 5 ms either way, where JSON takes 5 times longer.
+        return marshal.dumps((DIGESTS_VERSION, self.config_key, self.entries, self.digests))
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> InputDigests | None:
+        try:
+            version, key, entries, digests = marshal.loads(data)
+        except (ValueError, EOFError, TypeError):
+            return None
+        if version != DIGESTS_VERSION or type(entries) is not list or type(digests) is not list \
+                or len(digests) != len(entries) - 1:
+            return None
+        return cls(key, entries, digests)
 
 
 class InputCheck:

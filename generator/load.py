@@ -623,6 +623,15 @@ class LoadState:
         with collector_paused():
             self._save()
 
+    def file_digest(self, shown: str, size: int, mtime_ns: int) -> str | None:
+        """Return the hash of a content file's bytes (by the path shown in messages) as this state
+        last read them, when they had this size and modification time and the state vouches for
+        them (not racily clean), else None."""
+        entry = self._files.get(shown)
+        if entry is None or not entry.trusted or not entry.digest or entry.signature[:2] != (size, mtime_ns):  # type: ignore[index]
+            return None
+        return entry.digest
+
     def drop_pickles(self) -> None:
         """Free the cache file's bytes of the articles, which this state holds unpickled (a process
         that builds again: 39 MB at 10,000 articles); the next save pickles them again."""

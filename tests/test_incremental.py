@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import marshal
+import os
 import pickle
 import re
 import shutil
@@ -1384,3 +1385,81 @@ def test_a_second_build_in_one_process_keeps_in_its_cache_the_entries_it_reused(
     first, second = (JournaledDict(root / ".digest-cache/fragments.pickle").load() for root in (example_copy, twin))
     assert len(first) > 2 * 13  # each article's listing and feed entry, and more
     assert second == first
+
+
+def age_files(root: Path, seconds: int = 60) -> None:
+    """Date every file under `root` `seconds` back: out of the window in which a file's times vouch
+    for nothing (a file modified within 2 s of a check may change again within the same tick)."""
+    then = time.time_ns() - seconds * 10**9
+    for path in root.rglob("*"):
+        if path.is_file():
+            os.utime(path, ns=(then, then))
+
+
+def took_the_quick_path(report) -> bool:
+    """Whether the build stopped at the no-change check (nothing loaded, rendered or written)."""
+    return "check inputs" in report.stage_seconds and "load" not in report.stage_seconds
+
+
+def test_files_saved_again_with_the_same_bytes_are_no_change(example_copy):
+    """A record or template touched, saved unchanged or checked out again by git has new times
+    but the same bytes: the no-change check hashes those files and stops there, as it does for
+    files whose times did not move (at 10,000 articles: 0.07 s instead of a 1.8 s build)."""
+    (example_copy / "templates").mkdir()
+    shutil.copy(REPO / "templates/404.html", example_copy / "templates/404.html")  # the theme's, as a user copy
+    age_files(example_copy)
+    config = load_config(example_copy, {})
+    build(config)
+    live = read_tree(example_copy / "site")
+    saved_again = [example_copy / "content/autoimmunity/37147112.md", example_copy / "content/oncology/29385370.nbib",
+                   example_copy / "templates/404.html"]
+    for path in saved_again:
+        path.write_bytes(path.read_bytes())  # new times, the same bytes (as `git switch` there and back)
+    report = build(config)
+    assert took_the_quick_path(report) and report.written == 0 and report.articles == 13
+    assert read_tree(example_copy / "site") == live
+    # Saved just now, their new times vouch for nothing yet: each check hashes them again...
+    assert took_the_quick_path(build(config))
+    inputs = json.loads((example_copy / ".digest-cache/inputs.json").read_text())["inputs"]
+    # ...until they are old enough: then the record takes their new times, and the next check the quick way.
+    age_files(example_copy / "content")
+    age_files(example_copy / "templates")
+    assert took_the_quick_path(build(config))
+    assert json.loads((example_copy / ".digest-cache/inputs.json").read_text())["inputs"] != inputs
+    assert took_the_quick_path(build(config)) and read_tree(example_copy / "site") == live
+
+
+@pytest.mark.parametrize("change", ["same size, other bytes", "a template's bytes", "a new file", "a file removed",
+                                    "the settings"])
+def test_a_change_among_files_saved_again_is_built(example_copy, change):
+    """Whatever else was saved unchanged, a change of bytes, of the set of files or of the
+    settings is built, and gives what a clean build gives."""
+    (example_copy / "templates").mkdir()
+    shutil.copy(REPO / "templates/404.html", example_copy / "templates/404.html")
+    age_files(example_copy)
+    config = load_config(example_copy, {})
+    build(config)
+    for path in (example_copy / "content/oncology").iterdir():
+        path.write_bytes(path.read_bytes())
+    notes = example_copy / "content/autoimmunity/37147112.md"
+    if change == "same size, other bytes":
+        text = notes.read_text()
+        assert "First systemic sclerosis case" in text
+        notes.write_text(text.replace("First systemic sclerosis case", "Early systemic sclerosis case"))
+        assert len(notes.read_bytes()) == len(text.encode())
+    elif change == "a template's bytes":
+        page = example_copy / "templates/404.html"
+        page.write_text(page.read_text().replace("</h1>", " (moved?)</h1>", 1))
+    elif change == "a new file":
+        shutil.copy(notes, example_copy / "content/autoimmunity/copy-of-37147112.md")
+        notes.unlink()
+    elif change == "a file removed":
+        (example_copy / "content/oncology/29385370.nbib").unlink()
+    else:
+        settings = example_copy / "digest.yaml"
+        settings.write_text(settings.read_text().replace("title: CAR-T cells beyond cancer", "title: CAR-T beyond cancer"))
+    report = build(load_config(example_copy, {}))
+    assert not took_the_quick_path(report)
+    if change != "a new file":  # (the same record from another file: the same pages)
+        assert report.written > 0
+    assert read_tree(example_copy / "site") == read_tree_of_clean_build(example_copy)
