@@ -7,6 +7,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -191,3 +192,50 @@ def test_a_link_to_nothing_is_not_an_input_until_its_target_comes(tmp_path):
     (root / "records").mkdir()
     (root / "records/later.yaml").write_text("here now\n")
     assert agrees(check, config) and check.full_checks == 2
+
+
+def stated(config) -> input_check.CheckedInputs:
+    check = InputCheck(watch=False)
+    check.fingerprint(config, {})
+    return input_check.CheckedInputs(list(check.entries), time.time_ns())
+
+
+def contents(root: Path) -> dict[str, bytes]:
+    return {str(p): p.read_bytes() for p in sorted((root / "content").rglob("*")) if p.is_file()}
+
+
+DIGEST_STEPS = st.lists(st.tuples(
+    st.sampled_from(["same bytes", "same size", "other size", "create", "remove", "restore"]),
+    st.sampled_from(["a.yaml", "b.nbib", "topic/c.ris", "topic/new.ris"])), max_size=8)
+
+
+@settings(max_examples=40, deadline=None)
+@given(DIGEST_STEPS)
+def test_the_digests_find_the_same_bytes_whatever_the_times_did(steps):
+    """`InputDigests.moved_alone` says "only times moved" exactly when the files hold the bytes
+    they held when the digests were made, however they were saved, changed and saved back since
+    (and each save moves a file's time, as on any file system)."""
+    with tempfile.TemporaryDirectory() as folder:
+        root = digest_folder(Path(folder))
+        config = load_config(root, {})
+        then = time.time_ns() - 60 * 10**9
+        for path in (root / "content").rglob("*"):
+            os.utime(path, ns=(then, then))  # older than RACY_NS: their times vouch for their bytes
+        before = contents(root)
+        digests = input_check.InputDigests.made(config, stated(config), input_check.file_digest)
+        content = str(root / "content")
+        assert all(d is not None for e, d in zip(digests.entries[1:], digests.digests) if e[0].startswith(content))
+        for number, (step, name) in enumerate(steps):
+            path = root / "content" / name
+            if step == "create" or path.exists():
+                old = path.read_bytes() if path.exists() else b""
+                if step == "remove":
+                    path.unlink()
+                    continue
+                path.write_bytes({"same bytes": old, "same size": bytes(reversed(old)) if len(set(old)) > 1 else
+                                  old.upper() if old.upper() != old else b"!" * len(old),
+                                  "other size": old + b"more\n", "create": b"created\n",
+                                  "restore": before.get(str(path), old)}[step])
+                os.utime(path, ns=(then + (number + 1) * 10**6,) * 2)  # each save a new time
+        same = contents(root) == before
+        assert (digests.moved_alone(config, stated(config)) is not None) == same, (steps, same)
