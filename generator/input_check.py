@@ -146,7 +146,11 @@ class InputDigests:
         entries = checked.entries
         if last is not None and len(last.entries) == len(entries):
             digests = list(last.digests)
-            redo = itertools.compress(range(1, len(entries)), map(operator.ne, entries[1:], last.entries[1:]))
+            # Files whose size or time moved, and those that had no digest (saved just before the
+            # last build, which may have read them while their times vouched for nothing).
+            moved = map(operator.ne, entries[1:], last.entries[1:])
+            unknown = map(operator.is_, digests, itertools.repeat(None))
+            redo = itertools.compress(range(1, len(entries)), map(operator.or_, moved, unknown))
         else:
             digests = [None] * (len(entries) - 1)
             redo = range(1, len(entries))  # type: ignore[assignment]
