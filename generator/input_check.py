@@ -33,7 +33,7 @@ import struct
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Mapping
+from typing import Callable, Iterable
 
 from generator.config import SiteConfig
 
@@ -160,11 +160,11 @@ class InputDigests:
             digests[position - 1] = known(path, size, mtime_ns) if fresh else None
         return cls(config_key(config), entries, digests)
 
-    def moved_alone(self, config: SiteConfig, checked: CheckedInputs) -> list[str] | None:
-        """Return the files whose time alone moved, when the inputs `checked` stated are those
-        these digests describe (the same settings and files, each with the same size and either
-        the same time or the same bytes), else None. Hashes only the files whose time moved, and
-        stops at the first change."""
+    def moved_alone(self, config: SiteConfig, checked: CheckedInputs) -> list[int] | None:
+        """Return where in `checked.entries` the files whose time alone moved are, when the inputs
+        `checked` stated are those these digests describe (the same settings and files, each with
+        the same size and either the same time or the same bytes), else None. Hashes only the
+        files whose time moved, and stops at the first change."""
         entries = checked.entries
         if len(entries) != len(self.entries) or entries[0] != self.entries[0] or self.config_key != config_key(config):
             return None
@@ -179,7 +179,7 @@ class InputDigests:
         return moved
 
     def to_bytes(self) -> bytes:
-        # marshal: 10,000 entries in 5 ms either way, where JSON takes 5 times longer.
+        # marshal: 10,000 entries written in 1 ms and read in 2.5, where JSON takes 5 times longer.
         return marshal.dumps((DIGESTS_VERSION, self.config_key, self.entries, self.digests))
 
     @classmethod
@@ -188,7 +188,7 @@ class InputDigests:
             version, key, entries, digests = marshal.loads(data)
         except (ValueError, EOFError, TypeError):
             return None
-        if version != DIGESTS_VERSION or type(entries) is not list or type(digests) is not list \
+        if version != DIGESTS_VERSION or type(key) is not str or type(entries) is not list or type(digests) is not list \
                 or len(digests) != len(entries) - 1:
             return None
         return cls(key, entries, digests)
