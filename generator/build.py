@@ -107,8 +107,9 @@ def _only_times_moved(config: SiteConfig, saved: dict[str, Any], fingerprint: st
     # Not while a file that moved is racily clean (`RACY_NS`): its new time would vouch for bytes
     # that may change again within the same tick. The next check hashes it again.
     if all(checked.entries[n][2] + RACY_NS < checked.checked_ns for n in moved):  # type: ignore[index]
+        # (A file that had no digest has none still: its bytes at the last build are not known.)
         same = {checked.entries[n][0]: last.digests[n - 1] for n in moved}  # type: ignore[index]
-        renewed = InputDigests.made(config, checked, lambda path, size, mtime_ns: same[path], last)
+        renewed = InputDigests.made(config, checked, lambda path, size, mtime_ns: same.get(path), last)
         _write_inputs_record(config, {**saved, "inputs": fingerprint}, renewed)
     return True
 
