@@ -79,16 +79,17 @@ INPUTS_RECORD = "inputs.json"  # in the cache folder: what the no-change check c
 DIGESTS_RECORD = "input-digests.marshal"  # the inputs' digests, which that record names
 
 
-def _unchanged_report(config: SiteConfig, fingerprint: str, checked: CheckedInputs) -> BuildReport | None:
+def _unchanged_report(config: SiteConfig, checked: CheckedInputs) -> BuildReport | None:
     """Return the last build's report when neither the inputs nor the live site changed since
-    (inputs whose times alone changed, their bytes the same, are unchanged: see `_only_times_moved`)."""
+    (inputs whose times alone changed, their bytes the same, are unchanged: see `_only_times_moved`).
+    Past the quick comparison, `checked.last` gets the last build's digests, for this build's."""
     try:
         saved = _read_inputs_record(config)
         marker = (config.output_path / TREE_MARKER).read_text(encoding="ascii").strip()
-        if saved.get("tree") != marker:
-            return None
-        if saved.get("inputs") != fingerprint and not _only_times_moved(config, saved, fingerprint, checked):
-            return None
+        if saved.get("inputs") != checked.fingerprint or saved.get("tree") != marker:
+            checked.last = _last_digests(config, saved)
+            if saved.get("tree") != marker or not _only_times_moved(config, saved, checked):
+                return None
         warnings = [Problem(path=w[0], message=w[1], line=w[2], hint=w[3], severity="warning")
                     for w in saved.get("warnings", [])]
         return BuildReport(articles=int(saved["articles"]), pages=int(saved["pages"]), warnings=warnings)
@@ -96,11 +97,11 @@ def _unchanged_report(config: SiteConfig, fingerprint: str, checked: CheckedInpu
         return None
 
 
-def _only_times_moved(config: SiteConfig, saved: dict[str, Any], fingerprint: str, checked: CheckedInputs) -> bool:
-    """Whether the inputs are those of the build that `saved` records but for the times of some
-    files, whose bytes are the same (a file touched, saved unchanged, checked out again); then
-    record their new times, so that the next check is the quick one again."""
-    last = _last_digests(config, saved)
+def _only_times_moved(config: SiteConfig, saved: dict[str, Any], checked: CheckedInputs) -> bool:
+    """Whether the inputs are those of the build that `saved` records (`checked.last`) but for the
+    times of some files, whose bytes are the same (a file touched, saved unchanged, checked out
+    again); then record their new times, so that the next check is the quick one again."""
+    last = checked.last
     moved = last.moved_alone(config, checked) if last is not None else None
     if moved is None:
         return False
@@ -110,7 +111,7 @@ def _only_times_moved(config: SiteConfig, saved: dict[str, Any], fingerprint: st
         # (A file that had no digest has none still: its bytes at the last build are not known.)
         same = {checked.entries[n][0]: last.digests[n - 1] for n in moved}  # type: ignore[index]
         renewed = InputDigests.made(config, checked, lambda path, size, mtime_ns: same.get(path), last)
-        _write_inputs_record(config, {**saved, "inputs": fingerprint}, renewed)
+        _write_inputs_record(config, {**saved, "inputs": checked.fingerprint}, renewed)
     return True
 
 
@@ -155,7 +156,8 @@ def _input_digests(config: SiteConfig, checked: CheckedInputs, load_state: LoadS
         return load_state.file_digest(path[len(root):] if path.startswith(root) else path, size, mtime_ns) \
             if load_state is not None else None
 
-    return InputDigests.made(config, checked, digest_of, _last_digests(config, _read_inputs_record(config)))
+    last = checked.last if checked.last is not None else _last_digests(config, _read_inputs_record(config))  # (--clean)
+    return InputDigests.made(config, checked, digest_of, last)
 
 
 def _remember_inputs(config: SiteConfig, fingerprint: str, report: BuildReport, digests: InputDigests) -> None:
@@ -294,7 +296,7 @@ def warm_session(session: BuildSession) -> bool:
             session.input_check.fingerprint(config, stats)
         with contextlib.ExitStack() as cleanup:
             _build(config, False, None, False, NoProgress(), False, session, None, BuildReport(),
-                   time.perf_counter(), "", cleanup, stats=stats, warm_only=True)
+                   time.perf_counter(), None, cleanup, stats=stats, warm_only=True)
     return True
 
 
@@ -451,19 +453,19 @@ def _checked_build(config: SiteConfig, strict: bool, jobs: int | None, clean: bo
     checked_ns = time.time_ns()  # (before any file is stated: see `InputDigests`)
     if check is None and checks:
         check = InputCheck(watch=False)  # what `input_fingerprint` does, keeping its entries
-    inputs = ""
+    checked = None  # (None: nothing recorded for the next check)
     if check is not None:  # serve's too: its load stage takes the stats and the walk from it
         fingerprint = check.fingerprint(config, stats)
-        inputs = fingerprint if checks else ""
-    checked = CheckedInputs(list(check.entries), checked_ns) if inputs else None
-    previous = None if clean or checked is None else _unchanged_report(config, inputs, checked)
+        if checks:
+            checked = CheckedInputs(fingerprint, list(check.entries), checked_ns)
+    previous = None if clean or checked is None else _unchanged_report(config, checked)
     if previous is not None and not (strict and previous.warnings):
         previous.seconds = time.perf_counter() - start
         previous.stage_seconds["check inputs"] = previous.seconds
         return previous
     with contextlib.ExitStack() as cleanup:  # ends the early writer, if any, whatever happens
-        return _build(config, strict, jobs, clean, progress, index_search, session, preview, report, start, inputs,
-                      cleanup, process_ends, stats, checked=checked)
+        return _build(config, strict, jobs, clean, progress, index_search, session, preview, report, start, checked,
+                      cleanup, process_ends, stats)
 
 
 def _renders_as_live(config: SiteConfig, writer: SiteWriter) -> bool:
@@ -479,11 +481,11 @@ def _renders_as_live(config: SiteConfig, writer: SiteWriter) -> bool:
 
 def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, progress: Progress,
            index_search: bool, session: BuildSession | None, preview: Preview | None, report: BuildReport,
-           start: float, inputs: str, cleanup: contextlib.ExitStack, process_ends: bool = False,
-           stats: dict[str, os.stat_result] | None = None, warm_only: bool = False, checked: CheckedInputs | None = None) -> BuildReport:
+           start: float, checked: CheckedInputs | None, cleanup: contextlib.ExitStack, process_ends: bool = False,
+           stats: dict[str, os.stat_result] | None = None, warm_only: bool = False) -> BuildReport:
     """The build past the no-change check: load, link, plan, render, write (see `build`); `stats`
-    are the files' `os.stat` of that check, `checked` what else it stated (when `inputs`, its
-    fingerprint, is to be recorded). `warm_only` (see `warm_session`) stops after the plan."""
+    are the files' `os.stat` of that check, `checked` what else it stated, recorded for the next
+    check (None: nothing recorded). `warm_only` (see `warm_session`) stops after the plan."""
     # Before anything reads the templates (the early writer asks what they refer to).
     keep_compiled_templates(None if clean else config.root / CACHE_DIR / "jinja")
     writer = SiteWriter(config.output_path, config.root / CACHE_DIR, clean=clean, again=session is not None)
@@ -505,7 +507,7 @@ def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, prog
                                listing=check.listing if check is not None and stats else None)
     report.warnings = loaded.warnings
     # What the next no-change check needs of the files read (the state may be gone by the end).
-    input_digests = _input_digests(config, checked, load_state) if inputs and checked is not None else None
+    input_digests = _input_digests(config, checked, load_state) if checked is not None else None
     if process_ends:
         # What loading made lives as long as this process: out of the collector's reach now, not
         # only after linking. Left in its oldest generation, the first full pass over it came during
@@ -620,7 +622,7 @@ def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, prog
     if unchanged:
         writer.keep_spare()
         if input_digests is not None:
-            _remember_inputs(config, inputs, report, input_digests)
+            _remember_inputs(config, checked.fingerprint, report, input_digests)
         report.seconds = time.perf_counter() - start
         report.written = 0
         return report
@@ -704,7 +706,7 @@ def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, prog
     if early is not None:
         early.done()  # the load state it saves for the next build
     if input_digests is not None:
-        _remember_inputs(config, inputs, report, input_digests)
+        _remember_inputs(config, checked.fingerprint, report, input_digests)
     report.seconds = time.perf_counter() - start
     return report
 

@@ -99,32 +99,41 @@ def walk_files(folder: Path, before_scan: Callable[[str], object] | None = None)
     return sorted(found)
 
 
-# A file modified this close to the moment its size and time were taken may change again within the
-# same timestamp tick without them changing (as git's "racily clean" entries; see load._RACY_NS): its
-# times vouch for nothing, so it has no digest, and it is a change as soon as its times move.
+# A file modified this close to the moment its size and times were taken may change again within
+# the same timestamp tick (FAT keeps 2 s, Linux stamps with a clock of a few ms) without them
+# changing: as with git's "racily clean" index entries, its times vouch for nothing. The load stage
+# hashes such a file again next time; here it has no digest, and is a change once its times move.
 RACY_NS = 2_000_000_000
 DIGESTS_VERSION = 1
 
 
+def bytes_digest(data: bytes) -> str:
+    """The hash of a file's bytes, here and in the load stage's record of each file it read."""
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
 def file_digest(path: str, size: int, mtime_ns: int) -> str | None:
-    """Return the hash of a file's bytes (as the load stage hashes a record file) when it still has
-    this size and modification time (taken before reading), else None."""
+    """Return `bytes_digest` of a file when it still has this size and modification time (taken
+    before reading), else None."""
     try:
         with open(path, "rb") as stream:
             info = os.fstat(stream.fileno())
             if (info.st_size, info.st_mtime_ns) != (size, mtime_ns):
                 return None
-            return hashlib.blake2b(stream.read(), digest_size=16).hexdigest()
+            return bytes_digest(stream.read())
     except OSError:
         return None
 
 
 @dataclass
 class CheckedInputs:
-    """What one no-change check stated: its `InputCheck.entries` (a copy), from `checked_ns` on."""
+    """What one no-change check stated: the inputs' fingerprint and `InputCheck.entries` (a copy),
+    from `checked_ns` on; and the last build's digests, once the check had to read them."""
 
+    fingerprint: str
     entries: list[object]
     checked_ns: int
+    last: InputDigests | None = None
 
 
 @dataclass
@@ -166,7 +175,7 @@ class InputDigests:
         the same size and either the same time or the same bytes), else None. Hashes only the
         files whose time moved, and stops at the first change."""
         entries = checked.entries
-        if len(entries) != len(self.entries) or entries[0] != self.entries[0] or self.config_key != config_key(config):
+        if len(entries) != len(self.entries) or self.config_key != config_key(config):  # (entries[0]: in the key)
             return None
         moved = []
         for position in itertools.compress(range(1, len(entries)), map(operator.ne, entries[1:], self.entries[1:])):

@@ -35,6 +35,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 from generator.cache_files import files_stamp
 from generator.errors import DigestError, Problem, ReaderError
 from generator.fields import coerce_native, is_safe_id
+from generator.input_check import RACY_NS, bytes_digest
 from generator import model as model_module
 from generator.model import Article, MeshTerm, PubDate, Record, SourceRef
 from generator.readers import FORMAT_NAMES, READERS_BY_SUFFIX, SUPPORTED_SUFFIXES, read_text, reader_for
@@ -232,10 +233,6 @@ def records_from_bytes(path: Path, shown: str, data: bytes) -> tuple[list[Record
 
 # Reading, with what earlier builds learned ------------------------------------------------------
 
-# A file modified this close to the moment its size and times were taken may change again within
-# the same timestamp tick (FAT keeps 2 s, Linux stamps with a clock of a few ms) without them
-# changing: as with git's "racily clean" index entries, such a file is hashed again next time.
-_RACY_NS = 2_000_000_000
 PARALLEL_FILES = 400  # parse in forked workers when at least this many files must be read
 _SHARDS = 64  # the cache file keeps merged articles in this many separately pickled parts
 _ID_FIELDS = ("id", "pmid", "doi", "title")  # the merged fields that decide an article's id
@@ -273,7 +270,7 @@ class _FileEntry:
     @property
     def trusted(self) -> bool:
         """Return True when an unchanged signature means unchanged bytes (not racily clean)."""
-        return self.signature is not None and self.signature[1] + _RACY_NS < self.seen_ns
+        return self.signature is not None and self.signature[1] + RACY_NS < self.seen_ns
 
     def saved(self) -> tuple:
         return (self.signature, self.seen_ns, self.digest, self.problems, self.identities)
@@ -410,7 +407,7 @@ def _read_one(job: tuple[str, str, tuple | None, int, str | None]) -> _Outcome:
     data, problems = read_content_bytes(Path(path), shown)
     if data is None:
         return problems
-    digest = hashlib.blake2b(data, digest_size=16).hexdigest()
+    digest = bytes_digest(data)
     if digest == known_digest:
         return digest
     found, found_problems = records_from_bytes(Path(path), shown, data)
@@ -602,7 +599,7 @@ class LoadState:
             if is_link or shown not in racy or entry is None:
                 continue
             seen = time.time_ns()
-            if entry.signature[1] + _RACY_NS >= seen:  # changed too recently still
+            if entry.signature[1] + RACY_NS >= seen:  # changed too recently still
                 continue
             try:
                 info = os.stat(path)
@@ -611,7 +608,7 @@ class LoadState:
             if _signature(info) != entry.signature:
                 continue  # changed since: the next build reads it
             data, _ = read_content_bytes(Path(path), shown)
-            if data is not None and hashlib.blake2b(data, digest_size=16).hexdigest() == entry.digest:
+            if data is not None and bytes_digest(data) == entry.digest:
                 entry.seen_ns = seen
                 confirmed += 1
         if confirmed:

@@ -196,8 +196,8 @@ def test_a_link_to_nothing_is_not_an_input_until_its_target_comes(tmp_path):
 
 def stated(config) -> input_check.CheckedInputs:
     check = InputCheck(watch=False)
-    check.fingerprint(config, {})
-    return input_check.CheckedInputs(list(check.entries), time.time_ns())
+    fingerprint = check.fingerprint(config, {})
+    return input_check.CheckedInputs(fingerprint, list(check.entries), time.time_ns())
 
 
 def contents(root: Path) -> dict[str, bytes]:

@@ -219,7 +219,7 @@ def test_files_read_too_soon_after_a_change_are_trusted_once_confirmed_while_idl
     change again within the same tick), so the next build hashes them all again. A process idle
     in between (the daemon) confirms them once the change is old enough: the next build then reads
     none of them, except one changed since, and loads what a fresh load gives."""
-    monkeypatch.setattr(load_module, "_RACY_NS", 300_000_000)  # 0.3 s instead of 2 s
+    monkeypatch.setattr(load_module, "RACY_NS", 300_000_000)  # 0.3 s instead of 2 s
     root = tmp_path / "digest"
     shutil.copytree(REPO / "content", root / "content", copy_function=shutil.copyfile)  # modified just now
     state = LoadState()
