@@ -24,10 +24,10 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Callable, Iterator, Mapping, NamedTuple, Protocol, Sequence
 
-from generator.cache_files import CACHE_DIR, JournaledDict, load_pickle, save_pickle
+from generator.cache_files import CACHE_DIR, RACY_NS, JournaledDict, load_pickle, save_pickle
 from generator.config import SiteConfig
 from generator.errors import DigestError, Problem
-from generator.input_check import RACY_NS, CheckedInputs, InputCheck, InputDigests, file_digest
+from generator.input_check import CheckedInputs, InputCheck, InputDigests, file_digest
 from generator.link import Digest, LinkState, SimilarLists, build_taxonomies, link_articles
 from generator.load import LoadState, collect_frozen_garbage, collector_paused, freeze_for_good, load_articles
 from generator.render import (AGGREGATES, PageJob, PlanMemoFile, Renderer, article_keys,

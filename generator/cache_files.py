@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -17,17 +18,43 @@ from typing import Any
 CACHE_DIR = ".digest-cache"  # in the digest folder; deleting it is always safe
 
 
-def files_stamp(paths: Iterable[Path]) -> list[tuple[str, int, int]]:
-    """Return each file's name, mtime and size (0, 0 when missing): with the version, a stamp of the
-    code a cache was made by, so that changed code never reuses it."""
-    stamps = []
-    for path in paths:
-        try:
-            info = path.stat()
-            stamps.append((path.name, info.st_mtime_ns, info.st_size))
-        except OSError:
-            stamps.append((path.name, 0, 0))
-    return stamps
+# A file modified this close to the moment its size and times were taken may change again within
+# the same timestamp tick (FAT keeps 2 s, Linux stamps with a clock of a few ms) without them
+# changing: as with git's "racily clean" index entries, its times vouch for nothing. The load stage
+# hashes such a file again next time; the no-change check keeps no digest of it, so it is a change
+# once its times move; a code stamp hashes it again.
+RACY_NS = 2_000_000_000
+
+
+def bytes_digest(data: bytes) -> str:
+    """The hash of a file's bytes: the load stage's record of each file it read, the no-change
+    check's, and the code stamps'."""
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def files_stamp(paths: Iterable[Path]) -> list[tuple[str, str]]:
+    """Return each file's name and the hash of its bytes ("" when missing): with the version, a stamp
+    of the code a cache was made by, so that changed code never reuses it, and the same code
+    installed again (new times, same bytes) keeps every cache."""
+    return [(path.name, _code_digest(path)) for path in paths]
+
+
+def _code_digest(path: Path) -> str:
+    try:
+        info = path.stat()
+        known = _CODE_DIGESTS.get(str(path))
+        signature = (info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino)
+        if known is not None and known[0] == signature:
+            return known[1]
+        digest = bytes_digest(path.read_bytes())
+    except OSError:
+        return ""
+    if time.time_ns() - max(info.st_mtime_ns, info.st_ctime_ns) > RACY_NS:
+        _CODE_DIGESTS[str(path)] = (signature, digest)  # (a process that builds again states it only)
+    return digest
+
+
+_CODE_DIGESTS: dict[str, tuple[tuple[int, int, int, int], str]] = {}
 
 
 def load_pickle(path: Path) -> dict:

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
+from generator.cache_files import RACY_NS, bytes_digest
 from generator.config import SiteConfig
 
 
@@ -99,17 +100,7 @@ def walk_files(folder: Path, before_scan: Callable[[str], object] | None = None)
     return sorted(found)
 
 
-# A file modified this close to the moment its size and times were taken may change again within
-# the same timestamp tick (FAT keeps 2 s, Linux stamps with a clock of a few ms) without them
-# changing: as with git's "racily clean" index entries, its times vouch for nothing. The load stage
-# hashes such a file again next time; here it has no digest, and is a change once its times move.
-RACY_NS = 2_000_000_000
 DIGESTS_VERSION = 1
-
-
-def bytes_digest(data: bytes) -> str:
-    """The hash of a file's bytes, here and in the load stage's record of each file it read."""
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
 def file_digest(path: str, size: int, mtime_ns: int) -> str | None:

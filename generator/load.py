@@ -32,10 +32,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-from generator.cache_files import files_stamp
+from generator.cache_files import RACY_NS, bytes_digest, files_stamp
 from generator.errors import DigestError, Problem, ReaderError
 from generator.fields import coerce_native, is_safe_id
-from generator.input_check import RACY_NS, bytes_digest
 from generator import model as model_module
 from generator.model import Article, MeshTerm, PubDate, Record, SourceRef
 from generator.readers import FORMAT_NAMES, READERS_BY_SUFFIX, SUPPORTED_SUFFIXES, read_text, reader_for

@@ -1,14 +1,17 @@
 """The cache folder's journaled dict (fragments): what a build appends, the next process reads; a
-journal cut short or damaged loses only what follows the damage, never gives a wrong entry."""
+journal cut short or damaged loses only what follows the damage, never gives a wrong entry. The
+code stamps that tell a cache made by other code."""
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from generator.cache_files import JournaledDict
+from generator.cache_files import JournaledDict, files_stamp
 
 
 def test_entries_added_by_each_build_are_appended_and_read_back(tmp_path: Path):
@@ -97,3 +100,20 @@ def test_a_manifest_with_its_tree_marker_is_what_marshal_writes(files, marker, t
 
     files.pop(marker, None)
     assert _with_entry(marshal.dumps(files, 0), marker, tree_id) == marshal.dumps({**files, marker: tree_id}, 0)
+
+
+def test_a_code_stamp_goes_by_the_bytes_not_the_times(tmp_path: Path):
+    """The same code installed again (new times) keeps its stamp; other bytes, even of the same size
+    with the old times put back, change it; a missing file has a stamp of its own."""
+    code = tmp_path / "render.py"
+    code.write_text("A = 1\n")
+    then = time.time_ns() - 60 * 10**9
+    os.utime(code, ns=(then, then))  # old enough for its times to vouch for its bytes
+    first = files_stamp([code, tmp_path / "missing.py"])
+    assert first[1] == ("missing.py", "")
+    os.utime(code, ns=(then + 10**9, then + 10**9))
+    assert files_stamp([code, tmp_path / "missing.py"]) == first
+    code.write_text("A = 2\n")
+    os.utime(code, ns=(then + 10**9, then + 10**9))  # (its change time moved: the kernel sets it)
+    assert files_stamp([code])[0] != first[0]
+    assert files_stamp([code])[0][0] == "render.py"

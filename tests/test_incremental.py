@@ -1475,7 +1475,7 @@ def test_a_record_saved_just_before_a_build_gets_its_digest_from_a_later_build(e
     notes = example_copy / "content/autoimmunity/37147112.md"
     notes.write_text(notes.read_text().replace("First systemic sclerosis case", "The first systemic sclerosis case"))
     build(config)  # right after saving it
-    time.sleep(2.1)  # (input_check.RACY_NS)
+    time.sleep(2.1)  # (cache_files.RACY_NS)
     record = example_copy / "content/oncology/29385370.nbib"
     record.write_text(record.read_text().replace("TI  - ", "TI  - Edited: ", 1))
     time.sleep(2.1)
@@ -1493,10 +1493,35 @@ def test_a_record_saved_again_long_ago_is_no_change_beside_one_with_no_digest_ye
     notes = example_copy / "content/autoimmunity/37147112.md"
     notes.write_text(notes.read_text().replace("First systemic sclerosis case", "The first systemic sclerosis case"))
     build(config)  # right after saving it: no digest for it yet
-    time.sleep(2.1)  # (input_check.RACY_NS: its time now vouches for its bytes, but no build read them since)
+    time.sleep(2.1)  # (cache_files.RACY_NS: its time now vouches for its bytes, but no build read them since)
     record = example_copy / "content/oncology/29385370.nbib"
     record.write_bytes(record.read_bytes())
     then = time.time_ns() - 30 * 10**9
     os.utime(record, ns=(then, then))  # saved again, its new time old enough to be recorded
     assert took_the_quick_path(build(config))
     assert took_the_quick_path(build(config))
+
+
+def test_the_same_code_installed_again_keeps_every_cache(example_copy):
+    """A reinstall (`pip install .` again, a checkout there and back) gives the code new times and
+    the same bytes: an edit after it renders the pages that show the record, as any edit does, not
+    every page of the site (the caches' code stamps go by the files' bytes)."""
+    import generator
+    from generator.render import rendering_code_stamp
+
+    config = load_config(example_copy, {})
+    build(config)
+    record = example_copy / "content/autoimmunity/36109639.yaml"
+    record.write_text(record.read_text().replace("refractory systemic lupus", "refractory lupus"))
+    code = {path: path.stat() for path in Path(generator.__file__).parent.rglob("*.py")}
+    try:
+        for path, info in code.items():
+            os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns + 10**9))
+        rendering_code_stamp.cache_clear()  # (kept for the process: a new process asks again)
+        report = build(config)
+    finally:
+        for path, info in code.items():
+            os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns))
+        rendering_code_stamp.cache_clear()
+    assert 0 < report.rendered < report.pages // 3  # the pages that show the record (63 of 222)
+    assert read_tree(example_copy / "site") == read_tree_of_clean_build(example_copy)
