@@ -52,6 +52,7 @@ class BuildReport:
     articles: int = 0
     pages: int = 0
     written: int = 0
+    kept: int = 0  # files the site did not have that the spare tree held already (see `SiteWriter._sort`)
     rendered: int = 0
     removed: int = 0
     seconds: float = 0.0
@@ -61,7 +62,9 @@ class BuildReport:
 
     def summary(self) -> str:
         """Return the one line a build prints."""
-        changed = f"{self.written:,} written" + (f", {self.removed:,} removed" if self.removed else "") + \
+        changed = f"{self.written:,} written" if not self.kept else \
+            f"{self.written + self.kept:,} changed: {self.written:,} written, {self.kept:,} already made by the build before last"
+        changed += (f", {self.removed:,} removed" if self.removed else "") + \
             (f"; {self.searched:,} indexed for search" if self.searched else "")
         warn = f", {len(self.warnings):,} warning{'s' * (len(self.warnings) != 1)}" if self.warnings else ""
         return (f"Built {self.articles:,} article{'s' * (self.articles != 1)}: {self.pages:,} pages "
@@ -684,6 +687,7 @@ def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, prog
                                       hint="check permissions; the previous site is untouched"))
     # Pages whose fingerprint changed but whose bytes did not were linked, not written.
     report.written = written_count
+    report.kept = writer.kept_changed
     report.removed = written.removed
     if renderer.new_fragments or session is not None:  # the next build (and process) starts from these
         def keep_fragments() -> None:

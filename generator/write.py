@@ -331,6 +331,7 @@ class SiteWriter:
         self.live: dict[str, str] = {} if clean else self._manifest(self.output)
         self.spare_files: dict[str, str] = {} if clean else self._manifest(self.spare)
         self.new: dict[str, str] = {}
+        self.kept_changed = 0  # files of this build the spare held already that the live site has not (see `_sort`)
         self._spare_ready = False
         self._filling: tuple[int, list[str]] | None = None  # (child, paths): see `fill_spare`
 
@@ -570,6 +571,11 @@ class SiteWriter:
         files = TreeFiles(self.spare)
         live, spare_files, live_files = os.fspath(self.output), self.spare_files, self.live
         checked_paths(jobs)
+        # Files the spare holds with this build's key and the live site with another: what the build
+        # before last made (an edit undone). They change the site though nothing is written.
+        self.kept_changed += sum(1 for path in itertools.compress(jobs, map(operator.ne, map(live_files.get, jobs),
+                                                                             jobs.values()))
+                                 if spare_files.get(path) == jobs[path])
         # The paths whose key the spare does not hold, found in C (an edit's: a few dozen of 82,000).
         differs = itertools.compress(jobs, map(operator.ne, map(spare_files.get, jobs), jobs.values()))
         for path in differs:

@@ -1525,3 +1525,21 @@ def test_the_same_code_installed_again_keeps_every_cache(example_copy):
         rendering_code_stamp.cache_clear()
     assert 0 < report.rendered < report.pages // 3  # the pages that show the record (63 of 222)
     assert read_tree(example_copy / "site") == read_tree_of_clean_build(example_copy)
+
+
+def test_an_edit_undone_says_the_pages_it_changed(example_copy):
+    """An edit undone right after its build: the spare tree (the build before last) holds every page
+    as it is to be, so nothing is written, and the summary still says how many pages changed."""
+    config = load_config(example_copy, {})
+    build(config)
+    record = example_copy / "content/autoimmunity/36109639.yaml"
+    original = record.read_text()
+    record.write_text(original.replace("refractory systemic lupus", "refractory lupus"))
+    edited = build(config)
+    assert edited.written > 0 and edited.kept == 0 and "changed" not in edited.summary()
+    record.write_text(original)
+    undone = build(config)
+    assert undone.written == 0 and undone.kept == edited.written
+    assert f"({edited.written:,} changed: 0 written, {edited.written:,} already made by the build before last" \
+        in undone.summary()
+    assert read_tree(example_copy / "site") == read_tree_of_clean_build(example_copy)
