@@ -29,7 +29,8 @@ from generator.config import SiteConfig
 from generator.errors import DigestError, Problem
 from generator.input_check import CheckedInputs, InputCheck, InputDigests, file_digest
 from generator.link import Digest, LinkState, SimilarLists, build_taxonomies, link_articles
-from generator.load import LoadState, collect_frozen_garbage, collector_paused, freeze_for_good, load_articles
+from generator.load import (LoadState, collect_frozen_garbage, collector_paused, freeze_for_good, load_articles,
+                            read_back_deferred)
 from generator.render import (AGGREGATES, PageJob, PlanMemoFile, Renderer, article_keys,
                              citation_keys_of, export_frame, export_item, exports_key, fingerprint,
                              forget_digest_memos, forget_entries_made, join_export, keep_compiled_templates,
@@ -1581,6 +1582,7 @@ def render_into(tree, renderer: Renderer, jobs_to_render: list[PageJob], workers
             chunks = [ordered[i: i + size] for i in range(0, len(ordered), size)]
             done = 0
             renderer.rendered_in_workers = True  # what they made for reuse stays with them (see warm_up)
+            read_back_deferred(renderer.digest.articles)  # once here, not in each worker
             with ForkedWorkers(_render_chunk, chunks, workers) as pool:
                 for (problems, fragments, count), chunk in zip(pool.in_order(), chunks):
                     if problems:

@@ -393,3 +393,33 @@ def _stated(check, config) -> dict:
     stats: dict = {}
     check.fingerprint(config, stats)
     return stats
+
+
+def test_articles_read_back_from_the_cache_file_are_the_articles_parsed(digest):
+    """A new process reads an article's authors, abstract, MeSH headings (the deferred fields) from
+    the cache file only when something asks for them; asked or not yet, each article equals,
+    hashes, prints, pickles and copies as the article parsed from its files."""
+    import dataclasses
+    import pickle
+
+    from generator.model import Article
+
+    config = load_config(digest, {})
+    fresh = load_articles(config.content_path, config.root).articles
+    cache = digest / ".digest-cache" / "records.pickle"
+    load_articles(config.content_path, config.root, state=LoadState(cache))  # saves the cache file
+
+    def read_back() -> tuple:  # (a new state each time: nothing read back yet)
+        return load_articles(config.content_path, config.root, state=LoadState(cache)).articles
+
+    assert all(a == b for a, b in zip(read_back(), fresh)) and len(read_back()) == len(fresh)
+    assert all(b == a for a, b in zip(read_back(), fresh))
+    assert [hash(a) for a in read_back()] == [hash(b) for b in fresh]
+    assert [repr(a) for a in read_back()] == [repr(b) for b in fresh]
+    copies = [pickle.loads(pickle.dumps(a)) for a in read_back()]
+    assert copies == list(fresh) and {type(a) for a in copies} == {Article}
+    assert [(a.authors, a.abstract, a.mesh_terms, a.history) for a in read_back()] == \
+        [(b.authors, b.abstract, b.mesh_terms, b.history) for b in fresh]
+    assert [dataclasses.replace(a, title="Retitled") for a in read_back()] == \
+        [dataclasses.replace(b, title="Retitled") for b in fresh]
+    assert [dataclasses.asdict(a) for a in read_back()] == [dataclasses.asdict(b) for b in fresh]
