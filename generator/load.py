@@ -931,7 +931,9 @@ class LoadState:
                 return
             groups: dict[tuple, _Merged] = {}
             for blob in blobs:
-                saved_groups, deferred = pickle.loads(blob)
+                saved_groups, deferred, check = pickle.loads(blob)
+                if zlib.crc32(deferred) != check:  # read only when used: damage found now, not then
+                    raise ValueError("a damaged shard")
                 shard = _DeferredFields(deferred)
                 for group, saved in saved_groups.items():
                     groups[group] = _Merged.from_saved(saved, shard)
@@ -956,9 +958,9 @@ class LoadState:
             for number, blob in enumerate(self._blobs):
                 if blob is None:
                     saved_groups, deferred = shards[number]
-                    self._blobs[number] = pickle.dumps(
-                        (saved_groups, pickle.dumps(deferred, protocol=pickle.HIGHEST_PROTOCOL)),
-                        protocol=pickle.HIGHEST_PROTOCOL)
+                    data = pickle.dumps(deferred, protocol=pickle.HIGHEST_PROTOCOL)
+                    self._blobs[number] = pickle.dumps((saved_groups, data, zlib.crc32(data)),
+                                                       protocol=pickle.HIGHEST_PROTOCOL)
             files = {shown: entry.saved() for shown, entry in self._files.items()}
             self.cache_file.parent.mkdir(parents=True, exist_ok=True)
             with open(temporary, "wb") as stream:

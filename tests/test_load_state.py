@@ -133,6 +133,26 @@ def test_a_damaged_cache_changes_nothing(digest, damage):
     assert everything(digest) == expected
 
 
+def test_damaged_deferred_fields_are_found_when_the_cache_file_is_read(digest):
+    """The fields a new process reads back only when used (authors, abstracts...) are checked when
+    the cache file is read: a damaged shard costs the work of reading the records again, never a
+    failure half-way through a build."""
+    import pickle
+
+    cache = digest / ".digest-cache"
+    expected = everything(digest, LoadState(cache / "records.pickle"), LinkState(cache / "links.pickle"))
+    stamp, roots, files, blobs = pickle.loads((cache / "records.pickle").read_bytes())
+    damaged = []
+    for blob in blobs:
+        saved_groups, deferred, check = pickle.loads(blob)
+        if saved_groups:  # one byte of its pickled fields changed, the rest of the file intact
+            deferred = deferred[:len(deferred) // 2] + bytes([deferred[len(deferred) // 2] ^ 0xFF]) + \
+                deferred[len(deferred) // 2 + 1:]
+        damaged.append(pickle.dumps((saved_groups, deferred, check)))
+    (cache / "records.pickle").write_bytes(pickle.dumps((stamp, roots, files, damaged)))
+    assert everything(digest, LoadState(cache / "records.pickle"), LinkState(cache / "links.pickle")) == expected
+
+
 def test_a_new_process_takes_the_taxonomies_from_the_cache_while_every_article_files_under_the_same_names(
         digest, monkeypatch):
     import generator.link as link_module
