@@ -1248,7 +1248,6 @@ class _DeferredFields:
         data, articles = self.data, self.articles
         if data is None:
             return
-        self.data, self.articles = None, []
         with collector_paused():
             found = pickle.loads(data)
         for article, values in zip(articles, found):
@@ -1256,6 +1255,7 @@ class _DeferredFields:
                 state = article.__dict__
                 state.update(zip(_DEFERRED_FIELDS, values))
                 state.pop(_SHARD, None)
+        self.data, self.articles = None, []  # (last: another thread asking meanwhile reads them back too)
 
 
 class _Deferred:

@@ -36,7 +36,7 @@ from generator.cache_files import Journal, load_pickle, save_pickle
 from generator.config import SiteConfig
 from generator.errors import DigestError, Problem
 from generator.link import Digest, article_terms, linked_fields, split_scores
-from generator.load import replaced_positions
+from generator.load import read_back_deferred, replaced_positions
 from generator.graph import articles_per_year, build_map, map_graph, primary_topics
 from generator.graph import forget_digest_memos as forget_graph_memos
 from generator.markup import inline_html, markdown_notes, markdown_text, plain_text, render_notes, safe_url, summary
@@ -972,6 +972,7 @@ def _derived_keys(articles: list[Article]) -> list[tuple[str, ...]]:
     if workers < 2:
         return _derived_share(articles)
     half = len(articles) // 2
+    read_back_deferred(articles)  # (the worker's half too: this process renders them later)
     _DERIVING = articles
     try:
         mine, theirs = map_with_workers(_derived_range, [(0, half)], [(half, len(articles))], 1)
