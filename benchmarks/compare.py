@@ -22,6 +22,7 @@ another run of this script, are slowed, and not evenly: in one run the head's to
 (44 s of CPU) and the base's 14.0-15.9 s (27 s) for a change that made no difference in quiet
 runs (13.3-15.3 s against 13.7-14.2 s, 5.3-6.0 s of system time each). A side whose system time
 stands out measured the file system: wait and run again.
+With `--search` the digests have search on (Pagefind must be installed: `pip install 'pagefind[bin]'`).
 With `--daemon` every build is a `digest build --daemon` client of its commit's own daemon (the
 warm process of `digest serve` and the daemon); the daemons are stopped at the end.
 """
@@ -62,7 +63,8 @@ class Run(NamedTuple):
 class Side:
     """One commit: its worktree and its copy of the digest, and what its builds measured."""
 
-    def __init__(self, label: str, commit: str, work: Path, corpus: Path, daemon: bool = False):
+    def __init__(self, label: str, commit: str, work: Path, corpus: Path, daemon: bool = False,
+                 search: bool = False):
         self.label, self.commit, self.daemon = label, commit, daemon
         self.code = work / f"code-{label}"
         self.digest = work / f"digest-{label}"
@@ -71,7 +73,7 @@ class Side:
         if not (self.digest / "content").is_dir():
             shutil.copytree(corpus / "medline", self.digest / "content")
         (self.digest / "digest.yaml").write_text("title: Benchmark\nbase_url: https://example.org/digest/\n"
-                                                 "search: false\n")
+                                                 + ("" if search else "search: false\n"))
         self.results: dict[str, list[Run]] = {}  # per scenario, each build's
 
     def build(self, scenario: str | None) -> Run:
@@ -209,6 +211,8 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/digest-bench"))
     parser.add_argument("--keep", action="store_true", help="keep the two digests (their sites and caches)")
     parser.add_argument("--daemon", action="store_true", help="build through each commit's daemon")
+    parser.add_argument("--search", action="store_true",
+                        help="with search on, the default (Pagefind indexes what each build changed)")
     parser.add_argument("--drop-caches", action="store_true",
                         help="empty the kernel's caches before each cold build, so that it reads its files from "
                              "the disk (Linux, as root)")
@@ -221,7 +225,7 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     corpus = bench.make_corpus(args.size, args.work)
     trash = bench.Trash(work / "trash", delete_now=False)
-    sides = [Side(label, commit, work, corpus, args.daemon) for label, commit in zip(("base", "head"), commits)]
+    sides = [Side(label, commit, work, corpus, args.daemon, args.search) for label, commit in zip(("base", "head"), commits)]
     try:
         compare(sides, args.cold, args.edits, trash, args.seed if args.seed is not None else time.time_ns(),
                 args.drop_caches, args.retitles, args.edit_after)
