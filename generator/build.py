@@ -24,7 +24,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Callable, Iterator, Mapping, NamedTuple, Protocol, Sequence
 
-from generator.cache_files import CACHE_DIR, RACY_NS, JournaledDict, load_pickle, save_pickle
+from generator.cache_files import CACHE_DIR, RACY_NS, JournaledDict, bytes_digest, load_pickle, save_pickle
 from generator.config import SiteConfig
 from generator.errors import DigestError, Problem
 from generator.input_check import CheckedInputs, InputCheck, InputDigests, file_digest
@@ -139,7 +139,7 @@ def _last_digests(config: SiteConfig, saved: dict[str, Any]) -> InputDigests | N
             data = stream.read()
     except OSError:
         return None
-    if hashlib.blake2b(data, digest_size=16).hexdigest() != token:
+    if bytes_digest(data) != token:
         return None  # another build's (one that failed to write its record)
     digests = InputDigests.from_bytes(data)
     if digests is not None:
@@ -196,7 +196,7 @@ def _write_inputs_record(config: SiteConfig, record: dict[str, Any], digests: In
             token = seen[0]
         else:
             data = digests.to_bytes()
-            token = hashlib.blake2b(data, digest_size=16).hexdigest()
+            token = bytes_digest(data)
             with open(path, "wb") as stream:
                 stream.write(data)
             _DIGESTS_SEEN[path] = (token, digests)

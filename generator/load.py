@@ -1224,8 +1224,7 @@ class _Interner:
 
 def _with_id(article: Article, article_id: str) -> Article:
     """Return a copy of a frozen article with another id (what `dataclasses.replace` makes, faster)."""
-    copy = object.__new__(Article)
-    copy.__dict__.update(zip(_ARTICLE_FIELDS, _ARTICLE_VALUES(article)))  # (a cached one's deferred fields too)
+    copy = _article_of(_ARTICLE_VALUES(article))  # (a cached one's deferred fields too)
     copy.__dict__["id"] = article_id
     return copy
 
@@ -1300,6 +1299,7 @@ for _name in _DEFERRED_FIELDS:
 
 
 def _article_of(values: tuple) -> Article:
+    """Return Article(*values), without the frozen dataclass's 45 `object.__setattr__` calls."""
     article = object.__new__(Article)
     article.__dict__.update(zip(_ARTICLE_FIELDS, values))
     return article
