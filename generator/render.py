@@ -1081,11 +1081,17 @@ class _KeyMemo:
         self.item_changes: list[set[str]] = []  # `changed_items` of the last plans, the newest last
         self.owner_print = ""  # set by `load`: the fingerprint of the owner of the stored entries
         self.generation = 0  # counts the plans and the other changes of `entries`
+        # What changed in `entries` since the last `snapshot` (see `changes`): the names put, and
+        # the names dropped; None when that is not known (every entry is then compared).
+        self.put_names: dict[tuple, None] | None = None
+        self.gone_names: list[tuple] = []
+        self._hashed: tuple[tuple, HashedInputs] | None = None  # the last inputs `get` hashed, and their key
 
     def start(self, owner: tuple, items: dict[str, str], contents: dict[str, str]) -> None:
         if owner != self.owner and not (self.owner_print and self.owner_print == _owner_print(owner)):
             self.entries = {}
             self.generation += 1
+            self.put_names = None
         self.owner_print = ""
         self.changed_items = {i for i, key in items.items() if self.items.get(i) != key}
         self.plans += 1
@@ -1125,8 +1131,11 @@ class _KeyMemo:
                     entries.update((name, last[name]) for name in names if name in last)
                 entries.update(used)
             used = entries
+        if self.put_names is not None and used is not self.entries:
+            self.gone_names.extend(name for name in self.entries if name not in used)
         self.entries, self.used, self.kept = used, {}, []
         self.generation += 1
+        self._hashed = None
 
     def get(self, name: tuple, inputs: tuple, listed: Sequence[str] = (), contents: Sequence[str] = ()) -> Any:
         """Return what was made for `name` from equal `inputs` last time (None if nothing), unless
@@ -1137,9 +1146,14 @@ class _KeyMemo:
         known = entry[0]
         if known.__class__ is HashedInputs:
             if known.inputs is None or known.inputs != inputs:  # (by identity first: the last plan's objects)
-                if known.key != value_key(inputs):
+                key = value_key(inputs)
+                if known.key != key:
+                    hashed = HashedInputs(key)
+                    hashed.inputs = inputs
+                    self._hashed = (inputs, hashed)  # what `put` keeps of these inputs, hashed once
                     return None
                 known.inputs = inputs
+            self._hashed = (inputs, known)
         elif known != inputs:
             return None
         if not self.changed_items.isdisjoint(listed) or not self.changed_contents.isdisjoint(contents):
@@ -1148,7 +1162,11 @@ class _KeyMemo:
         return entry[1]
 
     def put(self, name: tuple, inputs: tuple, made: Any) -> Any:
-        self.used[name] = (inputs, made)
+        hashed = self._hashed
+        # Inputs `get` just hashed are kept as that key, not hashed again when the memo is saved.
+        self.used[name] = (hashed[1] if hashed is not None and hashed[0] is inputs else inputs, made)
+        if self.put_names is not None:
+            self.put_names[name] = None
         return made
 
     def last(self, name: tuple) -> Any:
@@ -1164,20 +1182,31 @@ class _KeyMemo:
 
     def snapshot(self) -> tuple:
         """Return what `changes` compares with: the last plan's dicts (each plan makes new `items`
-        and `contents`; `entries` may be updated in place, so a copy)."""
-        return _owner_print(self.owner) if self.owner else self.owner_print, self.items, self.contents, dict(self.entries)
+        and `contents`; `entries` may be updated in place, so a copy), and from now on, the names
+        of the entries put and dropped."""
+        self.put_names, self.gone_names = {}, []
+        return (_owner_print(self.owner) if self.owner else self.owner_print, self.items, self.contents,
+                dict(self.entries), self.put_names)
 
     def changes(self, snapshot: tuple) -> dict[str, Any]:
         """Return what changed since `snapshot` as a journal frame (see `PlanMemoFile`). An entry the
-        plan reused is the very tuple it was before; a new one is a new tuple."""
-        owner, items, contents, entries = snapshot
+        plan reused is the very tuple it was before; a new one is a new tuple. Only the entries put
+        since are looked at while the memo knows them (comparing all 42,000 entries at 10,000
+        articles took 0.04 s an edit)."""
+        owner, items, contents, entries, put_names = snapshot
+        if put_names is not None and put_names is self.put_names:
+            names: Iterable[tuple] = [name for name in put_names if name in self.entries]
+            gone = [name for name in self.gone_names if name not in self.entries]
+        else:
+            names, gone = self.entries, [name for name in entries if name not in self.entries]
+        current = self.entries
         return {"owner": owner,
                 "items": {i: key for i, key in self.items.items() if items.get(i) != key},
                 "contents": {i: key for i, key in self.contents.items() if contents.get(i) != key},
                 "gone_ids": [i for i in items if i not in self.items],
-                "entries": {name: _compact_entry(name, entry) for name, entry in self.entries.items()
-                            if entries.get(name) is not entry and name[0] != "sitemap"},
-                "gone": [name for name in entries if name not in self.entries]}
+                "entries": {name: _compact_entry(name, current[name]) for name in names
+                            if entries.get(name) is not current[name] and name[0] != "sitemap"},
+                "gone": gone}
 
     def restore(self, stored: dict[str, Any]) -> None:
         """Take the entries `stored` gave, unless this process has its own (`digest serve`). They are
@@ -1197,6 +1226,7 @@ class _KeyMemo:
             return
         self.owner_print, self.items, self.contents, self.entries = owner_print, items, contents, entries
         self.generation += 1
+        self.put_names = None
 
 
 _ITEM_CHANGES_KEPT = 32  # plans whose changed listing keys the memo remembers (a listing older is made again)

@@ -667,6 +667,45 @@ def test_a_new_process_makes_again_only_the_plan_entries_an_edit_touches(example
     assert read_tree(example_copy / "site") == read_tree_of_clean_build(example_copy)
 
 
+def test_the_plan_journal_holds_what_comparing_every_entry_finds(example_copy, monkeypatch):
+    """A new process appends to the plan's journal the entries its plan put and the ones it dropped,
+    without comparing all of them with the last plan's: the frame must be the one that comparison
+    gives, after edits, a record removed and a record added back."""
+    from generator import render
+
+    real_changes = render._KeyMemo.changes
+    frames: list[tuple[dict, dict]] = []
+
+    def both_ways(self, snapshot):
+        tracked = real_changes(self, snapshot)
+        frames.append((tracked, real_changes(self, (*snapshot[:4], None))))  # None: compare every entry
+        return tracked
+
+    def comparable(frame: dict) -> dict:
+        return {**frame, "entries": {name: pickle.dumps(entry) for name, entry in frame["entries"].items()},
+                "gone": sorted(frame["gone"])}
+
+    monkeypatch.setattr(render._KeyMemo, "changes", both_ways)
+    config = load_config(example_copy, {})
+    build(config)
+    record = example_copy / "content/autoimmunity/36109639.yaml"
+    original = record.read_text()
+    steps = [lambda: record.write_text(original.replace("refractory systemic lupus", "refractory lupus")),
+             lambda: record.write_text(original.replace("refractory systemic lupus", "refractory SLE")),
+             record.unlink,
+             lambda: record.write_text(original)]
+    for step in steps:
+        step()
+        render.forget_digest_memos()  # as a new process starts
+        build(config)
+    assert len(frames) == len(steps)
+    for tracked, compared in frames:
+        assert comparable(tracked) == comparable(compared)
+    assert all(tracked["entries"] for tracked, _ in frames)
+    assert frames[2][0]["gone"] and ("article", "36109639") in frames[2][0]["gone"]  # the record removed
+    assert read_tree(example_copy / "site") == read_tree_of_clean_build(example_copy)
+
+
 def test_journal_frames_of_another_base_or_out_of_order_are_not_applied(example_copy, monkeypatch):
     """A frame holds changes since the state before it: one left from an older base (a build killed
     between writing a base and removing the journal) or written by a second build that started from
