@@ -1732,23 +1732,33 @@ def exports_key(theme_key: str, records: str) -> str:
 
 
 def article_jobs(article_id: str, page_key: str, cite_key: str) -> tuple[PageJob, ...]:
-    """Return an article's page, Markdown page and citation files, with their keys."""
+    """Return an article's page, Markdown page and citation files, with their keys. (Made for
+    every article by a new process's plan, from the cache folder: the jobs are made as tuples,
+    without the named tuple's own constructor, a Python call each.)"""
     base, args = urls.article_path(article_id), (article_id,)
-    return (PageJob(urls.output_file(base), "article", page_key, args),
-            PageJob(urls.article_markdown_path(article_id), "article_md", page_key, args),
-            *(PageJob(base + name, name, cite_key, args) for name in exports.CITATION_FILES))
+    return (_new_job(PageJob, (urls.output_file(base), "article", page_key, args)),
+            _new_job(PageJob, (urls.article_markdown_path(article_id), "article_md", page_key, args)),
+            *[_new_job(PageJob, (base + name, name, cite_key, args)) for name in exports.CITATION_FILES])
 
 
 def term_jobs(taxonomy: str, index: int, slug: str, place: tuple[str, str], page_keys: tuple[str, ...],
               feed_key: str | None = None) -> tuple[PageJob, ...]:
     """Return a term's pages (`page_keys`: `listing_page_keys`), which link back to its `place` in
-    the index (`term_index.term_places`), and, with a `feed_key` (a topic), its feed."""
+    the index (`term_index.term_places`), and, with a `feed_key` (a topic), its feed. (Made for
+    31,000 terms by a new process's plan: a term of one page, most of them, without a loop.)"""
     path = urls.term_path(taxonomy, slug)
-    pages = tuple(PageJob(urls.output_file(urls.listing_page_path(path, number)), "term", key,
-                          (taxonomy, index, number, place)) for number, key in enumerate(page_keys, 1))
+    if len(page_keys) == 1:
+        pages: tuple[PageJob, ...] = (_new_job(PageJob, (urls.output_file(path), "term", page_keys[0],
+                                                         (taxonomy, index, 1, place))),)
+    else:
+        pages = tuple([_new_job(PageJob, (urls.output_file(urls.listing_page_path(path, number)), "term", key,
+                                          (taxonomy, index, number, place))) for number, key in enumerate(page_keys, 1)])
     if feed_key is None:
         return pages
-    return (*pages, PageJob(path + "feed.xml", "topic_feed", feed_key, (index,)))
+    return (*pages, _new_job(PageJob, (path + "feed.xml", "topic_feed", feed_key, (index,))))
+
+
+_new_job = tuple.__new__  # PageJob(*fields), as `_new_job(PageJob, fields)`
 
 
 def listing_page_keys(theme_key: str, head: tuple, ids: Sequence[str], item_keys: Any, per_page: int
