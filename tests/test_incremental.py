@@ -642,6 +642,22 @@ def test_a_new_process_starts_from_the_cache_folder_and_builds_the_bytes_of_a_cl
     assert read_tree(example_copy / "site") == read_tree_of_clean_build(example_copy)
 
 
+def test_a_new_process_shows_an_edit_in_the_similar_lists_that_link_to_it(example_copy):
+    """A new process takes each similar list's keys from the cache folder while the list is the
+    same: a list is the same when only what it shows of an article it links to changed (here the
+    journal, which the similarity does not read), and the pages that show it must change all the same."""
+    record = example_copy / "content/autoimmunity/36109639.yaml"
+    linking = example_copy / "site/articles/37147112/index.html"  # (36109639 does not link back)
+    build_in_new_process(example_copy)
+    assert 'href="../../articles/36109639/"' in linking.read_text(encoding="utf-8")
+    for journal in ("Nat Med (Berlin)", "Nat Med"):
+        record.write_text(re.sub(r"(?m)^journal_abbrev: .*$", f"journal_abbrev: {journal}", record.read_text()))
+        build_in_new_process(example_copy)
+        page = linking.read_text(encoding="utf-8")
+        assert ("Nat Med (Berlin)" in page) == (journal != "Nat Med")
+        assert read_tree(example_copy / "site") == read_tree_of_clean_build(example_copy)
+
+
 @pytest.mark.parametrize("hashed_above", [64, 1])
 def test_a_new_process_makes_again_only_the_plan_entries_an_edit_touches(example_copy, monkeypatch, hashed_above):
     """The plan's memo comes back from the cache folder (base file, then the journal each build
