@@ -37,7 +37,7 @@ from generator.config import SiteConfig
 from generator.errors import DigestError, Problem
 from generator.link import Digest, article_terms, linked_fields, split_scores
 from generator.load import read_back_deferred, replaced_positions
-from generator.graph import articles_per_year, build_map, map_graph, primary_topics
+from generator.graph import articles_per_year, build_map, count_lines, map_graph, primary_topics
 from generator.graph import forget_digest_memos as forget_graph_memos
 from generator.markup import inline_html, markdown_notes, markdown_text, plain_text, render_notes, safe_url, summary
 from generator.metadata import page_range, scholarly_json_ld, scholarly_json_ld_text, updated_date
@@ -1726,6 +1726,7 @@ def warm_up(renderer: Renderer) -> None:
         if segment.by_article is None:
             segment.by_article = _positions_by_article(segment.terms)
     primary_topics(digest, ())  # the map's topic counts (0.2 s), which an edit then updates
+    count_lines()  # the map's lines, which an edit then updates
 
 
 def _positions_by_article(terms: Sequence[Any]) -> dict[str, list[int]]:

@@ -154,7 +154,10 @@ def test_the_map_topics_kept_between_builds_are_those_counted_from_scratch(data)
 @settings(max_examples=60, deadline=None)
 @given(st.data())
 def test_the_map_graph_kept_between_builds_is_the_graph_counted_from_scratch(data):
+    """A process's first answer is made from all the lists; a session's (`count_lines` after its
+    first build) then counts only the lists an edit changed: both must be the graph from scratch."""
     count = data.draw(st.integers(2, 14))
+    session = data.draw(st.booleans())
     ids = [f"a{n:02d}" for n in range(count)]
     rng = random.Random(data.draw(st.integers(0, 2**32)))
     max_nodes = data.draw(st.integers(1, count + 1))
@@ -173,6 +176,10 @@ def test_the_map_graph_kept_between_builds_is_the_graph_counted_from_scratch(dat
             digest = SimpleNamespace(articles=[SimpleNamespace(id=i) for i in ids],
                                      similar=SimpleNamespace(entries=dict(lists)), by_id=dict.fromkeys(ids))
             assert graph.map_graph(digest) == reference_map_graph(ids, lists)
+            if session:
+                graph.count_lines()
+                assert graph._GRAPH.counted
+                assert graph.map_graph(digest) == reference_map_graph(ids, lists)
     finally:
         graph._GRAPH, graph.MAX_NODES = old_graph, old_max
 
