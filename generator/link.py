@@ -392,6 +392,12 @@ class LinkState:
             todo = replaced_positions(computed_lists, last_computed)
             if dirty:
                 todo = sorted({*todo, *(n for n, article_id in enumerate(ids) if article_id in dirty)})
+        elif not track:
+            # A process that links once (a new `digest build`) makes each entry, and keeps nothing
+            # for a next link: its targets are what only that would compare (0.03 s at 10,000 articles).
+            self._links, self._sources = {}, readers
+            return {article.id: _merge_entries(article, computed, by_pmid, by_doi)
+                    for article, computed in zip(articles, computed_lists)}
         else:
             kept, similar, todo = {}, {}, range(len(ids))
         for position in todo:
