@@ -119,6 +119,9 @@ class Digest:
     backlinks: Mapping[str, tuple[str, ...]]
     taxonomies: Mapping[str, tuple[Term, ...]]
     term_slugs: Mapping[tuple[str, str], str]  # (taxonomy, name as written) -> slug
+    # A key of what every taxonomy's terms are made from (each article's id and names, in order):
+    # equal keys, equal terms. Empty when the linker did not work it out.
+    terms_key: bytes = b""
 
     def term_slug(self, taxonomy: str, name: str) -> str | None:
         return self.term_slugs.get((taxonomy, name))
@@ -248,12 +251,14 @@ class LinkState:
         # that the plan's keys are kept by (its first edit would otherwise make them: 2 s at 10,000).
         first_of_many = self.builds_again and not self._lists_in_order[0]
         output = self._output_for(key, by_id) if key and not first_of_many else None
+        terms_key = b""
         if output is None:
             compute = similarity is not None and similarity.count > 0
             neighbours = self._compute_neighbours(articles, similarity, prints) if compute else {}
             similar = self._similar_entries(articles, neighbours, by_id, by_pmid, by_doi)
             backlinks = self._backlinks_of(articles, similar)
             terms, slugs = self._taxonomies(articles, taxonomies, prints)
+            terms_key = self._last_terms[0]  # (the key `_taxonomies` made them for)
             output = (similar, backlinks, terms, slugs)
             if key:
                 self._output_key, self._output = key, output
@@ -267,6 +272,7 @@ class LinkState:
             backlinks=MappingProxyType(backlinks),
             taxonomies=MappingProxyType(terms),
             term_slugs=MappingProxyType(slugs),
+            terms_key=terms_key,
         )
 
     def _lookups(self, articles: Sequence[Article]) -> tuple[dict[str, Article], dict[str, str], dict[str, str]]:
