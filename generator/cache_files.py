@@ -8,12 +8,14 @@ so reading never raises and writing gives up quietly.
 from __future__ import annotations
 
 import hashlib
+import mmap
 import os
 import pickle
+import struct
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 CACHE_DIR = ".digest-cache"  # in the digest folder; deleting it is always safe
 
@@ -57,11 +59,79 @@ def _code_digest(path: Path) -> str:
 _CODE_DIGESTS: dict[str, tuple[tuple[int, int, int, int], str]] = {}
 
 
+_PARTS_MAGIC = b"review-digest parts 1\n"
+_PARTS_COUNTS = struct.Struct("<QQ")  # the pickle's length, the parts'
+_PART_LENGTH = struct.Struct("<Q")
+
+
+def dump_with_parts(value: Any, stream: BinaryIO) -> None:
+    """Pickle `value` to `stream`, each `pickle.PickleBuffer` in it (a part: a shard of the load
+    state, a section of the link state, itself a pickle) written after the pickle as its bytes.
+    `load_with_parts` hands the parts back as views of the one block of memory the file was read
+    into: unpickled from the file's bytes, each part was copied out of them again (40 and 57 MB at
+    10,000 articles, 0.06 s of an edit)."""
+    parts: list[pickle.PickleBuffer] = []
+    head = pickle.dumps(value, protocol=5, buffer_callback=parts.append)
+    raw = [part.raw() for part in parts]
+    stream.write(_PARTS_MAGIC + _PARTS_COUNTS.pack(len(head), len(raw)))
+    stream.write(b"".join(_PART_LENGTH.pack(len(data)) for data in raw))
+    stream.write(head)
+    for data in raw:
+        stream.write(data)
+
+
+def load_with_parts(path: Path) -> Any:
+    """Return what `dump_with_parts` wrote at `path`, its parts as read-only memoryviews. Raises
+    on a missing, short or foreign file (the callers treat any of them as no cache)."""
+    memory = _read_all(path)
+    size, start = len(memory), len(_PARTS_MAGIC)
+    if memory[:start] != _PARTS_MAGIC:
+        raise ValueError(f"{path} is not a file of parts")
+    head_length, count = _PARTS_COUNTS.unpack_from(memory, start)
+    start += _PARTS_COUNTS.size
+    lengths = [_PART_LENGTH.unpack_from(memory, start + n * _PART_LENGTH.size)[0] for n in range(count)]
+    start += count * _PART_LENGTH.size
+    head = memory[start:start + head_length]
+    parts, start = [], start + head_length
+    for length in lengths:
+        parts.append(memory[start:start + length])
+        start += length
+    if start != size:
+        raise ValueError(f"{path} does not end where its parts do")
+    return pickle.loads(head, buffers=parts)
+
+
+def _read_all(path: Path) -> memoryview:
+    """Return a file's bytes (into memory whose pages are made at once: see `_blank_memory`)."""
+    with open(path, "rb", buffering=0) as stream:
+        size = os.fstat(stream.fileno()).st_size
+        memory = memoryview(_blank_memory(size))
+        done = 0
+        while done < size:
+            count = stream.readinto(memory[done:])
+            if not count:
+                raise ValueError(f"{path} is shorter than it was")
+            done += count
+    return memory
+
+
+def _blank_memory(size: int) -> mmap.mmap | bytearray:
+    """Memory for a file's bytes, its pages made at once (Linux: `MAP_POPULATE`): faulted in one by
+    one as the file is copied in, they cost this VM about 1 ms a megabyte."""
+    populate = getattr(mmap, "MAP_POPULATE", 0)
+    if size and populate and hasattr(mmap, "MAP_ANONYMOUS"):
+        try:
+            return mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | populate)
+        except (OSError, ValueError):
+            pass
+    return bytearray(size)
+
+
 def load_pickle(path: Path) -> dict:
     """Return the dict pickled at `path`, or {} when it is missing or not a dict pickle."""
     try:
         with open(path, "rb") as stream:
-            data = pickle.load(stream)
+            data = pickle.load(stream)  # (frame by frame: reading the whole file first costs more)
         return data if isinstance(data, dict) else {}
     except Exception:  # noqa: BLE001 - a missing, stale or corrupt cache only costs the work again
         return {}

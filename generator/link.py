@@ -15,6 +15,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Protocol, Sequence
 
+from generator.cache_files import dump_with_parts, load_with_parts
 from generator.load import collector_paused, replaced_positions, slugify
 from generator.model import Article, Author
 from generator.similarity_settings import SimilarityConfig
@@ -176,7 +177,7 @@ class LinkState:
     It is not thread-safe: builds must not run at the same time.
     """
 
-    VERSION = 4
+    VERSION = 5  # 5: the sections are parts of the file (`cache_files.dump_with_parts`)
 
     def __init__(self, cache_file: Path | None = None, autosave: bool = True, builds_again: bool = False):
         """`builds_again`: the state of a process that builds more than once (serve, the daemon),
@@ -212,7 +213,7 @@ class LinkState:
         # (their key, taxonomies, articles' fingerprints in order, taxonomy -> its memo but the terms).
         self._names_memo: tuple[bytes, tuple[str, ...], tuple[bytes, ...], dict[str, tuple]] | None = None
         self._last_terms: tuple[bytes, dict, dict] = (b"", {}, {})  # as returned, in this process
-        self._blobs: dict[str, bytes] = {}  # section -> its pickle, as in the cache file
+        self._blobs: dict[str, bytes | memoryview] = {}  # section -> its pickle, as in the cache file
         self._changed: set[str] = set()  # sections to pickle again
 
     def link(self, articles: Sequence[Article], similarity: SimilarityConfig | None, taxonomies: Sequence[str],
@@ -236,10 +237,12 @@ class LinkState:
     def drop_pickles(self) -> None:
         """Free the cache file's bytes of each section this state holds unpickled (a process that
         builds again: 50 MB at 10,000 articles); the next save pickles those again."""
-        for name in list(self._blobs):
+        for name, blob in list(self._blobs.items()):
             if getattr(self, f"_{name}") is not None:
                 del self._blobs[name]
                 self._changed.add(name)
+            elif isinstance(blob, memoryview):  # a view of the file's bytes would keep all of them
+                self._blobs[name] = bytes(blob)
 
     def _link(self, articles: Sequence[Article], similarity: SimilarityConfig | None, taxonomies: tuple[str, ...],
               fingerprints: Fingerprints | None) -> Digest:
@@ -578,8 +581,7 @@ class LinkState:
 
     def _read_cache(self) -> None:
         try:
-            with open(self.cache_file, "rb") as stream:  # type: ignore[arg-type]
-                stamp, neighbours_key, output_key, blobs = pickle.load(stream)
+            stamp, neighbours_key, output_key, blobs = load_with_parts(self.cache_file)  # type: ignore[arg-type]
             if stamp != (self.VERSION, _code_stamp()):
                 return
             self._neighbours_key, self._output_key, self._blobs = neighbours_key, output_key, dict(blobs)
@@ -602,9 +604,9 @@ class LinkState:
                 self._blobs[name] = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
             self._changed.clear()
             self.cache_file.parent.mkdir(parents=True, exist_ok=True)
+            parts = {name: pickle.PickleBuffer(blob) for name, blob in self._blobs.items()}
             with open(temporary, "wb") as stream:
-                pickle.dump(((self.VERSION, _code_stamp()), self._neighbours_key, self._output_key, self._blobs),
-                            stream, protocol=pickle.HIGHEST_PROTOCOL)
+                dump_with_parts(((self.VERSION, _code_stamp()), self._neighbours_key, self._output_key, parts), stream)
             os.replace(temporary, self.cache_file)
         except Exception:  # noqa: BLE001 - the cache is an optimisation; the next build does the work
             self._changed.clear()

@@ -32,7 +32,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
-from generator.cache_files import RACY_NS, bytes_digest, files_stamp
+from generator.cache_files import RACY_NS, bytes_digest, dump_with_parts, files_stamp, load_with_parts
 from generator.errors import DigestError, Problem, ReaderError
 from generator.fields import coerce_native, is_safe_id
 from generator import model as model_module
@@ -565,7 +565,9 @@ class LoadState:
     It is not thread-safe: builds must not run at the same time.
     """
 
-    VERSION = 4  # 4: each shard's deferred article fields apart (3: merged articles and file signatures)
+    # 5: a shard's groups and deferred fields are parts of the file (`cache_files.dump_with_parts`);
+    # 4: each shard's deferred article fields apart (3: merged articles and file signatures)
+    VERSION = 5
 
     def __init__(self, cache_file: Path | None = None, autosave: bool = True):
         self.cache_file = cache_file
@@ -575,7 +577,8 @@ class LoadState:
         self._order: tuple[list[tuple], list[int]] = ([], [])  # the last sort keys, their permutation
         self._roots: tuple[str, str] | None = None
         self._cache_read = cache_file is None
-        self._blobs: list[bytes | None] = [None] * _SHARDS  # pickled shards as last saved
+        # Each shard as last saved: its groups pickled, its deferred fields pickled, their CRC-32.
+        self._blobs: list[tuple[Any, Any, int] | None] = [None] * _SHARDS
         self._saved_files = False  # whether the cache file holds `_files` as they are
         self._last: tuple | None = None  # (inputs, result) of the last build, see `_load`
         self._id_plan: IdPlan | None = None  # the last build's ids (see `_claim`), in this process
@@ -925,17 +928,15 @@ class LoadState:
 
     def _read_cache(self) -> None:
         try:
-            with open(self.cache_file, "rb") as stream:  # type: ignore[arg-type]
-                stamp, roots, files, blobs = pickle.load(stream)
+            stamp, roots, files, blobs = load_with_parts(self.cache_file)  # type: ignore[arg-type]
             if stamp != (self.VERSION, _code_stamp()) or roots != self._roots or len(blobs) != _SHARDS:
                 return
             groups: dict[tuple, _Merged] = {}
-            for blob in blobs:
-                saved_groups, deferred, check = pickle.loads(blob)
+            for pickled_groups, deferred, check in blobs:
                 if zlib.crc32(deferred) != check:  # read only when used: damage found now, not then
                     raise ValueError("a damaged shard")
                 shard = _DeferredFields(deferred)
-                for group, saved in saved_groups.items():
+                for group, saved in pickle.loads(pickled_groups).items():
                     groups[group] = _Merged.from_saved(saved, shard)
             self._files = {shown: _FileEntry(*saved) for shown, saved in files.items()}
             self._groups, self._blobs, self._saved_files = groups, list(blobs), True
@@ -959,13 +960,14 @@ class LoadState:
                 if blob is None:
                     saved_groups, deferred = shards[number]
                     data = pickle.dumps(deferred, protocol=pickle.HIGHEST_PROTOCOL)
-                    self._blobs[number] = pickle.dumps((saved_groups, data, zlib.crc32(data)),
-                                                       protocol=pickle.HIGHEST_PROTOCOL)
+                    self._blobs[number] = (pickle.dumps(saved_groups, protocol=pickle.HIGHEST_PROTOCOL), data,
+                                           zlib.crc32(data))
             files = {shown: entry.saved() for shown, entry in self._files.items()}
+            parts = [(pickle.PickleBuffer(groups), pickle.PickleBuffer(data), check)
+                     for groups, data, check in self._blobs]  # type: ignore[misc]
             self.cache_file.parent.mkdir(parents=True, exist_ok=True)
             with open(temporary, "wb") as stream:
-                pickle.dump(((self.VERSION, _code_stamp()), self._roots, files, self._blobs), stream,
-                            protocol=pickle.HIGHEST_PROTOCOL)
+                dump_with_parts(((self.VERSION, _code_stamp()), self._roots, files, parts), stream)
             os.replace(temporary, self.cache_file)
             self._saved_files = True
         except Exception:  # noqa: BLE001 - the cache is an optimisation; the next build does the work
@@ -1239,8 +1241,8 @@ class _DeferredFields:
 
     __slots__ = ("data", "articles")
 
-    def __init__(self, data: bytes):
-        self.data: bytes | None = data
+    def __init__(self, data: bytes | memoryview):
+        self.data: bytes | memoryview | None = data
         self.articles: list[_CachedArticle | None] = []  # in the order of the values in `data`
 
     def read_back(self) -> None:

@@ -1,17 +1,20 @@
 """The cache folder's journaled dict (fragments): what a build appends, the next process reads; a
 journal cut short or damaged loses only what follows the damage, never gives a wrong entry. The
-code stamps that tell a cache made by other code."""
+code stamps that tell a cache made by other code. Files of parts (the load and link states)."""
 
 from __future__ import annotations
 
 import os
+import pickle
 import time
 from pathlib import Path
+
+import pytest
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from generator.cache_files import JournaledDict, files_stamp
+from generator.cache_files import JournaledDict, dump_with_parts, files_stamp, load_with_parts
 
 
 def test_entries_added_by_each_build_are_appended_and_read_back(tmp_path: Path):
@@ -117,3 +120,26 @@ def test_a_code_stamp_goes_by_the_bytes_not_the_times(tmp_path: Path):
     os.utime(code, ns=(then + 10**9, then + 10**9))  # (its change time moved: the kernel sets it)
     assert files_stamp([code])[0] != first[0]
     assert files_stamp([code])[0][0] == "render.py"
+
+
+@settings(max_examples=60, deadline=None)
+@given(parts=st.lists(st.binary(max_size=300), max_size=6), extra=st.dictionaries(st.text(max_size=5), st.integers()),
+       cut=st.integers(min_value=0, max_value=10_000))
+def test_a_file_of_parts_gives_back_its_parts_as_read_only_views_and_a_cut_file_is_refused(
+        tmp_path_factory, parts, extra, cut):
+    """The load and link states keep their pickled shards and sections as parts after one pickle:
+    read back, each is a view of the bytes it was (never to be written through), and a file cut
+    short, or not of parts at all, is refused as a whole (the state then reads everything again)."""
+    path = tmp_path_factory.mktemp("parts") / "state.pickle"
+    with open(path, "wb") as stream:
+        dump_with_parts((extra, [pickle.PickleBuffer(part) for part in parts], "end"), stream)
+    read_extra, views, end = load_with_parts(path)
+    assert (read_extra, [bytes(view) for view in views], end) == (extra, parts, "end")
+    assert all(isinstance(view, memoryview) and view.readonly for view in views)
+    data = path.read_bytes()
+    path.write_bytes(data[:cut % len(data)])
+    with pytest.raises(Exception):
+        load_with_parts(path)
+    path.write_bytes(pickle.dumps((extra, parts, "end")))  # a plain pickle, as an older version wrote
+    with pytest.raises(ValueError):
+        load_with_parts(path)

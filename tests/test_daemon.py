@@ -4,7 +4,6 @@ same way, and goes away when it should (stop, idle, other code, cache folder del
 from __future__ import annotations
 
 import os
-import pickle
 import platform
 import shutil
 import subprocess
@@ -17,6 +16,7 @@ import pytest
 
 from generator import daemon
 from generator.build import build
+from generator.cache_files import load_with_parts
 from generator.cli import main
 from generator.config import load_config
 from tests.conftest import REPO, read_tree
@@ -374,8 +374,7 @@ def test_a_session_drops_its_states_cache_bytes_and_still_saves_them_whole(diges
     assert not any(session.load_state._blobs) and links._blobs.keys() <= {"slugs", "terms", "names_digests", "names_memo"}
     assert all(getattr(links, f"_{name}") is None for name in links._blobs) and links._output is not None
     save_session(session)  # (as when the daemon ends)
-    with open(digest_root / ".digest-cache/links.pickle", "rb") as stream:
-        saved_sections = pickle.load(stream)[3]
+    saved_sections = load_with_parts(digest_root / ".digest-cache/links.pickle")[3]
     assert {"digests", "index", "output"} <= saved_sections.keys()  # what the next process links from
     other = digest_root / "content/autoimmunity/37353278.yaml"
     other.write_text(other.read_text().replace("myasthenia gravis (MG-001)", "MG (MG-001)"))

@@ -139,17 +139,20 @@ def test_damaged_deferred_fields_are_found_when_the_cache_file_is_read(digest):
     failure half-way through a build."""
     import pickle
 
+    from generator.cache_files import dump_with_parts, load_with_parts
+
     cache = digest / ".digest-cache"
     expected = everything(digest, LoadState(cache / "records.pickle"), LinkState(cache / "links.pickle"))
-    stamp, roots, files, blobs = pickle.loads((cache / "records.pickle").read_bytes())
+    stamp, roots, files, blobs = load_with_parts(cache / "records.pickle")
     damaged = []
-    for blob in blobs:
-        saved_groups, deferred, check = pickle.loads(blob)
-        if saved_groups:  # one byte of its pickled fields changed, the rest of the file intact
+    for groups, deferred, check in blobs:
+        deferred = bytes(deferred)
+        if pickle.loads(groups):  # one byte of its pickled fields changed, the rest of the file intact
             deferred = deferred[:len(deferred) // 2] + bytes([deferred[len(deferred) // 2] ^ 0xFF]) + \
                 deferred[len(deferred) // 2 + 1:]
-        damaged.append(pickle.dumps((saved_groups, deferred, check)))
-    (cache / "records.pickle").write_bytes(pickle.dumps((stamp, roots, files, damaged)))
+        damaged.append((pickle.PickleBuffer(groups), pickle.PickleBuffer(deferred), check))
+    with open(cache / "records.pickle", "wb") as stream:
+        dump_with_parts((stamp, roots, files, damaged), stream)
     assert everything(digest, LoadState(cache / "records.pickle"), LinkState(cache / "links.pickle")) == expected
 
 
