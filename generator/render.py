@@ -1048,24 +1048,24 @@ def _similar_keys(digest: Digest, with_score: bool, keys: dict[str, ArticleKeys]
         found = dict(last_found)
         for n in replaced_positions(lists, last_lists):
             found[ids[n]] = made_for(lists[n])
-    elif memo is None:
-        kept = dict(zip(last_ids, last_lists))
-        found = {article_id: last_found[article_id] if article_id in kept and kept[article_id] is links
-                 else made_for(links) for article_id, links in zip(ids, lists)}
     else:
         kept = dict(zip(last_ids, last_lists))
-        # A list shows what it links to (`linked`): one linking to an article whose content changed
-        # is made again (the articles that link to one are its backlinks).
-        backlinks = digest.backlinks
-        dirty = {source for target in memo.changed_contents for source in backlinks.get(target, ())}
-        found = {}
-        for article_id, links in zip(ids, lists):
-            if article_id in kept and kept[article_id] is links:
-                found[article_id] = last_found[article_id]
-                continue
-            name, inputs = ("similar", article_id), (links,)
-            made = memo.get(name, inputs) if article_id not in dirty else None
-            found[article_id] = made or memo.put(name, inputs, made_for(links))
+        if memo is None:
+            found = {article_id: last_found[article_id] if article_id in kept and kept[article_id] is links
+                     else made_for(links) for article_id, links in zip(ids, lists)}
+        else:
+            # A list shows what it links to (`linked`): one linking to an article whose content
+            # changed is made again (the articles that link to one are its backlinks).
+            backlinks = digest.backlinks
+            dirty = {source for target in memo.changed_contents for source in backlinks.get(target, ())}
+            found = {}
+            for article_id, links in zip(ids, lists):
+                if article_id in kept and kept[article_id] is links:
+                    found[article_id] = last_found[article_id]
+                    continue
+                name, inputs = ("similar", article_id), (links,)
+                made = memo.get(name, inputs) if article_id not in dirty else None
+                found[article_id] = made or memo.put(name, inputs, made_for(links))
     _SIMILAR_LAST = (ids, lists, found, with_score)
     return found
 
