@@ -579,7 +579,7 @@ def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, prog
         exports_file = config.root / CACHE_DIR / "exports.pickle"
         plan_store = PlanMemoFile(plan_file) if from_files else None
         if plan_store is not None:
-            plan_store.load()
+            plan_store.load(saves=session is None)  # a session keeps its memo in memory
         if (session is None or not _EXPORT_INDEX) and not clean:
             _EXPORT_INDEX.clear()
             _EXPORT_INDEX.update(load_pickle(exports_file))
@@ -593,7 +593,7 @@ def _build(config: SiteConfig, strict: bool, jobs: int | None, clean: bool, prog
             cleanup.callback(search.stop)
         plan = renderer.plan()
         plan_jobs = plan.jobs
-        if plan_store is not None and session is None:  # a session keeps its memo in memory
+        if plan_store is not None and session is None:
             plan_store.save()
         if session is not None:
             session.jobs = plan_jobs  # looked up by path only for a preview's open pages

@@ -1358,8 +1358,10 @@ class PlanMemoFile:
     def damaged(self) -> bool:
         return self.files.damaged
 
-    def load(self) -> None:
-        """Start this process's plans from the files."""
+    def load(self, saves: bool = True) -> None:
+        """Start this process's plans from the files. `saves`: whether this process will `save`,
+        for which the memo then tracks what its plan changes (a session's would grow with every
+        edit, for nothing)."""
         files = self.files
         stored, frames = files.read()
         try:
@@ -1376,7 +1378,7 @@ class PlanMemoFile:
             stored, files.damaged = {}, True  # perhaps half brought forward: not used at all
         if stored and not _KEY_MEMO.entries and not _KEY_MEMO.owner:
             _KEY_MEMO.restore(stored)
-            if _KEY_MEMO.entries:
+            if _KEY_MEMO.entries and saves:
                 self.snapshot = _KEY_MEMO.snapshot()
 
     def save(self) -> None:
